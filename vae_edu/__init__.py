@@ -1,0 +1,38 @@
+"""vae_edu: variational autoencoders from first principles.
+
+One module per concept:
+
+* :mod:`vae_edu.kl`          KL divergences (closed forms and Monte Carlo).
+* :mod:`vae_edu.elbo`        reparameterization, decoder log-likelihoods, ELBO, IWAE bound,
+                             estimators of the evidence log p(x).
+* :mod:`vae_edu.conjugate`   the linear-Gaussian model where log p(x) and p(z|x) are exact.
+* :mod:`vae_edu.data`        the MNIST IDX files shipped with the package.
+* :mod:`vae_edu.models`      the Flax NNX VAE.
+* :mod:`vae_edu.train`       jitted training epochs with optax.
+* :mod:`vae_edu.evaluate`    test ELBO, importance-weighted log-likelihood, active units.
+* :mod:`vae_edu.checkpoints` safe (msgpack) checkpoints.
+* :mod:`vae_edu.widgets`     the update functions behind the notebooks' sliders.
+* :mod:`vae_edu.grading`     autograder checks for the classroom assignments.
+
+Submodules are imported lazily, so ``import vae_edu`` is cheap and
+``vae_edu.kl.kl_diag_gaussians`` works without an explicit ``import vae_edu.kl``.
+"""
+
+import importlib
+
+__version__ = "0.1.0"
+
+_SUBMODULES = (
+    "kl", "elbo", "conjugate", "data", "models", "train", "evaluate", "checkpoints",
+    "widgets", "plots", "grading", "assignments", "pretrained",
+)
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_SUBMODULES))

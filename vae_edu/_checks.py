@@ -1,0 +1,45 @@
+"""Input validation shared by the math modules.
+
+Shapes are static under ``jax.jit``, so these checks run at trace time and cost nothing
+inside compiled code. Each error names the arguments and their shapes, so a student sees
+*which* array is wrong, not a broadcasting traceback from deep inside JAX.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+
+def as_float(x, name: str):
+    """Converts ``x`` to a floating JAX array (keeps float64 if x64 is on), naming it on failure."""
+    try:
+        arr = jnp.asarray(x)
+    except TypeError as err:  # e.g. a string or a ragged list
+        raise TypeError(f"{name} must be array-like, got {type(x).__name__}") from err
+    if not jnp.issubdtype(arr.dtype, jnp.floating):
+        arr = arr.astype(jnp.result_type(float))
+    return arr
+
+
+def broadcast_shape(**arrays) -> tuple[int, ...]:
+    """The broadcast shape of the named arrays, or a ValueError naming every shape."""
+    shapes = {name: tuple(np.shape(a)) for name, a in arrays.items()}
+    try:
+        return tuple(np.broadcast_shapes(*shapes.values()))
+    except ValueError:
+        listed = ", ".join(f"{n} has shape {s}" for n, s in shapes.items())
+        raise ValueError(f"shapes do not broadcast: {listed}") from None
+
+
+def same_shape(a, b, name_a: str, name_b: str) -> None:
+    """Raises a ValueError naming both shapes unless ``a`` and ``b`` have the same shape."""
+    sa, sb = tuple(np.shape(a)), tuple(np.shape(b))
+    if sa != sb:
+        raise ValueError(f"{name_a} has shape {sa} but {name_b} has shape {sb}; they must match")
+
+
+def at_least_1d(x, name: str) -> None:
+    """Raises a ValueError unless ``x`` has a last (event) axis to sum over."""
+    if np.ndim(x) < 1:
+        raise ValueError(f"{name} must have at least one axis (the event axis), got a scalar")

@@ -1,0 +1,497 @@
+"""MNIST from the IDX files shipped with the package: read, verify, scale, binarize, batch.
+
+The MNIST database of handwritten digits (Yann LeCun, Corinna Cortes, Christopher J.C.
+Burges; CC BY-SA 3.0) ships in ``vae_edu/datasets/mnist/`` as the four canonical IDX
+files, gzip-compressed, so nothing here touches the network. See that directory's
+README for provenance, checksums and label counts.
+
+The pipeline a VAE notebook uses::
+
+    train = load_mnist("train")                      # uint8 (60000, 28, 28), read-only
+    probabilities = to_unit_interval(train.images)   # float32 in [0, 1]
+    for index in batch_iterator(key, len(train.labels), 128):
+        x = binarize(batch_key, probabilities[index])  # a fresh {0, 1} draw every epoch
+
+IDX format (http://yann.lecun.com/exdb/mnist/): a big-endian int32 *magic number*
+``0x0000TTNN`` (two zero bytes, a type code ``TT`` such as 0x08 for uint8, the number of
+dimensions ``NN``), then ``NN`` big-endian int32 sizes, then the data in C order.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import math
+import os
+import re
+import zlib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "MNIST_FILES",
+    "MNIST_SHA256",
+    "ChecksumError",
+    "IDXFormatError",
+    "MNISTSplit",
+    "batch_iterator",
+    "binarize",
+    "load_mnist",
+    "num_batches",
+    "read_idx",
+    "to_unit_interval",
+]
+
+#: The directory holding the copy of MNIST that ships with the package.
+SHIPPED_DIRECTORY = Path(__file__).resolve().parent / "datasets" / "mnist"
+
+#: The standard file names (without ``.gz``) of each split: (images, labels).
+MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+#: SHA-256 of the *uncompressed* bytes of the shipped files (as in the shipped README).
+MNIST_SHA256 = {
+    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+
+#: The name of an optional checksum file in a user-supplied directory (``sha256sum`` output).
+SHA256SUMS_NAME = "SHA256SUMS"
+
+# IDX type code -> element type. Multi-byte types are stored big-endian.
+_IDX_DTYPES = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+_GZIP_MAGIC = b"\x1f\x8b"
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+class IDXFormatError(ValueError):
+    """An IDX file (or a pair of them) is malformed: the message names the file and the problem."""
+
+
+class ChecksumError(ValueError):
+    """A file's SHA-256 differs from the expected value: the message names the file and both digests."""
+
+
+class MNISTSplit(NamedTuple):
+    """One split of MNIST (or of a dataset in the same format).
+
+    Attributes:
+      images: (N, 28, 28) uint8 pixel intensities 0..255 (0 = background), read-only.
+      labels: (N,) uint8 class labels (the digit 0..9 for MNIST), read-only.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+
+
+# --------------------------------------------------------------------------------------
+# IDX reading
+# --------------------------------------------------------------------------------------
+
+
+def _read_bytes(path: Path) -> tuple[bytes, bytes]:
+    """(raw file bytes, IDX bytes): the IDX bytes are gunzipped when ``path`` ends in ``.gz``."""
+    raw = path.read_bytes()
+    if path.suffix != ".gz":
+        return raw, raw
+    try:
+        return raw, gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as err:  # BadGzipFile is an OSError
+        raise IDXFormatError(f"{path}: corrupt gzip stream ({err})") from err
+
+
+def _verify_sha256(path: Path, data: bytes, expected: str, what: str) -> None:
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected:
+        raise ChecksumError(
+            f"{path}: checksum mismatch: SHA-256 of the {what} is {actual}, expected "
+            f"{expected}; the file is corrupt or not the one the checksum describes"
+        )
+
+
+def _parse_idx(path: Path, data: bytes) -> np.ndarray:
+    """Parses IDX bytes into a read-only array in native byte order (no Python loops)."""
+    if len(data) < 4:
+        raise IDXFormatError(
+            f"{path}: truncated header: {len(data)} bytes, an IDX file starts with a 4-byte magic number"
+        )
+    magic = int.from_bytes(data[:4], "big")
+    type_code, ndim = data[2], data[3]
+    if data[:2] != b"\x00\x00" or type_code not in _IDX_DTYPES:
+        hint = " (this looks like gzip data: give the file a .gz suffix)" if data[:2] == _GZIP_MAGIC else ""
+        known = ", ".join(f"0x{c:02X} {d.name}" for c, d in _IDX_DTYPES.items())
+        raise IDXFormatError(
+            f"{path}: wrong magic number 0x{magic:08X}{hint}; an IDX magic number is two zero "
+            f"bytes, a type code ({known}) and the number of dimensions"
+        )
+    header_size = 4 + 4 * ndim
+    if len(data) < header_size:
+        raise IDXFormatError(
+            f"{path}: truncated header: magic 0x{magic:08X} announces {ndim} dimensions "
+            f"({header_size} header bytes) but the file has only {len(data)} bytes"
+        )
+    dims = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
+    dtype = _IDX_DTYPES[type_code]
+    needed = math.prod(dims) * dtype.itemsize
+    present = len(data) - header_size
+    if present < needed:
+        raise IDXFormatError(
+            f"{path}: truncated payload: dims {dims} of {dtype.name} need {needed} bytes "
+            f"after the header, only {present} are present"
+        )
+    if present > needed:
+        raise IDXFormatError(
+            f"{path}: dims disagree with the payload size: dims {dims} of {dtype.name} need "
+            f"{needed} bytes after the header but {present} are present "
+            f"({present - needed} trailing bytes)"
+        )
+    array = np.frombuffer(data, dtype=dtype, count=math.prod(dims), offset=header_size).reshape(dims)
+    if dtype.byteorder == ">":
+        array = array.astype(dtype.newbyteorder("="))
+    array.flags.writeable = False
+    return array
+
+
+def read_idx(path: str | os.PathLike, *, sha256: str | None = None) -> np.ndarray:
+    """Reads one IDX file (gzip-compressed if its name ends in ``.gz``) into a numpy array.
+
+    Layout: big-endian int32 magic ``0x0000TTNN`` (type code ``TT``: 0x08 uint8, 0x09 int8,
+    0x0B int16, 0x0C int32, 0x0D float32, 0x0E float64; ``NN`` dimensions), then ``NN``
+    big-endian int32 sizes d_1..d_NN, then exactly d_1 * ... * d_NN elements in C order.
+
+    Args:
+      path: the file.
+      sha256: optional expected SHA-256 (hex) of the *uncompressed* IDX bytes.
+
+    Returns:
+      a read-only array of shape (d_1, ..., d_NN) in native byte order.
+
+    Raises:
+      FileNotFoundError: the file does not exist.
+      IDXFormatError: corrupt gzip stream, wrong magic number, truncated header or payload,
+        dims that disagree with the payload size (the message names the file).
+      ChecksumError: ``sha256`` is given and differs from the file's.
+    """
+    path = Path(path)
+    _, data = _read_bytes(path)
+    if sha256 is not None:
+        _verify_sha256(path, data, _normalize_digest(sha256, "sha256"), "uncompressed bytes")
+    return _parse_idx(path, data)
+
+
+# --------------------------------------------------------------------------------------
+# Checksums for a directory
+# --------------------------------------------------------------------------------------
+
+
+def _normalize_digest(digest: Any, name: str) -> str:
+    text = str(digest).strip().lower()
+    if not _HEX64.fullmatch(text):
+        raise ValueError(f"{name}: {digest!r} is not a SHA-256 digest (64 hexadecimal digits)")
+    return text
+
+
+def _read_sha256sums(path: Path) -> dict[str, str]:
+    """Parses ``sha256sum`` output: lines ``<64 hex digits> <space or *><file name>``."""
+    checksums = {}
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        parts = line.split(maxsplit=1)
+        if len(parts) != 2 or not _HEX64.fullmatch(parts[0].lower()):
+            raise ValueError(f"{path}, line {number}: expected '<sha256 hex>  <file name>', got {line!r}")
+        checksums[Path(parts[1].strip().lstrip("*")).name] = parts[0].lower()
+    return checksums
+
+
+def _checksum_policy(
+    directory: Path, checksums: Mapping[str, str] | None
+) -> tuple[tuple[tuple[str, str], ...] | None, str]:
+    """(hashable checksums or None, where they come from) for a directory; see load_mnist."""
+    if checksums is not None:
+        source = "the checksums= argument"
+    elif directory == SHIPPED_DIRECTORY:
+        checksums, source = MNIST_SHA256, "vae_edu.data.MNIST_SHA256 (the shipped copy)"
+    elif (directory / SHA256SUMS_NAME).is_file():
+        checksums, source = _read_sha256sums(directory / SHA256SUMS_NAME), str(directory / SHA256SUMS_NAME)
+    else:
+        return None, "none (unverified directory)"
+    if not isinstance(checksums, Mapping):
+        raise TypeError(f"checksums must map file names to SHA-256 hex digests, got {type(checksums).__name__}")
+    normalized = {str(n): _normalize_digest(d, f"checksum of {n}") for n, d in checksums.items()}
+    return tuple(sorted(normalized.items())), source
+
+
+# --------------------------------------------------------------------------------------
+# Loading a split
+# --------------------------------------------------------------------------------------
+
+
+def _locate(directory: Path, stem: str, split: str) -> Path:
+    for candidate in (directory / f"{stem}.gz", directory / stem):
+        if candidate.is_file():
+            return candidate
+    expected = ", ".join(f"{images}.gz, {labels}.gz" for images, labels in MNIST_FILES.values())
+    raise FileNotFoundError(
+        f"missing file for the {split!r} split: neither {stem}.gz nor {stem} is in {directory}; "
+        f"an MNIST-format directory holds the four standard files {expected} "
+        f"(gzip-compressed, or uncompressed without the .gz suffix)"
+    )
+
+
+def _read_checked(path: Path, stem: str, checksums: dict[str, str] | None, source: str) -> np.ndarray:
+    raw, data = _read_bytes(path)
+    if checksums is not None:
+        entries = [(stem, data, "uncompressed bytes")]
+        if path.suffix == ".gz":
+            entries.append((path.name, raw, "compressed file"))
+        applicable = [(checksums[name], payload, what) for name, payload, what in entries if name in checksums]
+        if not applicable:
+            raise ChecksumError(f"{path}: no checksum for {stem} (or {stem}.gz) in {source}")
+        for expected, payload, what in applicable:
+            _verify_sha256(path, payload, expected, what)
+    return _parse_idx(path, data)
+
+
+@functools.cache
+def _load_split(
+    directory: Path, split: str, checksums: tuple[tuple[str, str], ...] | None, source: str
+) -> MNISTSplit:
+    """Reads and checks one split; cached so each (directory, split, checksums) is read once."""
+    lookup = dict(checksums) if checksums is not None else None
+    image_stem, label_stem = MNIST_FILES[split]
+    image_path, label_path = _locate(directory, image_stem, split), _locate(directory, label_stem, split)
+    images = _read_checked(image_path, image_stem, lookup, source)
+    labels = _read_checked(label_path, label_stem, lookup, source)
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise IDXFormatError(
+            f"{image_path}: expected (N, 28, 28) uint8 images (magic 0x00000803), "
+            f"got shape {images.shape} of {images.dtype}"
+        )
+    if labels.dtype != np.uint8 or labels.ndim != 1:
+        raise IDXFormatError(
+            f"{label_path}: expected (N,) uint8 labels (magic 0x00000801), got shape {labels.shape} of {labels.dtype}"
+        )
+    if images.shape[0] != labels.shape[0]:
+        raise IDXFormatError(
+            f"images/labels count mismatch: {image_path} holds {images.shape[0]} images "
+            f"but {label_path} holds {labels.shape[0]} labels"
+        )
+    return MNISTSplit(images, labels)
+
+
+def load_mnist(
+    split: str = "train",
+    directory: str | os.PathLike | None = None,
+    *,
+    checksums: Mapping[str, str] | None = None,
+) -> MNISTSplit:
+    """Loads one split of MNIST, or of any dataset stored in the same four IDX files.
+
+    The files are read once per process and cached in memory: repeated calls with the same
+    (resolved) directory, split and checksums return the *same* ``MNISTSplit`` object, whose
+    arrays are read-only so no caller can corrupt the cache. Make a copy to modify them.
+    Files changed on disk after the first read are not seen until ``load_mnist.cache_clear()``.
+
+    Checksums (always SHA-256):
+
+    * ``directory=None`` (or the shipped directory itself): each file is verified against
+      :data:`MNIST_SHA256`, the SHA-256 of its uncompressed bytes.
+    * another directory, e.g. Fashion-MNIST under the same file names: the shipped digests
+      do not apply. The files are verified against ``checksums`` if given, otherwise
+      against a ``SHA256SUMS`` file (``sha256sum`` output) in that directory if there is
+      one, otherwise they are read unverified (the IDX structure is still checked).
+    * In a mapping or ``SHA256SUMS``, a key without ``.gz`` (``train-images-idx3-ubyte``)
+      is the digest of the uncompressed bytes; a key with ``.gz`` is the digest of the
+      compressed file as downloaded. Every file loaded must have at least one of the two.
+
+    A directory may hold the files gzip-compressed (``<name>.gz``, preferred when both
+    exist) or uncompressed (``<name>``).
+
+    Args:
+      split: ``"train"`` (60000 examples for MNIST) or ``"test"`` (10000).
+      directory: the folder holding the files; ``None`` means the copy shipped with vae_edu.
+      checksums: optional mapping file name -> SHA-256 hex digest (see above).
+
+    Returns:
+      ``MNISTSplit(images, labels)``: images (N, 28, 28) uint8 in 0..255, labels (N,) uint8.
+
+    Raises:
+      ValueError: unknown split name, or a malformed checksum mapping / SHA256SUMS file.
+      FileNotFoundError: a file is missing (the message lists the expected file names).
+      IDXFormatError: a malformed file (names the file and the problem: corrupt gzip
+        stream, wrong magic number, truncated payload, dims that disagree with the size,
+        images that are not (N, 28, 28) uint8, an images/labels count mismatch).
+      ChecksumError: a checksum mismatch, or no checksum for a file when checksums apply.
+    """
+    if split not in MNIST_FILES:
+        raise ValueError(f"unknown split {split!r}; expected one of {sorted(MNIST_FILES)}")
+    folder = SHIPPED_DIRECTORY if directory is None else Path(directory).expanduser().resolve()
+    frozen, source = _checksum_policy(folder, checksums)
+    return _load_split(folder, split, frozen, source)
+
+
+load_mnist.cache_clear = _load_split.cache_clear  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------------------
+# From pixels to model inputs
+# --------------------------------------------------------------------------------------
+
+
+def _dtype_of(x) -> np.dtype:
+    """The dtype of an array (numpy, JAX, tracer) or of what np.asarray makes of a list."""
+    dtype = getattr(x, "dtype", None)
+    return np.dtype(dtype) if dtype is not None else np.asarray(x).dtype
+
+
+def to_unit_interval(images) -> jax.Array:
+    """Scales integer pixel intensities to [0, 1]: x = pixels / 255.
+
+    Args:
+      images: (...) uint8 (or other unsigned integer) intensities 0..255, e.g. (N, 28, 28).
+
+    Returns:
+      (...) float32 in [0, 1], same shape, as a JAX array (works under ``jax.jit``).
+
+    Raises:
+      TypeError: ``images`` is not of an unsigned integer dtype. Scaling twice is a classic
+        silent bug (everything ends up in [0, 1/255]), so float input is refused.
+    """
+    dtype = _dtype_of(images)
+    if not np.issubdtype(dtype, np.unsignedinteger):
+        raise TypeError(
+            f"to_unit_interval expects unsigned integer pixels 0..255, got dtype {dtype}; "
+            f"floating images are presumably scaled already"
+        )
+    return jnp.asarray(images).astype(jnp.float32) / 255.0
+
+
+def binarize(key: jax.Array, probabilities) -> jax.Array:
+    """Dynamic binarization: one fresh Bernoulli draw per pixel, x_i ~ Bernoulli(p_i).
+
+    Sampled as x_i = 1[u_i < p_i] with u_i ~ Uniform(0, 1), so E[x_i] = p_i and
+    Var[x_i] = p_i (1 - p_i). Drawing a new binary image every time an example is used
+    (with a new key each epoch) rather than thresholding once at 0.5 is the standard
+    binarized-MNIST protocol for VAEs (Salakhutdinov & Murray 2008; Burda et al. 2016):
+    it matches a Bernoulli decoder likelihood and acts as a regularizer.
+
+    Args:
+      key: a JAX PRNG key; the same key gives the same draw.
+      probabilities: (...) floating values in [0, 1], e.g. ``to_unit_interval(images)``.
+
+    Returns:
+      (...) float32 array of 0.0 and 1.0, same shape. Works under ``jax.jit`` and
+      ``jax.vmap``; it is not differentiable in ``probabilities`` (a discrete draw).
+
+    Raises:
+      TypeError: ``probabilities`` has an integer dtype (raw pixels: use to_unit_interval).
+      ValueError: a concrete (non-traced) value lies outside [0, 1] or is NaN.
+    """
+    dtype = _dtype_of(probabilities)
+    if not np.issubdtype(dtype, np.floating):
+        raise TypeError(
+            f"binarize expects floating probabilities in [0, 1], got dtype {dtype}; "
+            f"for raw pixels call to_unit_interval first"
+        )
+    if not isinstance(probabilities, jax.core.Tracer):  # values are unknown under jit
+        values = np.asarray(probabilities)
+        if values.size and not (np.min(values) >= 0.0 and np.max(values) <= 1.0):  # NaN fails too
+            raise ValueError(
+                f"binarize: probabilities must lie in [0, 1], got min {np.min(values)} and max {np.max(values)}"
+            )
+    probabilities = jnp.asarray(probabilities)
+    return jax.random.bernoulli(key, probabilities, probabilities.shape).astype(jnp.float32)
+
+
+# --------------------------------------------------------------------------------------
+# Batching
+# --------------------------------------------------------------------------------------
+
+
+def num_batches(num_examples: int, batch_size: int, *, drop_remainder: bool = True) -> int:
+    """The number of batches ``batch_iterator`` yields per epoch: floor or ceil of N / B."""
+    if drop_remainder:
+        return num_examples // batch_size
+    return -(-num_examples // batch_size)
+
+
+def batch_iterator(
+    key: jax.Array,
+    num_examples_or_arrays,
+    batch_size: int,
+    *,
+    drop_remainder: bool = True,
+) -> Iterator[Any]:
+    """One epoch of shuffled mini-batches.
+
+    A permutation pi of {0, ..., N-1} is drawn uniformly from ``key``; batch b holds the
+    examples pi[b B], ..., pi[(b+1) B - 1]. So one epoch visits every example at most once
+    (exactly once with ``drop_remainder=False``, where the last batch may be smaller), the
+    order is a deterministic function of the key, and a new key gives a new order.
+
+    Args:
+      key: a JAX PRNG key (use a new one each epoch, e.g. ``jax.random.fold_in(key, epoch)``).
+      num_examples_or_arrays: either N, the number of examples, in which case the batches
+        are integer index arrays; or an array, or a pytree of arrays (tuple, dict,
+        ``MNISTSplit``...) sharing the leading axis N, in which case each batch is the
+        same pytree indexed along that axis.
+      batch_size: B, a positive integer.
+      drop_remainder: drop the last N mod B examples so that every batch has exactly B
+        (the default: fixed shapes avoid recompiling a jitted step); with ``False`` the
+        last, smaller batch is kept.
+
+    Returns:
+      an iterator over ``num_batches(N, B, drop_remainder=...)`` batches: index arrays of
+      shape (B,) (int64 numpy), or pytrees whose leaves have shape (B, ...).
+
+    Raises:
+      ValueError: N < 1, B < 1, leaves with different leading sizes (named with their
+        shapes), or ``drop_remainder=True`` with B > N (the epoch would be empty).
+    """
+    if isinstance(num_examples_or_arrays, (int, np.integer)) and not isinstance(num_examples_or_arrays, bool):
+        num_examples, arrays = int(num_examples_or_arrays), None
+    else:
+        arrays = num_examples_or_arrays
+        leaves = jax.tree.leaves(arrays)
+        shapes = [np.shape(leaf) for leaf in leaves]
+        if not leaves or any(len(s) == 0 for s in shapes):
+            raise ValueError(f"batch_iterator needs arrays with a leading example axis, got shapes {shapes}")
+        if len({s[0] for s in shapes}) != 1:
+            raise ValueError(f"batch_iterator: arrays disagree on the number of examples: shapes {shapes}")
+        num_examples = shapes[0][0]
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if num_examples < 1:
+        raise ValueError(f"batch_iterator needs at least one example, got {num_examples}")
+    if drop_remainder and batch_size > num_examples:
+        raise ValueError(
+            f"batch_size {batch_size} exceeds the {num_examples} examples: with drop_remainder=True "
+            f"the epoch would be empty"
+        )
+    order = np.asarray(jax.random.permutation(key, num_examples)).astype(np.int64)
+    count = num_batches(num_examples, int(batch_size), drop_remainder=drop_remainder)
+
+    def batches():
+        for b in range(count):
+            index = order[b * batch_size:(b + 1) * batch_size]
+            yield index if arrays is None else jax.tree.map(lambda leaf: leaf[index], arrays)
+
+    return batches()

@@ -9,8 +9,10 @@ The pipeline a VAE notebook uses::
 
     train = load_mnist("train")                      # uint8 (60000, 28, 28), read-only
     probabilities = to_unit_interval(train.images)   # float32 in [0, 1]
-    for index in batch_iterator(key, len(train.labels), 128):
-        x = binarize(batch_key, probabilities[index])  # a fresh {0, 1} draw every epoch
+    shuffle_key, binarize_key = jax.random.split(jax.random.fold_in(key, epoch))
+    for step, index in enumerate(batch_iterator(shuffle_key, len(train.labels), 128)):
+        x = binarize(jax.random.fold_in(binarize_key, step), probabilities[index])
+        ...                                          # x: a fresh {0, 1} draw every epoch
 
 IDX format (http://yann.lecun.com/exdb/mnist/): a big-endian int32 *magic number*
 ``0x0000TTNN`` (two zero bytes, a type code ``TT`` such as 0x08 for uint8, the number of
@@ -37,6 +39,7 @@ import numpy as np
 __all__ = [
     "MNIST_FILES",
     "MNIST_SHA256",
+    "SHIPPED_DIRECTORY",
     "ChecksumError",
     "IDXFormatError",
     "MNISTSplit",
@@ -188,6 +191,7 @@ def read_idx(path: str | os.PathLike, *, sha256: str | None = None) -> np.ndarra
       IDXFormatError: corrupt gzip stream, wrong magic number, truncated header or payload,
         dims that disagree with the payload size (the message names the file).
       ChecksumError: ``sha256`` is given and differs from the file's.
+      ValueError: ``sha256`` is not 64 hexadecimal digits.
     """
     path = Path(path)
     _, data = _read_bytes(path)

@@ -1,0 +1,353 @@
+"""Mutation tests for the autograder checks in vae_edu.grading.
+
+Each check is fed known-correct implementations (which must pass) and known-wrong ones,
+written the way a student would write them (which must fail, with feedback that names the
+mistake). An autograder that accepts a wrong answer, or rejects a right one, fails here.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vae_edu import elbo, grading, kl
+
+
+# --------------------------------------------------------------------- correct answers
+
+
+def kl_std_correct(mean, log_var):
+    return 0.5 * jnp.sum(mean**2 + jnp.exp(log_var) - 1.0 - log_var, axis=-1)
+
+
+def kl_two_correct(mean_q, log_var_q, mean_p, log_var_p):
+    ratio = jnp.exp(log_var_q - log_var_p)
+    return 0.5 * jnp.sum(log_var_p - log_var_q + ratio
+                         + (mean_q - mean_p) ** 2 * jnp.exp(-log_var_p) - 1.0, axis=-1)
+
+
+def kl_mc_correct(samples_q, log_q, log_p):
+    ratios = log_q(samples_q) - log_p(samples_q)
+    n = ratios.shape[0]
+    return jnp.mean(ratios), jnp.std(ratios) / jnp.sqrt(n)  # ddof=0 is accepted too
+
+
+def reparameterize_correct(key, mean, log_var):
+    eps = jax.random.normal(key, mean.shape)
+    return mean + jnp.exp(0.5 * log_var) * eps
+
+
+def bernoulli_correct(x, logits):
+    return jnp.sum(x * jax.nn.log_sigmoid(logits) + (1 - x) * jax.nn.log_sigmoid(-logits), -1)
+
+
+def negative_elbo_correct(x, logits, mean, log_var):
+    reconstruction = bernoulli_correct(x, logits)
+    return jnp.mean(-reconstruction + kl_std_correct(mean, log_var))
+
+
+def elbo_estimate_correct(key, model, x, mean, log_var, num_samples):
+    shape = (num_samples, *mean.shape)
+    z = reparameterize_correct(key, jnp.broadcast_to(mean, shape),
+                               jnp.broadcast_to(log_var, shape))
+    log_q = elbo.diag_gaussian_log_density(z, mean, log_var)
+    return jnp.mean(model.log_likelihood(x, z) + model.log_prior(z) - log_q)
+
+
+def elbo_estimate_closed_form_kl(key, model, x, mean, log_var, num_samples):
+    shape = (num_samples, *mean.shape)
+    z = reparameterize_correct(key, jnp.broadcast_to(mean, shape),
+                               jnp.broadcast_to(log_var, shape))
+    return jnp.mean(model.log_likelihood(x, z)) - kl_std_correct(mean, log_var)
+
+
+CORRECT = [
+    (grading.check_kl_diag, kl_std_correct),
+    (grading.check_kl_diag, kl.kl_diag_gaussians),
+    (grading.check_kl_two_gaussians, kl_two_correct),
+    (grading.check_kl_two_gaussians, kl.kl_diag_gaussians),
+    (grading.check_kl_monte_carlo, kl_mc_correct),
+    (grading.check_kl_monte_carlo, kl.kl_monte_carlo),
+    (grading.check_reparameterize, reparameterize_correct),
+    (grading.check_reparameterize, elbo.reparameterize),
+    (grading.check_bernoulli_log_likelihood, bernoulli_correct),
+    (grading.check_bernoulli_log_likelihood, elbo.bernoulli_log_likelihood),
+    (grading.check_negative_elbo, negative_elbo_correct),
+    (grading.check_elbo_estimate, elbo_estimate_correct),
+    (grading.check_elbo_estimate, elbo_estimate_closed_form_kl),
+]
+
+
+@pytest.mark.parametrize("check, fn", CORRECT,
+                         ids=[f"{c.__name__}-{f.__module__}.{f.__name__}" for c, f in CORRECT])
+def test_correct_implementations_pass(check, fn):
+    result = check(fn)
+    assert result.passed, result.feedback
+    assert bool(result) is True
+    assert "correct" in result.feedback
+
+
+# --------------------------------------------------------------------- known mistakes
+
+
+def kl_std_no_minus(mean, log_var):  # the "-KL" form from lecture notes
+    return 0.5 * jnp.sum(1.0 + log_var - mean**2 - jnp.exp(log_var), axis=-1)
+
+
+def kl_std_log_sigma(mean, log_var):  # log sigma where log sigma^2 belongs
+    sigma = jnp.exp(0.5 * log_var)
+    return 0.5 * jnp.sum(mean**2 + sigma**2 - 1.0 - jnp.log(sigma), axis=-1)
+
+
+def kl_std_log_var_as_log_sigma(mean, log_var):  # reads log_var as log sigma
+    return 0.5 * jnp.sum(mean**2 + jnp.exp(2 * log_var) - 1.0 - 2 * log_var, axis=-1)
+
+
+def kl_std_no_half(mean, log_var):
+    return jnp.sum(mean**2 + jnp.exp(log_var) - 1.0 - log_var, axis=-1)
+
+
+def kl_std_mean_over_dims(mean, log_var):
+    return 0.5 * jnp.mean(mean**2 + jnp.exp(log_var) - 1.0 - log_var, axis=-1)
+
+
+def kl_std_no_sum(mean, log_var):
+    return 0.5 * (mean**2 + jnp.exp(log_var) - 1.0 - log_var)
+
+
+def kl_std_sums_batch(mean, log_var):
+    return 0.5 * jnp.sum(mean**2 + jnp.exp(log_var) - 1.0 - log_var)
+
+
+def kl_two_swapped(mean_q, log_var_q, mean_p, log_var_p):  # KL(p || q)
+    return kl_two_correct(mean_p, log_var_p, mean_q, log_var_q)
+
+
+def kl_two_no_minus(mean_q, log_var_q, mean_p, log_var_p):
+    return -kl_two_correct(mean_q, log_var_q, mean_p, log_var_p)
+
+
+def kl_two_no_half(mean_q, log_var_q, mean_p, log_var_p):
+    return 2.0 * kl_two_correct(mean_q, log_var_q, mean_p, log_var_p)
+
+
+def kl_two_mean_over_dims(mean_q, log_var_q, mean_p, log_var_p):
+    ratio = jnp.exp(log_var_q - log_var_p)
+    return 0.5 * jnp.mean(log_var_p - log_var_q + ratio
+                          + (mean_q - mean_p) ** 2 * jnp.exp(-log_var_p) - 1.0, axis=-1)
+
+
+def kl_two_log_sigma(mean_q, log_var_q, mean_p, log_var_p):  # log(sigma_p / sigma_q) for log ratio of variances
+    ratio = jnp.exp(log_var_q - log_var_p)
+    return 0.5 * jnp.sum(0.5 * (log_var_p - log_var_q) + ratio
+                         + (mean_q - mean_p) ** 2 * jnp.exp(-log_var_p) - 1.0, axis=-1)
+
+
+def kl_mc_sum(samples_q, log_q, log_p):  # the estimate is missing 1/n
+    ratios = log_q(samples_q) - log_p(samples_q)
+    return jnp.sum(ratios), jnp.std(ratios, ddof=1) / jnp.sqrt(ratios.shape[0])
+
+
+def kl_mc_se_over_n(samples_q, log_q, log_p):
+    ratios = log_q(samples_q) - log_p(samples_q)
+    return jnp.mean(ratios), jnp.std(ratios, ddof=1) / ratios.shape[0]
+
+
+def kl_mc_se_is_std(samples_q, log_q, log_p):
+    ratios = log_q(samples_q) - log_p(samples_q)
+    return jnp.mean(ratios), jnp.std(ratios, ddof=1)
+
+
+def kl_mc_reversed(samples_q, log_q, log_p):
+    ratios = log_p(samples_q) - log_q(samples_q)
+    return jnp.mean(ratios), jnp.std(ratios, ddof=1) / jnp.sqrt(ratios.shape[0])
+
+
+def reparameterize_sigma_squared(key, mean, log_var):  # z = mu + sigma^2 * eps
+    return mean + jnp.exp(log_var) * jax.random.normal(key, mean.shape)
+
+
+def reparameterize_stop_gradient(key, mean, log_var):  # no gradient to mu
+    return jax.lax.stop_gradient(mean + jnp.exp(0.5 * log_var) * jax.random.normal(key, mean.shape))
+
+
+def reparameterize_sample_directly(key, mean, log_var):  # normal(key) * sigma + stop_grad(mu)
+    sigma = jnp.exp(0.5 * log_var)
+    return jax.random.normal(key, mean.shape) * sigma + jax.lax.stop_gradient(mean)
+
+
+def reparameterize_shared_noise(key, mean, log_var):  # one eps for the whole batch
+    eps = jax.random.normal(key, mean.shape[-1:])
+    return mean + jnp.exp(0.5 * log_var) * eps
+
+
+def reparameterize_numpy(key, mean, log_var):  # ignores the key: a global numpy generator
+    eps = np.random.default_rng(0).normal(size=mean.shape)
+    return mean + jnp.exp(0.5 * log_var) * eps
+
+
+def bernoulli_from_probabilities(x, logits):  # log(0) risk at large |logits|
+    p = jax.nn.sigmoid(logits)
+    return jnp.sum(x * jnp.log(p) + (1 - x) * jnp.log(1 - p), axis=-1)
+
+
+def bernoulli_clipped(x, logits):  # finite, but wrong by 84 nats at logits of +-100
+    p = jnp.clip(jax.nn.sigmoid(logits), 1e-7, 1 - 1e-7)
+    return jnp.sum(x * jnp.log(p) + (1 - x) * jnp.log(1 - p), axis=-1)
+
+
+def bernoulli_mean_over_pixels(x, logits):
+    return jnp.mean(x * jax.nn.log_sigmoid(logits) + (1 - x) * jax.nn.log_sigmoid(-logits), -1)
+
+
+def bernoulli_cross_entropy(x, logits):  # returns the loss, not the log-likelihood
+    return -bernoulli_correct(x, logits)
+
+
+def negative_elbo_pixel_mean(x, logits, mean, log_var):  # reconstruction averaged over pixels
+    return jnp.mean(-bernoulli_mean_over_pixels(x, logits) + kl_std_correct(mean, log_var))
+
+
+def negative_elbo_batch_sum(x, logits, mean, log_var):
+    return jnp.sum(-bernoulli_correct(x, logits) + kl_std_correct(mean, log_var))
+
+
+def negative_elbo_kl_mean(x, logits, mean, log_var):
+    return jnp.mean(-bernoulli_correct(x, logits) + kl_std_mean_over_dims(mean, log_var))
+
+
+def negative_elbo_is_elbo(x, logits, mean, log_var):
+    return jnp.mean(bernoulli_correct(x, logits) - kl_std_correct(mean, log_var))
+
+
+def negative_elbo_per_example(x, logits, mean, log_var):
+    return -bernoulli_correct(x, logits) + kl_std_correct(mean, log_var)
+
+
+def elbo_estimate_no_kl(key, model, x, mean, log_var, num_samples):
+    shape = (num_samples, *mean.shape)
+    z = reparameterize_correct(key, jnp.broadcast_to(mean, shape),
+                               jnp.broadcast_to(log_var, shape))
+    return jnp.mean(model.log_likelihood(x, z))
+
+
+def elbo_estimate_summed(key, model, x, mean, log_var, num_samples):
+    shape = (num_samples, *mean.shape)
+    z = reparameterize_correct(key, jnp.broadcast_to(mean, shape),
+                               jnp.broadcast_to(log_var, shape))
+    log_q = elbo.diag_gaussian_log_density(z, mean, log_var)
+    return jnp.sum(model.log_likelihood(x, z) + model.log_prior(z) - log_q)
+
+
+MISTAKES = [
+    # (check, wrong implementation, phrases the feedback must contain)
+    (grading.check_kl_diag, kl_std_no_minus, ["negative for mu=2, sigma=1", "check the sign"]),
+    (grading.check_kl_diag, kl_std_log_sigma, ["log sigma and log sigma^2"]),
+    (grading.check_kl_diag, kl_std_log_var_as_log_sigma, ["log sigma and log sigma^2"]),
+    (grading.check_kl_diag, kl_std_no_half, ["factor 1/2", "4.0000 but it should be 2.0000"]),
+    (grading.check_kl_diag, kl_std_mean_over_dims, ["averaged over the latent dimensions"]),
+    (grading.check_kl_diag, kl_std_no_sum, ["one value per dimension", "sum over the last axis"]),
+    (grading.check_kl_diag, kl_std_sums_batch, ["single number", "not over the batch"]),
+    (grading.check_kl_two_gaussians, kl_two_swapped,
+     ["KL(p || q) instead of KL(q || p)", "q = N(0, 1), p = N(0, 4)"]),
+    (grading.check_kl_two_gaussians, kl_two_no_minus, ["check the sign"]),
+    (grading.check_kl_two_gaussians, kl_two_no_half, ["factor 1/2"]),
+    (grading.check_kl_two_gaussians, kl_two_mean_over_dims, ["averaged over the latent dimensions"]),
+    (grading.check_kl_two_gaussians, kl_two_log_sigma, ["log sigma and log sigma^2"]),
+    (grading.check_kl_monte_carlo, kl_mc_sum, ["n times too large", "divide the sum by n"]),
+    (grading.check_kl_monte_carlo, kl_mc_se_over_n, ["shrinks like 1/n"]),
+    (grading.check_kl_monte_carlo, kl_mc_se_is_std, ["not the standard error", "sqrt(n)"]),
+    (grading.check_kl_monte_carlo, kl_mc_reversed, ["log p - log q"]),
+    (grading.check_reparameterize, reparameterize_sigma_squared,
+     ["sigma^4", "scaled eps by sigma^2", "exp(log_var / 2)"]),
+    (grading.check_reparameterize, reparameterize_stop_gradient,
+     ["No gradient reaches mu", "reparameterization trick"]),
+    (grading.check_reparameterize, reparameterize_sample_directly,
+     ["No gradient reaches mu", "reparameterization trick"]),
+    (grading.check_reparameterize, reparameterize_shared_noise, ["same noise"]),
+    (grading.check_reparameterize, reparameterize_numpy, ["Different keys gave identical samples"]),
+    (grading.check_bernoulli_log_likelihood, bernoulli_from_probabilities,
+     ["-inf", "logits=(100, -100, -100, 100)", "log_sigmoid"]),
+    (grading.check_bernoulli_log_likelihood, bernoulli_clipped, ["clipping", "log_sigmoid"]),
+    (grading.check_bernoulli_log_likelihood, bernoulli_mean_over_pixels,
+     ["averaged over the pixels"]),
+    (grading.check_bernoulli_log_likelihood, bernoulli_cross_entropy, ["positive", "flip the sign"]),
+    (grading.check_negative_elbo, negative_elbo_pixel_mean,
+     ["reconstruction term is averaged over the 6 pixels", "SUM over its pixels"]),
+    (grading.check_negative_elbo, negative_elbo_batch_sum, ["summed over the batch"]),
+    (grading.check_negative_elbo, negative_elbo_kl_mean, ["KL term is averaged over the 3 latent"]),
+    (grading.check_negative_elbo, negative_elbo_is_elbo, ["returned the ELBO itself"]),
+    (grading.check_negative_elbo, negative_elbo_per_example, ["one value per example", "MEAN"]),
+    (grading.check_elbo_estimate, elbo_estimate_no_kl, ["KL term", "is missing"]),
+    (grading.check_elbo_estimate, elbo_estimate_summed, ["average over the samples"]),
+]
+
+
+@pytest.mark.parametrize("check, fn, phrases", MISTAKES,
+                         ids=[f"{c.__name__}-{f.__name__}" for c, f, _ in MISTAKES])
+def test_known_mistakes_are_rejected_with_matching_feedback(check, fn, phrases):
+    result = check(fn)
+    assert not result.passed, f"{fn.__name__} was accepted by {check.__name__}"
+    assert bool(result) is False
+    for phrase in phrases:
+        assert phrase in result.feedback, (phrase, result.feedback)
+
+
+# --------------------------------------------------------------------- robustness
+
+
+def stub(*args):
+    raise NotImplementedError()
+
+
+def forgot_return(mean, log_var):
+    0.5 * jnp.sum(mean**2 + jnp.exp(log_var) - 1.0 - log_var, axis=-1)
+
+
+def crashes(*args):
+    return 1 / 0
+
+
+ALL_CHECKS = [grading.check_kl_diag, grading.check_kl_two_gaussians,
+              grading.check_kl_monte_carlo, grading.check_reparameterize,
+              grading.check_bernoulli_log_likelihood, grading.check_negative_elbo,
+              grading.check_elbo_estimate]
+
+
+@pytest.mark.parametrize("check", ALL_CHECKS, ids=lambda c: c.__name__)
+def test_a_stub_that_raises_fails_with_a_not_implemented_message(check):
+    result = check(stub)
+    assert not result.passed
+    assert "Not implemented yet" in result.feedback
+
+
+@pytest.mark.parametrize("check", ALL_CHECKS, ids=lambda c: c.__name__)
+def test_an_exception_is_reported_not_raised(check):
+    result = check(crashes)
+    assert not result.passed
+    assert "ZeroDivisionError" in result.feedback
+
+
+def test_missing_return_and_non_functions_are_explained():
+    assert "forget the `return`" in grading.check_kl_diag(forgot_return).feedback
+    result = grading.check_kl_diag(kl_std_correct(jnp.zeros(2), jnp.zeros(2)))
+    assert not result.passed and "expected a function" in result.feedback
+
+
+def test_numpy_implementation_is_told_to_use_jax_for_gradients():
+    def kl_numpy(mean, log_var):
+        mean, log_var = np.asarray(mean), np.asarray(log_var)
+        return 0.5 * np.sum(mean**2 + np.exp(log_var) - 1.0 - log_var, axis=-1)
+
+    result = grading.check_kl_diag(kl_numpy)
+    assert not result.passed
+    assert "Your KL cannot be differentiated by jax.grad" in result.feedback
+    assert "jax.numpy" in result.feedback
+
+
+def test_feedback_lists_every_message_under_the_check_name():
+    result = grading.check_kl_diag(kl_std_no_minus)
+    lines = result.feedback.splitlines()
+    assert lines[0] == "check_kl_diag: failed"
+    assert all(line.startswith("- ") for line in lines[1:])
+    assert len(lines) == 1 + len(result.messages)

@@ -13,7 +13,7 @@ import pytest
 from scipy import integrate, stats
 
 from vae_edu import widgets
-from vae_edu.widgets.bayes import gaussian_bayes_update, plot_bayes_update
+from vae_edu.widgets.bayes import figure_to_png, gaussian_bayes_update, plot_bayes_update
 
 SLIDER_SETTINGS = [
     # prior_mean, prior_std, noise_std, x
@@ -168,3 +168,16 @@ def test_moving_a_slider_changes_what_is_drawn():
 def test_num_points_validated():
     with pytest.raises(ValueError, match="num_points"):
         plot_bayes_update(0.0, 1.0, 1.0, 0.0, num_points=1)
+
+
+def test_figure_to_png_renders_what_is_drawn_and_closes():
+    first = plot_bayes_update(0.0, 1.0, 1.0, 0.5).figure
+    png = figure_to_png(first)
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert not plt.fignum_exists(first.number)
+    # The same slider values give the same bytes; another value gives another picture.
+    assert figure_to_png(plot_bayes_update(0.0, 1.0, 1.0, 0.5).figure) == png
+    assert figure_to_png(plot_bayes_update(0.0, 1.0, 1.0, 2.5).figure) != png
+    kept = plot_bayes_update(0.0, 1.0, 1.0, 0.5).figure
+    figure_to_png(kept, close=False)
+    assert plt.fignum_exists(kept.number)

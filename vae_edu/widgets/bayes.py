@@ -12,13 +12,20 @@ displays, so a test can "move a slider" by calling it.
 
 from __future__ import annotations
 
+import io
 import math
 from typing import NamedTuple
 
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["GaussianPosterior", "BayesUpdatePlot", "gaussian_bayes_update", "plot_bayes_update"]
+__all__ = [
+    "GaussianPosterior",
+    "BayesUpdatePlot",
+    "gaussian_bayes_update",
+    "plot_bayes_update",
+    "figure_to_png",
+]
 
 
 class GaussianPosterior(NamedTuple):
@@ -151,8 +158,30 @@ def plot_bayes_update(prior_mean, prior_std, noise_std, x, ax=None, num_points: 
     ax.set_xlabel("z")
     ax.set_ylabel("density")
     ax.set_title(
-        f"posterior mean {post.mean:.3f}, std {post.std:.3f};  evidence p(x) = {post.evidence:.4f}",
+        f"posterior mean {post.mean:.3f}, std {post.std:.3f};  evidence p(x) = {post.evidence:.3g}",
         fontsize=10,
     )
     ax.legend(fontsize=8, loc="upper right")
     return BayesUpdatePlot(posterior=post, figure=fig)
+
+
+def figure_to_png(fig, close: bool = True) -> bytes:
+    """PNG bytes of a matplotlib figure, for the ``value`` of an ``ipywidgets.Image``.
+
+    Drawing the widget's picture into an Image widget (rather than printing a figure inside
+    an ``ipywidgets.Output``) keeps it in the widget's state: the notebook cell itself has
+    no figure output, so re-executing it (nbval, Voila) produces the same outputs whether
+    or not the front end routes Output-widget messages.
+
+    Args:
+      fig: a matplotlib Figure.
+      close: close the figure afterwards (so pyplot does not also display it). Default True.
+
+    Returns:
+      The PNG file contents (no timestamp metadata, so equal figures give equal bytes).
+    """
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
+    if close:
+        plt.close(fig)
+    return buffer.getvalue()

@@ -2,17 +2,77 @@
 
 KL(q || p) = E_q[log q(z) - log p(z)] >= 0, with equality iff q = p.
 
-All closed forms work on log-variances (never variances) so that extreme but legal inputs
-(log-variances in [-30, 30]) neither overflow nor produce NaN.
+* :func:`kl_diag_gaussians`  closed form for diagonal Gaussians (the VAE regulariser).
+* :func:`kl_mvn`             closed form for full-covariance Gaussians, via Cholesky factors.
+* :func:`kl_categorical`     discrete distributions on a finite set.
+* :func:`kl_monte_carlo`     the sample average of log q(z) - log p(z), with a standard error.
+
+All closed forms work on log-variances or Cholesky factors (never inverses or
+determinants), so that extreme but legal inputs (log-variances in [-30, 30]) neither
+overflow nor produce NaN.
+
+Input checks that need the *values* of an array (is this covariance positive definite?
+is this a probability vector?) run only when the values are concrete, i.e. in a plain
+call. Under ``jax.jit``, ``jax.vmap`` or ``jax.grad`` the arrays are tracers whose values
+do not exist yet; there the checks are skipped (a non-positive-definite covariance then
+gives NaN, a vector that is not normalised a meaningless number), as documented in each
+function. Shape checks always run (shapes are static).
+
+The arithmetic behind each public function is a small jitted private function, so a plain
+call compiles once per input shape instead of dispatching operation by operation.
 """
 
 from __future__ import annotations
 
+from typing import Callable, NamedTuple
+
+import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.scipy.linalg import solve_triangular
+from jax.scipy.special import rel_entr
 
 from vae_edu import _checks
 
-__all__ = ["kl_diag_gaussians"]
+__all__ = [
+    "MonteCarloEstimate",
+    "kl_categorical",
+    "kl_diag_gaussians",
+    "kl_monte_carlo",
+    "kl_mvn",
+]
+
+
+class MonteCarloEstimate(NamedTuple):
+    """A Monte Carlo estimate with its standard error.
+
+    Attributes:
+      estimate: (...) the sample mean (1/n) sum_i f(z_i).
+      std_error: (...) its standard error, sample std (ddof=1) / sqrt(n). An interval
+        estimate +- 2 std_error covers the exact value about 95% of the time.
+    """
+
+    estimate: jax.Array
+    std_error: jax.Array
+
+
+def _concrete(x) -> np.ndarray | None:
+    """``x`` as a NumPy array, or None when it is a tracer (inside jit / vmap / grad)."""
+    if isinstance(x, jax.core.Tracer):
+        return None
+    return np.asarray(x)
+
+
+def _tolerance(dtype) -> float:
+    """Relative tolerance for "equal up to rounding" checks: sqrt(machine epsilon)."""
+    return float(np.sqrt(np.finfo(dtype).eps))
+
+
+def _batch_index(bad: np.ndarray) -> str:
+    """Names the batch index of the first True entry of ``bad`` ("" if unbatched)."""
+    if np.ndim(bad) == 0:
+        return ""
+    return f" at batch index {tuple(int(i) for i in np.argwhere(bad)[0])}"
 
 
 def kl_diag_gaussians(mean_q, log_var_q, mean_p=0.0, log_var_p=0.0):
@@ -56,9 +116,272 @@ def kl_diag_gaussians(mean_q, log_var_q, mean_p=0.0, log_var_p=0.0):
             f"mean_p {jnp.shape(mean_p)} / log_var_p {jnp.shape(log_var_p)} have more axes "
             f"than mean_q {jnp.shape(mean_q)}"
         )
+    return _kl_diag_gaussians(mean_q, log_var_q, mean_p, log_var_p)
+
+
+@jax.jit
+def _kl_diag_gaussians(mean_q, log_var_q, mean_p, log_var_p):
+    """The arithmetic of :func:`kl_diag_gaussians` on validated arrays."""
     # Everything as differences of logs: exp(log_var_q - log_var_p) = sigma_q^2 / sigma_p^2,
     # and (mu_q - mu_p)^2 * exp(-log_var_p) stays finite for log_var_p in [-30, 30].
+    # sigma_q^2/sigma_p^2 - 1 - log(sigma_q^2/sigma_p^2) = expm1(r) - r with r the log ratio:
+    # expm1 keeps this term accurate (and >= 0) when q and p are close.
     log_ratio = log_var_q - log_var_p
-    per_dim = 0.5 * (jnp.exp(log_ratio) + jnp.square(mean_q - mean_p) * jnp.exp(-log_var_p)
-                     - 1.0 - log_ratio)
+    per_dim = 0.5 * (jnp.expm1(log_ratio) - log_ratio
+                     + jnp.square(mean_q - mean_p) * jnp.exp(-log_var_p))
     return jnp.sum(per_dim, axis=-1)
+
+
+def _check_mvn_shapes(mean, cov, mean_name: str, cov_name: str) -> None:
+    """Raises a ValueError (naming both shapes) unless mean is (..., d) and cov (..., d, d)."""
+    _checks.at_least_1d(mean, mean_name)
+    mean_shape, cov_shape = jnp.shape(mean), jnp.shape(cov)
+    if len(cov_shape) < 2 or cov_shape[-1] != cov_shape[-2] or cov_shape[-1] != mean_shape[-1]:
+        raise ValueError(
+            f"{mean_name} has shape {mean_shape} but {cov_name} has shape {cov_shape}; "
+            f"expected {mean_name} (..., d) and {cov_name} (..., d, d) with the same d"
+        )
+
+
+def _check_covariance_values(cov, name: str) -> None:
+    """If ``cov`` is concrete, a ValueError unless it is finite and symmetric."""
+    concrete = _concrete(cov)
+    if concrete is None:
+        return
+    if not np.all(np.isfinite(concrete)):
+        raise ValueError(f"{name} contains NaN or inf")
+    scale = np.max(np.abs(concrete), axis=(-2, -1))
+    asymmetry = np.max(np.abs(concrete - np.swapaxes(concrete, -1, -2)), axis=(-2, -1))
+    not_symmetric = asymmetry > _tolerance(concrete.dtype) * scale
+    if np.any(not_symmetric):
+        raise ValueError(f"{name} is not symmetric{_batch_index(not_symmetric)}: "
+                         "a covariance matrix must equal its transpose")
+
+
+def _check_cholesky_factor(factor, name: str) -> None:
+    """If ``factor`` is concrete, a ValueError unless the factorisation of ``name`` succeeded."""
+    values = _concrete(factor)
+    if values is None:
+        return
+    diagonal = np.diagonal(values, axis1=-2, axis2=-1)
+    # NaN where a pivot went negative; a zero pivot means a singular (semi-definite) matrix.
+    failed = ~np.all(np.isfinite(values), axis=(-2, -1)) | np.any(diagonal <= 0, axis=-1)
+    if np.any(failed):
+        raise ValueError(
+            f"{name} is not positive definite{_batch_index(failed)}: its Cholesky "
+            "factorisation failed (a covariance needs all eigenvalues > 0, numerically "
+            "well above rounding)"
+        )
+
+
+def _mvn_batch_shape(mean_q, cov_q, mean_p, cov_p) -> tuple[int, ...]:
+    """The broadcast of the leading (batch) axes of two Gaussians' parameters."""
+    return np.broadcast_shapes(mean_q.shape[:-1], cov_q.shape[:-2],
+                               mean_p.shape[:-1], cov_p.shape[:-2])
+
+
+def kl_mvn(mean_q, cov_q, mean_p, cov_p):
+    r"""KL(q || p) between full-covariance Gaussians q = N(mu_q, S_q), p = N(mu_p, S_p).
+
+        KL(q || p) = 1/2 [ tr(S_p^{-1} S_q) + (mu_p - mu_q)^T S_p^{-1} (mu_p - mu_q)
+                           - d + log det S_p - log det S_q ]
+
+    computed from the Cholesky factors S = L L^T without any inverse or determinant:
+
+        tr(S_p^{-1} S_q)          = || L_p^{-1} L_q ||_F^2          (triangular solve)
+        (mu_p - mu_q)^T S_p^{-1} (.) = || L_p^{-1} (mu_p - mu_q) ||^2
+        log det S                 = 2 sum_j log L_jj
+
+    With diagonal covariances this reduces to :func:`kl_diag_gaussians`.
+
+    Leading (batch) axes broadcast against each other, e.g. a batch of q's against one p.
+
+    Args:
+      mean_q: (..., d) mean of q.
+      cov_q: (..., d, d) symmetric positive-definite covariance of q.
+      mean_p: (..., d) mean of p.
+      cov_p: (..., d, d) symmetric positive-definite covariance of p.
+
+    Returns:
+      (...) the KL divergence in nats, one value per broadcast leading index.
+
+    Raises:
+      ValueError: if a mean is not (..., d) or a covariance not (..., d, d) with the same d,
+        or the leading axes do not broadcast (the message names the shapes); if the inputs
+        are concrete and a covariance contains NaN/inf, is not symmetric, or is not
+        positive definite (the message names the argument, ``cov_q`` or ``cov_p``).
+
+    Under ``jax.jit`` / ``vmap`` / ``grad`` the covariances are tracers and cannot be
+    inspected: ``jnp.linalg.cholesky`` then returns NaN for a non-positive-definite
+    matrix instead of raising, so the KL comes out NaN. Call once without transformations
+    (or use ``jax.experimental.checkify``) to get the error.
+    """
+    mean_q = _checks.as_float(mean_q, "mean_q")
+    cov_q = _checks.as_float(cov_q, "cov_q")
+    mean_p = _checks.as_float(mean_p, "mean_p")
+    cov_p = _checks.as_float(cov_p, "cov_p")
+    _check_mvn_shapes(mean_q, cov_q, "mean_q", "cov_q")
+    _check_mvn_shapes(mean_p, cov_p, "mean_p", "cov_p")
+    if jnp.shape(mean_q)[-1] != jnp.shape(mean_p)[-1]:
+        raise ValueError(
+            f"mean_q has shape {jnp.shape(mean_q)} but mean_p has shape {jnp.shape(mean_p)}; "
+            "q and p must live in the same dimension d"
+        )
+    try:
+        _mvn_batch_shape(mean_q, cov_q, mean_p, cov_p)
+    except ValueError:
+        arrays = {"mean_q": mean_q, "cov_q": cov_q, "mean_p": mean_p, "cov_p": cov_p}
+        listed = ", ".join(f"{name} has shape {a.shape}" for name, a in arrays.items())
+        raise ValueError(f"leading (batch) axes do not broadcast: {listed}") from None
+    _check_covariance_values(cov_q, "cov_q")
+    _check_covariance_values(cov_p, "cov_p")
+    kl, chol_q, chol_p = _kl_mvn_and_cholesky_factors(mean_q, cov_q, mean_p, cov_p)
+    _check_cholesky_factor(chol_q, "cov_q")
+    _check_cholesky_factor(chol_p, "cov_p")
+    return kl
+
+
+@jax.jit
+def _kl_mvn_and_cholesky_factors(mean_q, cov_q, mean_p, cov_p):
+    """The arithmetic of :func:`kl_mvn`; also returns the factors L_q, L_p for checking."""
+    chol_q = jnp.linalg.cholesky(cov_q)
+    chol_p = jnp.linalg.cholesky(cov_p)
+    d = mean_q.shape[-1]
+    batch = _mvn_batch_shape(mean_q, cov_q, mean_p, cov_p)
+    factor_q = jnp.broadcast_to(chol_q, (*batch, d, d))
+    factor_p = jnp.broadcast_to(chol_p, (*batch, d, d))
+    diff = jnp.broadcast_to(mean_p - mean_q, (*batch, d))
+
+    scaled_factor_q = solve_triangular(factor_p, factor_q, lower=True)     # L_p^{-1} L_q
+    scaled_diff = solve_triangular(factor_p, diff[..., None], lower=True)  # L_p^{-1} (mu_p - mu_q)
+    trace_term = jnp.sum(jnp.square(scaled_factor_q), axis=(-2, -1))
+    mahalanobis = jnp.sum(jnp.square(scaled_diff), axis=(-2, -1))
+    # log det S_p - log det S_q = 2 sum_j log(L_p,jj / L_q,jj).
+    log_det_ratio = 2.0 * jnp.sum(
+        jnp.log(jnp.diagonal(factor_p, axis1=-2, axis2=-1))
+        - jnp.log(jnp.diagonal(factor_q, axis1=-2, axis2=-1)),
+        axis=-1,
+    )
+    return 0.5 * (trace_term + mahalanobis - d + log_det_ratio), chol_q, chol_p
+
+
+def _check_probability_vectors(x, name: str) -> None:
+    """If ``x`` is concrete, a ValueError unless every row (last axis) is a probability vector."""
+    concrete = _concrete(x)
+    if concrete is None:
+        return
+    if not np.all(np.isfinite(concrete)):
+        raise ValueError(f"{name} is not a probability vector: it contains NaN or inf")
+    if np.any(concrete < 0):
+        raise ValueError(
+            f"{name} is not a probability vector: it has negative entries "
+            f"(smallest {concrete.min():.3g})"
+        )
+    sums = concrete.sum(axis=-1)
+    tolerance = _tolerance(concrete.dtype)
+    off = np.abs(sums - 1.0) > tolerance
+    if np.any(off):
+        bad_sum = float(np.atleast_1d(sums)[np.atleast_1d(off)][0])
+        raise ValueError(
+            f"{name} is not a probability vector: its entries along the last axis sum to "
+            f"{bad_sum:.6g}, not 1 (tolerance {tolerance:.1g}); normalise it first"
+        )
+
+
+def kl_categorical(p, q):
+    r"""KL(p || q) between discrete distributions on {1, ..., K}, over the last axis.
+
+        KL(p || q) = sum_k p_k log(p_k / q_k)
+
+    with the conventions 0 log(0 / q) = 0 (for q >= 0) and p log(p / 0) = +inf (p > 0):
+    mass where q has none makes the divergence infinite. Each term is
+    ``jax.scipy.special.rel_entr(p_k, q_k)``, which selects the three cases with masks
+    *before* taking logarithms, so no 0 * log 0 is ever evaluated.
+
+    Gradients: where p_k = 0 the term is the constant 0, so its gradient (with respect to
+    p_k and q_k) is 0, never NaN; d/dq_k = -p_k / q_k elsewhere. (The one-sided derivative
+    of p log p at p = 0 is -inf; the masked form reports 0 there instead.)
+
+    Args:
+      p: (..., K) probabilities of the first argument (rows sum to 1).
+      q: (..., K) probabilities of the second argument; leading axes broadcast with p's.
+
+    Returns:
+      (...) the KL divergence in nats (possibly +inf), one value per leading index.
+
+    Raises:
+      ValueError: if p or q has no event axis, their last axes differ or their leading axes
+        do not broadcast (names both shapes); if the inputs are concrete and a row has
+        NaN/inf or negative entries or does not sum to 1 within sqrt(machine epsilon).
+        Under jit / vmap / grad these value checks are skipped (the values are tracers).
+    """
+    p = _checks.as_float(p, "p")
+    q = _checks.as_float(q, "q")
+    _checks.at_least_1d(p, "p")
+    _checks.at_least_1d(q, "q")
+    if jnp.shape(p)[-1] != jnp.shape(q)[-1]:
+        raise ValueError(
+            f"p has shape {jnp.shape(p)} but q has shape {jnp.shape(q)}; "
+            "their last (category) axes must have the same length"
+        )
+    _checks.broadcast_shape(p=p, q=q)
+    _check_probability_vectors(p, "p")
+    _check_probability_vectors(q, "q")
+    return _kl_categorical(p, q)
+
+
+@jax.jit
+def _kl_categorical(p, q):
+    """The arithmetic of :func:`kl_categorical` on validated arrays."""
+    return jnp.sum(rel_entr(p, q), axis=-1)
+
+
+def kl_monte_carlo(samples_q, log_q: Callable, log_p: Callable) -> MonteCarloEstimate:
+    r"""Monte Carlo estimate of KL(q || p) from draws z_1, ..., z_n ~ q.
+
+        KL(q || p) ~= (1/n) sum_i [ log q(z_i) - log p(z_i) ]
+        std_error   = sqrt( 1/(n-1) sum_i (r_i - mean(r))^2 ) / sqrt(n)
+
+    with r_i = log q(z_i) - log p(z_i).
+
+    Unbiased for any q and p; use it when no closed form exists. The standard error says
+    how far the estimate typically is from the exact value (CLT). If the z_i are
+    reparameterised (z = mu + sigma * eps), gradients flow through the estimate.
+
+    Args:
+      samples_q: (n, ...) draws from q, the sample axis first; n >= 2.
+      log_q: callable mapping the (n, ...) samples to log q(z_i), shape (n, ...).
+      log_p: callable mapping the (n, ...) samples to log p(z_i), same shape as log_q's.
+
+    Returns:
+      MonteCarloEstimate(estimate, std_error), each of the shape of log_q(samples_q)
+      without its leading sample axis.
+
+    Raises:
+      ValueError: if there are fewer than 2 samples, or log_q / log_p return arrays whose
+        shapes differ or whose leading axis is not the sample axis (names the shapes).
+    """
+    samples_q = jnp.asarray(samples_q)
+    if samples_q.ndim < 1 or samples_q.shape[0] < 2:
+        raise ValueError(
+            f"samples_q has shape {samples_q.shape}; need the sample axis first with n >= 2 "
+            "samples to estimate a standard error"
+        )
+    n = samples_q.shape[0]
+    log_q_values = _checks.as_float(log_q(samples_q), "log_q(samples_q)")
+    log_p_values = _checks.as_float(log_p(samples_q), "log_p(samples_q)")
+    _checks.same_shape(log_q_values, log_p_values, "log_q(samples_q)", "log_p(samples_q)")
+    if log_q_values.ndim < 1 or log_q_values.shape[0] != n:
+        raise ValueError(
+            f"samples_q has shape {samples_q.shape} but log_q(samples_q) has shape "
+            f"{log_q_values.shape}; the log densities must keep the leading sample axis ({n})"
+        )
+    return _mean_and_standard_error(log_q_values - log_p_values)
+
+
+@jax.jit
+def _mean_and_standard_error(values) -> MonteCarloEstimate:
+    """Sample mean over the leading axis and its standard error std(ddof=1) / sqrt(n)."""
+    n = values.shape[0]
+    return MonteCarloEstimate(jnp.mean(values, axis=0),
+                              jnp.std(values, axis=0, ddof=1) / np.sqrt(n))

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import gc
 import json
+import logging
 import re
 import subprocess
 from collections import defaultdict
@@ -23,6 +25,7 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+from jupyter_core.utils import run_sync
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
 from vae_edu.assignments import _cells
@@ -280,13 +283,26 @@ def _execute(nb, *, timeout: int, cwd: Path, kernel_name: str) -> dict[int, _Out
     def cell_timeout(cell):
         return int(cell.get("metadata", {}).get("vae_edu", {}).get("timeout", timeout))
 
+    quiet = logging.getLogger("vae_edu.assignments.nbclient")  # timeouts are reported
+    quiet.setLevel(logging.CRITICAL)                            # in the score table
     client = NotebookClient(
         nb, timeout=timeout, timeout_func=cell_timeout, allow_errors=True,
         interrupt_on_timeout=False, kernel_name=kernel_name, record_timing=False,
-        shutdown_kernel="immediate", resources={"metadata": {"path": str(cwd)}})
+        shutdown_kernel="immediate", resources={"metadata": {"path": str(cwd)}}, log=quiet)
     outcomes: dict[int, _Outcome] = {}
-    stopped = ""
     client.reset_execution_trackers()
+    asyncio_log, drop = logging.getLogger("asyncio"), _DropAbandonedPolls()
+    asyncio_log.addFilter(drop)
+    try:
+        _run_cells(client, nb, cell_timeout, outcomes)
+    finally:
+        gc.collect()  # abandoned polls are reported when collected: while the filter is on
+        asyncio_log.removeFilter(drop)
+    return outcomes
+
+
+def _run_cells(client, nb, cell_timeout, outcomes) -> None:
+    stopped = ""
     # The kernel's own stderr (e.g. ipykernel's start-up warnings) would only clutter the
     # score table; everything the notebook prints is captured in the cell outputs.
     with client.setup_kernel(stderr=subprocess.DEVNULL):
@@ -322,19 +338,39 @@ def _execute(nb, *, timeout: int, cwd: Path, kernel_name: str) -> dict[int, _Out
                          None)
             outcomes[index] = (_Outcome("error", _error_text(error)) if error is not None
                                else _Outcome("ok"))
-    return outcomes
 
 
 def _recover(client, index: int) -> bool:
-    """Interrupts a cell that timed out; True if the kernel answers again."""
+    """Interrupts a cell that timed out; True if the kernel answers again.
+
+    nbclient leaves the timed-out cell's message readers running; they would swallow the
+    next cells' outputs. A new kernel client (new channels to the same kernel, whose state
+    is kept) leaves them reading from closed channels.
+    """
+    cell = client.nb.cells[index]
+    startup_timeout = client.startup_timeout
     try:
-        client.km.interrupt_kernel()
+        run_sync(client.km.interrupt_kernel)()
+        client.kc.stop_channels()
+        client.kc = None
+        client.startup_timeout = _PROBE_TIMEOUT
+        client.start_new_kernel_client()
         probe = nbformat.v4.new_code_cell("pass")
         probe.metadata["vae_edu"] = {"timeout": _PROBE_TIMEOUT}
         client.execute_cell(probe, index)
         return True
     except Exception:  # noqa: BLE001 - a kernel stuck for good: stop running cells
         return False
+    finally:
+        client.startup_timeout = startup_timeout
+        client.nb.cells[index] = cell  # execute_cell stored the probe in its place
+
+
+class _DropAbandonedPolls(logging.Filter):
+    """Hides asyncio's report of nbclient's output poll abandoned at a cell timeout."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Task exception was never retrieved")
 
 
 # ----------------------------------------------------------------------- grading

@@ -1,0 +1,372 @@
+"""The assignment tooling: release (student versions) and grade (fresh-kernel autograding).
+
+Fast tests work on notebooks in memory. The slow ones start kernels, so they share them:
+one module fixture grades the instructor and the released student version of A1 and A2
+through the command line, four processes at once, and one synthetic notebook exercises
+every way a submission can misbehave (raise, loop forever, delete cells, kill the kernel)
+in a single kernel without JAX.
+"""
+
+import json
+import subprocess
+import sys
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from vae_edu.assignments import (
+    DEFAULT_SOURCE_DIR,
+    TEXT_STUB,
+    GradingError,
+    MarkerError,
+    find_source,
+    grade_submission,
+    merge_submission,
+    release_directory,
+    release_notebook,
+    validate_source,
+)
+from vae_edu.assignments.__main__ import main
+
+ASSIGNMENTS = ["A1_kl_divergence", "A2_elbo_reparameterization"]
+SOURCES = {name: DEFAULT_SOURCE_DIR / f"{name}.ipynb" for name in ASSIGNMENTS}
+
+
+# ----------------------------------------------------------------------- authoring helpers
+
+
+def _meta(gid, grade=False, solution=False, locked=False, points=None):
+    meta = {"grade": grade, "grade_id": gid, "locked": locked, "schema_version": 3,
+            "solution": solution, "task": False}
+    if grade:
+        meta["points"] = points
+    return {"nbgrader": meta}
+
+
+def text(gid, source):
+    return new_markdown_cell(source, id=gid, metadata=_meta(gid, locked=True))
+
+
+def given(gid, source):
+    return new_code_cell(source, id=gid, metadata=_meta(gid, locked=True))
+
+
+def answer(gid, source):
+    return new_code_cell(source, id=gid, metadata=_meta(gid, solution=True))
+
+
+def graded_cell(gid, points, source):
+    return new_code_cell(source, id=gid, metadata=_meta(gid, grade=True, locked=True,
+                                                        points=points))
+
+
+def written(gid, points, source):
+    return new_markdown_cell(source, id=gid, metadata=_meta(gid, grade=True, solution=True,
+                                                            points=points))
+
+
+def notebook(cells, name="toy"):
+    nb = new_notebook(cells=cells)
+    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)",
+                                  "language": "python"},
+                   "vae_edu": {"assignment": name}}
+    return nb
+
+
+def toy_source():
+    """A small instructor notebook with every kind of cell."""
+    return notebook([
+        text("intro", "# Toy assignment"),
+        answer("square", "def square(x):\n    ### BEGIN SOLUTION\n    return x * x\n    ### END SOLUTION"),
+        graded_cell("test_square", 2, "assert square(3) == 9\n### BEGIN HIDDEN TESTS\n"
+                                "assert square(-2) == 4\n### END HIDDEN TESTS"),
+        written("why", 1, "### BEGIN SOLUTION\nBecause.\n### END SOLUTION"),
+    ])
+
+
+# ----------------------------------------------------------------------- release
+
+
+def test_release_is_deterministic_and_byte_identical(tmp_path):
+    first = release_directory(DEFAULT_SOURCE_DIR, tmp_path / "one")
+    second = release_directory(DEFAULT_SOURCE_DIR, tmp_path / "two")
+    assert [p.name for p in first] == [p.name for p in second]
+    assert {p.stem for p in first} >= set(ASSIGNMENTS)
+    for a, b in zip(first, second):
+        data = a.read_bytes()
+        assert data == b.read_bytes(), a.name
+        # sorted keys, one-space indent, trailing newline: the canonical nbformat layout
+        expected = json.dumps(json.loads(data), sort_keys=True, indent=1,
+                              ensure_ascii=False) + "\n"
+        assert data.decode("utf-8") == expected
+
+
+@pytest.mark.parametrize("name", ASSIGNMENTS)
+def test_released_notebook_has_stubs_and_no_solutions_hidden_tests_or_outputs(name):
+    source = nbformat.read(SOURCES[name], as_version=4)
+    student = release_notebook(source, name)
+    nbformat.validate(student)
+    assert [c.id for c in student.cells] == [c.id for c in source.cells]  # fixed cell ids
+    assert student.metadata["vae_edu"]["assignment"] == name
+    for src, cell in zip(source.cells, student.cells):
+        assert cell.metadata["nbgrader"] == src.metadata["nbgrader"]
+        assert "SOLUTION" not in cell.source and "HIDDEN TESTS" not in cell.source
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None
+        nb_meta = cell.metadata["nbgrader"]
+        if nb_meta["solution"] and cell.cell_type == "code":
+            assert "# YOUR CODE HERE" in cell.source
+            assert "raise NotImplementedError()" in cell.source
+            solution = src.source.split("### BEGIN SOLUTION")[1].split("### END SOLUTION")[0]
+            for line in solution.strip().splitlines():
+                assert line.strip() not in cell.source, (cell.id, line)
+        if nb_meta["solution"] and cell.cell_type == "markdown":
+            assert cell.source == TEXT_STUB
+        if nb_meta["grade"] and not nb_meta["solution"]:
+            assert "HIDDEN TESTS" in src.source, f"{cell.id} has no hidden tests"
+            hidden = src.source.split("### BEGIN HIDDEN TESTS")[1].split("### END HIDDEN")[0]
+            for line in hidden.strip().splitlines():
+                assert line not in cell.source, (cell.id, line)
+            assert cell.metadata["editable"] is False and cell.metadata["deletable"] is False
+
+
+@pytest.mark.parametrize("name", ASSIGNMENTS)
+def test_instructor_source_is_a_valid_executed_nbgrader_source(name):
+    source = nbformat.read(SOURCES[name], as_version=4)
+    validate_source(source, name)
+    assert source.metadata["vae_edu"]["assignment"] == name
+    for cell in source.cells:
+        meta = cell.metadata["nbgrader"]
+        assert set(meta) >= {"grade", "grade_id", "locked", "schema_version", "solution", "task"}
+        assert meta["schema_version"] == 3 and cell.id == meta["grade_id"]
+        if meta["grade"]:
+            assert meta["points"] > 0
+        if cell.cell_type == "code":  # committed executed, without errors
+            assert cell.execution_count is not None, cell.id
+            assert not [o for o in cell.outputs if o.output_type == "error"], cell.id
+    graded = [c for c in source.cells if c.metadata["nbgrader"]["grade"]]
+    assert any(c.cell_type == "markdown" for c in graded), "a written answer"
+    assert sum(c.metadata["nbgrader"]["points"] for c in graded) >= 10
+
+
+def test_stub_keeps_the_indentation_of_the_marker():
+    student = release_notebook(toy_source(), "toy")
+    assert student.cells[1].source == (
+        "def square(x):\n    # YOUR CODE HERE\n    raise NotImplementedError()")
+    assert student.cells[2].source == "assert square(3) == 9"
+    assert student.cells[3].source == TEXT_STUB
+
+
+BROKEN = [
+    ("unbalanced", 1, "def f():\n    ### BEGIN SOLUTION\n    return 1",
+     "is never closed"),
+    ("end without begin", 1, "def f():\n    return 1\n    ### END SOLUTION",
+     "without a matching"),
+    ("nested", 1, "### BEGIN SOLUTION\n### BEGIN SOLUTION\nx = 1\n### END SOLUTION",
+     "nested"),
+    ("hidden tests unbalanced", 2, "### BEGIN HIDDEN TESTS\nassert True", "is never closed"),
+    ("hidden tests in an answer cell", 1,
+     "### BEGIN SOLUTION\nx = 1\n### END SOLUTION\n### BEGIN HIDDEN TESTS\n### END HIDDEN TESTS",
+     "not an nbgrader graded code cell"),
+]
+
+
+@pytest.mark.parametrize("what, index, source, phrase", BROKEN, ids=[b[0] for b in BROKEN])
+def test_broken_markers_are_refused_naming_notebook_and_cell(what, index, source, phrase):
+    nb = toy_source()
+    nb.cells[index].source = source
+    with pytest.raises(MarkerError) as info:
+        release_notebook(nb, "toy.ipynb")
+    message = str(info.value)
+    gid = nb.cells[index].metadata["nbgrader"]["grade_id"]
+    assert f"toy.ipynb, cell {index + 1}" in message and repr(gid) in message
+    assert phrase in message
+
+
+def test_solution_markers_outside_a_solution_cell_and_bad_metadata_are_refused():
+    nb = toy_source()
+    nb.cells[2].source = "### BEGIN SOLUTION\nx = 1\n### END SOLUTION"
+    with pytest.raises(MarkerError, match="cell 3.*not an nbgrader solution cell"):
+        validate_source(nb, "toy.ipynb")
+    nb = toy_source()
+    nb.cells[2].metadata["nbgrader"]["grade_id"] = "square"
+    with pytest.raises(MarkerError, match="grade_id 'square' is also used by cell 2"):
+        validate_source(nb, "toy.ipynb")
+    nb = toy_source()
+    del nb.cells[2].metadata["nbgrader"]["points"]
+    with pytest.raises(MarkerError, match="needs non-negative points"):
+        validate_source(nb, "toy.ipynb")
+
+
+def test_release_command_writes_nothing_on_error_and_reports_it(tmp_path, capsys):
+    source_dir = tmp_path / "source"
+    source_dir.mkdir()
+    nbformat.write(toy_source(), source_dir / "A_good.ipynb")
+    broken = toy_source()
+    broken.cells[1].source = "### BEGIN SOLUTION\nx = 1"
+    nbformat.write(broken, source_dir / "B_broken.ipynb")
+    assert main(["release", str(source_dir), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "B_broken.ipynb, cell 2" in err and "never closed" in err
+    assert not (tmp_path / "out").exists()
+    assert main(["release", str(source_dir), str(source_dir)]) == 2
+    assert "refusing to release into the source directory" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------- merging, finding
+
+
+def test_merge_restores_deleted_and_edited_cells_and_keeps_added_ones():
+    source = toy_source()
+    submission = release_notebook(source, "toy")
+    submission.cells[1].source = "def square(x):\n    return x ** 2"
+    submission.cells[2].source = "pass  # the student removed the visible test"
+    helper = new_code_cell("HELPER = 1", id="mine")
+    helper.metadata["nbgrader"] = {"grade": True, "grade_id": "forged", "points": 100,
+                                   "locked": False, "solution": False, "schema_version": 3}
+    submission.cells.insert(2, helper)
+    del submission.cells[4]  # the written answer cell
+    merged, notes = merge_submission(source, submission)
+    sources = [c.source for c in merged.cells]
+    assert sources[1] == "def square(x):\n    return x ** 2"
+    assert sources[2] == "HELPER = 1" and "nbgrader" not in merged.cells[2].metadata
+    assert sources[3] == source.cells[2].source  # with its hidden tests
+    assert sources[4] == TEXT_STUB
+    assert any("'test_square' was edited" in n for n in notes)
+    assert any("answer cell 'why' is missing" in n for n in notes)
+
+
+def test_find_source_by_metadata_then_file_name(tmp_path):
+    nb = nbformat.read(SOURCES["A1_kl_divergence"], as_version=4)
+    assert find_source(tmp_path / "whatever.ipynb", nb) == SOURCES["A1_kl_divergence"]
+    assert find_source(tmp_path / "alice_A2.ipynb", None) == SOURCES["A2_elbo_reparameterization"]
+    with pytest.raises(GradingError, match="pass --source"):
+        find_source(tmp_path / "homework.ipynb", None)
+    assert find_source(tmp_path / "x.ipynb", None, SOURCES["A1_kl_divergence"]) == \
+        SOURCES["A1_kl_divergence"]
+
+
+def test_an_unreadable_submission_scores_zero_without_crashing(tmp_path):
+    bad = tmp_path / "A1_kl_divergence.ipynb"
+    bad.write_text("{ this is not json")
+    report = grade_submission(bad)
+    assert report.score == 0 and report.max_score == 10
+    assert all(q.points == 0 for q in report.questions)
+    assert "could not be read" in report.notes[0]
+
+
+# ----------------------------------------------------------------------- misbehaving submissions
+
+
+def misbehaving_source():
+    return notebook([
+        answer("setup", "### BEGIN SOLUTION\nimport os\n### END SOLUTION"),
+        answer("raises", "def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION"),
+        graded_cell("test_raises", 1, "assert f() == 1"),
+        answer("loops", "def g():\n    ### BEGIN SOLUTION\n    return 2\n    ### END SOLUTION"),
+        graded_cell("test_loops", 1, "assert g() == 2"),
+        answer("deleted_test", "def h():\n    ### BEGIN SOLUTION\n    return 3\n"
+                               "    ### END SOLUTION"),
+        graded_cell("test_deleted_test", 1, "assert h() == 3"),
+        answer("deleted_answer", "def k():\n    ### BEGIN SOLUTION\n    return 4\n"
+                                 "    ### END SOLUTION"),
+        graded_cell("test_deleted_answer", 1, "assert k() == 4"),
+        answer("stub", "def m():\n    ### BEGIN SOLUTION\n    return 5\n    ### END SOLUTION"),
+        graded_cell("test_stub", 1, "assert m() == 5"),
+        answer("ok", "def n():\n    ### BEGIN SOLUTION\n    return 6\n    ### END SOLUTION"),
+        graded_cell("test_ok", 1, "assert n() == 6, 'n() must be 6'"),
+        answer("dies", "def die():\n    ### BEGIN SOLUTION\n    pass\n    ### END SOLUTION"),
+        graded_cell("test_dies", 1, "die()"),
+        graded_cell("test_after_death", 1, "assert True"),
+    ], name="misbehaving")
+
+
+def test_a_misbehaving_submission_loses_only_the_affected_questions(tmp_path):
+    source = misbehaving_source()
+    submission = release_notebook(source, "misbehaving")
+    by_id = {c.metadata["nbgrader"]["grade_id"]: c for c in submission.cells}
+    by_id["setup"].source = "import os"
+    by_id["raises"].source = "def f():\n    return 1 / 0"
+    by_id["loops"].source = "def g():\n    while True:\n        pass"
+    by_id["deleted_test"].source = "def h():\n    return 3"
+    by_id["ok"].source = "def n():\n    return 6"
+    by_id["dies"].source = "def die():\n    os._exit(1)"
+    submission.cells = [c for c in submission.cells
+                        if c.id not in ("test_deleted_test", "deleted_answer")]
+    source_path, submission_path = tmp_path / "source.ipynb", tmp_path / "sub.ipynb"
+    nbformat.write(source, source_path)
+    nbformat.write(submission, submission_path)
+
+    report = grade_submission(submission_path, source_path, timeout=5)
+    results = {q.grade_id: q for q in report.questions}
+    assert results["test_raises"].points == 0
+    assert "ZeroDivisionError" in results["test_raises"].message
+    assert results["test_loops"].points == 0 and results["test_loops"].status == "timeout"
+    assert "did not finish within 5 s" in results["test_loops"].message
+    assert results["test_deleted_test"].points == 1  # restored from the source, and passes
+    assert results["test_deleted_answer"].points == 0
+    assert "NotImplementedError" in results["test_deleted_answer"].message
+    assert results["test_stub"].points == 0
+    assert "not answered yet" in results["test_stub"].message
+    assert results["test_ok"].points == 1 and results["test_ok"].status == "passed"
+    assert results["test_dies"].points == 0 and "kernel died" in results["test_dies"].message
+    assert results["test_after_death"].status == "not run"
+    assert report.score == 2 and report.max_score == 8
+    assert any("'test_deleted_test' was deleted" in n for n in report.notes)
+    table = report.table()
+    assert "test_loops" in table and "2 / 8" in table
+
+
+# ----------------------------------------------------------------------- the real assignments
+
+
+@pytest.fixture(scope="module")
+def graded_assignments(tmp_path_factory):
+    """Grades the instructor source and the student release of A1 and A2, in parallel."""
+    out = tmp_path_factory.mktemp("graded")
+    release_directory(DEFAULT_SOURCE_DIR, out / "student")
+    jobs = {}
+    for name in ASSIGNMENTS:
+        for version, path in (("instructor", SOURCES[name]),
+                              ("student", out / "student" / f"{name}.ipynb")):
+            report = out / f"{name}-{version}.json"
+            command = [sys.executable, "-m", "vae_edu.assignments", "grade", str(path),
+                       "--json", str(report)]
+            process = subprocess.Popen(command, stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE, text=True)
+            jobs[name, version] = (process, report)
+    results = {}
+    for key, (process, report) in jobs.items():
+        stdout, stderr = process.communicate(timeout=1200)
+        assert process.returncode == 0, stderr
+        results[key] = (stdout, json.loads(report.read_text()))
+    return results
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ASSIGNMENTS)
+def test_instructor_version_scores_full_marks(graded_assignments, name):
+    stdout, report = graded_assignments[name, "instructor"]
+    assert report["max_score"] >= 10
+    assert report["score"] == report["max_score"], stdout
+    assert report["manual_max_score"] == 2
+    statuses = {q["status"] for q in report["questions"]}
+    assert statuses == {"passed", "needs manual grading"}
+    assert report["notes"] == []
+    assert f"{report['score']:g} / {report['max_score']:g}" in stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ASSIGNMENTS)
+def test_released_student_version_runs_and_scores_zero(graded_assignments, name):
+    stdout, report = graded_assignments[name, "student"]
+    assert report["score"] == 0 and report["max_score"] >= 10
+    for question in report["questions"]:
+        assert question["points"] == 0
+        if question["kind"] == "manual":
+            assert question["status"] == "unanswered"
+        else:
+            assert question["status"] == "failed"
+            assert "NotImplementedError" in question["message"], question
+    assert "Feedback:" in stdout and "not answered yet" in stdout

@@ -1,0 +1,359 @@
+"""Safe, self-describing model checkpoints (msgpack, never pickle).
+
+One file holds one model: its parameters (``flax.serialization`` msgpack of the pure-dict
+NNX state, optionally stored as float16), its :class:`~vae_edu.models.VAEConfig`, a
+training summary (epochs, seed, test ELBO, log-likelihood estimate...), the library
+versions that produced it and a format tag with a version number. Optionally the optimizer
+state and training history, so that :func:`vae_edu.train.train` can resume.
+
+Why msgpack: unpickling a file can run arbitrary code, so a checkpoint downloaded from a
+classmate could do anything. A msgpack file is data only: maps, strings, numbers and raw
+array bytes.
+
+Loading validates everything *before* touching a model: the format tag and version, the
+SHA-256 of the parameter bytes (catches truncated or corrupted files), the config, and
+every layer's shape and dtype. Errors are :class:`CheckpointError` (a ``ValueError``)
+naming what differs, e.g. ``layer encoder.hidden_0.kernel has shape (784, 400) in the file
+but (784, 512) in the model``. Nothing is half-loaded: the complete new state is built
+first and only then written into the model.
+
+File layout (a msgpack map)::
+
+    format        "vae_edu.checkpoint"
+    version       1
+    metadata      JSON text: {"config": ..., "summary": ..., "training": ..., "library_versions": ...}
+    dtype         "float32" | "float16"  (storage dtype of params)
+    params        nested map  layer -> {"kernel": array, "bias": array}
+    params_sha256 hex digest of the parameter bytes (see _params_digest)
+    opt_state     list of arrays (the optax state's leaves) or nil
+
+Writes are atomic (temporary file in the same folder, then ``os.replace``), so an
+interrupted save never leaves a truncated checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx, serialization
+
+from vae_edu.models import VAE, VAEConfig
+
+__all__ = ["FORMAT", "VERSION", "CheckpointError", "Checkpoint", "save", "load", "restore",
+           "read_metadata", "library_versions"]
+
+FORMAT = "vae_edu.checkpoint"
+VERSION = 1
+STORAGE_DTYPES = {"float32": np.float32, "float16": np.float16}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is unreadable, corrupt, of another format, or does not fit the model."""
+
+
+class Checkpoint(NamedTuple):
+    """A loaded checkpoint.
+
+    Attributes:
+      model: the :class:`~vae_edu.models.VAE` with the stored parameters (float32).
+      config: its :class:`~vae_edu.models.VAEConfig`.
+      summary: dict of results (e.g. ``test_elbo``, ``nll``, ``quick_test_elbo``).
+      training: dict of training state (``epoch``, ``seed``, ``train_config``,
+        ``history``) or ``{}``.
+      opt_state: the optimizer state (only if saved and a template was given), else None.
+      metadata: format, version, storage dtype, library versions.
+    """
+
+    model: VAE
+    config: VAEConfig
+    summary: dict
+    training: dict
+    opt_state: Any
+    metadata: dict
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python and the libraries that determine a checkpoint's numbers."""
+    import flax
+    import optax
+
+    import vae_edu
+    return {"python": platform.python_version(), "jax": jax.__version__,
+            "flax": flax.__version__, "optax": optax.__version__, "numpy": np.__version__,
+            "vae_edu": vae_edu.__version__}
+
+
+# ----------------------------------------------------------------------------- helpers
+def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """{"encoder": {"hidden_0": {"kernel": a}}} -> {"encoder.hidden_0.kernel": a}."""
+    flat = {}
+    for key in sorted(tree, key=str):
+        value, name = tree[key], f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _unflatten(flat: dict[str, Any]) -> dict:
+    tree: dict = {}
+    for name, value in flat.items():
+        node = tree
+        *parents, leaf = name.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return tree
+
+
+def _params_digest(flat: dict[str, np.ndarray]) -> str:
+    """SHA-256 over (name, dtype, shape, bytes) of every parameter in sorted name order."""
+    digest = hashlib.sha256()
+    for name in sorted(flat):
+        arr = np.ascontiguousarray(flat[name])
+        digest.update(f"{name}|{arr.dtype.str}|{arr.shape}|".encode())
+        digest.update(arr.tobytes())
+    return digest.hexdigest()
+
+
+def _abstract_model(config: VAEConfig) -> VAE:
+    """A model with ``config`` whose parameters are shapes only (nothing is computed)."""
+    return nnx.eval_shape(lambda: VAE(config, rngs=nnx.Rngs(0)))
+
+
+def _shapes(model: VAE) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(np.shape(v)) for k, v in _flatten(nnx.to_pure_dict(
+        nnx.state(model, nnx.Param))).items()}
+
+
+def _compare_shapes(found: dict[str, tuple], expected: dict[str, tuple], where: str) -> None:
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    problems = [f"layer {n} has shape {found[n]} in the file but {expected[n]} in {where}"
+                for n in sorted(set(found) & set(expected)) if found[n] != expected[n]]
+    if missing:
+        problems.append(f"the file lacks {', '.join(missing)}")
+    if unexpected:
+        problems.append(f"the file has parameters {', '.join(unexpected)} that {where} "
+                        f"does not have")
+    if problems:
+        raise CheckpointError("architecture mismatch: " + "; ".join(problems))
+
+
+# ----------------------------------------------------------------------------- save
+def save(path: str | os.PathLike, model: VAE, *, summary: dict | None = None,
+         training: dict | None = None, opt_state: Any = None,
+         dtype: str = "float32") -> Path:
+    """Writes ``model`` (and optional summary / training state) to ``path`` atomically.
+
+    Args:
+      path: target file (conventionally ``*.msgpack``); parent folders are created.
+      model: the VAE to save.
+      summary: JSON-serialisable results to keep with the model (e.g. ``test_elbo``).
+      training: JSON-serialisable training state (epoch, seed, train config, history).
+      opt_state: optional optax state; its leaves are stored as float32/int arrays.
+      dtype: storage dtype of the parameters, ``"float32"`` or ``"float16"`` (half the
+        size; parameters are rounded to the nearest float16).
+
+    Returns:
+      The path written.
+
+    Raises:
+      ValueError: unknown dtype, non-JSON metadata, or parameters that do not fit float16.
+    """
+    if dtype not in STORAGE_DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(STORAGE_DTYPES)}, got {dtype!r}")
+    if not isinstance(model, VAE):
+        raise TypeError(f"model must be a vae_edu.models.VAE, got {type(model).__name__}")
+    flat = {k: np.asarray(v) for k, v in _flatten(nnx.to_pure_dict(
+        nnx.state(model, nnx.Param))).items()}
+    for name, arr in flat.items():
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"parameter {name} contains NaN or inf; refusing to save it")
+        if dtype == "float16" and np.max(np.abs(arr), initial=0.0) > np.finfo(np.float16).max:
+            raise ValueError(f"parameter {name} exceeds the float16 range; save as float32")
+    flat = {k: v.astype(STORAGE_DTYPES[dtype]) for k, v in flat.items()}
+    metadata = {"config": model.config.to_dict(), "summary": summary or {},
+                "training": training or {}, "library_versions": library_versions()}
+    try:
+        metadata_text = json.dumps(metadata, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"summary/training must be JSON-serialisable with finite numbers: "
+                         f"{err}") from err
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "metadata": metadata_text,
+        "dtype": dtype,
+        "params": _unflatten(flat),
+        "params_sha256": _params_digest(flat),
+        "opt_state": None if opt_state is None else
+        [np.asarray(leaf) for leaf in jax.tree.leaves(opt_state)],
+    }
+    data = serialization.msgpack_serialize(payload)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+# ----------------------------------------------------------------------------- load
+def _read(path: str | os.PathLike) -> tuple[dict, dict]:
+    """Reads and checks the envelope of a checkpoint: (payload, metadata)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    raw = path.read_bytes()
+    try:
+        payload = serialization.msgpack_restore(raw)
+    except Exception as err:  # msgpack raises ValueError / ExtraData / TypeError on garbage
+        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt "
+                              f"msgpack, {len(raw)} bytes): {err}") from err
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        tag = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise CheckpointError(f"{path} is not a {FORMAT} file (format tag {tag!r})")
+    version = payload.get("version")
+    if version != VERSION:
+        raise CheckpointError(f"{path} has format version {version!r}; this vae_edu reads "
+                              f"version {VERSION}")
+    for key in ("metadata", "dtype", "params", "params_sha256"):
+        if key not in payload:
+            raise CheckpointError(f"{path} is corrupt: the field {key!r} is missing")
+    try:
+        metadata = json.loads(payload["metadata"])
+        config = VAEConfig.from_dict(metadata["config"])
+    except (TypeError, ValueError, KeyError) as err:
+        raise CheckpointError(f"{path} has an invalid model config: {err}") from err
+    if payload["dtype"] not in STORAGE_DTYPES:
+        raise CheckpointError(f"{path} stores parameters as {payload['dtype']!r}; expected "
+                              f"one of {sorted(STORAGE_DTYPES)}")
+    if not isinstance(payload["params"], dict):
+        raise CheckpointError(f"{path} is corrupt: params is not a map")
+    flat = _flatten(payload["params"])
+    storage = np.dtype(STORAGE_DTYPES[payload["dtype"]])
+    for name, arr in flat.items():
+        if not isinstance(arr, np.ndarray) or arr.dtype != storage:
+            kind = arr.dtype if isinstance(arr, np.ndarray) else type(arr).__name__
+            raise CheckpointError(f"{path}: parameter {name} is {kind}, expected {storage} "
+                                  f"arrays")
+    if _params_digest(flat) != payload["params_sha256"]:
+        raise CheckpointError(f"{path} is corrupt: the SHA-256 of its parameters does not "
+                              f"match the one recorded at save time")
+    metadata["config"] = config
+    return payload, metadata
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The config, summary, training dict, versions and dtype of a checkpoint (validated).
+
+    Returns:
+      dict with ``config`` (a VAEConfig), ``summary``, ``training``,
+      ``library_versions``, ``dtype``, ``format``, ``version``.
+    """
+    payload, metadata = _read(path)
+    return {**metadata, "dtype": payload["dtype"], "format": FORMAT, "version": VERSION}
+
+
+def _new_state(path, payload: dict, expected: dict[str, tuple], where: str) -> dict:
+    flat = _flatten(payload["params"])
+    _compare_shapes({k: tuple(v.shape) for k, v in flat.items()}, expected, where)
+    for name, arr in flat.items():
+        if not np.all(np.isfinite(arr)):
+            raise CheckpointError(f"{path}: parameter {name} contains NaN or inf")
+    return _unflatten({k: jnp.asarray(v.astype(np.float32)) for k, v in flat.items()})
+
+
+def _opt_state(path, payload: dict, template: Any) -> Any:
+    leaves = payload.get("opt_state")
+    if leaves is None or template is None:
+        return None
+    template_leaves, treedef = jax.tree.flatten(template)
+    if not isinstance(leaves, list) or len(leaves) != len(template_leaves):
+        count = len(leaves) if isinstance(leaves, list) else type(leaves).__name__
+        raise CheckpointError(f"{path}: the optimizer state has {count} arrays, the "
+                              f"optimizer expects {len(template_leaves)}")
+    restored = []
+    for i, (arr, ref) in enumerate(zip(leaves, template_leaves)):
+        arr = np.asarray(arr)
+        if arr.shape != np.shape(ref):
+            raise CheckpointError(f"{path}: optimizer state array {i} has shape {arr.shape} "
+                                  f"in the file but {np.shape(ref)} in the optimizer")
+        restored.append(jnp.asarray(arr, dtype=jnp.asarray(ref).dtype))
+    return jax.tree.unflatten(treedef, restored)
+
+
+def load(path: str | os.PathLike, *, opt_state_template: Any = None) -> Checkpoint:
+    """Loads a checkpoint into a new model built from the config stored in the file.
+
+    Args:
+      path: the checkpoint.
+      opt_state_template: an optax state of the right structure (``optimizer.init(params)``)
+        to restore the stored optimizer state into; without it ``opt_state`` is None.
+
+    Returns:
+      :class:`Checkpoint` ``(model, config, summary, training, opt_state, metadata)``.
+
+    Raises:
+      FileNotFoundError: no such file.
+      CheckpointError: unreadable, corrupt, another format or version, or parameters that
+        do not fit the stored config (the message names the layer and both shapes).
+    """
+    payload, metadata = _read(path)
+    config = metadata["config"]
+    abstract = _abstract_model(config)
+    state = _new_state(path, payload, _shapes(abstract), f"a {config.describe()} model")
+    opt_state = _opt_state(path, payload, opt_state_template)
+    model = nnx.merge(nnx.graphdef(abstract), state)
+    info = {"format": FORMAT, "version": VERSION, "dtype": payload["dtype"],
+            "library_versions": metadata.get("library_versions", {})}
+    return Checkpoint(model, config, metadata.get("summary", {}), metadata.get("training", {}),
+                      opt_state, info)
+
+
+def restore(path: str | os.PathLike, model: VAE) -> dict:
+    """Writes the parameters stored in ``path`` into an existing ``model`` (all or nothing).
+
+    Args:
+      path: the checkpoint.
+      model: a VAE whose architecture must match the file's.
+
+    Returns:
+      The file's metadata (as :func:`read_metadata`).
+
+    Raises:
+      CheckpointError: the file is unreadable/corrupt, a layer's shape differs (named, with
+        both shapes), or the config differs in a way shapes do not show (e.g. activation);
+        ``model`` is left unchanged.
+    """
+    if not isinstance(model, VAE):
+        raise TypeError(f"model must be a vae_edu.models.VAE, got {type(model).__name__}")
+    payload, metadata = _read(path)
+    state = _new_state(path, payload, _shapes(model), "the model")
+    file_config = metadata["config"]
+    if file_config != model.config:
+        a, b = file_config.to_dict(), model.config.to_dict()
+        diffs = ", ".join(f"{k}={a[k]!r} in the file but {b[k]!r} in the model"
+                          for k in sorted(a) if a[k] != b[k])
+        raise CheckpointError(f"config mismatch: {diffs}")
+    nnx.update(model, state)
+    return {**metadata, "dtype": payload["dtype"], "format": FORMAT, "version": VERSION}

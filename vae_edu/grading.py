@@ -223,26 +223,28 @@ def _kl_two_hand(mean_q, log_var_q, mean_p, log_var_p):
 def _log_sigma_mistakes(kl, args, var_indices):
     """Outputs of ``kl`` when log-variances are mistaken for log standard deviations.
 
-    Three common variants: treating log_var as log sigma (so sigma^2 = exp(2 log_var) and
-    log sigma^2 = 2 log_var), using log sigma = log_var / 2 in the log term, and using
-    sigma = exp(log_var / 2) where sigma^2 belongs.
+    ``kl(*args)`` is the correct KL; ``var_indices`` says which arguments are log-variances
+    (one for KL(q || N(0, I)), two for KL(q || p)). Three common variants:
+
+    1. log_var read as log sigma: sigma^2 = exp(2 log_var) and log sigma^2 = 2 log_var,
+       i.e. the correct formula at doubled log-variances;
+    2. the log term uses log sigma = log_var / 2 instead of log sigma^2 = log_var: the log
+       term log(sigma_p^2 / sigma_q^2) = lp - lq is halved;
+    3. sigma = exp(log_var / 2) used where sigma^2 = exp(log_var) belongs in the variance
+       term sigma_q^2 / sigma_p^2.
     """
-    doubled = list(args)
-    for i in var_indices:
-        doubled[i] = 2.0 * np.asarray(args[i], np.float64)
-    outputs = [kl(*doubled)]
-    # log term uses log sigma = log_var / 2; variance terms correct:
-    #   KL_wrong = KL + 1/2 sum (log_var_q - log_var_q / 2) [for the q-only log term]
     m = [np.asarray(a, np.float64) for a in args]
-    if len(var_indices) == 1:                    # KL(q || N(0, I))
-        lv = m[var_indices[0]]
-        outputs.append(kl(*m) + 0.5 * np.sum(0.5 * lv, axis=-1))
-        outputs.append(kl(*m) + 0.5 * np.sum(np.exp(lv / 2) - np.exp(lv), axis=-1))
-    else:                                        # KL(q || p): log(sigma_p / sigma_q)
-        lq, lp = m[var_indices[0]], m[var_indices[1]]
-        outputs.append(kl(*m) - 0.5 * np.sum(0.5 * (lp - lq), axis=-1))
-        outputs.append(kl(*m) + 0.5 * np.sum((np.exp(lq / 2) - np.exp(lq)) / np.exp(lp), axis=-1))
-    return outputs
+    doubled = list(m)
+    for i in var_indices:
+        doubled[i] = 2.0 * m[i]
+    lq = m[var_indices[0]]
+    lp = m[var_indices[1]] if len(var_indices) > 1 else np.zeros_like(lq)
+    correct = kl(*m)
+    return [
+        kl(*doubled),
+        correct - 0.5 * np.sum(0.5 * (lp - lq), axis=-1),
+        correct + 0.5 * np.sum((np.exp(lq / 2) - np.exp(lq)) * np.exp(-lp), axis=-1),
+    ]
 
 
 _LOG_SIGMA_HINT = (

@@ -191,6 +191,7 @@ def test_show_forward_reverse_fits_draws_what_it_returns_and_follows_the_slider(
     np.testing.assert_allclose(rev_line.get_ydata(),
                                stats.norm.pdf(x, far.reverse.mean, far.reverse.std), atol=1e-6)
     assert f"{far.reverse.kl:.3f}" in rev_line.get_label()
+    assert "-0.00" not in ax_near.lines[0].get_label() + ax_near.lines[1].get_label()
     # Moving the slider changes what is drawn.
     assert not np.allclose(ax_near.lines[1].get_ydata(), rev_line.get_ydata(), atol=1e-3)
 

@@ -81,6 +81,11 @@ class StandardNormalKL(NamedTuple):
     kl_quadrature: float
 
 
+def _fixed(value: float, digits: int) -> str:
+    """``value`` with ``digits`` decimals, never as '-0.00' for a rounding-level negative."""
+    return f"{round(float(value), digits) + 0.0:.{digits}f}"
+
+
 def _check_mixture(separation, weight) -> None:
     if not np.isfinite(separation) or separation < 0:
         raise ValueError(f"separation must be a finite number >= 0, got {separation}")
@@ -222,7 +227,8 @@ def show_forward_reverse_fits(separation: float, weight: float = 0.5,
                              (fits.reverse, "reverse: min KL(q||p)", "C3--")]:
         density = np.exp(norm.logpdf(x, fit.mean, fit.std))
         ax.plot(x, density, style, lw=2,
-                label=f"{name} = {fit.kl:.3f}\n  q = N({fit.mean:.2f}, {fit.std:.2f}$^2$)")
+                label=f"{name} = {_fixed(fit.kl, 3)}\n"
+                      f"  q = N({_fixed(fit.mean, 2)}, {_fixed(fit.std, 2)}$^2$)")
     ax.set_xlim(-10, 10)
     ax.set_ylim(0, 0.45)
     ax.set_xlabel("x")
@@ -269,10 +275,10 @@ def show_kl_to_standard_normal(mu: float, sigma: float, axes=None) -> StandardNo
     q = np.exp(norm.logpdf(x, mu, sigma))
     log_ratio = norm.logpdf(x, mu, sigma) - norm.logpdf(x, 0.0, 1.0)
     top.plot(x, np.exp(norm.logpdf(x, 0.0, 1.0)), "k--", lw=1.5, label="p = N(0, 1)")
-    top.plot(x, q, "C0-", lw=2, label=f"q = N({mu:.2f}, {sigma:.2f}$^2$)")
+    top.plot(x, q, "C0-", lw=2, label=f"q = N({_fixed(mu, 2)}, {_fixed(sigma, 2)}$^2$)")
     top.set_ylabel("density")
     top.set_ylim(0, max(0.45, 1.05 * float(q.max())))
-    top.set_title(f"KL(q || N(0,1)) = {kl:.4f} nats")
+    top.set_title(f"KL(q || N(0,1)) = {_fixed(kl, 4)} nats")
     top.legend(loc="upper left", fontsize=8)
     integrand = q * np.asarray(log_ratio)
     bottom.plot(x, integrand, "C3-", lw=1.5)

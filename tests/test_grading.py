@@ -351,3 +351,65 @@ def test_feedback_lists_every_message_under_the_check_name():
     assert lines[0] == "check_kl_diag: failed"
     assert all(line.startswith("- ") for line in lines[1:])
     assert len(lines) == 1 + len(result.messages)
+
+
+# --------------------------------------------------------------------- A3: a trained VAE
+
+
+@pytest.fixture(scope="module")
+def untrained():
+    """An untrained 2-D VAE (output bias at the mean image) and its test-set statistics,
+    computed here with model.encode directly (not through vae_edu.evaluate)."""
+    from vae_edu import data
+    from vae_edu.models import VAEConfig
+    from vae_edu.train import TrainResult, init_model
+
+    test = data.load_mnist("test")
+    images = test.images[:grading.A3_NUM_TEST_IMAGES].reshape(-1, 784) / 255.0
+    labels = test.labels[:grading.A3_NUM_TEST_IMAGES]
+    model = init_model(VAEConfig(hidden_sizes=(32,), latent_dim=2), 0, images.mean(axis=0))
+    mean = np.asarray(model.encode(jnp.asarray(images, jnp.float32))[0], np.float64)
+    class_means = np.stack([mean[labels == k].mean(axis=0) for k in range(10)])
+    nearest = np.argmin(((mean[:, None] - class_means[None]) ** 2).sum(-1), axis=1)
+    answers = dict(class_means=class_means,
+                   farthest_digit=int(np.argmax((class_means**2).sum(1))),
+                   centroid_accuracy=float(np.mean(nearest == labels)))
+    result = TrainResult(model, {"epoch": [1, 2]}, None, 0.0)
+    return result, answers
+
+
+def test_check_trained_vae_recomputes_the_test_elbo_against_the_target(untrained):
+    result, _ = untrained
+    failed = grading.check_trained_vae(result, threshold=-165.0)
+    assert not failed.passed
+    assert "the target is -165.0" in failed.feedback and "nats per image" in failed.feedback
+    # An untrained decoder that predicts the mean image scores about -206 nats: a lenient
+    # target passes, which shows the number is measured, not assumed.
+    assert grading.check_trained_vae(result, threshold=-300.0).passed
+
+
+def test_check_trained_vae_enforces_the_assignment_rules(untrained):
+    from vae_edu.train import TrainResult
+
+    result, _ = untrained
+    too_long = TrainResult(result.model, {"epoch": list(range(1, 12))}, None, 0.0)
+    assert "budget is 10" in grading.check_trained_vae(too_long, threshold=-300.0).feedback
+    wrong_dim = grading.check_trained_vae(result, threshold=-300.0, latent_dim=3)
+    assert "asks for latent_dim=3" in wrong_dim.feedback
+    assert "Expected the TrainResult" in grading.check_trained_vae(
+        result.model, threshold=-300.0).feedback
+
+
+def test_check_latent_statistics_accepts_the_right_answers_and_names_mistakes(untrained):
+    result, answers = untrained
+    assert grading.check_latent_statistics(result.model, **answers).passed
+    percent = dict(answers, centroid_accuracy=100 * answers["centroid_accuracy"])
+    assert "not a percentage" in grading.check_latent_statistics(result.model, **percent).feedback
+    norms = np.linalg.norm(answers["class_means"], axis=1)
+    nearest = dict(answers, farthest_digit=int(np.argmin(norms)))
+    assert "NEAREST" in grading.check_latent_statistics(result.model, **nearest).feedback
+    reversed_rows = dict(answers, class_means=answers["class_means"][::-1])
+    assert "reverse order" in grading.check_latent_statistics(
+        result.model, **reversed_rows).feedback
+    wrong_shape = dict(answers, class_means=answers["class_means"][:5])
+    assert "one row" in grading.check_latent_statistics(result.model, **wrong_shape).feedback

@@ -15,6 +15,10 @@ Three independent routes are used wherever they apply:
   (:func:`numpy.random.default_rng`, :func:`jax.random.key`), so every check is deterministic;
 * **Monte Carlo** for random quantities (sample moments within 5 standard errors).
 
+For the training assignment (A3), :func:`check_trained_vae` and
+:func:`check_latent_statistics` take the student's trained model and answers instead, and
+recompute every number from that model.
+
 When a check fails it also compares the student's output with a catalogue of *known
 mistakes* (the missing minus sign, log sigma used for log sigma^2, a mean where a sum
 belongs, KL(p || q) for KL(q || p), ...) and names the mistake it matches. A check never
@@ -33,14 +37,17 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = [
+    "A3_NUM_TEST_IMAGES",
     "CheckResult",
     "check_bernoulli_log_likelihood",
     "check_elbo_estimate",
     "check_kl_diag",
     "check_kl_monte_carlo",
     "check_kl_two_gaussians",
+    "check_latent_statistics",
     "check_negative_elbo",
     "check_reparameterize",
+    "check_trained_vae",
 ]
 
 # Float32 student code against float64 hand values: this is the agreement we ask for.
@@ -88,9 +95,10 @@ class _Stop(Exception):
     """Ends a check early; its single argument is the message for the student."""
 
 
-def _run(name: str, body: Callable, student_fn, success: str) -> CheckResult:
+def _run(name: str, body: Callable, student_fn, success: str, *,
+         needs_function: bool = True) -> CheckResult:
     """Runs ``body(student_fn)`` -> list of problems, turning every failure into a result."""
-    if not callable(student_fn):
+    if needs_function and not callable(student_fn):
         return CheckResult(name, False, (
             f"expected a function, got {type(student_fn).__name__}: pass the function "
             "itself (without calling it).",))
@@ -1055,3 +1063,132 @@ def check_elbo_estimate(student_fn, *, num_repeats: int = 20,
     return _run("check_elbo_estimate", body, student_fn,
                 "correct: unbiased for the exact ELBO of four q's (within 5 standard errors), "
                 "equal to log p(x) at the exact posterior.")
+
+
+# ------------------------------------------------- A3: a trained VAE and its latent space
+
+#: The test images the A3 checks evaluate on: the first 2,000 of the MNIST test set.
+A3_NUM_TEST_IMAGES = 2000
+
+
+def _a3_test_set(num_images: int = A3_NUM_TEST_IMAGES):
+    from vae_edu import data
+
+    test = data.load_mnist("test")
+    return test.images[:num_images], test.labels[:num_images]
+
+
+def check_trained_vae(result, *, threshold: float, latent_dim: int = 2,
+                      max_epochs: int = 10) -> CheckResult:
+    r"""Checks a VAE trained with :func:`vae_edu.train.train` against an assignment's target.
+
+    The test ELBO is recomputed here, not read from the training history:
+    :func:`vae_edu.evaluate.test_elbo` on the first 2,000 MNIST test images, dynamically
+    binarized with the fixed key ``PRNGKey(0)``, one reparameterized sample per image (nats
+    per image). The check passes if its mean is at least ``threshold``, the model has
+    ``latent_dim`` latent dimensions, and training took at most ``max_epochs`` epochs.
+
+    Args:
+      result: the :class:`vae_edu.train.TrainResult` returned by ``train``.
+      threshold: the target test ELBO (nats, e.g. -165.0).
+      latent_dim: the latent dimension the assignment asks for.
+      max_epochs: the training budget.
+
+    Returns:
+      A :class:`CheckResult`.
+    """
+    from vae_edu import evaluate
+
+    def body(_):
+        model = getattr(result, "model", None)
+        history = getattr(result, "history", None)
+        if model is None or not isinstance(history, dict):
+            raise _Stop("expected the TrainResult returned by vae_edu.train.train (with "
+                        f".model and .history), got a {type(result).__name__}.")
+        if model.config.latent_dim != latent_dim:
+            raise _Stop(f"your model has latent_dim={model.config.latent_dim}; this assignment "
+                        f"asks for latent_dim={latent_dim} (the latent-space questions need it).")
+        epochs = len(history.get("epoch", []))
+        if epochs > max_epochs:
+            raise _Stop(f"you trained for {epochs} epochs; the budget is {max_epochs}.")
+        images, _ = _a3_test_set()
+        estimate = evaluate.test_elbo(model, images, jax.random.PRNGKey(0))
+        if not math.isfinite(estimate.mean):
+            raise _Stop(f"the test ELBO of your model is {estimate.mean}: training diverged "
+                        "(try a smaller learning rate).")
+        if estimate.mean < threshold:
+            return [f"the test ELBO of your model is {estimate.mean:.2f} +- "
+                    f"{estimate.std_error:.2f} nats per image on the first "
+                    f"{A3_NUM_TEST_IMAGES} test images; the target is {threshold:.1f}. Train "
+                    f"longer (up to {max_epochs} epochs), widen the hidden layer, or try a "
+                    "learning rate between 1e-3 and 3e-3; keep beta = 1."]
+        return []
+
+    return _run("check_trained_vae", body, result, needs_function=False, success=(
+                f"correct: latent_dim={latent_dim}, at most {max_epochs} epochs, and a test "
+                f"ELBO at or above the target {threshold:.1f} nats."))
+
+
+def check_latent_statistics(model, class_means, farthest_digit, centroid_accuracy
+                            ) -> CheckResult:
+    r"""Checks three statistics of a VAE's latent space on the first 2,000 test images.
+
+    With mu(x) the posterior mean of image x (``vae_edu.evaluate.encode_dataset`` on the
+    grayscale images, no binarization):
+
+    * ``class_means``: (10, d) array, row k = the average of mu(x) over test images of digit k;
+    * ``farthest_digit``: the digit whose class mean is farthest (Euclidean) from the origin;
+    * ``centroid_accuracy``: the fraction (in [0, 1]) of test images whose nearest class mean
+      is the class mean of their own digit.
+
+    All three are recomputed from ``model``, so any model gets its own correct answers.
+
+    Args:
+      model: the trained :class:`vae_edu.models.VAE`.
+      class_means, farthest_digit, centroid_accuracy: the student's answers.
+
+    Returns:
+      A :class:`CheckResult`.
+    """
+    from vae_edu import evaluate
+
+    def body(_):
+        images, labels = _a3_test_set()
+        mean, log_var = evaluate.encode_dataset(model, images)
+        labels = np.asarray(labels)
+        expected = np.stack([mean[labels == k].mean(axis=0) for k in range(10)])
+        problems = []
+        got = _as_array(class_means, "class_means")
+        if got.shape != expected.shape:
+            problems.append(f"class_means has shape {got.shape}; it should be {expected.shape}, "
+                            "one row (the average posterior mean) per digit 0-9.")
+        elif not _close(got, expected, rtol=1e-3, atol=1e-3):
+            wrong_input = np.stack([log_var[labels == k].mean(axis=0) for k in range(10)])
+            hint = _diagnose(got, [
+                (wrong_input, "You averaged the log-variances: use the posterior MEANS mu(x)."),
+                (expected[::-1], "Your rows are in reverse order: row k belongs to digit k."),
+            ])
+            problems.append(f"class_means differs from the average posterior mean of each digit "
+                            f"(row 0: yours {_fmt(got[0])}, expected {_fmt(expected[0])}). "
+                            + (hint or "Average mu(x) over the test images with label k."))
+        norms = np.linalg.norm(expected, axis=1)
+        if farthest_digit is None or int(np.asarray(farthest_digit)) != int(np.argmax(norms)):
+            nearest = int(np.argmin(norms))
+            hint = (" You picked the NEAREST one." if farthest_digit is not None
+                    and int(np.asarray(farthest_digit)) == nearest else "")
+            problems.append(f"farthest_digit is {farthest_digit}, but the class mean farthest from "
+                            f"the origin is that of digit {int(np.argmax(norms))} (distance "
+                            f"{norms.max():.3f}).{hint}")
+        distances = np.linalg.norm(mean[:, None, :] - expected[None, :, :], axis=-1)
+        accuracy = float(np.mean(np.argmin(distances, axis=1) == labels))
+        value = float(np.asarray(centroid_accuracy))
+        if not math.isclose(value, accuracy, abs_tol=1e-3):
+            hint = (" Give a fraction between 0 and 1, not a percentage." if
+                    math.isclose(value, 100 * accuracy, abs_tol=0.1) else "")
+            problems.append(f"centroid_accuracy is {value:.4f}, but {accuracy:.4f} of the "
+                            f"{len(labels)} test images are nearest to their own class mean.{hint}")
+        return problems
+
+    return _run("check_latent_statistics", body, model, needs_function=False, success=
+                "correct: class means, the farthest class mean and the nearest-class-mean "
+                "accuracy all match.")

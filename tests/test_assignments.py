@@ -1,8 +1,8 @@
 """The assignment tooling: release (student versions) and grade (fresh-kernel autograding).
 
 Fast tests work on notebooks in memory. The slow ones start kernels, so they share them:
-one module fixture grades the instructor and the released student version of A1 and A2
-through the command line, four processes at once, and one synthetic notebook exercises
+one module fixture grades the instructor and the released student version of A1, A2 and
+A3 through the command line, six processes at once, and one synthetic notebook exercises
 every way a submission can misbehave (raise, loop forever, delete cells, kill the kernel)
 in a single kernel without JAX.
 """
@@ -29,7 +29,7 @@ from vae_edu.assignments import (
 )
 from vae_edu.assignments.__main__ import main
 
-ASSIGNMENTS = ["A1_kl_divergence", "A2_elbo_reparameterization"]
+ASSIGNMENTS = ["A1_kl_divergence", "A2_elbo_reparameterization", "A3_train_and_explore"]
 SOURCES = {name: DEFAULT_SOURCE_DIR / f"{name}.ipynb" for name in ASSIGNMENTS}
 
 
@@ -323,7 +323,8 @@ def test_a_misbehaving_submission_loses_only_the_affected_questions(tmp_path):
 
 @pytest.fixture(scope="module")
 def graded_assignments(tmp_path_factory):
-    """Grades the instructor source and the student release of A1 and A2, in parallel."""
+    """Grades the instructor source and the student release of every assignment, in parallel
+    (six processes: kernel start-up, JAX compilation and A3's training overlap)."""
     out = tmp_path_factory.mktemp("graded")
     release_directory(DEFAULT_SOURCE_DIR, out / "student")
     jobs = {}
@@ -348,7 +349,7 @@ def graded_assignments(tmp_path_factory):
 @pytest.mark.parametrize("name", ASSIGNMENTS)
 def test_instructor_version_scores_full_marks(graded_assignments, name):
     stdout, report = graded_assignments[name, "instructor"]
-    assert report["max_score"] >= 10
+    assert report["max_score"] >= 8
     assert report["score"] == report["max_score"], stdout
     assert report["manual_max_score"] == 2
     statuses = {q["status"] for q in report["questions"]}
@@ -361,7 +362,7 @@ def test_instructor_version_scores_full_marks(graded_assignments, name):
 @pytest.mark.parametrize("name", ASSIGNMENTS)
 def test_released_student_version_runs_and_scores_zero(graded_assignments, name):
     stdout, report = graded_assignments[name, "student"]
-    assert report["score"] == 0 and report["max_score"] >= 10
+    assert report["score"] == 0 and report["max_score"] >= 8
     for question in report["questions"]:
         assert question["points"] == 0
         if question["kind"] == "manual":

@@ -1129,8 +1129,8 @@ def check_trained_vae(result, *, threshold: float, latent_dim: int = 2,
                 f"ELBO at or above the target {threshold:.1f} nats."))
 
 
-def check_latent_statistics(model, class_means, farthest_digit, centroid_accuracy
-                            ) -> CheckResult:
+def check_latent_statistics(model, *, class_means=None, farthest_digit=None,
+                            centroid_accuracy=None) -> CheckResult:
     r"""Checks three statistics of a VAE's latent space on the first 2,000 test images.
 
     With mu(x) the posterior mean of image x (``vae_edu.evaluate.encode_dataset`` on the
@@ -1145,7 +1145,8 @@ def check_latent_statistics(model, class_means, farthest_digit, centroid_accurac
 
     Args:
       model: the trained :class:`vae_edu.models.VAE`.
-      class_means, farthest_digit, centroid_accuracy: the student's answers.
+      class_means, farthest_digit, centroid_accuracy: the student's answers; the ones
+        left as None are not checked (so each question can be graded on its own).
 
     Returns:
       A :class:`CheckResult`.
@@ -1158,7 +1159,7 @@ def check_latent_statistics(model, class_means, farthest_digit, centroid_accurac
         labels = np.asarray(labels)
         expected = np.stack([mean[labels == k].mean(axis=0) for k in range(10)])
         problems = []
-        got = _as_array(class_means, "class_means")
+        got = expected if class_means is None else _as_array(class_means, "class_means")
         if got.shape != expected.shape:
             problems.append(f"class_means has shape {got.shape}; it should be {expected.shape}, "
                             "one row (the average posterior mean) per digit 0-9.")
@@ -1172,17 +1173,18 @@ def check_latent_statistics(model, class_means, farthest_digit, centroid_accurac
                             f"(row 0: yours {_fmt(got[0])}, expected {_fmt(expected[0])}). "
                             + (hint or "Average mu(x) over the test images with label k."))
         norms = np.linalg.norm(expected, axis=1)
-        if farthest_digit is None or int(np.asarray(farthest_digit)) != int(np.argmax(norms)):
-            nearest = int(np.argmin(norms))
-            hint = (" You picked the NEAREST one." if farthest_digit is not None
-                    and int(np.asarray(farthest_digit)) == nearest else "")
+        if farthest_digit is not None and int(np.asarray(farthest_digit)) != int(
+                np.argmax(norms)):
+            hint = (" You picked the NEAREST one."
+                    if int(np.asarray(farthest_digit)) == int(np.argmin(norms)) else "")
             problems.append(f"farthest_digit is {farthest_digit}, but the class mean farthest from "
                             f"the origin is that of digit {int(np.argmax(norms))} (distance "
                             f"{norms.max():.3f}).{hint}")
         distances = np.linalg.norm(mean[:, None, :] - expected[None, :, :], axis=-1)
         accuracy = float(np.mean(np.argmin(distances, axis=1) == labels))
-        value = float(np.asarray(centroid_accuracy))
-        if not math.isclose(value, accuracy, abs_tol=1e-3):
+        value = None if centroid_accuracy is None else _scalar(
+            _as_array(centroid_accuracy, "centroid_accuracy"), "centroid_accuracy")
+        if value is not None and not math.isclose(value, accuracy, abs_tol=1e-3):
             hint = (" Give a fraction between 0 and 1, not a percentage." if
                     math.isclose(value, 100 * accuracy, abs_tol=0.1) else "")
             problems.append(f"centroid_accuracy is {value:.4f}, but {accuracy:.4f} of the "

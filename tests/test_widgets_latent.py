@@ -456,3 +456,17 @@ def test_interpolation_explorer_t_slider_decodes_the_line(vae_5d, test_set):
     path = interpolate(vae_5d, z_a, encoding(vae_5d, images[3]), explorer.ts)
     got = png_pixels(explorer.strip.value).astype(int)
     assert np.abs(got - png_pixels(strip_to_png(path.images, 1)).astype(int)).max() <= 1
+
+
+def test_explorers_display_their_widget_with_a_fixed_text(vae_2d, vae_5d, test_set):
+    images, labels = test_set
+    explorers = [build_2d_explorer(vae_2d, np.zeros((3, 2)), np.arange(3)),
+                 build_dimension_explorer(vae_5d, images, labels),
+                 build_interpolation_explorer(vae_5d, images, labels)]
+    for explorer in explorers:
+        bundle = explorer._repr_mimebundle_()
+        view = bundle["application/vnd.jupyter.widget-view+json"]
+        assert view["model_id"] == explorer.widget.model_id
+        # A sentence, not the widget's repr (state that nbval would compare).
+        assert bundle["text/plain"].startswith("[") and "Voila" in bundle["text/plain"]
+        assert "children" not in bundle["text/plain"]

@@ -83,13 +83,18 @@ class Checkpoint(NamedTuple):
 
 def library_versions() -> dict[str, str]:
     """Versions of Python and the libraries that determine a checkpoint's numbers."""
+    import importlib.metadata
+
     import flax
     import optax
 
-    import vae_edu
+    try:
+        own = importlib.metadata.version("vae_edu")
+    except importlib.metadata.PackageNotFoundError:  # running from a source tree
+        own = "unknown"
     return {"python": platform.python_version(), "jax": jax.__version__,
             "flax": flax.__version__, "optax": optax.__version__, "numpy": np.__version__,
-            "vae_edu": vae_edu.__version__}
+            "vae_edu": own}
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -204,7 +209,10 @@ def save(path: str | os.PathLike, model: VAE, *, summary: dict | None = None,
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
     try:
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -14,7 +14,8 @@ of every test image (``vae_edu.data.binarize``), and estimates are averaged over
 * :func:`kl_per_dimension`: E_x KL(q(z_u|x) || N(0,1)) for each latent dimension u.
 
 Per-image randomness is keyed by the image's index (``fold_in(key, i)``), so results do not
-depend on chunk or batch sizes.
+depend on how images are batched; the IWAE sample chunk size changes which samples are
+drawn (not their distribution).
 
 Reported errors: every estimate is a mean over N test images of a per-image quantity
 (averaged over the binarization draws); ``std_error`` is the sample standard deviation of
@@ -42,7 +43,7 @@ from vae_edu.models import VAE
 __all__ = [
     "Estimate", "ELBOSummary", "ActiveUnits", "QUICK_NUM_IMAGES", "QUICK_SEED",
     "per_image_elbo", "elbo_terms_mean", "test_elbo", "quick_test_elbo",
-    "per_image_iwae", "iwae_log_likelihood", "encode_dataset", "active_units",
+    "per_image_iwae", "iwae_log_likelihood", "iwae_memory_bytes", "encode_dataset", "active_units",
     "kl_per_dimension",
 ]
 
@@ -282,8 +283,10 @@ def per_image_iwae(model: VAE, images, key: jax.Array, *, num_samples: int = 500
       num_samples: k.
       num_binarizations: binarization draws averaged per image.
       binarize: False uses the images themselves as targets.
-      sample_chunk: samples per vectorised chunk (the largest divisor of k not above it).
-      image_chunk: images per vectorised chunk.
+      sample_chunk: samples per vectorised chunk (the largest divisor of k not above it);
+        chunk c of image i draws its samples with fold_in(image key, c), so another chunk
+        size gives other (equally distributed) samples.
+      image_chunk: images per vectorised chunk (memory only; results do not depend on it).
       progress: print one tqdm step per binarization draw.
 
     Returns:
@@ -326,7 +329,7 @@ def iwae_log_likelihood(model: VAE, images=None, key: jax.Array | None = None, *
       num_samples: k (importance samples per image).
       num_binarizations: binarization draws averaged per image.
       binarize: False evaluates grayscale targets.
-      sample_chunk, image_chunk: chunk sizes (memory only; results do not depend on them).
+      sample_chunk, image_chunk: chunk sizes (see :func:`per_image_iwae`).
       progress: show a progress bar over binarization draws.
 
     Returns:
@@ -338,6 +341,22 @@ def iwae_log_likelihood(model: VAE, images=None, key: jax.Array | None = None, *
         model, images, key, num_samples=num_samples, num_binarizations=num_binarizations,
         binarize=binarize, sample_chunk=sample_chunk, image_chunk=image_chunk,
         progress=progress))
+
+
+def iwae_memory_bytes(model: VAE, num_images: int, *, num_samples: int = 5000,
+                      sample_chunk: int = 500, image_chunk: int = 8) -> int:
+    """XLA's temporary-buffer size (bytes) of the compiled IWAE call for ``num_images``.
+
+    Read from ``compiled.memory_analysis()`` (arguments and outputs excluded): the
+    working memory the chunked evaluation needs on top of the model and the images.
+    """
+    graphdef, params = _split(model)
+    sample_chunk = _divisor_at_most(num_samples, sample_chunk)
+    x = jax.ShapeDtypeStruct((num_images, model.config.input_dim), jnp.float32)
+    compiled = _per_image_iwae.lower(
+        graphdef, params, x, jax.random.PRNGKey(0), 0, num_samples, sample_chunk,
+        min(image_chunk, num_images), True).compile()
+    return int(compiled.memory_analysis().temp_size_in_bytes)
 
 
 # ----------------------------------------------------------------------------- latent usage

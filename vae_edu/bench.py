@@ -1,0 +1,224 @@
+"""Training-speed benchmark: ``python -m vae_edu.bench``.
+
+Measures, for the classic 784-400-20 VAE (Kingma & Welling 2014) at batch 128 on
+dynamically binarized MNIST, on this machine:
+
+* compile time of the jitted chunk of training steps;
+* seconds per epoch (median over several epochs after compilation) and images per second;
+* FLOPs per training step, counted analytically from the layer shapes: a dense layer
+  (m x n) @ (n x k) costs 2 m n k forward and twice that backward (weight and input
+  gradients), so a step costs 3 x forward. The first layer's input gradient is not needed
+  (the data is not a parameter), so XLA really executes 3 F - 2 m n_0 k_0; both numbers
+  are printed, with XLA's own count from ``compiled.cost_analysis()`` as a cross-check;
+* the achieved GFLOP/s and its ratio to the float32 matmul throughput measured in the
+  same run (a chain of dependent 128x784 @ 784x400 and 128x400 @ 400x784 products inside
+  one jitted ``lax.scan``, the shapes that dominate the VAE step);
+* the peak resident memory of the process (``resource.getrusage`` maxrss).
+
+The machine may be shared: the load average is printed at start and end, and the matmul
+peak is re-measured right after the epochs so that the ratio compares like with like.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+__all__ = ["dense_flops_per_step", "matmul_gflops", "run_benchmark", "main"]
+
+
+def dense_flops_per_step(layer_shapes: list[tuple[int, int]], batch_size: int) -> dict:
+    """Analytic FLOPs of one training step of an MLP.
+
+    Args:
+      layer_shapes: (fan_in, fan_out) of every dense layer, in the order the data flows
+        (encoder layers first; the first one reads the data).
+      batch_size: m.
+
+    Returns:
+      dict with ``forward`` = sum 2 m n k, ``nominal_step`` = 3 x forward and
+      ``executed_step`` = nominal minus the first layer's unneeded input gradient.
+    """
+    forward = sum(2 * batch_size * n * k for n, k in layer_shapes)
+    first = 2 * batch_size * layer_shapes[0][0] * layer_shapes[0][1]
+    return {"forward": forward, "nominal_step": 3 * forward,
+            "executed_step": 3 * forward - first}
+
+
+def matmul_gflops(batch: int = 128, n: int = 784, k: int = 400, steps: int = 100,
+                  repeats: int = 7) -> float:
+    """Float32 matmul throughput (GFLOP/s, median of ``repeats``) on (batch x n) @ (n x k).
+
+    Each scan step computes h = x W then x' = h W^T * c: two dependent products, so XLA
+    can neither hoist them out of the loop nor skip them.
+    """
+    x = jnp.asarray(np.random.default_rng(0).random((batch, n)), jnp.float32)
+    w = jnp.asarray(np.random.default_rng(1).normal(size=(n, k)) / np.sqrt(n * k),
+                    jnp.float32)
+
+    @jax.jit
+    def chain(x, w):
+        def body(c, _):
+            return (c @ w) @ w.T, None
+        return jax.lax.scan(body, x, None, length=steps)[0]
+
+    chain(x, w).block_until_ready()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        chain(x, w).block_until_ready()
+        times.append(time.perf_counter() - start)
+    flops = steps * 2 * (2 * batch * n * k)
+    return flops / statistics.median(times) / 1e9
+
+
+def _xla_flops(compiled) -> float | None:
+    try:
+        cost = compiled.cost_analysis()
+    except Exception:  # not every backend implements it
+        return None
+    if isinstance(cost, list):  # older JAX returned one dict per device
+        cost = cost[0] if cost else {}
+    return float(cost["flops"]) if cost and "flops" in cost else None
+
+
+def run_benchmark(num_epochs: int = 5, batch_size: int = 128, hidden: int = 400,
+                  latent: int = 20, steps_per_call: int = 50, seed: int = 0) -> dict:
+    """Times training epochs of the 784-hidden-latent VAE; see the module docstring."""
+    from vae_edu import data
+    from vae_edu.models import VAEConfig
+    from vae_edu.train import (TrainConfig, _cached_chunk_runner, _epoch_plan,
+                               _optimizer, _optimizer_spec, epoch_key, init_model,
+                               prepare_images, run_epoch)
+
+    load_start = os.getloadavg()
+    peak_before = matmul_gflops()
+    images = prepare_images(data.load_mnist("train").images)
+    num_examples = images.shape[0]
+    model_config = VAEConfig(hidden_sizes=(hidden,), latent_dim=latent)
+    train_config = TrainConfig(num_epochs=num_epochs + 1, batch_size=batch_size,
+                               steps_per_call=steps_per_call, seed=seed)
+    model = init_model(model_config, seed, np.asarray(images).mean(axis=0))
+    graphdef, state = nnx.split(model, nnx.Param)
+    params = nnx.to_pure_dict(state)
+    spec = _optimizer_spec(train_config, num_examples)
+    opt_state = jax.jit(_optimizer(*spec).init)(params)
+    run_chunk = _cached_chunk_runner(graphdef, spec, True)
+
+    # Compile explicitly (ahead of time) to time compilation on its own.
+    batch_index, step_keys = (np.asarray(a) for a in _epoch_plan(
+        epoch_key(seed, 0), num_examples, batch_size))
+    args = (params, opt_state, images, batch_index[:steps_per_call],
+            step_keys[:steps_per_call], np.float32(1.0), np.float32(1.0))
+    start = time.perf_counter()
+    run_chunk.lower(*args).compile()
+    compile_seconds = time.perf_counter() - start
+    # XLA's cost analysis counts a loop body once, so ask it about a one-step chunk.
+    one_step = (*args[:3], batch_index[:1], step_keys[:1], *args[5:])
+    xla_flops_per_step = _xla_flops(run_chunk.lower(*one_step).compile())
+
+    epoch_seconds = []
+    for epoch in range(num_epochs + 1):  # epoch 0 also compiles the remainder chunk
+        start = time.perf_counter()
+        params, opt_state, means = run_epoch(run_chunk, params, opt_state, images,
+                                             epoch_key(seed, epoch), train_config)
+        epoch_seconds.append(time.perf_counter() - start)
+    timed = epoch_seconds[1:]
+    peak_after = matmul_gflops()
+    seconds_per_epoch = statistics.median(timed)
+    steps_per_epoch = num_examples // batch_size
+    layers = [(784, hidden), (hidden, 2 * latent), (latent, hidden), (hidden, 784)]
+    flops = dense_flops_per_step(layers, batch_size)
+    achieved = flops["nominal_step"] * steps_per_epoch / seconds_per_epoch / 1e9
+    peak = max(peak_before, peak_after)
+    return {
+        "model": model_config.describe(),
+        "batch_size": batch_size,
+        "steps_per_epoch": steps_per_epoch,
+        "compile_seconds": compile_seconds,
+        "first_epoch_seconds": epoch_seconds[0],
+        "epoch_seconds": timed,
+        "seconds_per_epoch_median": seconds_per_epoch,
+        "milliseconds_per_step": 1e3 * seconds_per_epoch / steps_per_epoch,
+        "images_per_second": steps_per_epoch * batch_size / seconds_per_epoch,
+        "flops_forward_per_step": flops["forward"],
+        "flops_per_step_nominal": flops["nominal_step"],
+        "flops_per_step_executed": flops["executed_step"],
+        "flops_per_step_xla_cost_analysis": xla_flops_per_step,
+        "achieved_gflops": achieved,
+        "achieved_gflops_executed": achieved * flops["executed_step"] / flops["nominal_step"],
+        "matmul_peak_gflops_before": peak_before,
+        "matmul_peak_gflops_after": peak_after,
+        "fraction_of_matmul_peak": achieved / peak,
+        "final_train_elbo": means["elbo"],
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "load_average_start": load_start[0],
+        "load_average_end": os.getloadavg()[0],
+        "cpu_count": os.cpu_count(),
+        "jax_version": jax.__version__,
+    }
+
+
+def _report(r: dict) -> str:
+    xla = r["flops_per_step_xla_cost_analysis"]
+    lines = [
+        f"vae_edu training benchmark: {r['model']}, batch {r['batch_size']}, "
+        f"{r['steps_per_epoch']} steps/epoch, {r['cpu_count']} CPUs, JAX {r['jax_version']}",
+        f"load average               {r['load_average_start']:.2f} at start, "
+        f"{r['load_average_end']:.2f} at end",
+        f"compile time               {r['compile_seconds']:.2f} s",
+        f"seconds per epoch          {r['seconds_per_epoch_median']:.2f} s (median of "
+        f"{len(r['epoch_seconds'])}: " + ", ".join(f"{s:.2f}" for s in r["epoch_seconds"]) + ")",
+        f"time per step              {r['milliseconds_per_step']:.2f} ms",
+        f"images per second          {r['images_per_second']:,.0f}",
+        f"FLOPs per step (analytic)  {r['flops_per_step_nominal'] / 1e6:.1f} M nominal "
+        f"(3 x {r['flops_forward_per_step'] / 1e6:.1f} M forward), "
+        f"{r['flops_per_step_executed'] / 1e6:.1f} M executed",
+        "FLOPs per step (XLA)       " + (f"{xla / 1e6:.1f} M (cost_analysis, includes "
+                                         f"elementwise ops)" if xla else "not available"),
+        f"achieved                   {r['achieved_gflops']:.1f} GFLOP/s nominal "
+        f"({r['achieved_gflops_executed']:.1f} executed)",
+        f"float32 matmul peak        {r['matmul_peak_gflops_before']:.1f} GFLOP/s before, "
+        f"{r['matmul_peak_gflops_after']:.1f} after (128x784 @ 784x400 chain)",
+        f"fraction of matmul peak    {100 * r['fraction_of_matmul_peak']:.0f} %",
+        f"peak resident memory       {r['peak_rss_mb']:.0f} MB",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m vae_edu.bench",
+        description="Benchmark one training epoch of the 784-400-20 VAE against this "
+                    "machine's float32 matmul throughput.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=5,
+                        help="timed epochs after the first (compiling) one")
+    parser.add_argument("--batch-size", type=int, default=128, help="images per step")
+    parser.add_argument("--hidden", type=int, default=400, help="hidden layer width")
+    parser.add_argument("--latent-dim", type=int, default=20, help="latent dimension")
+    parser.add_argument("--steps-per-call", type=int, default=50,
+                        help="training steps per jitted call")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    args = parser.parse_args(argv)
+    for name in ("epochs", "batch_size", "hidden", "latent_dim", "steps_per_call"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be a positive integer")
+    result = run_benchmark(args.epochs, args.batch_size, args.hidden, args.latent_dim,
+                           args.steps_per_call)
+    print(json.dumps(result, indent=2) if args.json else _report(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -78,7 +78,8 @@ def toy_source():
     """A small instructor notebook with every kind of cell."""
     return notebook([
         text("intro", "# Toy assignment"),
-        answer("square", "def square(x):\n    ### BEGIN SOLUTION\n    return x * x\n    ### END SOLUTION"),
+        answer("square", "def square(x):\n    ### BEGIN SOLUTION\n    return x * x\n"
+                         "    ### END SOLUTION"),
         graded_cell("test_square", 2, "assert square(3) == 9\n### BEGIN HIDDEN TESTS\n"
                                 "assert square(-2) == 4\n### END HIDDEN TESTS"),
         written("why", 1, "### BEGIN SOLUTION\nBecause.\n### END SOLUTION"),

@@ -46,18 +46,26 @@ def negative_elbo_correct(x, logits, mean, log_var):
     return jnp.mean(-reconstruction + kl_std_correct(mean, log_var))
 
 
-def elbo_estimate_correct(key, model, x, mean, log_var, num_samples):
+def draw_samples(key, mean, log_var, num_samples):
+    """num_samples reparameterized draws from q, stacked on a new leading axis."""
     shape = (num_samples, *mean.shape)
-    z = reparameterize_correct(key, jnp.broadcast_to(mean, shape),
-                               jnp.broadcast_to(log_var, shape))
+    return reparameterize_correct(key, jnp.broadcast_to(mean, shape),
+                                  jnp.broadcast_to(log_var, shape))
+
+
+def log_weights(model, x, z, mean, log_var):
+    """log p(x | z) + log p(z) - log q(z), one per sample."""
     log_q = elbo.diag_gaussian_log_density(z, mean, log_var)
-    return jnp.mean(model.log_likelihood(x, z) + model.log_prior(z) - log_q)
+    return model.log_likelihood(x, z) + model.log_prior(z) - log_q
+
+
+def elbo_estimate_correct(key, model, x, mean, log_var, num_samples):
+    z = draw_samples(key, mean, log_var, num_samples)
+    return jnp.mean(log_weights(model, x, z, mean, log_var))
 
 
 def elbo_estimate_closed_form_kl(key, model, x, mean, log_var, num_samples):
-    shape = (num_samples, *mean.shape)
-    z = reparameterize_correct(key, jnp.broadcast_to(mean, shape),
-                               jnp.broadcast_to(log_var, shape))
+    z = draw_samples(key, mean, log_var, num_samples)
     return jnp.mean(model.log_likelihood(x, z)) - kl_std_correct(mean, log_var)
 
 
@@ -137,7 +145,7 @@ def kl_two_mean_over_dims(mean_q, log_var_q, mean_p, log_var_p):
                           + (mean_q - mean_p) ** 2 * jnp.exp(-log_var_p) - 1.0, axis=-1)
 
 
-def kl_two_log_sigma(mean_q, log_var_q, mean_p, log_var_p):  # log(sigma_p / sigma_q) for log ratio of variances
+def kl_two_log_sigma(mean_q, log_var_q, mean_p, log_var_p):  # log(s_p / s_q) for log(s_p^2 / s_q^2)
     ratio = jnp.exp(log_var_q - log_var_p)
     return 0.5 * jnp.sum(0.5 * (log_var_p - log_var_q) + ratio
                          + (mean_q - mean_p) ** 2 * jnp.exp(-log_var_p) - 1.0, axis=-1)
@@ -225,18 +233,13 @@ def negative_elbo_per_example(x, logits, mean, log_var):
 
 
 def elbo_estimate_no_kl(key, model, x, mean, log_var, num_samples):
-    shape = (num_samples, *mean.shape)
-    z = reparameterize_correct(key, jnp.broadcast_to(mean, shape),
-                               jnp.broadcast_to(log_var, shape))
+    z = draw_samples(key, mean, log_var, num_samples)
     return jnp.mean(model.log_likelihood(x, z))
 
 
 def elbo_estimate_summed(key, model, x, mean, log_var, num_samples):
-    shape = (num_samples, *mean.shape)
-    z = reparameterize_correct(key, jnp.broadcast_to(mean, shape),
-                               jnp.broadcast_to(log_var, shape))
-    log_q = elbo.diag_gaussian_log_density(z, mean, log_var)
-    return jnp.sum(model.log_likelihood(x, z) + model.log_prior(z) - log_q)
+    z = draw_samples(key, mean, log_var, num_samples)
+    return jnp.sum(log_weights(model, x, z, mean, log_var))
 
 
 MISTAKES = [
@@ -252,7 +255,8 @@ MISTAKES = [
      ["KL(p || q) instead of KL(q || p)", "q = N(0, 1), p = N(0, 4)"]),
     (grading.check_kl_two_gaussians, kl_two_no_minus, ["check the sign"]),
     (grading.check_kl_two_gaussians, kl_two_no_half, ["factor 1/2"]),
-    (grading.check_kl_two_gaussians, kl_two_mean_over_dims, ["averaged over the latent dimensions"]),
+    (grading.check_kl_two_gaussians, kl_two_mean_over_dims,
+     ["averaged over the latent dimensions"]),
     (grading.check_kl_two_gaussians, kl_two_log_sigma, ["log sigma and log sigma^2"]),
     (grading.check_kl_monte_carlo, kl_mc_sum, ["n times too large", "divide the sum by n"]),
     (grading.check_kl_monte_carlo, kl_mc_se_over_n, ["shrinks like 1/n"]),
@@ -271,7 +275,8 @@ MISTAKES = [
     (grading.check_bernoulli_log_likelihood, bernoulli_clipped, ["clipping", "log_sigmoid"]),
     (grading.check_bernoulli_log_likelihood, bernoulli_mean_over_pixels,
      ["averaged over the pixels"]),
-    (grading.check_bernoulli_log_likelihood, bernoulli_cross_entropy, ["positive", "flip the sign"]),
+    (grading.check_bernoulli_log_likelihood, bernoulli_cross_entropy,
+     ["positive", "flip the sign"]),
     (grading.check_negative_elbo, negative_elbo_pixel_mean,
      ["reconstruction term is averaged over the 6 pixels", "SUM over its pixels"]),
     (grading.check_negative_elbo, negative_elbo_batch_sum, ["summed over the batch"]),

@@ -619,15 +619,21 @@ def _norm_readout(z: np.ndarray) -> str:
             f"sqrt(d) = {math.sqrt(d):.2f})<br>log p(z) = {log_prior:.2f}")
 
 
+def _explorer_text(description: str) -> str:
+    return (f"[{description}: interactive in JupyterLab or Voila; "
+            f"the static figure below shows the same]")
+
+
 def _explorer_bundle(widget: widgets.Widget, description: str, **kwargs) -> dict:
     """The display of ``widget`` with a fixed sentence as its text/plain part.
 
     That text is what nbval compares and what a viewer without widget support (GitHub)
-    prints, so it should not be the widget's repr (long, and full of state).
+    prints, so it should not be the widget's repr (long, and full of state). IPython
+    pretty-prints tuples (NamedTuples included) with its own text/plain printer, so each
+    explorer also defines ``_repr_pretty_`` with the same sentence.
     """
     bundle = dict(widget._repr_mimebundle_(**kwargs) or {})
-    bundle["text/plain"] = (f"[{description}: interactive in JupyterLab or Voila; "
-                            f"the static figure below shows the same]")
+    bundle["text/plain"] = _explorer_text(description)
     return bundle
 
 
@@ -655,8 +661,13 @@ class Explorer2D(NamedTuple):
         return np.array([s.value for s in self.sliders], np.float32)
 
     def _repr_mimebundle_(self, **kwargs):
-        return _explorer_bundle(self.widget, "2-D latent explorer: sliders z1, z2, the "
-                                "decoded image and the encodings", **kwargs)
+        return _explorer_bundle(self.widget, self._description(), **kwargs)
+
+    def _repr_pretty_(self, printer, cycle):
+        printer.text(_explorer_text(self._description()))
+
+    def _description(self) -> str:
+        return "2-D latent explorer: sliders z1, z2, the decoded image and the encodings"
 
 
 def build_2d_explorer(model, means, labels, *, limit: float = 3.0, step: float = 0.1,
@@ -747,8 +758,14 @@ class DimensionExplorer(NamedTuple):
         return self.model.encode(self.images[self.digit.value])
 
     def _repr_mimebundle_(self, **kwargs):
-        return _explorer_bundle(self.widget, f"latent explorer: {len(self.sliders)} sliders, "
-                                "the decoded image and a traversal strip", **kwargs)
+        return _explorer_bundle(self.widget, self._description(), **kwargs)
+
+    def _repr_pretty_(self, printer, cycle):
+        printer.text(_explorer_text(self._description()))
+
+    def _description(self) -> str:
+        return (f"latent explorer: {len(self.sliders)} sliders, the decoded image and a "
+                "traversal strip")
 
 
 def build_dimension_explorer(model, images, labels, *, choices=None, limit: float = 4.0,
@@ -870,8 +887,13 @@ class InterpolationExplorer(NamedTuple):
                 self.model.encode(self.images[self.end.value]))
 
     def _repr_mimebundle_(self, **kwargs):
-        return _explorer_bundle(self.widget, "latent interpolation: a slider t between the "
-                                "encodings of two digits", **kwargs)
+        return _explorer_bundle(self.widget, self._description(), **kwargs)
+
+    def _repr_pretty_(self, printer, cycle):
+        printer.text(_explorer_text(self._description()))
+
+    def _description(self) -> str:
+        return "latent interpolation: a slider t between the encodings of two digits"
 
 
 def build_interpolation_explorer(model, images, labels, *, choices=None, start=None,

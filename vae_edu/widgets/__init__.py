@@ -10,3 +10,4 @@ from .kl import *  # noqa: F401,F403
 from .elbo import *  # noqa: F401,F403
 from .latent import *  # noqa: F401,F403
 from .evaluation import *  # noqa: F401,F403
+from .loss import *  # noqa: F401,F403

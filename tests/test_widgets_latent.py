@@ -42,6 +42,7 @@ from vae_edu.widgets.latent import (
     pixels_to_png,
     quantile_grid,
     strip_to_png,
+    tile_images,
     traversal_codes,
     traverse,
 )
@@ -164,6 +165,20 @@ def test_strip_to_png_places_images_side_by_side_with_gray_gaps():
     np.testing.assert_array_equal(decoded[:, 5:], 255)
     with pytest.raises(ValueError, match=r"\(n, H, W\)"):
         strip_to_png(np.zeros((3, 3)))
+
+
+def test_tile_images_places_image_i_at_row_i_div_ncols_and_column_i_mod_ncols():
+    images = np.arange(5 * 2 * 3, dtype=np.float32).reshape(5, 2, 3)
+    canvas = tile_images(images, 2, gap=1, fill=-1.0)
+    assert canvas.shape == (3 * 2 + 2, 2 * 3 + 1)
+    for i in range(5):
+        r, c = divmod(i, 2)
+        np.testing.assert_array_equal(canvas[3 * r:3 * r + 2, 4 * c:4 * c + 3], images[i])
+    np.testing.assert_array_equal(canvas[2, :], -1.0)  # a gap row
+    np.testing.assert_array_equal(canvas[6:, 4:], -1.0)  # the empty sixth place
+    for bad in ({"ncols": 0}, {"ncols": 2, "gap": -1}):
+        with pytest.raises(ValueError, match="must be an integer"):
+            tile_images(images, **bad)
 
 
 def test_decode_to_png_shows_the_decoder_mean(vae_5d):

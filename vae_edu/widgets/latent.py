@@ -10,7 +10,8 @@ image live. Everything it draws comes from the functions here:
 
 * :class:`LatentModel`: the encoder mean and the decoder mean as *single jitted calls*
   (numpy in, numpy out), so a slider update costs well under a millisecond of compute;
-* :func:`decode_to_png`, :func:`pixels_to_png`, :func:`strip_to_png`: PNG bytes for an
+* :func:`decode_to_png`, :func:`pixels_to_png`, :func:`strip_to_png` (with
+  :func:`tile_images`): PNG bytes for an
   ``ipywidgets.Image`` (the picture lives in the widget's state, so it renders in
   JupyterLab, Voila and under nbval alike, unlike a figure printed into an Output widget);
 * :func:`quantile_grid`, :func:`manifold_codes`, :func:`manifold_grid`: the decoded 2-D
@@ -60,6 +61,7 @@ __all__ = [
     "as_latent_model",
     "pixels_to_png",
     "strip_to_png",
+    "tile_images",
     "decode_to_png",
     "quantile_grid",
     "manifold_codes",
@@ -226,8 +228,31 @@ def pixels_to_png(image, scale: int = 6) -> bytes:
     return _png(np.kron(pixels, np.ones((scale, scale), np.uint8)))
 
 
-def _tile(images: np.ndarray, ncols: int, gap: int, fill: float) -> np.ndarray:
-    """(n, H, W) -> one canvas with ``ncols`` images per row and ``gap`` pixels between."""
+def tile_images(images, ncols: int, *, gap: int = 0, fill: float = 0.5) -> np.ndarray:
+    """Images side by side in rows of ``ncols``, as one picture (for one ``imshow``).
+
+    Image i goes to row i // ncols, column i % ncols; ``gap`` pixels of value ``fill``
+    separate neighbours (and fill the unused places of the last row).
+
+    Args:
+      images: (n, H, W) with n >= 1.
+      ncols: images per row (>= 1).
+      gap: pixels between neighbours (>= 0).
+      fill: value of the gaps.
+
+    Returns:
+      (rows * H + (rows - 1) * gap, ncols * W + (ncols - 1) * gap) array of the images'
+      dtype, rows = ceil(n / ncols).
+
+    Raises:
+      ValueError: if ``images`` is not (n, H, W) with n >= 1, or ncols/gap are invalid.
+    """
+    images = np.asarray(images)
+    if images.ndim != 3 or images.shape[0] < 1:
+        raise ValueError(f"images must have shape (n, H, W) with n >= 1, got {images.shape}")
+    for name, value, low in (("ncols", ncols, 1), ("gap", gap, 0)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     n, h, w = images.shape
     nrows = -(-n // ncols)
     canvas = np.full((nrows * h + (nrows - 1) * gap, ncols * w + (ncols - 1) * gap), fill,
@@ -252,9 +277,7 @@ def strip_to_png(images, scale: int = 3, gap: int = 2) -> bytes:
     arr = np.asarray(images, np.float32)
     if arr.ndim != 3 or arr.shape[0] < 1:
         raise ValueError(f"images must have shape (n, H, W) with n >= 1, got {arr.shape}")
-    if isinstance(gap, bool) or not isinstance(gap, (int, np.integer)) or gap < 0:
-        raise ValueError(f"gap must be a non-negative integer, got {gap!r}")
-    return pixels_to_png(_tile(arr, arr.shape[0], int(gap), 0.5), scale)
+    return pixels_to_png(tile_images(arr, arr.shape[0], gap=gap, fill=0.5), scale)
 
 
 def decode_to_png(model, z, scale: int = 6) -> bytes:
@@ -351,7 +374,7 @@ def manifold_grid(model, n: int = 20) -> np.ndarray:
     images = latent.decode(manifold_codes(n))
     if images.ndim != 3:
         raise ValueError(f"decoded images are not square: shape {images.shape}")
-    return _tile(images, n, 0, 0.0)
+    return tile_images(images, n, gap=0)
 
 
 # ----------------------------------------------------------------------------- paths

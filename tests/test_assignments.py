@@ -305,7 +305,10 @@ def test_a_misbehaving_submission_loses_only_the_affected_questions(tmp_path):
     assert "ZeroDivisionError" in results["test_raises"].message
     assert results["test_loops"].points == 0 and results["test_loops"].status == "timeout"
     assert "did not finish within 5 s" in results["test_loops"].message
-    assert results["test_deleted_test"].points == 1  # restored from the source, and passes
+    # a deleted test cell scores zero even though the answer above it is right
+    assert results["test_deleted_test"].points == 0
+    assert results["test_deleted_test"].status == "deleted"
+    assert "was deleted from your notebook" in results["test_deleted_test"].message
     assert results["test_deleted_answer"].points == 0
     assert "NotImplementedError" in results["test_deleted_answer"].message
     assert results["test_stub"].points == 0
@@ -313,10 +316,10 @@ def test_a_misbehaving_submission_loses_only_the_affected_questions(tmp_path):
     assert results["test_ok"].points == 1 and results["test_ok"].status == "passed"
     assert results["test_dies"].points == 0 and "kernel died" in results["test_dies"].message
     assert results["test_after_death"].status == "not run"
-    assert report.score == 2 and report.max_score == 8
-    assert any("'test_deleted_test' was deleted" in n for n in report.notes)
+    assert report.score == 1 and report.max_score == 8
+    assert any("test cell 'test_deleted_test' was deleted" in n for n in report.notes)
     table = report.table()
-    assert "test_loops" in table and "2 / 8" in table
+    assert "test_loops" in table and "1 / 8" in table
 
 
 # ----------------------------------------------------------------------- the real assignments

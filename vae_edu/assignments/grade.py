@@ -62,8 +62,8 @@ class QuestionResult:
         "manual" (a Markdown answer graded by a person).
       max_points: what the cell is worth.
       points: the score, or None while a manual answer awaits grading.
-      status: "passed", "failed", "timeout", "not run", "unanswered" or "needs manual
-        grading".
+      status: "passed", "failed", "timeout", "not run", "deleted" (the student deleted the
+        test cell: zero points), "unanswered" or "needs manual grading".
       message: why, in words for the student (empty when passed).
     """
 
@@ -196,6 +196,9 @@ def find_source(submission_path, submission_nb=None, source=None) -> Path:
 # ----------------------------------------------------------------------- merging
 
 
+_DELETED = "deleted_in_submission"  # metadata.vae_edu flag on a restored, deleted test cell
+
+
 def _clean(cell):
     cell = copy.deepcopy(cell)
     if cell.get("cell_type") == "code":
@@ -248,8 +251,15 @@ def merge_submission(source_nb, submission_nb):
             else:
                 new["source"] = student.get("source", "")
         elif gid is not None and student is None:
-            notes.append(f"cell {gid!r} was deleted from the submission; it was restored from "
-                         "the instructor source.")
+            if _cells.is_grade(cell):
+                # Deleting a graded test cell costs its points; the cell is still put back
+                # and run, so later cells that rely on it behave as in the source.
+                new.setdefault("metadata", {}).setdefault("vae_edu", {})[_DELETED] = True
+                notes.append(f"test cell {gid!r} was deleted from the submission: it scores "
+                             "zero (it was restored and run only so that later cells work).")
+            else:
+                notes.append(f"cell {gid!r} was deleted from the submission; it was restored "
+                             "from the instructor source.")
         elif student is not None and student.get("source", "") not in (
                 released_text(cell), cell.get("source", "")):
             notes.append(f"cell {gid!r} was edited in the submission; the instructor's version "
@@ -402,6 +412,12 @@ def _score(merged, source_by_id, outcomes) -> list[QuestionResult]:
                 "needs manual grading" if answered else "unanswered"))
             continue
         kind = "answer" if _cells.is_solution(cell) else "tests"
+        if cell.get("metadata", {}).get("vae_edu", {}).get(_DELETED):
+            results.append(QuestionResult(
+                gid, kind, worth, 0.0, "deleted",
+                f"the test cell {gid!r} was deleted from your notebook, so this question "
+                "scores zero: keep every test cell, even one that fails."))
+            continue
         outcome = outcomes.get(index, _Outcome("not run", "the cell was not run"))
         if outcome.status == "ok":
             results.append(QuestionResult(gid, kind, worth, worth, "passed"))

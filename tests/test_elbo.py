@@ -198,7 +198,8 @@ def test_elbo_is_below_the_evidence_for_random_q():
         mean, log_var = _random_q(100 + seed, (3, 2))
         exact = MODEL.exact_elbo(X, mean, jax.vmap(jnp.diag)(jnp.exp(log_var)))
         assert np.all(exact <= log_evidence)
-        draws = _elbo_draws(MODEL, X, mean, log_var, jax.random.key(seed), num_keys=64)
+        draws = _elbo_draws(MODEL, X, mean, log_var, jax.random.key(seed), num_keys=400,
+                            num_samples=4)
         estimate, std_error = _mean_and_se(draws.elbo)
         assert np.all(estimate - 5 * std_error <= log_evidence)
 
@@ -265,21 +266,31 @@ def test_beta_weights_only_the_kl_term():
                                -jnp.sum(base.kl), rtol=1e-5)
 
 
+def _log_variance(values):
+    """log of the sample variance over axis 0 and its standard error (delta method):
+    Var(s^2) ~= (mu_4 - sigma^4 (n - 3) / (n - 1)) / n, so SE(log s^2) ~= sqrt((kurtosis -
+    (n - 3) / (n - 1)) / n), with the kurtosis estimated from the same values."""
+    values = np.asarray(values, np.float64)
+    n = values.shape[0]
+    variance = values.var(0, ddof=1)
+    kurtosis = np.mean((values - values.mean(0)) ** 4, axis=0) / variance**2
+    return np.log(variance), np.sqrt((kurtosis - (n - 3) / (n - 1)) / n)
+
+
 def test_more_samples_reduce_the_variance_like_one_over_l():
     mean, log_var = _random_q(24, (3, 2))
-    num_keys = 400
-    one = _elbo_draws(MODEL, X, mean, log_var, jax.random.key(25), num_keys=num_keys)
-    sixteen = _elbo_draws(MODEL, X, mean, log_var, jax.random.key(26), num_keys=num_keys,
+    four = _elbo_draws(MODEL, X, mean, log_var, jax.random.key(25), num_keys=400,
+                       num_samples=4)
+    sixteen = _elbo_draws(MODEL, X, mean, log_var, jax.random.key(26), num_keys=400,
                           num_samples=16)
-    ratio = np.var(np.asarray(one.reconstruction, np.float64), axis=0, ddof=1) / np.var(
-        np.asarray(sixteen.reconstruction, np.float64), axis=0, ddof=1)
-    # log of a ratio of two sample variances has SE ~ sqrt(2 / (n - 1) * 2) for normal data;
-    # allow 5 of those, and double it for the reconstruction's non-Gaussian tails.
-    tolerance = 10 * np.sqrt(4 / (num_keys - 1))
-    assert np.all(np.abs(np.log(ratio) - np.log(16)) < tolerance)
+    # Var[(1/L) sum_l log p(x|z_l)] = Var[log p(x|z)] / L: the ratio for L = 4 and 16 is 4.
+    log_var_four, se_four = _log_variance(four.reconstruction)
+    log_var_sixteen, se_sixteen = _log_variance(sixteen.reconstruction)
+    assert np.all(np.abs(log_var_four - log_var_sixteen - np.log(4))
+                  < 5 * np.hypot(se_four, se_sixteen))
     # Both are unbiased for the same expectation.
     exact = MODEL.expected_log_likelihood(X, mean, jax.vmap(jnp.diag)(jnp.exp(log_var)))
-    for draws in (one, sixteen):
+    for draws in (four, sixteen):
         estimate, std_error = _mean_and_se(draws.reconstruction)
         assert np.all(np.abs(estimate - exact) < 5 * std_error)
 
@@ -447,11 +458,28 @@ def test_functions_work_under_jit_and_vmap():
     for a, b in zip(eager, compiled):
         assert a.shape == (3,)
         np.testing.assert_allclose(a, b[0], rtol=1e-5)
-    # vmap over the batch axis gives the per-point results of the batched call.
-    per_point = jax.vmap(lambda x_, m, lv: elbo.gaussian_log_likelihood(x_, m, lv))(
-        X, X + 0.1, jnp.zeros_like(X))
-    np.testing.assert_allclose(per_point, elbo.gaussian_log_likelihood(X, X + 0.1, 0.0),
-                               rtol=1e-6)
+    # The densities: jit and vmap over the batch axis give the batched call's results.
+    logits = jnp.linspace(-100.0, 100.0, X.size).reshape(X.shape)
+    bits = (X > 0).astype(jnp.float32)
+    for fn, args in ((elbo.gaussian_log_likelihood, (X, X + 0.1, jnp.zeros_like(X))),
+                     (elbo.diag_gaussian_log_density, (X, X - 0.2, jnp.full_like(X, -1.0))),
+                     (elbo.bernoulli_log_likelihood, (bits, logits))):
+        batched = fn(*args)
+        np.testing.assert_allclose(jax.jit(fn)(*args), batched, rtol=1e-6)
+        np.testing.assert_allclose(jax.vmap(fn)(*args), batched, rtol=1e-6)
+    # The evidence estimators are differentiable in the model's parameters: compare with a
+    # central finite difference of the same (fixed-key) function of a shift theta of x.
+    def estimate(theta):
+        prior = elbo.log_evidence_prior_sampling(
+            key, lambda z: MODEL.log_likelihood(X + theta, z[:, None]), 2, 1000)
+        importance = elbo.log_evidence_importance_sampling(
+            key, mean, log_var, lambda z: MODEL.log_likelihood(X + theta, z), 1000)
+        return jnp.stack([jnp.sum(prior.estimate), jnp.sum(importance.estimate)])
+
+    step = 1e-2
+    finite_difference = (estimate(step) - estimate(-step)) / (2 * step)
+    np.testing.assert_allclose(jax.jit(jax.jacfwd(estimate))(0.0), finite_difference,
+                               rtol=1e-3, atol=1e-3)
 
 
 def test_shape_errors_name_both_shapes():

@@ -439,7 +439,8 @@ def make_model(key, data_dim, latent_dim, noise_std) -> LinearGaussianModel:
     latent_dim = _check_count(latent_dim, "latent_dim")
     noise_std = _check_positive(noise_std, "noise_std")
     weight, bias = _random_parameters(key, data_dim, latent_dim)
-    return LinearGaussianModel(weight=weight, bias=bias, log_var_x=2.0 * jnp.log(noise_std))
+    return LinearGaussianModel(weight=weight, bias=bias,
+                               log_var_x=(2.0 * jnp.log(noise_std)).astype(weight.dtype))
 
 
 def make_scalar_model(weight, bias, noise_std) -> LinearGaussianModel:
@@ -462,5 +463,7 @@ def make_scalar_model(weight, bias, noise_std) -> LinearGaussianModel:
     for name, value in (("weight", weight), ("bias", bias), ("noise_std", noise_std)):
         if value.ndim != 0:
             raise ValueError(f"{name} must be a scalar, got shape {value.shape}")
-    return LinearGaussianModel(weight=weight.reshape(1, 1), bias=bias.reshape(1),
-                               log_var_x=2.0 * jnp.log(noise_std))
+    dtype = jnp.result_type(weight.dtype, bias.dtype, noise_std.dtype)
+    return LinearGaussianModel(weight=weight.reshape(1, 1).astype(dtype),
+                               bias=bias.reshape(1).astype(dtype),
+                               log_var_x=(2.0 * jnp.log(noise_std)).astype(dtype))

@@ -430,7 +430,9 @@ def log_evidence_prior_sampling(key, log_likelihood_fn, latent_dim, num_samples,
     Args:
       key: a jax.random key.
       log_likelihood_fn: callable mapping z of shape (n, latent_dim) to log p(x | z) of
-        shape (n, ...) (one column per data point if it evaluates a batch of x).
+        shape (n, ...). The n prior draws are shared by all data points, so for a batch x
+        of shape (B, D) add the batch axis yourself, e.g.
+        ``lambda z: model.log_likelihood(x, z[:, None])`` -> (n, B).
       latent_dim: d >= 1.
       num_samples: n >= 2 (the standard error needs two samples).
       prior_mean: prior mean, broadcastable to (latent_dim,). Default 0.

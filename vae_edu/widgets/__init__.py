@@ -11,3 +11,4 @@ from .elbo import *  # noqa: F401,F403
 from .latent import *  # noqa: F401,F403
 from .evaluation import *  # noqa: F401,F403
 from .loss import *  # noqa: F401,F403
+from .training import *  # noqa: F401,F403

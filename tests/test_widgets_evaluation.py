@@ -30,6 +30,7 @@ from vae_edu.widgets.evaluation import (
     build_sweep_explorer,
     evaluate_sweep_entry,
     iwae_gap_view,
+    mean_estimate,
     optimal_posterior,
     paired_difference,
     plot_kl_per_dimension,
@@ -115,6 +116,16 @@ def test_paired_difference_matches_scipy_sem():
     assert got.std_error == pytest.approx(stats.sem(a - b), rel=1e-12)
     # The shared image-to-image spread cancels: the paired SE is far below the unpaired one.
     assert got.std_error < 0.1 * np.hypot(stats.sem(a), stats.sem(b))
+
+
+def test_mean_estimate_matches_numpy_and_scipy():
+    values = np.random.default_rng(3).normal(-90.0, 20.0, size=250)
+    got = mean_estimate(values)
+    assert got.mean == pytest.approx(np.mean(values), rel=1e-12)
+    assert got.std_error == pytest.approx(stats.sem(values), rel=1e-12)
+    assert str(got) == f"{np.mean(values):.2f} +/- {stats.sem(values):.2f}"
+    with pytest.raises(ValueError, match=r"1-D array of at least 2 per-image values, got shape \(2, 2\)"):
+        mean_estimate(np.zeros((2, 2)))
 
 
 def test_paired_difference_rejects_bad_input():

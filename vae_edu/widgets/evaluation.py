@@ -53,6 +53,7 @@ from vae_edu.widgets.bayes import figure_to_png
 from vae_edu.widgets.latent import as_latent_model, strip_to_png
 
 __all__ = [
+    "mean_estimate",
     "paired_difference",
     "IWAEGap",
     "iwae_gap_view",
@@ -87,6 +88,18 @@ def _estimate(values) -> evaluate.Estimate:
         raise ValueError("per-image values must be finite")
     return evaluate.Estimate(float(values.mean()),
                              float(values.std(ddof=1) / math.sqrt(values.shape[0])))
+
+
+def mean_estimate(values) -> evaluate.Estimate:
+    """Mean of per-image values with its standard error, std(ddof=1) / sqrt(N).
+
+    Args:
+      values: (N,) finite per-image values, N >= 2 (e.g. ``evaluate.per_image_iwae``).
+
+    Returns:
+      ``evaluate.Estimate(mean, std_error)``.
+    """
+    return _estimate(values)
 
 
 def paired_difference(a, b) -> evaluate.Estimate:
@@ -341,7 +354,7 @@ def evaluate_sweep_entry(name: str, model: VAE, images, key: jax.Array, *, beta:
                       units.activity, units.count, float(threshold))
 
 
-def _elbo_levels(low: float, high: float, count: int = 6) -> np.ndarray:
+def _elbo_levels(low: float, high: float, count: int = 10) -> np.ndarray:
     """Round levels c in [low, high] (a step of 1, 2 or 5 times a power of ten)."""
     raw = max(high - low, 1.0) / max(count - 1, 1)
     power = 10.0 ** math.floor(math.log10(raw))

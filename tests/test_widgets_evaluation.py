@@ -20,9 +20,11 @@ from flax import nnx
 from matplotlib.colors import to_rgba
 from PIL import Image
 from scipy import stats
+# The tiny random 784-16-d VAE of the latent-widget tests (pytest puts tests/ on sys.path).
+from test_widgets_latent import tiny_vae as _tiny_vae
 
 from vae_edu import data, widgets
-from vae_edu.models import VAE, VAEConfig
+from vae_edu.models import VAE
 from vae_edu.widgets import evaluation
 from vae_edu.widgets.evaluation import (
     binarization_key,
@@ -43,18 +45,8 @@ from vae_edu.widgets.evaluation import (
 LATENT_DIM = 4
 
 
-def tiny_vae(seed: int, latent_dim: int = LATENT_DIM) -> VAE:
-    """A 784-16-d VAE with random weights N(0, 1/fan_in) and biases N(0, 0.1^2)."""
-    config = VAEConfig(hidden_sizes=(16,), latent_dim=latent_dim)
-    graphdef, state = nnx.split(nnx.eval_shape(lambda: VAE(config, rngs=nnx.Rngs(0))),
-                                nnx.Param)
-    rng = np.random.default_rng(seed)
-
-    def draw(leaf):
-        scale = 1.0 / np.sqrt(leaf.shape[0]) if len(leaf.shape) == 2 else 0.1
-        return jnp.asarray(rng.normal(scale=scale, size=leaf.shape), jnp.float32)
-
-    return nnx.merge(graphdef, jax.tree.map(draw, nnx.to_pure_dict(state)))
+def tiny_vae(seed: int) -> VAE:
+    return _tiny_vae(LATENT_DIM, seed)
 
 
 def with_dead_unit(model: VAE, unit: int) -> VAE:

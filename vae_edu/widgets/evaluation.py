@@ -410,8 +410,8 @@ def plot_rate_distortion(entries: Sequence[SweepEntry], *, highlight: str | None
         ax.plot(r_grid, c - r_grid, ls="--", color="0.65", lw=0.8, zorder=1)
         # Label each line where it leaves the box: the right edge, else the bottom edge.
         if d_low <= c - r_high <= d_high:
-            ax.text(r_high, c - r_high, f" ELBO = {-c:g}", fontsize=7, color="0.4",
-                    va="center", ha="left", clip_on=False)
+            ax.text(r_high, c - r_high, f"ELBO = {-c:g} ", fontsize=7, color="0.4",
+                    va="bottom", ha="right")
         elif 0.0 <= c - d_low <= r_high:
             ax.text(c - d_low, d_low, f"{-c:g}", fontsize=7, color="0.4", va="bottom",
                     ha="right")

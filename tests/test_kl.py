@@ -408,9 +408,22 @@ def test_property_kl_categorical_nonnegative_and_zero_on_itself(pair):
     # Gibbs' inequality; the tiny slack absorbs float32 rounding when p is almost q.
     assert float(kl_categorical(p, q)) >= -1e-6
     assert float(kl_categorical(p, p)) == 0.0
+    # XLA on the CPU flushes float32 subnormals to zero (documented in kl_categorical),
+    # so the float64 reference sees the same inputs the computation does.
+    p64, q64 = (np.where(np.abs(a) < np.finfo(np.float32).tiny, 0.0, a).astype(np.float64)
+                for a in (p, q))
     assert float(kl_categorical(p, q)) == pytest.approx(
-        float(scipy.special.rel_entr(p.astype(np.float64), q.astype(np.float64)).sum()),
-        rel=1e-4, abs=1e-6)
+        float(scipy.special.rel_entr(p64, q64).sum()), rel=1e-4, abs=1e-6)
+
+
+def test_kl_categorical_treats_subnormal_q_as_zero_as_documented():
+    # The case hypothesis found: q_0 = 6.3e-39 is a float32 subnormal, flushed to 0 by XLA.
+    p = np.array([0.5, 0.5], np.float32)
+    q = np.array([6.256352e-39, 1.0], np.float32)
+    assert float(kl_categorical(p, q)) == np.inf
+    smallest_normal = np.array([np.finfo(np.float32).tiny, 1.0], np.float32)
+    expected = scipy.special.rel_entr(p.astype(np.float64), smallest_normal.astype(np.float64))
+    assert float(kl_categorical(p, smallest_normal)) == pytest.approx(expected.sum(), rel=1e-5)
 
 
 # ---------------------------------------------------------------------------------------

@@ -302,6 +302,10 @@ def kl_categorical(p, q):
     p_k and q_k) is 0, never NaN; d/dq_k = -p_k / q_k elsewhere. (The one-sided derivative
     of p log p at p = 0 is -inf; the masked form reports 0 there instead.)
 
+    Subnormal probabilities: XLA on the CPU flushes subnormal floats to zero (for float32,
+    values below about 1.2e-38), so a q_k that small counts as q_k = 0 and a p_k > 0 facing
+    it gives +inf. Use float64 (``jax.experimental.enable_x64``) if such tiny masses matter.
+
     Args:
       p: (..., K) probabilities of the first argument (rows sum to 1).
       q: (..., K) probabilities of the second argument; leading axes broadcast with p's.

@@ -401,16 +401,8 @@ def train(model_config: VAEConfig, train_config: TrainConfig, *, train_images=No
         raise ValueError(f"batch_size {train_config.batch_size} exceeds the {num_examples} "
                          f"training images")
 
-    pixel_mean = (np.asarray(images).mean(axis=0) if train_config.init_output_bias
-                  else None)
-    model = init_model(model_config, train_config.seed, pixel_mean)
-    graphdef, param_state = nnx.split(model, nnx.Param)
-    params = nnx.to_pure_dict(param_state)
-    optimizer_spec = _optimizer_spec(train_config, num_examples)
-    opt_state = jax.jit(_optimizer(*optimizer_spec).init)(params)
-    history, epoch = _empty_history(), 0
-
-    if resume and Path(checkpoint_path).exists():
+    resuming = resume and Path(checkpoint_path).exists()
+    if resuming:  # refuse a mismatched checkpoint before any work
         saved = checkpoints.read_metadata(checkpoint_path)
         if saved["config"] != model_config:
             raise checkpoints.CheckpointError(
@@ -421,6 +413,16 @@ def train(model_config: VAEConfig, train_config: TrainConfig, *, train_images=No
             raise checkpoints.CheckpointError(
                 f"cannot resume from {checkpoint_path}: it was trained with {saved_train}, "
                 f"the run asks for {train_config.to_dict()}")
+    pixel_mean = (np.asarray(images).mean(axis=0) if train_config.init_output_bias
+                  else None)
+    model = init_model(model_config, train_config.seed, pixel_mean)
+    graphdef, param_state = nnx.split(model, nnx.Param)
+    params = nnx.to_pure_dict(param_state)
+    optimizer_spec = _optimizer_spec(train_config, num_examples)
+    opt_state = jax.jit(_optimizer(*optimizer_spec).init)(params)
+    history, epoch = _empty_history(), 0
+
+    if resuming:
         ckpt = checkpoints.load(checkpoint_path, opt_state_template=opt_state)
         if ckpt.opt_state is None:
             raise checkpoints.CheckpointError(

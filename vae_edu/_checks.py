@@ -7,6 +7,8 @@ inside compiled code. Each error names the arguments and their shapes, so a stud
 
 from __future__ import annotations
 
+import math
+
 import jax.numpy as jnp
 import numpy as np
 
@@ -43,3 +45,11 @@ def at_least_1d(x, name: str) -> None:
     """Raises a ValueError unless ``x`` has a last (event) axis to sum over."""
     if np.ndim(x) < 1:
         raise ValueError(f"{name} must have at least one axis (the event axis), got a scalar")
+
+
+def positive_finite_scalar(value, name: str) -> float:
+    """``float(value)``, or a ValueError naming ``name`` unless it is finite and > 0."""
+    value = float(value)
+    if not (math.isfinite(value) and value > 0.0):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return value

@@ -19,6 +19,8 @@ from typing import NamedTuple
 import matplotlib.pyplot as plt
 import numpy as np
 
+from vae_edu import _checks
+
 __all__ = [
     "GaussianPosterior",
     "BayesUpdatePlot",
@@ -49,13 +51,6 @@ class BayesUpdatePlot(NamedTuple):
 
     posterior: GaussianPosterior
     figure: plt.Figure
-
-
-def _check_positive(value, name: str) -> float:
-    value = float(value)
-    if not (math.isfinite(value) and value > 0.0):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return value
 
 
 def _check_finite(value, name: str) -> float:
@@ -97,8 +92,8 @@ def gaussian_bayes_update(prior_mean, prior_std, noise_std, x) -> GaussianPoster
         not finite.
     """
     prior_mean = _check_finite(prior_mean, "prior_mean")
-    prior_std = _check_positive(prior_std, "prior_std")
-    noise_std = _check_positive(noise_std, "noise_std")
+    prior_std = _checks.positive_finite_scalar(prior_std, "prior_std")
+    noise_std = _checks.positive_finite_scalar(noise_std, "noise_std")
     x = _check_finite(x, "x")
     prior_var, noise_var = prior_std**2, noise_std**2
     # s_post^2 = s_0^2 sigma^2 / (s_0^2 + sigma^2): the same as 1 / (1/s_0^2 + 1/sigma^2),

@@ -130,13 +130,6 @@ def _check_reduction(value, name: str) -> str:
     return value
 
 
-def _check_weight(value, name: str) -> float:
-    value = float(value)
-    if not (math.isfinite(value) and value > 0.0):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return value
-
-
 def _check_count(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -183,8 +176,8 @@ def loss_weights(alpha, beta, *, num_pixels, latent_dim, batch_size=1,
     Raises:
       ValueError: for a non-positive weight or count, or an unknown reduction.
     """
-    alpha = _check_weight(alpha, "alpha")
-    beta = _check_weight(beta, "beta")
+    alpha = _checks.positive_finite_scalar(alpha, "alpha")
+    beta = _checks.positive_finite_scalar(beta, "beta")
     num_pixels = _check_count(num_pixels, "num_pixels")
     latent_dim = _check_count(latent_dim, "latent_dim")
     batch_size = _check_count(batch_size, "batch_size")
@@ -342,7 +335,7 @@ def weighted_optimal_q(model, x, reconstruction_weight):
     weight, bias, log_var_x = _model_params(model)
     x = _check_images(x, weight)
     if not isinstance(reconstruction_weight, jax.core.Tracer):
-        _check_weight(reconstruction_weight, "reconstruction_weight")
+        _checks.positive_finite_scalar(reconstruction_weight, "reconstruction_weight")
     return _weighted_optimal_q(weight, bias, log_var_x, x, reconstruction_weight)
 
 

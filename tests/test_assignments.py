@@ -37,8 +37,14 @@ SOURCES = {name: DEFAULT_SOURCE_DIR / f"{name}.ipynb" for name in ASSIGNMENTS}
 
 
 def _meta(gid, grade=False, solution=False, locked=False, points=None):
-    meta = {"grade": grade, "grade_id": gid, "locked": locked, "schema_version": 3,
-            "solution": solution, "task": False}
+    meta = {
+        "grade": grade,
+        "grade_id": gid,
+        "locked": locked,
+        "schema_version": 3,
+        "solution": solution,
+        "task": False,
+    }
     if grade:
         meta["points"] = points
     return {"nbgrader": meta}
@@ -57,33 +63,48 @@ def answer(gid, source):
 
 
 def graded_cell(gid, points, source):
-    return new_code_cell(source, id=gid, metadata=_meta(gid, grade=True, locked=True,
-                                                        points=points))
+    return new_code_cell(
+        source, id=gid, metadata=_meta(gid, grade=True, locked=True, points=points)
+    )
 
 
 def written(gid, points, source):
-    return new_markdown_cell(source, id=gid, metadata=_meta(gid, grade=True, solution=True,
-                                                            points=points))
+    return new_markdown_cell(
+        source, id=gid, metadata=_meta(gid, grade=True, solution=True, points=points)
+    )
 
 
 def notebook(cells, name="toy"):
     nb = new_notebook(cells=cells)
-    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)",
-                                  "language": "python"},
-                   "vae_edu": {"assignment": name}}
+    nb.metadata = {
+        "kernelspec": {
+            "name": "python3",
+            "display_name": "Python 3 (ipykernel)",
+            "language": "python",
+        },
+        "vae_edu": {"assignment": name},
+    }
     return nb
 
 
 def toy_source():
     """A small instructor notebook with every kind of cell."""
-    return notebook([
-        text("intro", "# Toy assignment"),
-        answer("square", "def square(x):\n    ### BEGIN SOLUTION\n    return x * x\n"
-                         "    ### END SOLUTION"),
-        graded_cell("test_square", 2, "assert square(3) == 9\n### BEGIN HIDDEN TESTS\n"
-                                "assert square(-2) == 4\n### END HIDDEN TESTS"),
-        written("why", 1, "### BEGIN SOLUTION\nBecause.\n### END SOLUTION"),
-    ])
+    return notebook(
+        [
+            text("intro", "# Toy assignment"),
+            answer(
+                "square",
+                "def square(x):\n    ### BEGIN SOLUTION\n    return x * x\n    ### END SOLUTION",
+            ),
+            graded_cell(
+                "test_square",
+                2,
+                "assert square(3) == 9\n### BEGIN HIDDEN TESTS\n"
+                "assert square(-2) == 4\n### END HIDDEN TESTS",
+            ),
+            written("why", 1, "### BEGIN SOLUTION\nBecause.\n### END SOLUTION"),
+        ]
+    )
 
 
 # ----------------------------------------------------------------------- release
@@ -94,12 +115,11 @@ def test_release_is_deterministic_and_byte_identical(tmp_path):
     second = release_directory(DEFAULT_SOURCE_DIR, tmp_path / "two")
     assert [p.name for p in first] == [p.name for p in second]
     assert {p.stem for p in first} >= set(ASSIGNMENTS)
-    for a, b in zip(first, second):
+    for a, b in zip(first, second, strict=True):
         data = a.read_bytes()
         assert data == b.read_bytes(), a.name
         # sorted keys, one-space indent, trailing newline: the canonical nbformat layout
-        expected = json.dumps(json.loads(data), sort_keys=True, indent=1,
-                              ensure_ascii=False) + "\n"
+        expected = json.dumps(json.loads(data), sort_keys=True, indent=1, ensure_ascii=False) + "\n"
         assert data.decode("utf-8") == expected
 
 
@@ -110,7 +130,7 @@ def test_released_notebook_has_stubs_and_no_solutions_hidden_tests_or_outputs(na
     nbformat.validate(student)
     assert [c.id for c in student.cells] == [c.id for c in source.cells]  # fixed cell ids
     assert student.metadata["vae_edu"]["assignment"] == name
-    for src, cell in zip(source.cells, student.cells):
+    for src, cell in zip(source.cells, student.cells, strict=True):
         assert cell.metadata["nbgrader"] == src.metadata["nbgrader"]
         assert "SOLUTION" not in cell.source and "HIDDEN TESTS" not in cell.source
         if cell.cell_type == "code":
@@ -154,22 +174,23 @@ def test_instructor_source_is_a_valid_executed_nbgrader_source(name):
 def test_stub_keeps_the_indentation_of_the_marker():
     student = release_notebook(toy_source(), "toy")
     assert student.cells[1].source == (
-        "def square(x):\n    # YOUR CODE HERE\n    raise NotImplementedError()")
+        "def square(x):\n    # YOUR CODE HERE\n    raise NotImplementedError()"
+    )
     assert student.cells[2].source == "assert square(3) == 9"
     assert student.cells[3].source == TEXT_STUB
 
 
 BROKEN = [
-    ("unbalanced", 1, "def f():\n    ### BEGIN SOLUTION\n    return 1",
-     "is never closed"),
-    ("end without begin", 1, "def f():\n    return 1\n    ### END SOLUTION",
-     "without a matching"),
-    ("nested", 1, "### BEGIN SOLUTION\n### BEGIN SOLUTION\nx = 1\n### END SOLUTION",
-     "nested"),
+    ("unbalanced", 1, "def f():\n    ### BEGIN SOLUTION\n    return 1", "is never closed"),
+    ("end without begin", 1, "def f():\n    return 1\n    ### END SOLUTION", "without a matching"),
+    ("nested", 1, "### BEGIN SOLUTION\n### BEGIN SOLUTION\nx = 1\n### END SOLUTION", "nested"),
     ("hidden tests unbalanced", 2, "### BEGIN HIDDEN TESTS\nassert True", "is never closed"),
-    ("hidden tests in an answer cell", 1,
-     "### BEGIN SOLUTION\nx = 1\n### END SOLUTION\n### BEGIN HIDDEN TESTS\n### END HIDDEN TESTS",
-     "not an nbgrader graded code cell"),
+    (
+        "hidden tests in an answer cell",
+        1,
+        "### BEGIN SOLUTION\nx = 1\n### END SOLUTION\n### BEGIN HIDDEN TESTS\n### END HIDDEN TESTS",
+        "not an nbgrader graded code cell",
+    ),
 ]
 
 
@@ -224,8 +245,14 @@ def test_merge_restores_deleted_and_edited_cells_and_keeps_added_ones():
     submission.cells[1].source = "def square(x):\n    return x ** 2"
     submission.cells[2].source = "pass  # the student removed the visible test"
     helper = new_code_cell("HELPER = 1", id="mine")
-    helper.metadata["nbgrader"] = {"grade": True, "grade_id": "forged", "points": 100,
-                                   "locked": False, "solution": False, "schema_version": 3}
+    helper.metadata["nbgrader"] = {
+        "grade": True,
+        "grade_id": "forged",
+        "points": 100,
+        "locked": False,
+        "solution": False,
+        "schema_version": 3,
+    }
     submission.cells.insert(2, helper)
     del submission.cells[4]  # the written answer cell
     merged, notes = merge_submission(source, submission)
@@ -244,8 +271,10 @@ def test_find_source_by_metadata_then_file_name(tmp_path):
     assert find_source(tmp_path / "alice_A2.ipynb", None) == SOURCES["A2_elbo_reparameterization"]
     with pytest.raises(GradingError, match="pass --source"):
         find_source(tmp_path / "homework.ipynb", None)
-    assert find_source(tmp_path / "x.ipynb", None, SOURCES["A1_kl_divergence"]) == \
-        SOURCES["A1_kl_divergence"]
+    assert (
+        find_source(tmp_path / "x.ipynb", None, SOURCES["A1_kl_divergence"])
+        == SOURCES["A1_kl_divergence"]
+    )
 
 
 def test_an_unreadable_submission_scores_zero_without_crashing(tmp_path):
@@ -261,26 +290,35 @@ def test_an_unreadable_submission_scores_zero_without_crashing(tmp_path):
 
 
 def misbehaving_source():
-    return notebook([
-        answer("setup", "### BEGIN SOLUTION\nimport os\n### END SOLUTION"),
-        answer("raises", "def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION"),
-        graded_cell("test_raises", 1, "assert f() == 1"),
-        answer("loops", "def g():\n    ### BEGIN SOLUTION\n    return 2\n    ### END SOLUTION"),
-        graded_cell("test_loops", 1, "assert g() == 2"),
-        answer("deleted_test", "def h():\n    ### BEGIN SOLUTION\n    return 3\n"
-                               "    ### END SOLUTION"),
-        graded_cell("test_deleted_test", 1, "assert h() == 3"),
-        answer("deleted_answer", "def k():\n    ### BEGIN SOLUTION\n    return 4\n"
-                                 "    ### END SOLUTION"),
-        graded_cell("test_deleted_answer", 1, "assert k() == 4"),
-        answer("stub", "def m():\n    ### BEGIN SOLUTION\n    return 5\n    ### END SOLUTION"),
-        graded_cell("test_stub", 1, "assert m() == 5"),
-        answer("ok", "def n():\n    ### BEGIN SOLUTION\n    return 6\n    ### END SOLUTION"),
-        graded_cell("test_ok", 1, "assert n() == 6, 'n() must be 6'"),
-        answer("dies", "def die():\n    ### BEGIN SOLUTION\n    pass\n    ### END SOLUTION"),
-        graded_cell("test_dies", 1, "die()"),
-        graded_cell("test_after_death", 1, "assert True"),
-    ], name="misbehaving")
+    return notebook(
+        [
+            answer("setup", "### BEGIN SOLUTION\nimport os\n### END SOLUTION"),
+            answer(
+                "raises", "def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION"
+            ),
+            graded_cell("test_raises", 1, "assert f() == 1"),
+            answer("loops", "def g():\n    ### BEGIN SOLUTION\n    return 2\n    ### END SOLUTION"),
+            graded_cell("test_loops", 1, "assert g() == 2"),
+            answer(
+                "deleted_test",
+                "def h():\n    ### BEGIN SOLUTION\n    return 3\n    ### END SOLUTION",
+            ),
+            graded_cell("test_deleted_test", 1, "assert h() == 3"),
+            answer(
+                "deleted_answer",
+                "def k():\n    ### BEGIN SOLUTION\n    return 4\n    ### END SOLUTION",
+            ),
+            graded_cell("test_deleted_answer", 1, "assert k() == 4"),
+            answer("stub", "def m():\n    ### BEGIN SOLUTION\n    return 5\n    ### END SOLUTION"),
+            graded_cell("test_stub", 1, "assert m() == 5"),
+            answer("ok", "def n():\n    ### BEGIN SOLUTION\n    return 6\n    ### END SOLUTION"),
+            graded_cell("test_ok", 1, "assert n() == 6, 'n() must be 6'"),
+            answer("dies", "def die():\n    ### BEGIN SOLUTION\n    pass\n    ### END SOLUTION"),
+            graded_cell("test_dies", 1, "die()"),
+            graded_cell("test_after_death", 1, "assert True"),
+        ],
+        name="misbehaving",
+    )
 
 
 def test_a_misbehaving_submission_loses_only_the_affected_questions(tmp_path):
@@ -293,8 +331,9 @@ def test_a_misbehaving_submission_loses_only_the_affected_questions(tmp_path):
     by_id["deleted_test"].source = "def h():\n    return 3"
     by_id["ok"].source = "def n():\n    return 6"
     by_id["dies"].source = "def die():\n    os._exit(1)"
-    submission.cells = [c for c in submission.cells
-                        if c.id not in ("test_deleted_test", "deleted_answer")]
+    submission.cells = [
+        c for c in submission.cells if c.id not in ("test_deleted_test", "deleted_answer")
+    ]
     source_path, submission_path = tmp_path / "source.ipynb", tmp_path / "sub.ipynb"
     nbformat.write(source, source_path)
     nbformat.write(submission, submission_path)
@@ -333,13 +372,23 @@ def graded_assignments(tmp_path_factory):
     release_directory(DEFAULT_SOURCE_DIR, out / "student")
     jobs = {}
     for name in ASSIGNMENTS:
-        for version, path in (("instructor", SOURCES[name]),
-                              ("student", out / "student" / f"{name}.ipynb")):
+        for version, path in (
+            ("instructor", SOURCES[name]),
+            ("student", out / "student" / f"{name}.ipynb"),
+        ):
             report = out / f"{name}-{version}.json"
-            command = [sys.executable, "-m", "vae_edu.assignments", "grade", str(path),
-                       "--json", str(report)]
-            process = subprocess.Popen(command, stdout=subprocess.PIPE,
-                                       stderr=subprocess.PIPE, text=True)
+            command = [
+                sys.executable,
+                "-m",
+                "vae_edu.assignments",
+                "grade",
+                str(path),
+                "--json",
+                str(report),
+            ]
+            process = subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
             jobs[name, version] = (process, report)
     results = {}
     for key, (process, report) in jobs.items():

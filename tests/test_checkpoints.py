@@ -62,8 +62,10 @@ def test_round_trip_is_exact(model, saved):
 def test_no_temporary_files_left_and_overwrite_works(model, saved):
     checkpoints.save(saved, make(seed=1))
     assert sorted(p.name for p in saved.parent.iterdir()) == ["model.msgpack"]
-    assert not np.array_equal(params_of(checkpoints.load(saved).model)["encoder"]["output"]
-                              ["kernel"], params_of(model)["encoder"]["output"]["kernel"])
+    assert not np.array_equal(
+        params_of(checkpoints.load(saved).model)["encoder"]["output"]["kernel"],
+        params_of(model)["encoder"]["output"]["kernel"],
+    )
 
 
 def test_float16_storage_rounds_to_half_precision(model, tmp_path):
@@ -82,8 +84,9 @@ def test_optimizer_state_round_trip(model, tmp_path):
     state = jax.jit(optimizer.init)(params)
     grads = jax.tree.map(np.ones_like, params)
     _, state = jax.jit(optimizer.update)(grads, state, params)
-    path = checkpoints.save(tmp_path / "opt.msgpack", model, opt_state=state,
-                            training={"epoch": 3, "seed": 7})
+    path = checkpoints.save(
+        tmp_path / "opt.msgpack", model, opt_state=state, training={"epoch": 3, "seed": 7}
+    )
     ckpt = checkpoints.load(path, opt_state_template=jax.jit(optimizer.init)(params))
     assert ckpt.training == {"epoch": 3, "seed": 7}
     assert jax.tree.structure(ckpt.opt_state) == jax.tree.structure(state)
@@ -95,9 +98,11 @@ def test_optimizer_state_round_trip(model, tmp_path):
 def test_restore_into_a_model_of_another_architecture_names_the_layer(saved):
     other = make(VAEConfig(hidden_sizes=(32,), latent_dim=3))
     before = params_of(other)
-    with pytest.raises(CheckpointError,
-                       match=r"layer encoder\.hidden_0\.kernel has shape \(784, 16\) in the "
-                             r"file but \(784, 32\) in the model"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"layer encoder\.hidden_0\.kernel has shape \(784, 16\) in the "
+        r"file but \(784, 32\) in the model",
+    ):
         checkpoints.restore(saved, other)
     # Nothing half-loaded: the model is untouched.
     jax.tree.map(np.testing.assert_array_equal, params_of(other), before)
@@ -171,8 +176,11 @@ def test_params_inconsistent_with_stored_config(saved):
     # A file whose config says latent_dim=4 but whose arrays are for latent_dim=3.
     payload = serialization.msgpack_restore(saved.read_bytes())
     rewrite(saved, metadata=payload["metadata"].replace('"latent_dim": 3', '"latent_dim": 4'))
-    with pytest.raises(CheckpointError, match=r"decoder\.hidden_0\.kernel has shape \(3, 16\) "
-                                              r"in the file but \(4, 16\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"decoder\.hidden_0\.kernel has shape \(3, 16\) "
+        r"in the file but \(4, 16\)",
+    ):
         checkpoints.load(saved)
 
 

@@ -49,10 +49,11 @@ def test_scalar_evidence_matches_quadrature():
     def integrand(z, x):  # p(x | z) p(z), each density from scipy
         return stats.norm.pdf(x, w * z + b, sigma) * stats.norm.pdf(z)
 
-    by_quadrature = [np.log(integrate.quad(integrand, -np.inf, np.inf, args=(x,),
-                                           epsabs=0, epsrel=1e-12)[0]) for x in xs]
-    np.testing.assert_allclose(model.log_evidence(xs[:, None]), by_quadrature,
-                               rtol=1e-6, atol=1e-6)
+    by_quadrature = [
+        np.log(integrate.quad(integrand, -np.inf, np.inf, args=(x,), epsabs=0, epsrel=1e-12)[0])
+        for x in xs
+    ]
+    np.testing.assert_allclose(model.log_evidence(xs[:, None]), by_quadrature, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("data_dim, latent_dim", SHAPES)
@@ -70,8 +71,11 @@ def test_scalar_model_closed_forms():
     w, b, sigma = -0.8, 1.5, 0.3
     model = conjugate.make_scalar_model(w, b, sigma)
     xs = np.array([-1.0, 1.5, 4.0, 0.0])
-    np.testing.assert_allclose(model.log_evidence(xs[:, None]),
-                               stats.norm.logpdf(xs, b, np.sqrt(w**2 + sigma**2)), rtol=1e-6)
+    np.testing.assert_allclose(
+        model.log_evidence(xs[:, None]),
+        stats.norm.logpdf(xs, b, np.sqrt(w**2 + sigma**2)),
+        rtol=1e-6,
+    )
     post = model.posterior(xs[:, None])
     np.testing.assert_allclose(post.mean[:, 0], w * (xs - b) / (w**2 + sigma**2), rtol=1e-6)
     np.testing.assert_allclose(post.cov, [[sigma**2 / (w**2 + sigma**2)]], rtol=1e-6)
@@ -97,7 +101,10 @@ def test_scalar_posterior_matches_grid():
         inner = slice(10000, 30001)  # where the density is not vanishingly small
         np.testing.assert_allclose(
             model.log_posterior(jnp.full((grid[inner].size, 1), x), grid[inner, None]),
-            np.log(density[inner]), rtol=1e-5, atol=1e-4)
+            np.log(density[inner]),
+            rtol=1e-5,
+            atol=1e-4,
+        )
 
 
 @pytest.mark.parametrize("data_dim, latent_dim", SHAPES)
@@ -107,21 +114,27 @@ def test_posterior_satisfies_bayes_rule(data_dim, latent_dim):
     x = np.asarray(_data(model, 3), np.float64)
     z = np.asarray(jax.random.normal(jax.random.key(4), (NUM_POINTS, latent_dim)), np.float64)
     # Right-hand side of Bayes' rule at (x_n, z_n), every term from scipy in float64.
-    bayes = (stats.norm.logpdf(x, z @ weight.T + bias, np.sqrt(noise_var)).sum(-1)
-             + stats.norm.logpdf(z).sum(-1)
-             - stats.multivariate_normal(bias, cov).logpdf(x))
+    bayes = (
+        stats.norm.logpdf(x, z @ weight.T + bias, np.sqrt(noise_var)).sum(-1)
+        + stats.norm.logpdf(z).sum(-1)
+        - stats.multivariate_normal(bias, cov).logpdf(x)
+    )
     post = model.posterior(x)
     assert post.mean.shape == (NUM_POINTS, latent_dim)
     assert post.cov.shape == (latent_dim, latent_dim)
     from_moments = [
         stats.multivariate_normal(mean, np.asarray(post.cov, np.float64)).logpdf(z_n)
-        for mean, z_n in zip(np.asarray(post.mean, np.float64), z)]
+        for mean, z_n in zip(np.asarray(post.mean, np.float64), z, strict=True)
+    ]
     np.testing.assert_allclose(from_moments, bayes, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(model.log_posterior(x, z), bayes, rtol=1e-4, atol=1e-4)
     # The model's own pieces obey the same identity.
     np.testing.assert_allclose(
-        model.log_likelihood(x, z) + model.log_prior(z) - model.log_evidence(x), bayes,
-        rtol=1e-4, atol=1e-4)
+        model.log_likelihood(x, z) + model.log_prior(z) - model.log_evidence(x),
+        bayes,
+        rtol=1e-4,
+        atol=1e-4,
+    )
 
 
 @pytest.mark.parametrize("data_dim, latent_dim", SHAPES)
@@ -130,7 +143,7 @@ def test_posterior_moments_match_textbook_formulas(data_dim, latent_dim):
     weight, bias, noise_var, _ = _float64(model)
     x = np.asarray(_data(model, 6), np.float64)
     cov = np.linalg.inv(np.eye(latent_dim) + weight.T @ weight / noise_var)  # PRML 2.117
-    mean = (x - bias) @ weight @ cov / noise_var                              # PRML 2.116
+    mean = (x - bias) @ weight @ cov / noise_var  # PRML 2.116
     post = model.posterior(x)
     np.testing.assert_allclose(post.cov, cov, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(post.mean, mean, rtol=1e-5, atol=1e-5)
@@ -142,20 +155,24 @@ def test_posterior_moments_match_textbook_formulas(data_dim, latent_dim):
 def test_log_likelihood_is_batched_over_z():
     model = _model(7, 3, 2)
     weight, bias, noise_var, _ = _float64(model)
-    x_batch = np.asarray(_data(model, 8), np.float64)                         # (B, D)
+    x_batch = np.asarray(_data(model, 8), np.float64)  # (B, D)
     z = np.asarray(jax.random.normal(jax.random.key(9), (5, NUM_POINTS, 2)), np.float64)
     expected = stats.norm.logpdf(x_batch, z @ weight.T + bias, np.sqrt(noise_var)).sum(-1)
     # (B, D) data with (L, B, d) latents -> (L, B).
     np.testing.assert_allclose(model.log_likelihood(x_batch, z), expected, rtol=1e-5)
     # One x against L samples: (D,) with (L, d) -> (L,).
-    np.testing.assert_allclose(model.log_likelihood(x_batch[0], z[:, 0]), expected[:, 0],
-                               rtol=1e-5)
+    np.testing.assert_allclose(model.log_likelihood(x_batch[0], z[:, 0]), expected[:, 0], rtol=1e-5)
     # Several leading axes on the data side: (2, 2, D) data, (2, 2, d) latents.
     np.testing.assert_allclose(
         model.log_likelihood(x_batch.reshape(2, 2, 3), z[0].reshape(2, 2, 2)),
-        expected[0].reshape(2, 2), rtol=1e-5)
-    np.testing.assert_allclose(model.log_evidence(x_batch.reshape(2, 2, 3)),
-                               model.log_evidence(x_batch).reshape(2, 2), rtol=1e-6)
+        expected[0].reshape(2, 2),
+        rtol=1e-5,
+    )
+    np.testing.assert_allclose(
+        model.log_evidence(x_batch.reshape(2, 2, 3)),
+        model.log_evidence(x_batch).reshape(2, 2),
+        rtol=1e-6,
+    )
 
 
 def test_samples_have_the_joint_moments():
@@ -209,8 +226,9 @@ def test_exact_elbo_bounds_evidence_with_gap_kl_to_posterior(data_dim, latent_di
     log_evidence = model.log_evidence(x)
     post = model.posterior(x)
     # Equality at the exact posterior.
-    np.testing.assert_allclose(model.exact_elbo(x, post.mean, post.cov), log_evidence,
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        model.exact_elbo(x, post.mean, post.cov), log_evidence, rtol=1e-5, atol=1e-5
+    )
     # Many random q: ELBO <= log p(x), and the gap is KL(q || p(z | x)).
     mean, cov = _random_gaussian(18, latent_dim, batch=(200,))
     elbos = model.exact_elbo(x, mean, cov)
@@ -240,9 +258,9 @@ def test_gradients_of_log_evidence_match_matrix_calculus(data_dim, latent_dim):
     grads = jax.grad(lambda m, x_: m.log_evidence(x_).sum(), argnums=(0, 1))(model, x)
     per_point = [_analytic_gradients(model, x_n) for x_n in x]
     expected = [sum(g[i] for g in per_point) for i in range(3)]  # d/dparams of the sum
-    expected.append(np.stack([g[3] for g in per_point]))        # d/dx_n, one row each
+    expected.append(np.stack([g[3] for g in per_point]))  # d/dx_n, one row each
     got = (grads[0].weight, grads[0].bias, grads[0].log_var_x, grads[1])
-    for g, e in zip(got, expected):
+    for g, e in zip(got, expected, strict=True):
         np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5)
 
 
@@ -259,8 +277,10 @@ def _reference_log_evidence(model, x):
     rotated = (np.asarray(x, np.float64) - bias) @ q
     head, tail = rotated[..., :k], rotated[..., k:]
     block = r[:k] @ r[:k].T + noise_var * np.eye(k)
-    quadratic = (np.sum(head * np.linalg.solve(block, head.T).T, axis=-1)
-                 + np.sum(tail**2, axis=-1) / noise_var)
+    quadratic = (
+        np.sum(head * np.linalg.solve(block, head.T).T, axis=-1)
+        + np.sum(tail**2, axis=-1) / noise_var
+    )
     log_det = np.linalg.slogdet(block)[1] + (data_dim - k) * np.log(noise_var)
     return -0.5 * (data_dim * np.log(2 * np.pi) + log_det + quadratic)
 
@@ -269,9 +289,14 @@ def _reference_log_evidence(model, x):
 def _everything(model, x, z):
     """Every method's output, and the gradient of log p(x) in all parameters."""
     post = model.posterior(x)
-    outputs = (model.log_evidence(x), post.mean, post.cov, model.log_posterior(x, z),
-               model.log_likelihood(x, z),
-               model.expected_log_likelihood(x, z, jnp.eye(z.shape[-1])))
+    outputs = (
+        model.log_evidence(x),
+        post.mean,
+        post.cov,
+        model.log_posterior(x, z),
+        model.log_likelihood(x, z),
+        model.expected_log_likelihood(x, z, jnp.eye(z.shape[-1])),
+    )
     return outputs, jax.grad(lambda m: m.log_evidence(x).sum())(model)
 
 
@@ -294,13 +319,15 @@ def test_works_under_jit_vmap_and_grad():
     model = _model(24, 3, 2)
     x = _data(model, 25)
     eager = model.log_evidence(x)
-    np.testing.assert_allclose(jax.jit(lambda m, x_: m.log_evidence(x_))(model, x), eager,
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        jax.jit(lambda m, x_: m.log_evidence(x_))(model, x), eager, rtol=1e-6
+    )
     per_point = jax.vmap(lambda x_: model.posterior(x_).mean)(x)
     np.testing.assert_allclose(per_point, model.posterior(x).mean, rtol=1e-5, atol=1e-6)
     # Maximum likelihood in the bias: the gradient of sum_n log p(x_n) vanishes at the mean.
     grad_bias = jax.grad(lambda b: model._replace(bias=b).log_evidence(x).sum())(
-        jnp.mean(x, axis=0))
+        jnp.mean(x, axis=0)
+    )
     np.testing.assert_allclose(grad_bias, np.zeros(3), atol=1e-4)
     draws = jax.jit(model.sample, static_argnums=1)(jax.random.key(0), NUM_POINTS)
     assert draws.x.shape == (NUM_POINTS, 3)

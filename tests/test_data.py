@@ -30,8 +30,14 @@ NUM_EXAMPLES = {"train": 60000, "test": 10000}
 # helpers: an independent IDX writer
 # --------------------------------------------------------------------------------------
 
-IDX_TYPE_CODES = {np.uint8: 0x08, np.int8: 0x09, np.int16: 0x0B, np.int32: 0x0C,
-                  np.float32: 0x0D, np.float64: 0x0E}
+IDX_TYPE_CODES = {
+    np.uint8: 0x08,
+    np.int8: 0x09,
+    np.int16: 0x0B,
+    np.int32: 0x0C,
+    np.float32: 0x0D,
+    np.float64: 0x0E,
+}
 
 
 def idx_bytes(array, *, magic=None, dims=None, payload=None) -> bytes:
@@ -92,8 +98,10 @@ def small_labels(n=5, seed=0):
 
 
 def readme_sha256() -> dict[str, str]:
-    return dict((name, digest) for digest, name in
-                re.findall(r"^\s+([0-9a-f]{64})\s+(\S+)$", README, flags=re.MULTILINE))
+    return dict(
+        (name, digest)
+        for digest, name in re.findall(r"^\s+([0-9a-f]{64})\s+(\S+)$", README, flags=re.MULTILINE)
+    )
 
 
 def test_module_sha256_equal_readme():
@@ -103,8 +111,12 @@ def test_module_sha256_equal_readme():
 
 def test_shipped_files_match_readme_md5_and_sha256():
     """Recomputed with hashlib from gzip.open: independent of the module's reader."""
-    md5 = dict((name.removesuffix(".gz"), digest) for name, digest in
-               re.findall(r"^\| (\S+\.gz) \| .* \| ([0-9a-f]{32}) \|$", README, flags=re.MULTILINE))
+    md5 = dict(
+        (name.removesuffix(".gz"), digest)
+        for name, digest in re.findall(
+            r"^\| (\S+\.gz) \| .* \| ([0-9a-f]{32}) \|$", README, flags=re.MULTILINE
+        )
+    )
     assert len(md5) == 4
     for name, sha in readme_sha256().items():
         with gzip.open(data.SHIPPED_DIRECTORY / f"{name}.gz", "rb") as f:
@@ -137,7 +149,9 @@ def test_label_counts_match_readme(split):
     line = re.search(rf"{split}: ([\d ]+)[.;]", README.replace("\n", " ")).group(1)
     expected = [int(c) for c in line.split()]
     assert len(expected) == 10 and sum(expected) == NUM_EXAMPLES[split]
-    np.testing.assert_array_equal(np.bincount(data.load_mnist(split).labels, minlength=10), expected)
+    np.testing.assert_array_equal(
+        np.bincount(data.load_mnist(split).labels, minlength=10), expected
+    )
 
 
 def test_first_labels_are_the_well_known_digits():
@@ -220,7 +234,8 @@ def test_checksums_of_compressed_files_and_sha256sums_file(tmp_path):
     digests = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.glob("*.gz")}
     assert data.load_mnist("test", tmp_path, checksums=digests).labels.shape == (10000,)
     (tmp_path / "SHA256SUMS").write_text(
-        "# made with sha256sum\n" + "".join(f"{d.upper()} *./{n}\n" for n, d in digests.items()))
+        "# made with sha256sum\n" + "".join(f"{d.upper()} *./{n}\n" for n, d in digests.items())
+    )
     assert data.load_mnist("test", tmp_path).labels.shape == (10000,)
     (tmp_path / "SHA256SUMS").write_text("".join(f"{'f' * 64}  {n}\n" for n in digests))
     with pytest.raises(data.ChecksumError, match="SHA-256 of the compressed file"):
@@ -230,7 +245,9 @@ def test_checksums_of_compressed_files_and_sha256sums_file(tmp_path):
 def test_checksum_mapping_without_an_entry_for_a_file(tmp_path):
     copy_shipped(tmp_path)
     partial = {"t10k-images-idx3-ubyte": data.MNIST_SHA256["t10k-images-idx3-ubyte"]}
-    with pytest.raises(data.ChecksumError, match="no checksum for t10k-labels-idx1-ubyte.*checksums= argument"):
+    with pytest.raises(
+        data.ChecksumError, match="no checksum for t10k-labels-idx1-ubyte.*checksums= argument"
+    ):
         data.load_mnist("test", tmp_path, checksums=partial)
 
 
@@ -246,8 +263,9 @@ def test_malformed_checksums(tmp_path):
 def test_read_idx_checksum(tmp_path):
     content = idx_bytes(small_labels())
     path = write(tmp_path / "labels.gz", content)
-    np.testing.assert_array_equal(data.read_idx(path, sha256=hashlib.sha256(content).hexdigest()),
-                                  small_labels())
+    np.testing.assert_array_equal(
+        data.read_idx(path, sha256=hashlib.sha256(content).hexdigest()), small_labels()
+    )
     with pytest.raises(data.ChecksumError, match=rf"{re.escape(str(path))}: checksum mismatch"):
         data.read_idx(path, sha256="1" * 64)
 
@@ -280,9 +298,18 @@ BAD_IDX = {
     "unknown type": (idx_bytes(small_labels(), magic=0x00000701), "wrong magic number 0x00000701"),
     "truncated header": (b"\x00\x00", "truncated header"),
     "missing dims": (struct.pack(">I", 0x00000803) + b"\x00\x00\x00\x05", "truncated header"),
-    "truncated payload": (idx_bytes(small_images())[:-7], r"truncated payload.*need 3920 bytes.*only 3913"),
-    "dims > size": (idx_bytes(small_images(), dims=(6, 28, 28)), r"truncated payload: dims \(6, 28, 28\)"),
-    "dims < size": (idx_bytes(small_images(), dims=(4, 28, 28)), r"dims disagree with the payload size.*784 trailing"),
+    "truncated payload": (
+        idx_bytes(small_images())[:-7],
+        r"truncated payload.*need 3920 bytes.*only 3913",
+    ),
+    "dims > size": (
+        idx_bytes(small_images(), dims=(6, 28, 28)),
+        r"truncated payload: dims \(6, 28, 28\)",
+    ),
+    "dims < size": (
+        idx_bytes(small_images(), dims=(4, 28, 28)),
+        r"dims disagree with the payload size.*784 trailing",
+    ),
 }
 
 
@@ -305,7 +332,9 @@ def corrupt_gzip(content):
     compressed = bytearray(gzip.compress(content, mtime=0))
     return {
         "cut short": bytes(compressed[: len(compressed) // 2]),
-        "flipped byte": bytes(compressed[:20]) + bytes([compressed[20] ^ 0xFF]) + bytes(compressed[21:]),
+        "flipped byte": bytes(compressed[:20])
+        + bytes([compressed[20] ^ 0xFF])
+        + bytes(compressed[21:]),
         "not gzip": content,
     }
 
@@ -339,27 +368,52 @@ def test_load_custom_directory(tmp_path, compress):
 
 
 def test_missing_files_are_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"train-images-idx3-ubyte\.gz.*t10k-labels-idx1-ubyte\.gz"):
+    with pytest.raises(
+        FileNotFoundError, match=r"train-images-idx3-ubyte\.gz.*t10k-labels-idx1-ubyte\.gz"
+    ):
         data.load_mnist("train", tmp_path)
     write(tmp_path / "t10k-images-idx3-ubyte.gz", idx_bytes(small_images()))
-    with pytest.raises(FileNotFoundError, match=r"neither t10k-labels-idx1-ubyte\.gz nor t10k-labels-idx1-ubyte"):
+    with pytest.raises(
+        FileNotFoundError, match=r"neither t10k-labels-idx1-ubyte\.gz nor t10k-labels-idx1-ubyte"
+    ):
         data.load_mnist("test", tmp_path)
 
 
 def test_images_labels_count_mismatch(tmp_path):
     write_split(tmp_path, "test", small_images(5), small_labels(4))
-    with pytest.raises(data.IDXFormatError,
-                       match=r"count mismatch: .*t10k-images-idx3-ubyte\.gz holds 5 images "
-                             r"but .*t10k-labels-idx1-ubyte\.gz holds 4 labels"):
+    with pytest.raises(
+        data.IDXFormatError,
+        match=r"count mismatch: .*t10k-images-idx3-ubyte\.gz holds 5 images "
+        r"but .*t10k-labels-idx1-ubyte\.gz holds 4 labels",
+    ):
         data.load_mnist("test", tmp_path)
 
 
-@pytest.mark.parametrize("images, labels, problem", [
-    (np.zeros((3, 27, 27), np.uint8), np.zeros(3, np.uint8), r"images-idx3-ubyte\.gz: expected \(N, 28, 28\) uint8"),
-    (np.zeros((3, 784), np.uint8), np.zeros(3, np.uint8), r"images-idx3-ubyte\.gz: expected \(N, 28, 28\) uint8"),
-    (np.zeros((3, 28, 28), np.float32), np.zeros(3, np.uint8), r"got shape \(3, 28, 28\) of float32"),
-    (np.zeros((3, 28, 28), np.uint8), np.zeros((3, 1), np.uint8), r"labels-idx1-ubyte\.gz: expected \(N,\) uint8"),
-])
+@pytest.mark.parametrize(
+    "images, labels, problem",
+    [
+        (
+            np.zeros((3, 27, 27), np.uint8),
+            np.zeros(3, np.uint8),
+            r"images-idx3-ubyte\.gz: expected \(N, 28, 28\) uint8",
+        ),
+        (
+            np.zeros((3, 784), np.uint8),
+            np.zeros(3, np.uint8),
+            r"images-idx3-ubyte\.gz: expected \(N, 28, 28\) uint8",
+        ),
+        (
+            np.zeros((3, 28, 28), np.float32),
+            np.zeros(3, np.uint8),
+            r"got shape \(3, 28, 28\) of float32",
+        ),
+        (
+            np.zeros((3, 28, 28), np.uint8),
+            np.zeros((3, 1), np.uint8),
+            r"labels-idx1-ubyte\.gz: expected \(N,\) uint8",
+        ),
+    ],
+)
 def test_wrong_array_kinds(tmp_path, images, labels, problem):
     write_split(tmp_path, "train", images, labels)
     with pytest.raises(data.IDXFormatError, match=problem):
@@ -419,12 +473,15 @@ def test_binarize_accepts_legacy_keys_and_lists():
     np.testing.assert_array_equal(data.binarize(jax.random.PRNGKey(0), [0.0, 1.0]), [0.0, 1.0])
 
 
-@pytest.mark.parametrize("bad, error, problem", [
-    (np.array([0, 255], np.uint8), TypeError, "got dtype uint8.*to_unit_interval"),
-    (np.array([0.5, 1.5], np.float32), ValueError, r"\[0, 1\].*max 1\.5"),
-    (np.array([-0.1, 0.5], np.float32), ValueError, r"\[0, 1\].*min -0\.1"),
-    (np.array([np.nan, 0.5], np.float32), ValueError, r"\[0, 1\]"),
-])
+@pytest.mark.parametrize(
+    "bad, error, problem",
+    [
+        (np.array([0, 255], np.uint8), TypeError, "got dtype uint8.*to_unit_interval"),
+        (np.array([0.5, 1.5], np.float32), ValueError, r"\[0, 1\].*max 1\.5"),
+        (np.array([-0.1, 0.5], np.float32), ValueError, r"\[0, 1\].*min -0\.1"),
+        (np.array([np.nan, 0.5], np.float32), ValueError, r"\[0, 1\]"),
+    ],
+)
 def test_binarize_rejects_bad_probabilities(bad, error, problem):
     with pytest.raises(error, match=problem):
         data.binarize(jax.random.key(0), bad)
@@ -453,7 +510,9 @@ def test_drop_remainder_keeps_full_batches_of_distinct_examples():
 
 def test_deterministic_per_key_and_different_across_keys():
     def epoch(seed):
-        return np.concatenate(list(data.batch_iterator(jax.random.key(seed), 50, 7, drop_remainder=False)))
+        return np.concatenate(
+            list(data.batch_iterator(jax.random.key(seed), 50, 7, drop_remainder=False))
+        )
 
     np.testing.assert_array_equal(epoch(1), epoch(1))
     assert not np.array_equal(epoch(1), epoch(2))
@@ -480,14 +539,22 @@ def test_batches_of_a_dict_and_of_one_jax_array():
     assert single.shape == (6, 2)
 
 
-@pytest.mark.parametrize("arrays, batch_size, kwargs, problem", [
-    ((np.zeros(5), np.zeros(4)), 2, {}, r"disagree on the number of examples: shapes \[\(5,\), \(4,\)\]"),
-    (10, 0, {}, "batch_size must be a positive integer"),
-    (10, 2.5, {}, "batch_size must be a positive integer"),
-    (0, 1, {}, "at least one example"),
-    (10, 11, {}, "epoch would be empty"),
-    (np.float32(3.0), 1, {}, "leading example axis"),
-])
+@pytest.mark.parametrize(
+    "arrays, batch_size, kwargs, problem",
+    [
+        (
+            (np.zeros(5), np.zeros(4)),
+            2,
+            {},
+            r"disagree on the number of examples: shapes \[\(5,\), \(4,\)\]",
+        ),
+        (10, 0, {}, "batch_size must be a positive integer"),
+        (10, 2.5, {}, "batch_size must be a positive integer"),
+        (0, 1, {}, "at least one example"),
+        (10, 11, {}, "epoch would be empty"),
+        (np.float32(3.0), 1, {}, "leading example axis"),
+    ],
+)
 def test_batch_iterator_errors_are_raised_at_the_call(arrays, batch_size, kwargs, problem):
     with pytest.raises(ValueError, match=problem):
         data.batch_iterator(jax.random.key(0), arrays, batch_size, **kwargs)

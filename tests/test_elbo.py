@@ -36,7 +36,8 @@ def _diagonal_posterior_model(seed, data_dim, latent_dim, noise_std):
     return conjugate.LinearGaussianModel(
         weight=jnp.asarray(weight, jnp.float32),
         bias=jnp.asarray(rng.normal(size=data_dim), jnp.float32),
-        log_var_x=jnp.float32(2 * np.log(noise_std)))
+        log_var_x=jnp.float32(2 * np.log(noise_std)),
+    )
 
 
 def _diagonal_posterior(model, x):
@@ -46,8 +47,10 @@ def _diagonal_posterior(model, x):
 
 def _random_q(seed, shape):
     rng = np.random.default_rng(seed)
-    return (jnp.asarray(rng.normal(size=shape), jnp.float32),
-            jnp.asarray(rng.uniform(-2.0, 1.0, size=shape), jnp.float32))
+    return (
+        jnp.asarray(rng.normal(size=shape), jnp.float32),
+        jnp.asarray(rng.uniform(-2.0, 1.0, size=shape), jnp.float32),
+    )
 
 
 # ------------------------------------------------------------------ reparameterization
@@ -77,15 +80,16 @@ def test_gradients_flow_through_reparameterized_samples():
     # d E[z] / d mu = 1 exactly, sample by sample.
     np.testing.assert_allclose(
         jax.grad(lambda m: jnp.sum(sample_mean_of(lambda z: z, m, log_var)))(mean),
-        np.ones(3), rtol=1e-6)
+        np.ones(3),
+        rtol=1e-6,
+    )
     # d E[z^2] / d log sigma^2 = d (mu^2 + sigma^2) / d log sigma^2 = sigma^2; the pathwise
     # gradient of one sample is unbiased for it.
-    per_sample = jax.jit(jax.vmap(jax.grad(
-        lambda lv, key: jnp.sum(elbo.reparameterize(key, mean, lv) ** 2))))(
-            jnp.broadcast_to(log_var, (20_000, 3)), _keys(2, 20_000))
+    per_sample = jax.jit(
+        jax.vmap(jax.grad(lambda lv, key: jnp.sum(elbo.reparameterize(key, mean, lv) ** 2)))
+    )(jnp.broadcast_to(log_var, (20_000, 3)), _keys(2, 20_000))
     estimate, std_error = _mean_and_se(per_sample)
-    assert np.all(np.abs(estimate - np.exp(np.asarray(log_var, np.float64)))
-                  < 5 * std_error)
+    assert np.all(np.abs(estimate - np.exp(np.asarray(log_var, np.float64))) < 5 * std_error)
 
 
 # ------------------------------------------------------------------ decoder likelihoods
@@ -100,8 +104,11 @@ def test_bernoulli_log_likelihood_matches_naive_float64():
     np.testing.assert_allclose(elbo.bernoulli_log_likelihood(x, logits), naive, rtol=1e-5)
     # Broadcasting (L, B, D) logits against (B, D) data.
     stacked = np.stack([logits, -logits])
-    np.testing.assert_allclose(elbo.bernoulli_log_likelihood(x, stacked)[1],
-                               elbo.bernoulli_log_likelihood(x, -logits), rtol=1e-6)
+    np.testing.assert_allclose(
+        elbo.bernoulli_log_likelihood(x, stacked)[1],
+        elbo.bernoulli_log_likelihood(x, -logits),
+        rtol=1e-6,
+    )
 
 
 def test_bernoulli_log_likelihood_is_finite_at_extreme_logits():
@@ -113,7 +120,7 @@ def test_bernoulli_log_likelihood_is_finite_at_extreme_logits():
         per_pixel = jax.vmap(elbo.bernoulli_log_likelihood)(x[:, None], logits[:, None])
         np.testing.assert_allclose(per_pixel, expected, rtol=1e-6, atol=1e-30)
         # d/dl = x - sigmoid(l), finite everywhere.
-        grad = jax.grad(lambda l: elbo.bernoulli_log_likelihood(x, l))(jnp.asarray(logits))
+        grad = jax.grad(lambda lg, x=x: elbo.bernoulli_log_likelihood(x, lg))(jnp.asarray(logits))
         np.testing.assert_allclose(grad, x - special.expit(logits), rtol=1e-6, atol=1e-7)
 
 
@@ -123,11 +130,13 @@ def test_gaussian_log_likelihood_matches_scipy():
     mean = rng.normal(size=(5, 3, 6))  # L = 5 decoder means per data point
     log_var = rng.uniform(-3, 3, size=(5, 3, 6))
     expected = stats.norm.logpdf(x, mean, np.exp(log_var / 2)).sum(-1)
-    np.testing.assert_allclose(elbo.gaussian_log_likelihood(x, mean, log_var), expected,
-                               rtol=1e-5)
+    np.testing.assert_allclose(elbo.gaussian_log_likelihood(x, mean, log_var), expected, rtol=1e-5)
     # A scalar log-variance is a shared (isotropic) decoder variance.
-    np.testing.assert_allclose(elbo.gaussian_log_likelihood(x, mean, -1.0),
-                               stats.norm.logpdf(x, mean, np.exp(-0.5)).sum(-1), rtol=1e-5)
+    np.testing.assert_allclose(
+        elbo.gaussian_log_likelihood(x, mean, -1.0),
+        stats.norm.logpdf(x, mean, np.exp(-0.5)).sum(-1),
+        rtol=1e-5,
+    )
 
 
 @pytest.mark.parametrize("log_var", [-30.0, 30.0])
@@ -138,14 +147,17 @@ def test_gaussian_densities_are_finite_at_extreme_log_variances(log_var):
     expected = stats.norm.logpdf(x, mean, np.exp(log_vars / 2)).sum(-1)
     for fn in (elbo.gaussian_log_likelihood, elbo.diag_gaussian_log_density):
         np.testing.assert_allclose(fn(x, mean, log_vars), expected, rtol=1e-5)
-        grads = jax.grad(lambda *a: jnp.sum(fn(*a)), argnums=(0, 1, 2))(
-            jnp.asarray(x, jnp.float32), jnp.asarray(mean, jnp.float32),
-            jnp.asarray(log_vars, jnp.float32))
+        grads = jax.grad(lambda *a, fn=fn: jnp.sum(fn(*a)), argnums=(0, 1, 2))(
+            jnp.asarray(x, jnp.float32),
+            jnp.asarray(mean, jnp.float32),
+            jnp.asarray(log_vars, jnp.float32),
+        )
         for g in grads:
             assert np.all(np.isfinite(g))
         # d/dlog_var = -1/2 + (x - mu)^2 / (2 sigma^2)
-        np.testing.assert_allclose(grads[2], -0.5 + (x - mean) ** 2 / (2 * np.exp(log_vars)),
-                                   rtol=1e-4)
+        np.testing.assert_allclose(
+            grads[2], -0.5 + (x - mean) ** 2 / (2 * np.exp(log_vars)), rtol=1e-4
+        )
 
 
 def test_diag_gaussian_log_density_matches_scipy_multivariate_normal():
@@ -153,21 +165,30 @@ def test_diag_gaussian_log_density_matches_scipy_multivariate_normal():
     z, mean = rng.normal(size=(7, 3)), rng.normal(size=3)
     log_var = rng.uniform(-2, 2, size=3)
     expected = stats.multivariate_normal(mean, np.diag(np.exp(log_var))).logpdf(z)
-    np.testing.assert_allclose(elbo.diag_gaussian_log_density(z, mean, log_var), expected,
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        elbo.diag_gaussian_log_density(z, mean, log_var), expected, rtol=1e-5
+    )
 
 
 # ------------------------------------------------------------ the ELBO on the exact model
 
 
 @functools.partial(jax.jit, static_argnames=("num_keys", "num_samples", "kl_method"))
-def _elbo_draws(model, x, mean, log_var, key, *, num_keys, num_samples=1, beta=1.0,
-                kl_method="closed_form"):
+def _elbo_draws(
+    model, x, mean, log_var, key, *, num_keys, num_samples=1, beta=1.0, kl_method="closed_form"
+):
     """num_keys independent evaluations of elbo(), one per key: ELBOTerms of (num_keys, ...)."""
-    return jax.vmap(lambda k: elbo.elbo(
-        k, mean, log_var, functools.partial(model.log_likelihood, x),
-        num_samples=num_samples, beta=beta, kl_method=kl_method))(
-            jax.random.split(key, num_keys))
+    return jax.vmap(
+        lambda k: elbo.elbo(
+            k,
+            mean,
+            log_var,
+            functools.partial(model.log_likelihood, x),
+            num_samples=num_samples,
+            beta=beta,
+            kl_method=kl_method,
+        )
+    )(jax.random.split(key, num_keys))
 
 
 # Every ELBO test uses these shapes (D = 4, d = 2, a batch of three x), so the jitted
@@ -181,13 +202,23 @@ DIAG_X = DIAG_MODEL.sample(jax.random.key(17), 3).x
 @pytest.mark.parametrize("kl_method", ["closed_form", "monte_carlo"])
 def test_elbo_matches_the_exact_elbo_within_standard_errors(kl_method):
     mean, log_var = _random_q(12, (3, 2))
-    draws = _elbo_draws(MODEL, X, mean, log_var, jax.random.key(13), num_keys=400,
-                        num_samples=4, kl_method=kl_method)
+    draws = _elbo_draws(
+        MODEL,
+        X,
+        mean,
+        log_var,
+        jax.random.key(13),
+        num_keys=400,
+        num_samples=4,
+        kl_method=kl_method,
+    )
     assert draws.elbo.shape == (400, 3)
     cov = jax.vmap(jnp.diag)(jnp.exp(log_var))
-    for got, exact in ((draws.elbo, MODEL.exact_elbo(X, mean, cov)),
-                       (draws.reconstruction, MODEL.expected_log_likelihood(X, mean, cov)),
-                       (draws.kl, kl.kl_mvn(mean, cov, jnp.zeros(2), jnp.eye(2)))):
+    for got, exact in (
+        (draws.elbo, MODEL.exact_elbo(X, mean, cov)),
+        (draws.reconstruction, MODEL.expected_log_likelihood(X, mean, cov)),
+        (draws.kl, kl.kl_mvn(mean, cov, jnp.zeros(2), jnp.eye(2))),
+    ):
         estimate, std_error = _mean_and_se(got)
         assert np.all(np.abs(estimate - exact) < 5 * std_error + 1e-5)
 
@@ -198,16 +229,16 @@ def test_elbo_is_below_the_evidence_for_random_q():
         mean, log_var = _random_q(100 + seed, (3, 2))
         exact = MODEL.exact_elbo(X, mean, jax.vmap(jnp.diag)(jnp.exp(log_var)))
         assert np.all(exact <= log_evidence)
-        draws = _elbo_draws(MODEL, X, mean, log_var, jax.random.key(seed), num_keys=400,
-                            num_samples=4)
+        draws = _elbo_draws(
+            MODEL, X, mean, log_var, jax.random.key(seed), num_keys=400, num_samples=4
+        )
         estimate, std_error = _mean_and_se(draws.elbo)
         assert np.all(estimate - 5 * std_error <= log_evidence)
 
 
 def test_log_evidence_minus_elbo_is_kl_to_the_exact_posterior():
     mean, log_var = _random_q(14, (3, 2))
-    draws = _elbo_draws(MODEL, X, mean, log_var, jax.random.key(15), num_keys=400,
-                        num_samples=4)
+    draws = _elbo_draws(MODEL, X, mean, log_var, jax.random.key(15), num_keys=400, num_samples=4)
     gap = MODEL.log_evidence(X) - np.asarray(draws.elbo, np.float64)
     post = MODEL.posterior(X)
     exact_gap = kl.kl_mvn(mean, jax.vmap(jnp.diag)(jnp.exp(log_var)), post.mean, post.cov)
@@ -218,18 +249,25 @@ def test_log_evidence_minus_elbo_is_kl_to_the_exact_posterior():
 def test_elbo_equals_the_evidence_at_the_exact_posterior():
     model, x = DIAG_MODEL, DIAG_X
     mean, log_var = _diagonal_posterior(model, x)
-    np.testing.assert_allclose(model.posterior(x).cov, jnp.diag(jnp.exp(log_var[0])),
-                               atol=1e-7)  # the premise: the posterior is diagonal
+    np.testing.assert_allclose(
+        model.posterior(x).cov, jnp.diag(jnp.exp(log_var[0])), atol=1e-7
+    )  # the premise: the posterior is diagonal
     log_evidence = model.log_evidence(x)
     # With q = p(z|x), log p(x|z) + log p(z) - log q(z) = log p(x) for *every* z, so the
     # Monte Carlo ELBO has zero variance.
-    draws = _elbo_draws(model, x, mean, log_var, jax.random.key(18), num_keys=400,
-                        num_samples=4, kl_method="monte_carlo")
-    np.testing.assert_allclose(draws.elbo, np.broadcast_to(log_evidence, (400, 3)),
-                               rtol=1e-5)
+    draws = _elbo_draws(
+        model,
+        x,
+        mean,
+        log_var,
+        jax.random.key(18),
+        num_keys=400,
+        num_samples=4,
+        kl_method="monte_carlo",
+    )
+    np.testing.assert_allclose(draws.elbo, np.broadcast_to(log_evidence, (400, 3)), rtol=1e-5)
     # With the closed-form KL only the reconstruction term is random.
-    draws = _elbo_draws(model, x, mean, log_var, jax.random.key(19), num_keys=400,
-                        num_samples=4)
+    draws = _elbo_draws(model, x, mean, log_var, jax.random.key(19), num_keys=400, num_samples=4)
     estimate, std_error = _mean_and_se(draws.elbo)
     assert np.all(np.abs(estimate - log_evidence) < 5 * std_error)
 
@@ -237,14 +275,20 @@ def test_elbo_equals_the_evidence_at_the_exact_posterior():
 def test_monte_carlo_kl_agrees_with_closed_form_for_a_general_prior():
     mean, log_var = _random_q(20, (3, 2))
     prior_mean, prior_log_var = jnp.array([0.5, -1.0]), jnp.array([1.0, -0.5])
-    one = functools.partial(elbo.elbo, mean=mean, log_var=log_var,
-                            log_likelihood_fn=lambda z: jnp.zeros(z.shape[:-1]),
-                            num_samples=8, prior_mean=prior_mean, prior_log_var=prior_log_var)
-    monte_carlo = jax.jit(jax.vmap(lambda k: one(k, kl_method="monte_carlo").kl))(
-        _keys(21, 400))
+    one = functools.partial(
+        elbo.elbo,
+        mean=mean,
+        log_var=log_var,
+        log_likelihood_fn=lambda z: jnp.zeros(z.shape[:-1]),
+        num_samples=8,
+        prior_mean=prior_mean,
+        prior_log_var=prior_log_var,
+    )
+    monte_carlo = jax.jit(jax.vmap(lambda k: one(k, kl_method="monte_carlo").kl))(_keys(21, 400))
     closed = one(jax.random.key(0)).kl
-    np.testing.assert_allclose(closed, kl.kl_diag_gaussians(mean, log_var, prior_mean,
-                                                            prior_log_var), rtol=1e-6)
+    np.testing.assert_allclose(
+        closed, kl.kl_diag_gaussians(mean, log_var, prior_mean, prior_log_var), rtol=1e-6
+    )
     estimate, std_error = _mean_and_se(monte_carlo)
     assert np.all(np.abs(estimate - closed) < 5 * std_error)
 
@@ -259,11 +303,11 @@ def test_beta_weights_only_the_kl_term():
         terms = with_beta(beta)
         np.testing.assert_allclose(terms.reconstruction, base.reconstruction, rtol=1e-6)
         np.testing.assert_allclose(terms.kl, base.kl, rtol=1e-6)
-        np.testing.assert_allclose(terms.elbo, base.reconstruction - beta * base.kl,
-                                   rtol=1e-5)
+        np.testing.assert_allclose(terms.elbo, base.reconstruction - beta * base.kl, rtol=1e-5)
     # d ELBO / d beta = -KL
-    np.testing.assert_allclose(jax.grad(lambda b: jnp.sum(with_beta(b).elbo))(1.0),
-                               -jnp.sum(base.kl), rtol=1e-5)
+    np.testing.assert_allclose(
+        jax.grad(lambda b: jnp.sum(with_beta(b).elbo))(1.0), -jnp.sum(base.kl), rtol=1e-5
+    )
 
 
 def _log_variance(values):
@@ -279,15 +323,14 @@ def _log_variance(values):
 
 def test_more_samples_reduce_the_variance_like_one_over_l():
     mean, log_var = _random_q(24, (3, 2))
-    four = _elbo_draws(MODEL, X, mean, log_var, jax.random.key(25), num_keys=400,
-                       num_samples=4)
-    sixteen = _elbo_draws(MODEL, X, mean, log_var, jax.random.key(26), num_keys=400,
-                          num_samples=16)
+    four = _elbo_draws(MODEL, X, mean, log_var, jax.random.key(25), num_keys=400, num_samples=4)
+    sixteen = _elbo_draws(MODEL, X, mean, log_var, jax.random.key(26), num_keys=400, num_samples=16)
     # Var[(1/L) sum_l log p(x|z_l)] = Var[log p(x|z)] / L: the ratio for L = 4 and 16 is 4.
     log_var_four, se_four = _log_variance(four.reconstruction)
     log_var_sixteen, se_sixteen = _log_variance(sixteen.reconstruction)
-    assert np.all(np.abs(log_var_four - log_var_sixteen - np.log(4))
-                  < 5 * np.hypot(se_four, se_sixteen))
+    assert np.all(
+        np.abs(log_var_four - log_var_sixteen - np.log(4)) < 5 * np.hypot(se_four, se_sixteen)
+    )
     # Both are unbiased for the same expectation.
     exact = MODEL.expected_log_likelihood(X, mean, jax.vmap(jnp.diag)(jnp.exp(log_var)))
     for draws in (four, sixteen):
@@ -300,14 +343,18 @@ def test_elbo_gradients_match_the_exact_elbo_gradients():
     x = X
 
     def mc_elbo(mean_, log_var_, key):
-        return jnp.sum(elbo.elbo(key, mean_, log_var_,
-                                 functools.partial(MODEL.log_likelihood, x)).elbo)
+        return jnp.sum(
+            elbo.elbo(key, mean_, log_var_, functools.partial(MODEL.log_likelihood, x)).elbo
+        )
 
     per_key = jax.jit(jax.vmap(jax.grad(mc_elbo, argnums=(0, 1)), in_axes=(None, None, 0)))(
-        mean, log_var, _keys(28, 400))
-    exact = jax.grad(lambda m, lv: jnp.sum(MODEL.exact_elbo(
-        x, m, jax.vmap(jnp.diag)(jnp.exp(lv)))), argnums=(0, 1))(mean, log_var)
-    for draws, expected in zip(per_key, exact):
+        mean, log_var, _keys(28, 400)
+    )
+    exact = jax.grad(
+        lambda m, lv: jnp.sum(MODEL.exact_elbo(x, m, jax.vmap(jnp.diag)(jnp.exp(lv)))),
+        argnums=(0, 1),
+    )(mean, log_var)
+    for draws, expected in zip(per_key, exact, strict=True):
         estimate, std_error = _mean_and_se(draws)
         assert np.all(np.abs(estimate - expected) < 5 * std_error + 1e-5)
 
@@ -324,17 +371,21 @@ def test_elbo_is_finite_at_extreme_inputs():
     @jax.jit
     def everything(mean, log_var, key):
         """Values and (mean, log_var)-gradients of every estimator in the module."""
+
         def objectives(m, lv):
             return {
                 "closed_form": elbo.elbo(key, m, lv, log_lik, num_samples=3).elbo,
-                "monte_carlo": elbo.elbo(key, m, lv, log_lik, num_samples=3,
-                                         kl_method="monte_carlo").elbo,
+                "monte_carlo": elbo.elbo(
+                    key, m, lv, log_lik, num_samples=3, kl_method="monte_carlo"
+                ).elbo,
                 "iwae": elbo.iwae_bound(key, m, lv, log_lik, 10),
                 "importance": elbo.log_evidence_importance_sampling(key, m, lv, log_lik, 10),
             }
+
         values = objectives(mean, log_var)
-        grads = jax.jacrev(lambda m, lv: jax.tree_util.tree_map(
-            jnp.sum, objectives(m, lv)), argnums=(0, 1))(mean, log_var)
+        grads = jax.jacrev(
+            lambda m, lv: jax.tree_util.tree_map(jnp.sum, objectives(m, lv)), argnums=(0, 1)
+        )(mean, log_var)
         return values, grads
 
     mean = jnp.array([[3.0, -1.0], [0.0, 2.0]])
@@ -356,8 +407,9 @@ def test_iwae_bound_increases_with_k_towards_the_evidence():
     num_keys = 200
     means, errors = {}, {}
     for k in (1, 10, 100, 1000):
-        draws = jax.jit(jax.vmap(lambda key: elbo.iwae_bound(key, mean, log_var, log_lik, k)))(
-            _keys(34 + k, num_keys))
+        draws = jax.jit(jax.vmap(lambda key, k=k: elbo.iwae_bound(key, mean, log_var, log_lik, k)))(
+            _keys(34 + k, num_keys)
+        )
         means[k], errors[k] = _mean_and_se(draws)
     # L_1 is the ELBO.
     exact_elbo = MODEL.exact_elbo(X, mean, jax.vmap(jnp.diag)(jnp.exp(log_var)))
@@ -386,9 +438,11 @@ def test_evidence_estimators_agree_with_the_exact_evidence():
     def both(key_prior, key_importance):
         # Prior draws z (n, d) are shared by the three data points: add a batch axis.
         prior = elbo.log_evidence_prior_sampling(
-            key_prior, lambda z: MODEL.log_likelihood(X, z[:, None]), 2, 20_000)
+            key_prior, lambda z: MODEL.log_likelihood(X, z[:, None]), 2, 20_000
+        )
         importance = elbo.log_evidence_importance_sampling(
-            key_importance, mean, log_var, functools.partial(MODEL.log_likelihood, X), 20_000)
+            key_importance, mean, log_var, functools.partial(MODEL.log_likelihood, X), 20_000
+        )
         return prior, importance
 
     for estimate in both(jax.random.key(35), jax.random.key(37)):
@@ -403,8 +457,13 @@ def test_delta_method_standard_error_is_calibrated():
     mean, log_var = _diagonal_posterior(DIAG_MODEL, DIAG_X)
     log_lik = functools.partial(DIAG_MODEL.log_likelihood, DIAG_X)
     num_keys = 300
-    draws = jax.jit(jax.vmap(lambda key: elbo.log_evidence_importance_sampling(
-        key, mean + 0.3, log_var + 0.7, log_lik, 200)))(_keys(40, num_keys))
+    draws = jax.jit(
+        jax.vmap(
+            lambda key: elbo.log_evidence_importance_sampling(
+                key, mean + 0.3, log_var + 0.7, log_lik, 200
+            )
+        )
+    )(_keys(40, num_keys))
     spread = np.std(np.asarray(draws.estimate, np.float64), axis=0, ddof=1)
     ratio = spread / np.mean(np.asarray(draws.std_error, np.float64), axis=0)
     assert np.all((0.7 < ratio) & (ratio < 1.4))
@@ -417,7 +476,8 @@ def _prior_and_importance_sampling(model, x, key):
     """Both estimators of log p(x), the proposal being q = the exact posterior, widened."""
     log_lik = functools.partial(model.log_likelihood, x)
     prior = elbo.log_evidence_prior_sampling(
-        key, lambda z: log_lik(z[:, None]), model.latent_dim, 2000)
+        key, lambda z: log_lik(z[:, None]), model.latent_dim, 2000
+    )
     mean, log_var = _diagonal_posterior(model, x)
     importance = elbo.log_evidence_importance_sampling(key, mean, log_var + 0.1, log_lik, 2000)
     return prior, importance, model.log_evidence(x)
@@ -426,13 +486,14 @@ def _prior_and_importance_sampling(model, x, key):
 def test_prior_sampling_degrades_with_latent_dimension_but_importance_sampling_does_not():
     prior_se, prior_error, importance_se = [], [], []
     for latent_dim in (1, 4, 8):
-        model = _diagonal_posterior_model(41, data_dim=2 * latent_dim, latent_dim=latent_dim,
-                                          noise_std=0.3)
+        model = _diagonal_posterior_model(
+            41, data_dim=2 * latent_dim, latent_dim=latent_dim, noise_std=0.3
+        )
         x = model.sample(jax.random.key(42), 4).x
         prior, importance, log_evidence = _prior_and_importance_sampling(
-            model, x, jax.random.key(43))
-        assert np.all(np.abs(importance.estimate - log_evidence)
-                      < 5 * importance.std_error + 1e-4)
+            model, x, jax.random.key(43)
+        )
+        assert np.all(np.abs(importance.estimate - log_evidence) < 5 * importance.std_error + 1e-4)
         prior_se.append(float(np.mean(prior.std_error)))
         prior_error.append(float(np.mean(np.abs(prior.estimate - log_evidence))))
         importance_se.append(float(np.mean(importance.std_error)))
@@ -455,31 +516,37 @@ def test_functions_work_under_jit_and_vmap():
     # _elbo_draws is elbo() under jit and vmap over keys: its first draw uses split(key)[0].
     compiled = _elbo_draws(MODEL, X, mean, log_var, key, num_keys=400, num_samples=4)
     eager = elbo.elbo(jax.random.split(key, 400)[0], mean, log_var, log_lik, num_samples=4)
-    for a, b in zip(eager, compiled):
+    for a, b in zip(eager, compiled, strict=True):
         assert a.shape == (3,)
         np.testing.assert_allclose(a, b[0], rtol=1e-5)
     # The densities: jit and vmap over the batch axis give the batched call's results.
     logits = jnp.linspace(-100.0, 100.0, X.size).reshape(X.shape)
     bits = (X > 0).astype(jnp.float32)
-    for fn, args in ((elbo.gaussian_log_likelihood, (X, X + 0.1, jnp.zeros_like(X))),
-                     (elbo.diag_gaussian_log_density, (X, X - 0.2, jnp.full_like(X, -1.0))),
-                     (elbo.bernoulli_log_likelihood, (bits, logits))):
+    for fn, args in (
+        (elbo.gaussian_log_likelihood, (X, X + 0.1, jnp.zeros_like(X))),
+        (elbo.diag_gaussian_log_density, (X, X - 0.2, jnp.full_like(X, -1.0))),
+        (elbo.bernoulli_log_likelihood, (bits, logits)),
+    ):
         batched = fn(*args)
         np.testing.assert_allclose(jax.jit(fn)(*args), batched, rtol=1e-6)
         np.testing.assert_allclose(jax.vmap(fn)(*args), batched, rtol=1e-6)
+
     # The evidence estimators are differentiable in the model's parameters: compare with a
     # central finite difference of the same (fixed-key) function of a shift theta of x.
     def estimate(theta):
         prior = elbo.log_evidence_prior_sampling(
-            key, lambda z: MODEL.log_likelihood(X + theta, z[:, None]), 2, 1000)
+            key, lambda z: MODEL.log_likelihood(X + theta, z[:, None]), 2, 1000
+        )
         importance = elbo.log_evidence_importance_sampling(
-            key, mean, log_var, lambda z: MODEL.log_likelihood(X + theta, z), 1000)
+            key, mean, log_var, lambda z: MODEL.log_likelihood(X + theta, z), 1000
+        )
         return jnp.stack([jnp.sum(prior.estimate), jnp.sum(importance.estimate)])
 
     step = 1e-2
     finite_difference = (estimate(step) - estimate(-step)) / (2 * step)
-    np.testing.assert_allclose(jax.jit(jax.jacfwd(estimate))(0.0), finite_difference,
-                               rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(
+        jax.jit(jax.jacfwd(estimate))(0.0), finite_difference, rtol=1e-3, atol=1e-3
+    )
 
 
 def test_shape_errors_name_both_shapes():
@@ -493,11 +560,11 @@ def test_shape_errors_name_both_shapes():
     with pytest.raises(ValueError, match=r"z has shape \(5, 2\).*mean has shape \(3,\)"):
         elbo.diag_gaussian_log_density(jnp.zeros((5, 2)), jnp.zeros(3), 0.0)
     with pytest.raises(ValueError, match=r"returned shape \(4,\) for z of shape \(4, 3, 2\)"):
-        elbo.elbo(key, jnp.zeros((3, 2)), jnp.zeros((3, 2)), lambda z: jnp.zeros(4),
-                  num_samples=4)
+        elbo.elbo(key, jnp.zeros((3, 2)), jnp.zeros((3, 2)), lambda z: jnp.zeros(4), num_samples=4)
     with pytest.raises(ValueError, match=r"mean has shape \(2,\).*prior_mean has shape \(3,\)"):
-        elbo.iwae_bound(key, jnp.zeros(2), jnp.zeros(2), lambda z: z[..., 0], 3,
-                        prior_mean=jnp.zeros(3))
+        elbo.iwae_bound(
+            key, jnp.zeros(2), jnp.zeros(2), lambda z: z[..., 0], 3, prior_mean=jnp.zeros(3)
+        )
     with pytest.raises(ValueError, match="kl_method"):
         elbo.elbo(key, jnp.zeros(2), jnp.zeros(2), lambda z: z[..., 0], kl_method="exact")
     with pytest.raises(ValueError, match="num_samples must be at least 1"):

@@ -45,7 +45,7 @@ def log_evidence(model):
     dz = grid[1] - grid[0]
     z = np.stack(np.meshgrid(grid, grid, indexing="ij"), -1).reshape(-1, 2)
     logits = np.asarray(model.decode(jnp.asarray(z, jnp.float32)), np.float64)
-    log_prior = -0.5 * np.sum(z ** 2, -1) - np.log(2 * np.pi)
+    log_prior = -0.5 * np.sum(z**2, -1) - np.log(2 * np.pi)
     out = []
     for x in X:
         log_lik = np.sum(-x * np.logaddexp(0, -logits) - (1 - x) * np.logaddexp(0, logits), -1)
@@ -62,29 +62,45 @@ def draws(values, repeats):
 
 def test_iwae_bound_matches_quadrature(model, log_evidence):
     repeats = 8
-    values = evaluate.per_image_iwae(model, np.repeat(X, repeats, axis=0),
-                                     jax.random.PRNGKey(1), num_samples=2000,
-                                     binarize=False)
+    values = evaluate.per_image_iwae(
+        model,
+        np.repeat(X, repeats, axis=0),
+        jax.random.PRNGKey(1),
+        num_samples=2000,
+        binarize=False,
+    )
     mean, se = draws(values, repeats)
     # L_k is biased low by O(1/k): about Var(w) / (2 k p(x)^2), below 0.01 nats here for
     # k = 2000 (the k = 100 -> 2000 gain is ~0.1 nats); the rest is Monte Carlo noise.
     np.testing.assert_array_less(np.abs(mean - log_evidence), 5 * se + 0.01)
-    small_k = draws(evaluate.per_image_iwae(model, np.repeat(X, repeats, axis=0),
-                                            jax.random.PRNGKey(2), num_samples=2,
-                                            binarize=False), repeats)[0]
+    small_k = draws(
+        evaluate.per_image_iwae(
+            model,
+            np.repeat(X, repeats, axis=0),
+            jax.random.PRNGKey(2),
+            num_samples=2,
+            binarize=False,
+        ),
+        repeats,
+    )[0]
     assert np.all(small_k < mean)  # the bound tightens with k
 
 
 def test_elbo_is_below_log_evidence_and_equals_expected_l1(model, log_evidence):
     repeats = 400
     copies = np.repeat(X, repeats, axis=0)
-    elbo, elbo_se = draws(evaluate.per_image_elbo(model, copies, jax.random.PRNGKey(3),
-                                                  binarize=False)[0], repeats)
+    elbo, elbo_se = draws(
+        evaluate.per_image_elbo(model, copies, jax.random.PRNGKey(3), binarize=False)[0], repeats
+    )
     assert np.all(elbo + 5 * elbo_se < log_evidence)
     # L_1 = log p(x|z) + log p(z) - log q(z|x): its expectation is the ELBO, with the KL
     # estimated by Monte Carlo instead of the closed form used by per_image_elbo.
-    l1, l1_se = draws(evaluate.per_image_iwae(model, copies, jax.random.PRNGKey(4),
-                                              num_samples=1, binarize=False), repeats)
+    l1, l1_se = draws(
+        evaluate.per_image_iwae(
+            model, copies, jax.random.PRNGKey(4), num_samples=1, binarize=False
+        ),
+        repeats,
+    )
     np.testing.assert_array_less(np.abs(l1 - elbo), 5 * np.hypot(l1_se, elbo_se))
 
 
@@ -93,15 +109,14 @@ def test_results_do_not_depend_on_image_chunking(model):
     # images), so only the 3-image chunking needs compiling.
     copies = np.repeat(X, 8, axis=0)
     key = jax.random.PRNGKey(5)
-    a = evaluate.per_image_iwae(model, copies, key, num_samples=2, image_chunk=8,
-                                binarize=False)
-    b = evaluate.per_image_iwae(model, copies, key, num_samples=2, image_chunk=3,
-                                binarize=False)
+    a = evaluate.per_image_iwae(model, copies, key, num_samples=2, image_chunk=8, binarize=False)
+    b = evaluate.per_image_iwae(model, copies, key, num_samples=2, image_chunk=3, binarize=False)
     np.testing.assert_allclose(a, b, rtol=1e-6)
     assert len(np.unique(a)) == len(a)  # every copy got its own samples
     # A sample chunk that does not divide k falls back to the largest divisor below it.
-    c = evaluate.per_image_iwae(model, copies, key, num_samples=2, sample_chunk=3,
-                                image_chunk=8, binarize=False)
+    c = evaluate.per_image_iwae(
+        model, copies, key, num_samples=2, sample_chunk=3, image_chunk=8, binarize=False
+    )
     np.testing.assert_array_equal(a, c)
 
 
@@ -133,7 +148,7 @@ def test_active_units_and_kl_per_dimension(model):
     assert result.activity[1] < 1e-10 < 0.01 < result.activity[0]
     assert result.count == 1 and result.mask.tolist() == [True, False]
     kl = evaluate.kl_per_dimension(edited, images)
-    expected = (0.5 * (mean ** 2 + np.exp(log_var) - 1 - log_var)).mean(axis=0)
+    expected = (0.5 * (mean**2 + np.exp(log_var) - 1 - log_var)).mean(axis=0)
     np.testing.assert_allclose(kl, expected, rtol=1e-5)
 
 

@@ -12,7 +12,6 @@ import pytest
 
 from vae_edu import elbo, grading, kl
 
-
 # --------------------------------------------------------------------- correct answers
 
 
@@ -22,8 +21,9 @@ def kl_std_correct(mean, log_var):
 
 def kl_two_correct(mean_q, log_var_q, mean_p, log_var_p):
     ratio = jnp.exp(log_var_q - log_var_p)
-    return 0.5 * jnp.sum(log_var_p - log_var_q + ratio
-                         + (mean_q - mean_p) ** 2 * jnp.exp(-log_var_p) - 1.0, axis=-1)
+    return 0.5 * jnp.sum(
+        log_var_p - log_var_q + ratio + (mean_q - mean_p) ** 2 * jnp.exp(-log_var_p) - 1.0, axis=-1
+    )
 
 
 def kl_mc_correct(samples_q, log_q, log_p):
@@ -49,8 +49,9 @@ def negative_elbo_correct(x, logits, mean, log_var):
 def draw_samples(key, mean, log_var, num_samples):
     """num_samples reparameterized draws from q, stacked on a new leading axis."""
     shape = (num_samples, *mean.shape)
-    return reparameterize_correct(key, jnp.broadcast_to(mean, shape),
-                                  jnp.broadcast_to(log_var, shape))
+    return reparameterize_correct(
+        key, jnp.broadcast_to(mean, shape), jnp.broadcast_to(log_var, shape)
+    )
 
 
 def log_weights(model, x, z, mean, log_var):
@@ -86,8 +87,9 @@ CORRECT = [
 ]
 
 
-@pytest.mark.parametrize("check, fn", CORRECT,
-                         ids=[f"{c.__name__}-{f.__module__}.{f.__name__}" for c, f in CORRECT])
+@pytest.mark.parametrize(
+    "check, fn", CORRECT, ids=[f"{c.__name__}-{f.__module__}.{f.__name__}" for c, f in CORRECT]
+)
 def test_correct_implementations_pass(check, fn):
     result = check(fn)
     assert result.passed, result.feedback
@@ -141,14 +143,17 @@ def kl_two_no_half(mean_q, log_var_q, mean_p, log_var_p):
 
 def kl_two_mean_over_dims(mean_q, log_var_q, mean_p, log_var_p):
     ratio = jnp.exp(log_var_q - log_var_p)
-    return 0.5 * jnp.mean(log_var_p - log_var_q + ratio
-                          + (mean_q - mean_p) ** 2 * jnp.exp(-log_var_p) - 1.0, axis=-1)
+    return 0.5 * jnp.mean(
+        log_var_p - log_var_q + ratio + (mean_q - mean_p) ** 2 * jnp.exp(-log_var_p) - 1.0, axis=-1
+    )
 
 
 def kl_two_log_sigma(mean_q, log_var_q, mean_p, log_var_p):  # log(s_p / s_q) for log(s_p^2 / s_q^2)
     ratio = jnp.exp(log_var_q - log_var_p)
-    return 0.5 * jnp.sum(0.5 * (log_var_p - log_var_q) + ratio
-                         + (mean_q - mean_p) ** 2 * jnp.exp(-log_var_p) - 1.0, axis=-1)
+    return 0.5 * jnp.sum(
+        0.5 * (log_var_p - log_var_q) + ratio + (mean_q - mean_p) ** 2 * jnp.exp(-log_var_p) - 1.0,
+        axis=-1,
+    )
 
 
 def kl_mc_sum(samples_q, log_q, log_p):  # the estimate is missing 1/n
@@ -251,34 +256,61 @@ MISTAKES = [
     (grading.check_kl_diag, kl_std_mean_over_dims, ["averaged over the latent dimensions"]),
     (grading.check_kl_diag, kl_std_no_sum, ["one value per dimension", "sum over the last axis"]),
     (grading.check_kl_diag, kl_std_sums_batch, ["single number", "not over the batch"]),
-    (grading.check_kl_two_gaussians, kl_two_swapped,
-     ["KL(p || q) instead of KL(q || p)", "q = N(0, 1), p = N(0, 4)"]),
+    (
+        grading.check_kl_two_gaussians,
+        kl_two_swapped,
+        ["KL(p || q) instead of KL(q || p)", "q = N(0, 1), p = N(0, 4)"],
+    ),
     (grading.check_kl_two_gaussians, kl_two_no_minus, ["check the sign"]),
     (grading.check_kl_two_gaussians, kl_two_no_half, ["factor 1/2"]),
-    (grading.check_kl_two_gaussians, kl_two_mean_over_dims,
-     ["averaged over the latent dimensions"]),
+    (
+        grading.check_kl_two_gaussians,
+        kl_two_mean_over_dims,
+        ["averaged over the latent dimensions"],
+    ),
     (grading.check_kl_two_gaussians, kl_two_log_sigma, ["log sigma and log sigma^2"]),
     (grading.check_kl_monte_carlo, kl_mc_sum, ["n times too large", "divide the sum by n"]),
     (grading.check_kl_monte_carlo, kl_mc_se_over_n, ["shrinks like 1/n"]),
     (grading.check_kl_monte_carlo, kl_mc_se_is_std, ["not the standard error", "sqrt(n)"]),
     (grading.check_kl_monte_carlo, kl_mc_reversed, ["log p - log q"]),
-    (grading.check_reparameterize, reparameterize_sigma_squared,
-     ["sigma^4", "scaled eps by sigma^2", "exp(log_var / 2)"]),
-    (grading.check_reparameterize, reparameterize_stop_gradient,
-     ["No gradient reaches mu", "reparameterization trick"]),
-    (grading.check_reparameterize, reparameterize_sample_directly,
-     ["No gradient reaches mu", "reparameterization trick"]),
+    (
+        grading.check_reparameterize,
+        reparameterize_sigma_squared,
+        ["sigma^4", "scaled eps by sigma^2", "exp(log_var / 2)"],
+    ),
+    (
+        grading.check_reparameterize,
+        reparameterize_stop_gradient,
+        ["No gradient reaches mu", "reparameterization trick"],
+    ),
+    (
+        grading.check_reparameterize,
+        reparameterize_sample_directly,
+        ["No gradient reaches mu", "reparameterization trick"],
+    ),
     (grading.check_reparameterize, reparameterize_shared_noise, ["same noise"]),
     (grading.check_reparameterize, reparameterize_numpy, ["Different keys gave identical samples"]),
-    (grading.check_bernoulli_log_likelihood, bernoulli_from_probabilities,
-     ["-inf", "logits=(100, -100, -100, 100)", "log_sigmoid"]),
+    (
+        grading.check_bernoulli_log_likelihood,
+        bernoulli_from_probabilities,
+        ["-inf", "logits=(100, -100, -100, 100)", "log_sigmoid"],
+    ),
     (grading.check_bernoulli_log_likelihood, bernoulli_clipped, ["clipping", "log_sigmoid"]),
-    (grading.check_bernoulli_log_likelihood, bernoulli_mean_over_pixels,
-     ["averaged over the pixels"]),
-    (grading.check_bernoulli_log_likelihood, bernoulli_cross_entropy,
-     ["positive", "flip the sign"]),
-    (grading.check_negative_elbo, negative_elbo_pixel_mean,
-     ["reconstruction term is averaged over the 6 pixels", "SUM over its pixels"]),
+    (
+        grading.check_bernoulli_log_likelihood,
+        bernoulli_mean_over_pixels,
+        ["averaged over the pixels"],
+    ),
+    (
+        grading.check_bernoulli_log_likelihood,
+        bernoulli_cross_entropy,
+        ["positive", "flip the sign"],
+    ),
+    (
+        grading.check_negative_elbo,
+        negative_elbo_pixel_mean,
+        ["reconstruction term is averaged over the 6 pixels", "SUM over its pixels"],
+    ),
     (grading.check_negative_elbo, negative_elbo_batch_sum, ["summed over the batch"]),
     (grading.check_negative_elbo, negative_elbo_kl_mean, ["KL term is averaged over the 3 latent"]),
     (grading.check_negative_elbo, negative_elbo_is_elbo, ["returned the ELBO itself"]),
@@ -288,8 +320,9 @@ MISTAKES = [
 ]
 
 
-@pytest.mark.parametrize("check, fn, phrases", MISTAKES,
-                         ids=[f"{c.__name__}-{f.__name__}" for c, f, _ in MISTAKES])
+@pytest.mark.parametrize(
+    "check, fn, phrases", MISTAKES, ids=[f"{c.__name__}-{f.__name__}" for c, f, _ in MISTAKES]
+)
 def test_known_mistakes_are_rejected_with_matching_feedback(check, fn, phrases):
     result = check(fn)
     assert not result.passed, f"{fn.__name__} was accepted by {check.__name__}"
@@ -313,10 +346,15 @@ def crashes(*args):
     return 1 / 0
 
 
-ALL_CHECKS = [grading.check_kl_diag, grading.check_kl_two_gaussians,
-              grading.check_kl_monte_carlo, grading.check_reparameterize,
-              grading.check_bernoulli_log_likelihood, grading.check_negative_elbo,
-              grading.check_elbo_estimate]
+ALL_CHECKS = [
+    grading.check_kl_diag,
+    grading.check_kl_two_gaussians,
+    grading.check_kl_monte_carlo,
+    grading.check_reparameterize,
+    grading.check_bernoulli_log_likelihood,
+    grading.check_negative_elbo,
+    grading.check_elbo_estimate,
+]
 
 
 @pytest.mark.parametrize("check", ALL_CHECKS, ids=lambda c: c.__name__)
@@ -370,15 +408,17 @@ def untrained():
     from vae_edu.train import TrainResult, init_model
 
     test = data.load_mnist("test")
-    images = test.images[:grading.A3_NUM_TEST_IMAGES].reshape(-1, 784) / 255.0
-    labels = test.labels[:grading.A3_NUM_TEST_IMAGES]
+    images = test.images[: grading.A3_NUM_TEST_IMAGES].reshape(-1, 784) / 255.0
+    labels = test.labels[: grading.A3_NUM_TEST_IMAGES]
     model = init_model(VAEConfig(hidden_sizes=(32,), latent_dim=2), 0, images.mean(axis=0))
     mean = np.asarray(model.encode(jnp.asarray(images, jnp.float32))[0], np.float64)
     class_means = np.stack([mean[labels == k].mean(axis=0) for k in range(10)])
     nearest = np.argmin(((mean[:, None] - class_means[None]) ** 2).sum(-1), axis=1)
-    answers = dict(class_means=class_means,
-                   farthest_digit=int(np.argmax((class_means**2).sum(1))),
-                   centroid_accuracy=float(np.mean(nearest == labels)))
+    answers = dict(
+        class_means=class_means,
+        farthest_digit=int(np.argmax((class_means**2).sum(1))),
+        centroid_accuracy=float(np.mean(nearest == labels)),
+    )
     result = TrainResult(model, {"epoch": [1, 2]}, None, 0.0)
     return result, answers
 
@@ -401,8 +441,10 @@ def test_check_trained_vae_enforces_the_assignment_rules(untrained):
     assert "budget is 10" in grading.check_trained_vae(too_long, threshold=-300.0).feedback
     wrong_dim = grading.check_trained_vae(result, threshold=-300.0, latent_dim=3)
     assert "asks for latent_dim=3" in wrong_dim.feedback
-    assert "Expected the TrainResult" in grading.check_trained_vae(
-        result.model, threshold=-300.0).feedback
+    assert (
+        "Expected the TrainResult"
+        in grading.check_trained_vae(result.model, threshold=-300.0).feedback
+    )
 
 
 def test_check_latent_statistics_accepts_the_right_answers_and_names_mistakes(untrained):
@@ -414,7 +456,8 @@ def test_check_latent_statistics_accepts_the_right_answers_and_names_mistakes(un
     nearest = dict(answers, farthest_digit=int(np.argmin(norms)))
     assert "NEAREST" in grading.check_latent_statistics(result.model, **nearest).feedback
     reversed_rows = dict(answers, class_means=answers["class_means"][::-1])
-    assert "reverse order" in grading.check_latent_statistics(
-        result.model, **reversed_rows).feedback
+    assert (
+        "reverse order" in grading.check_latent_statistics(result.model, **reversed_rows).feedback
+    )
     wrong_shape = dict(answers, class_means=answers["class_means"][:5])
     assert "one row" in grading.check_latent_statistics(result.model, **wrong_shape).feedback

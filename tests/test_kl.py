@@ -44,6 +44,7 @@ PROPERTY_SETTINGS = settings(deadline=None, max_examples=30, derandomize=True, d
 # Independent references (NumPy / SciPy, float64)
 # ---------------------------------------------------------------------------------------
 
+
 def random_spd(rng, d, log_eig_low=-6.0, log_eig_high=6.0):
     """A random covariance Q diag(lambda) Q^T: random rotation, log-eigenvalues uniform."""
     rotation, _ = np.linalg.qr(rng.normal(size=(d, d)))
@@ -70,7 +71,7 @@ def scipy_kl_gaussians(mean_q, cov_q, mean_p, cov_p):
     """
     d = len(mean_q)
     eigenvalues, eigenvectors = np.linalg.eigh(cov_q)
-    offsets = math.sqrt(d) * (eigenvectors * np.sqrt(eigenvalues)).T      # (d, d) rows
+    offsets = math.sqrt(d) * (eigenvectors * np.sqrt(eigenvalues)).T  # (d, d) rows
     sigma_points = np.concatenate([mean_q + offsets, mean_q - offsets])
     cross_entropy = -scipy.stats.multivariate_normal(mean_p, cov_p).logpdf(sigma_points).mean()
     return cross_entropy - scipy.stats.multivariate_normal(mean_q, cov_q).entropy()
@@ -86,8 +87,13 @@ def quadrature_kl_1d(mean_q, log_var_q, mean_p, log_var_p):
 
     # q has no mass beyond 12 standard deviations (tail ~ 1e-33), so integrate over that.
     value, _ = scipy.integrate.quad(
-        integrand, mean_q - 12 * std_q, mean_q + 12 * std_q, points=[mean_q],
-        epsabs=1e-12, epsrel=1e-10, limit=200,
+        integrand,
+        mean_q - 12 * std_q,
+        mean_q + 12 * std_q,
+        points=[mean_q],
+        epsabs=1e-12,
+        epsrel=1e-10,
+        limit=200,
     )
     return value
 
@@ -110,8 +116,9 @@ def quadrature_kl_1d(mean_q, log_var_q, mean_p, log_var_p):
 # The reference runs in float64 NumPy/SciPy; the closed form under jax.enable_x64.
 
 LOG_VAR_CORNERS = [(-6.0, 6.0), (6.0, -6.0), (-6.0, -6.0), (6.0, 6.0)]
-DIAG_CASES = ([(d, "random", i) for d in (1, 2, 20) for i in range(6)]
-              + [(d, "corner", i) for d in (1, 2, 20) for i in range(len(LOG_VAR_CORNERS))])
+DIAG_CASES = [(d, "random", i) for d in (1, 2, 20) for i in range(6)] + [
+    (d, "corner", i) for d in (1, 2, 20) for i in range(len(LOG_VAR_CORNERS))
+]
 
 
 def diag_case(dim, kind, index):
@@ -129,7 +136,8 @@ def diag_case(dim, kind, index):
 def test_kl_diag_gaussians_matches_monte_carlo(dim, kind, index):
     rng, mean_q, log_var_q, mean_p, log_var_p = diag_case(dim, kind, index)
     estimate, std_error = mc_reference_kl(
-        rng, mean_q, np.diag(np.exp(log_var_q)), mean_p, np.diag(np.exp(log_var_p)))
+        rng, mean_q, np.diag(np.exp(log_var_q)), mean_p, np.diag(np.exp(log_var_p))
+    )
     with jax.enable_x64(True):
         exact = float(kl_diag_gaussians(mean_q, log_var_q, mean_p, log_var_p))
     assert abs(exact - estimate) < 5 * std_error, (exact, estimate, std_error)
@@ -168,13 +176,13 @@ def test_float32_agrees_with_float64_over_the_sweep():
 # ---------------------------------------------------------------------------------------
 
 QUADRATURE_CASES = [
-    (0.0, 0.0, 0.0, 0.0),        # identical: 0
-    (2.0, 0.0, 0.0, 0.0),        # the mu = 2 example: 2
-    (0.3, -0.1, 0.1, 0.2),       # close to each other
-    (1.0, -6.0, -1.0, 6.0),      # narrow q, wide p
-    (-1.0, 6.0, 0.5, -6.0),      # wide q, narrow p
-    (3.0, -6.0, -2.0, -6.0),     # both narrow, far apart
-    (-0.7, 4.0, 1.5, 5.0),       # both wide
+    (0.0, 0.0, 0.0, 0.0),  # identical: 0
+    (2.0, 0.0, 0.0, 0.0),  # the mu = 2 example: 2
+    (0.3, -0.1, 0.1, 0.2),  # close to each other
+    (1.0, -6.0, -1.0, 6.0),  # narrow q, wide p
+    (-1.0, 6.0, 0.5, -6.0),  # wide q, narrow p
+    (3.0, -6.0, -2.0, -6.0),  # both narrow, far apart
+    (-0.7, 4.0, 1.5, 5.0),  # both wide
 ]
 
 
@@ -182,8 +190,9 @@ QUADRATURE_CASES = [
 def test_kl_diag_gaussians_matches_quadrature_1d(case):
     mean_q, log_var_q, mean_p, log_var_p = case
     with jax.enable_x64(True):
-        exact = float(kl_diag_gaussians(np.array([mean_q]), np.array([log_var_q]),
-                                        mean_p, log_var_p))
+        exact = float(
+            kl_diag_gaussians(np.array([mean_q]), np.array([log_var_q]), mean_p, log_var_p)
+        )
     assert exact == pytest.approx(quadrature_kl_1d(*case), rel=1e-7, abs=1e-10)
 
 
@@ -198,7 +207,8 @@ def test_kl_mvn_and_diag_match_scipy(dim, seed):
         diag = float(kl_diag_gaussians(mean_q, log_var_q, mean_p, log_var_p))
     assert full == pytest.approx(scipy_kl_gaussians(mean_q, cov_q, mean_p, cov_p), rel=1e-8)
     diag_reference = scipy_kl_gaussians(
-        mean_q, np.diag(np.exp(log_var_q)), mean_p, np.diag(np.exp(log_var_p)))
+        mean_q, np.diag(np.exp(log_var_q)), mean_p, np.diag(np.exp(log_var_p))
+    )
     assert diag == pytest.approx(diag_reference, rel=1e-8)
 
 
@@ -209,8 +219,12 @@ def test_kl_mvn_with_diagonal_covariances_equals_kl_diag_gaussians(dim):
     # Include the extremes of the legal range, log-variances in [-30, 30].
     log_var_q, log_var_p = rng.uniform(-30.0, 30.0, size=(2, 4, dim)).astype(np.float32)
     diag = kl_diag_gaussians(mean_q, log_var_q, mean_p, log_var_p)
-    full = kl_mvn(mean_q, np.exp(log_var_q)[..., None] * np.eye(dim, dtype=np.float32),
-                  mean_p, np.exp(log_var_p)[..., None] * np.eye(dim, dtype=np.float32))
+    full = kl_mvn(
+        mean_q,
+        np.exp(log_var_q)[..., None] * np.eye(dim, dtype=np.float32),
+        mean_p,
+        np.exp(log_var_p)[..., None] * np.eye(dim, dtype=np.float32),
+    )
     assert full.shape == diag.shape == (4,)
     np.testing.assert_allclose(full, diag, rtol=1e-5)
 
@@ -220,24 +234,29 @@ def test_kl_categorical_matches_scipy_rel_entr(num_categories):
     rng = np.random.default_rng(num_categories)
     p = rng.dirichlet(np.full(num_categories, 0.5), size=5)
     q = rng.dirichlet(np.full(num_categories, 0.5), size=5)
-    p[0, 0] = 0.0                      # a zero in p exercises 0 log 0 = 0
+    p[0, 0] = 0.0  # a zero in p exercises 0 log 0 = 0
     p[0] /= p[0].sum()
     reference = scipy.special.rel_entr(p, q).sum(axis=-1)
     with jax.enable_x64(True):
         np.testing.assert_allclose(kl_categorical(p, q), reference, rtol=1e-12)
     # float32: terms of size ~1 cancel, so small KLs carry an absolute rounding error ~1e-7.
-    np.testing.assert_allclose(kl_categorical(p.astype(np.float32), q.astype(np.float32)),
-                               reference, rtol=2e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        kl_categorical(p.astype(np.float32), q.astype(np.float32)), reference, rtol=2e-5, atol=1e-6
+    )
     # Broadcasting a batch of p against a single q.
     np.testing.assert_allclose(
         kl_categorical(p.astype(np.float32), q[0].astype(np.float32)),
-        scipy.special.rel_entr(p, q[0]).sum(axis=-1), rtol=2e-5, atol=1e-6)
+        scipy.special.rel_entr(p, q[0]).sum(axis=-1),
+        rtol=2e-5,
+        atol=1e-6,
+    )
 
 
 def test_kl_categorical_conventions():
     # 0 log(0 / q) = 0, also when q = 0 too; p log(p / 0) = +inf.
-    assert float(kl_categorical(np.array([0.5, 0.5, 0.0]), np.array([0.25, 0.25, 0.5]))) \
-        == pytest.approx(math.log(2.0))
+    assert float(
+        kl_categorical(np.array([0.5, 0.5, 0.0]), np.array([0.25, 0.25, 0.5]))
+    ) == pytest.approx(math.log(2.0))
     assert float(kl_categorical(np.array([1.0, 0.0]), np.array([1.0, 0.0]))) == 0.0
     assert float(kl_categorical(np.array([0.5, 0.5]), np.array([1.0, 0.0]))) == math.inf
     assert float(scipy.special.rel_entr([0.5, 0.5], [1.0, 0.0]).sum()) == math.inf
@@ -246,6 +265,7 @@ def test_kl_categorical_conventions():
 # ---------------------------------------------------------------------------------------
 # Monte Carlo estimator
 # ---------------------------------------------------------------------------------------
+
 
 def _normal_log_density(mean, log_var):
     """z (n, d) -> log N(z; mean, diag exp(log_var)) of shape (n,), from jax.scipy.stats."""
@@ -261,8 +281,9 @@ def test_kl_monte_carlo_is_the_sample_mean_with_its_standard_error():
     assert isinstance(result, MonteCarloEstimate)
     ratio = log_q_values - log_p_values
     np.testing.assert_allclose(result.estimate, ratio.mean(axis=0), rtol=1e-5)
-    np.testing.assert_allclose(result.std_error, ratio.std(axis=0, ddof=1) / math.sqrt(50),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        result.std_error, ratio.std(axis=0, ddof=1) / math.sqrt(50), rtol=1e-5
+    )
 
 
 def test_kl_monte_carlo_agrees_with_closed_form():
@@ -304,8 +325,9 @@ def test_kl_monte_carlo_pathwise_gradient():
 
     def estimate(mean):
         z = mean + jnp.exp(0.5 * log_var) * eps
-        return kl_monte_carlo(z, _normal_log_density(mean, log_var),
-                              _normal_log_density(0.0, np.zeros(1))).estimate
+        return kl_monte_carlo(
+            z, _normal_log_density(mean, log_var), _normal_log_density(0.0, np.zeros(1))
+        ).estimate
 
     mean = np.array([0.7])
     expected = mean + np.exp(0.5 * log_var) * np.mean(eps, axis=0)
@@ -316,20 +338,24 @@ def test_kl_monte_carlo_pathwise_gradient():
 # Values a student can check by hand
 # ---------------------------------------------------------------------------------------
 
+
 def test_known_values_against_standard_normal():
     # KL(N(mu, sigma^2) || N(0, 1)) = (mu^2 + sigma^2 - 1 - log sigma^2) / 2
     assert float(kl_diag_gaussians(np.array([0.0]), np.array([0.0]))) == 0.0
     assert float(kl_diag_gaussians(np.array([2.0]), np.array([0.0]))) == pytest.approx(2.0)
     assert float(kl_diag_gaussians(np.array([-2.0]), np.array([0.0]))) == pytest.approx(2.0)
     # log sigma = 1 means log_var = 2 (a common mix-up): (e^2 - 1 - 2) / 2.
-    assert float(kl_diag_gaussians(np.array([0.0]), np.array([2.0]))) \
-        == pytest.approx(0.5 * (math.exp(2.0) - 3.0))
+    assert float(kl_diag_gaussians(np.array([0.0]), np.array([2.0]))) == pytest.approx(
+        0.5 * (math.exp(2.0) - 3.0)
+    )
     # Independent dimensions add up.
-    assert float(kl_diag_gaussians(np.array([2.0, 0.0]), np.array([0.0, 2.0]))) \
-        == pytest.approx(2.0 + 0.5 * (math.exp(2.0) - 3.0))
+    assert float(kl_diag_gaussians(np.array([2.0, 0.0]), np.array([0.0, 2.0]))) == pytest.approx(
+        2.0 + 0.5 * (math.exp(2.0) - 3.0)
+    )
     # Full covariance: N(0, I_3) against N(0, 2 I_3) is 3/2 (1/2 - 1 + log 2).
-    assert float(kl_mvn(np.zeros(3), np.eye(3), np.zeros(3), 2.0 * np.eye(3))) \
-        == pytest.approx(1.5 * (math.log(2.0) - 0.5))
+    assert float(kl_mvn(np.zeros(3), np.eye(3), np.zeros(3), 2.0 * np.eye(3))) == pytest.approx(
+        1.5 * (math.log(2.0) - 0.5)
+    )
 
 
 def test_kl_is_not_symmetric():
@@ -341,14 +367,14 @@ def test_kl_is_not_symmetric():
     assert reverse - forward > 0.4
     p, q = np.array([0.5, 0.5]), np.array([0.9, 0.1])
     assert float(kl_categorical(p, q)) == pytest.approx(0.5 * math.log(0.25 / 0.09))
-    assert float(kl_categorical(q, p)) == pytest.approx(
-        0.9 * math.log(1.8) + 0.1 * math.log(0.2))
+    assert float(kl_categorical(q, p)) == pytest.approx(0.9 * math.log(1.8) + 0.1 * math.log(0.2))
     assert float(kl_categorical(p, q)) - float(kl_categorical(q, p)) > 0.1
 
 
 # ---------------------------------------------------------------------------------------
 # Properties (hypothesis, derandomized so the suite is deterministic)
 # ---------------------------------------------------------------------------------------
+
 
 def _vectors(size, low, high):
     return hnp.arrays(np.float32, size, elements=st.floats(low, high, width=32))
@@ -380,29 +406,39 @@ def test_property_kl_diag_symmetric_in_sign_of_mean_and_sums_over_dimensions(par
     mean_q, log_var_q, mean_p, log_var_p = params
     total = kl_diag_gaussians(mean_q, log_var_q, mean_p, log_var_p)
     assert float(kl_diag_gaussians(-mean_q, log_var_q, -mean_p, log_var_p)) == float(total)
-    per_dimension = [kl_diag_gaussians(mean_q[j:j + 1], log_var_q[j:j + 1],
-                                       mean_p[j:j + 1], log_var_p[j:j + 1])
-                     for j in range(len(mean_q))]
+    per_dimension = [
+        kl_diag_gaussians(
+            mean_q[j : j + 1], log_var_q[j : j + 1], mean_p[j : j + 1], log_var_p[j : j + 1]
+        )
+        for j in range(len(mean_q))
+    ]
     np.testing.assert_allclose(float(total), float(sum(per_dimension)), rtol=1e-5)
 
 
 @PROPERTY_SETTINGS
-@given(st.integers(1, 4).flatmap(
-    lambda d: st.tuples(_vectors(d, -3, 3), _vectors(d * d, -1, 1), _vectors(d, -3, 3),
-                        _vectors(d * d, -1, 1))))
+@given(
+    st.integers(1, 4).flatmap(
+        lambda d: st.tuples(
+            _vectors(d, -3, 3), _vectors(d * d, -1, 1), _vectors(d, -3, 3), _vectors(d * d, -1, 1)
+        )
+    )
+)
 def test_property_kl_mvn_nonnegative_and_zero_on_itself(params):
     mean_q, raw_q, mean_p, raw_p = params
     d = len(mean_q)
     # A A^T + I/2 is symmetric positive definite with eigenvalues >= 1/2.
-    cov_q, cov_p = (a.reshape(d, d) @ a.reshape(d, d).T + 0.5 * np.eye(d, dtype=np.float32)
-                    for a in (raw_q, raw_p))
-    assert float(kl_mvn(mean_q, cov_q, mean_p, cov_p)) >= -1e-5 * d   # float32 rounding
+    cov_q, cov_p = (
+        a.reshape(d, d) @ a.reshape(d, d).T + 0.5 * np.eye(d, dtype=np.float32)
+        for a in (raw_q, raw_p)
+    )
+    assert float(kl_mvn(mean_q, cov_q, mean_p, cov_p)) >= -1e-5 * d  # float32 rounding
     assert abs(float(kl_mvn(mean_q, cov_q, mean_q, cov_q))) <= 1e-5 * d
 
 
 @PROPERTY_SETTINGS
-@given(st.integers(2, 6).flatmap(lambda k: st.tuples(probability_vectors(k),
-                                                     probability_vectors(k))))
+@given(
+    st.integers(2, 6).flatmap(lambda k: st.tuples(probability_vectors(k), probability_vectors(k)))
+)
 def test_property_kl_categorical_nonnegative_and_zero_on_itself(pair):
     p, q = pair
     # Gibbs' inequality; the tiny slack absorbs float32 rounding when p is almost q.
@@ -410,10 +446,12 @@ def test_property_kl_categorical_nonnegative_and_zero_on_itself(pair):
     assert float(kl_categorical(p, p)) == 0.0
     # XLA on the CPU flushes float32 subnormals to zero (documented in kl_categorical),
     # so the float64 reference sees the same inputs the computation does.
-    p64, q64 = (np.where(np.abs(a) < np.finfo(np.float32).tiny, 0.0, a).astype(np.float64)
-                for a in (p, q))
+    p64, q64 = (
+        np.where(np.abs(a) < np.finfo(np.float32).tiny, 0.0, a).astype(np.float64) for a in (p, q)
+    )
     assert float(kl_categorical(p, q)) == pytest.approx(
-        float(scipy.special.rel_entr(p64, q64).sum()), rel=1e-4, abs=1e-6)
+        float(scipy.special.rel_entr(p64, q64).sum()), rel=1e-4, abs=1e-6
+    )
 
 
 def test_kl_categorical_treats_subnormal_q_as_zero_as_documented():
@@ -434,8 +472,12 @@ EXTREME_LOG_VARS = np.linspace(-30.0, 30.0, 7, dtype=np.float32)
 
 
 def test_kl_diag_gaussians_extremes_are_finite_with_finite_gradients():
-    lv_q, lv_p, mu_q, mu_p = (a.ravel() for a in np.meshgrid(
-        EXTREME_LOG_VARS, EXTREME_LOG_VARS, np.float32([-5, 0, 5]), np.float32([-5, 5])))
+    lv_q, lv_p, mu_q, mu_p = (
+        a.ravel()
+        for a in np.meshgrid(
+            EXTREME_LOG_VARS, EXTREME_LOG_VARS, np.float32([-5, 0, 5]), np.float32([-5, 5])
+        )
+    )
     args = [a[:, None] for a in (mu_q, lv_q, mu_p, lv_p)]
     values = kl_diag_gaussians(*args)
     assert values.shape == (len(lv_q),)
@@ -447,11 +489,11 @@ def test_kl_diag_gaussians_extremes_are_finite_with_finite_gradients():
 
 def test_kl_mvn_extremes_are_finite_with_finite_gradients():
     # Covariances exp(s) * R for every pair of log-scales s_q, s_p in [-30, 30].
-    log_scale_q, log_scale_p = (a.ravel() for a in np.meshgrid(EXTREME_LOG_VARS,
-                                                                EXTREME_LOG_VARS))
+    log_scale_q, log_scale_p = (a.ravel() for a in np.meshgrid(EXTREME_LOG_VARS, EXTREME_LOG_VARS))
     mean_q, mean_p = np.array([1.0, -2.0]), np.array([0.0, 3.0])
-    cov_q = np.exp(log_scale_q.astype(np.float64))[:, None, None] * np.array([[1.0, 0.6],
-                                                                             [0.6, 1.0]])
+    cov_q = np.exp(log_scale_q.astype(np.float64))[:, None, None] * np.array(
+        [[1.0, 0.6], [0.6, 1.0]]
+    )
     cov_p = np.exp(log_scale_p.astype(np.float64))[:, None, None] * np.eye(2)
     grad_fn = jax.jit(jax.vmap(jax.grad(kl_mvn, argnums=(0, 1, 2, 3)), in_axes=(None, 0, None, 0)))
 
@@ -489,9 +531,9 @@ def test_kl_categorical_extremes_and_gradients_where_p_is_zero():
     # Where p = 0 the term is the constant 0: zero gradient, never NaN.
     assert float(grad_p[0, 1]) == 0.0 and float(grad_q[0, 1]) == 0.0
     # Where q = 0 < p the KL is +inf, still without NaN in value or gradient.
-    inf_value, inf_grads = jax.value_and_grad(
-        lambda a, b: kl_categorical(a, b), argnums=(0, 1))(np.array([0.5, 0.5]),
-                                                           np.array([1.0, 0.0]))
+    inf_value, inf_grads = jax.value_and_grad(lambda a, b: kl_categorical(a, b), argnums=(0, 1))(
+        np.array([0.5, 0.5]), np.array([1.0, 0.0])
+    )
     assert float(inf_value) == math.inf
     assert not any(bool(np.any(np.isnan(g))) for g in inf_grads)
 
@@ -499,6 +541,7 @@ def test_kl_categorical_extremes_and_gradients_where_p_is_zero():
 # ---------------------------------------------------------------------------------------
 # jit, vmap, grad
 # ---------------------------------------------------------------------------------------
+
 
 def test_gradient_of_kl_diag_gaussians_matches_analytic_derivative():
     # d/dmu = mu and d/dlog_var = (exp(log_var) - 1) / 2 for p = N(0, 1); in general
@@ -511,10 +554,10 @@ def test_gradient_of_kl_diag_gaussians_matches_analytic_derivative():
 
     mean_p, log_var_p = np.array([1.0, 0.0, -1.0]), np.array([0.5, -1.0, 2.0])
     grad_mean, grad_log_var = jax.grad(kl_diag_gaussians, argnums=(0, 1))(
-        mean, log_var, mean_p, log_var_p)
+        mean, log_var, mean_p, log_var_p
+    )
     np.testing.assert_allclose(grad_mean, (mean - mean_p) / np.exp(log_var_p), rtol=1e-6)
-    np.testing.assert_allclose(grad_log_var, 0.5 * (np.exp(log_var - log_var_p) - 1.0),
-                               rtol=1e-6)
+    np.testing.assert_allclose(grad_log_var, 0.5 * (np.exp(log_var - log_var_p) - 1.0), rtol=1e-6)
 
 
 def test_gradient_of_kl_mvn_matches_analytic_derivative():
@@ -526,8 +569,9 @@ def test_gradient_of_kl_mvn_matches_analytic_derivative():
     with jax.enable_x64(True):
         grad_mean, grad_cov = jax.grad(kl_mvn, argnums=(0, 1))(mean_q, cov_q, mean_p, cov_p)
     np.testing.assert_allclose(grad_mean, np.linalg.solve(cov_p, mean_q - mean_p), rtol=1e-9)
-    np.testing.assert_allclose(grad_cov, 0.5 * (np.linalg.inv(cov_p) - np.linalg.inv(cov_q)),
-                               rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(
+        grad_cov, 0.5 * (np.linalg.inv(cov_p) - np.linalg.inv(cov_q)), rtol=1e-8, atol=1e-12
+    )
 
 
 def test_gradient_of_kl_categorical_matches_analytic_derivative():
@@ -562,8 +606,9 @@ def test_all_functions_jit_and_vmap():
     log_q = _normal_log_density(np.zeros(3), np.zeros(3))
     log_p = _normal_log_density(np.ones(3), np.zeros(3))
     samples = rng.normal(size=(100, 3)).astype(np.float32)
-    ratio = (scipy.stats.norm.logpdf(samples).sum(-1)
-             - scipy.stats.norm.logpdf(samples, loc=1.0).sum(-1))
+    ratio = scipy.stats.norm.logpdf(samples).sum(-1) - scipy.stats.norm.logpdf(
+        samples, loc=1.0
+    ).sum(-1)
     expected = (ratio.mean(), ratio.std(ddof=1) / 10.0)
     estimate_fn = jax.jit(lambda z: kl_monte_carlo(z, log_q, log_p))
     np.testing.assert_allclose(estimate_fn(samples), expected, rtol=1e-5)
@@ -586,6 +631,7 @@ def test_kl_mvn_broadcasts_a_batch_of_q_against_one_p():
 # ---------------------------------------------------------------------------------------
 # Errors
 # ---------------------------------------------------------------------------------------
+
 
 @contextlib.contextmanager
 def _raises_naming(*fragments):
@@ -622,8 +668,8 @@ def test_wrong_shapes_name_both_shapes():
 
 
 def test_non_positive_definite_covariance_is_an_error_naming_the_argument():
-    indefinite = np.array([[1.0, 2.0], [2.0, 1.0]])      # eigenvalues 3 and -1
-    singular = np.array([[1.0, 1.0], [1.0, 1.0]])        # eigenvalues 2 and 0
+    indefinite = np.array([[1.0, 2.0], [2.0, 1.0]])  # eigenvalues 3 and -1
+    singular = np.array([[1.0, 1.0], [1.0, 1.0]])  # eigenvalues 2 and 0
     with _raises_naming("cov_p", "positive definite"):
         kl_mvn(np.zeros(2), np.eye(2), np.zeros(2), indefinite)
     with _raises_naming("cov_q", "positive definite"):

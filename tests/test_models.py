@@ -71,12 +71,15 @@ def test_config_json_round_trip_and_hashable():
     assert config.describe().startswith("784-512-256-32")
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"latent_dim": 0}, "latent_dim"),
-    ({"activation": "sigmoidish"}, "activation"),
-    ({"likelihood": "poisson"}, "likelihood"),
-    ({"hidden_sizes": (400, 0)}, "hidden_sizes"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"latent_dim": 0}, "latent_dim"),
+        ({"activation": "sigmoidish"}, "activation"),
+        ({"likelihood": "poisson"}, "likelihood"),
+        ({"hidden_sizes": (400, 0)}, "hidden_sizes"),
+    ],
+)
 def test_config_rejects_bad_values(kwargs, message):
     with pytest.raises(ValueError, match=message):
         VAEConfig(**kwargs)
@@ -121,12 +124,14 @@ def test_wrong_shapes_name_both_shapes():
 
 
 def test_mirrored_and_explicit_decoder():
-    model = abstract(VAEConfig(input_dim=6, hidden_sizes=(5, 4), latent_dim=2,
-                               decoder_hidden_sizes=(7,)))
+    model = abstract(
+        VAEConfig(input_dim=6, hidden_sizes=(5, 4), latent_dim=2, decoder_hidden_sizes=(7,))
+    )
     assert model.decoder.hidden_0.kernel.shape == (2, 7)
     assert model.decoder.output.kernel.shape == (7, 6)
-    assert abstract(VAEConfig(input_dim=6, hidden_sizes=(5, 4), latent_dim=2)
-                    ).decoder.hidden_0.kernel.shape == (2, 4)
+    assert abstract(
+        VAEConfig(input_dim=6, hidden_sizes=(5, 4), latent_dim=2)
+    ).decoder.hidden_0.kernel.shape == (2, 4)
 
 
 # ----------------------------------------------------------------------------- likelihoods
@@ -140,8 +145,13 @@ def test_bernoulli_log_likelihood_matches_scipy():
 
 
 def test_gaussian_log_likelihood_matches_scipy():
-    config = VAEConfig(input_dim=6, hidden_sizes=(5,), latent_dim=2, likelihood="gaussian",
-                       gaussian_log_var=np.log(0.1 ** 2))
+    config = VAEConfig(
+        input_dim=6,
+        hidden_sizes=(5,),
+        latent_dim=2,
+        likelihood="gaussian",
+        gaussian_log_var=np.log(0.1**2),
+    )
     model = make(config)
     rng = np.random.default_rng(2)
     x = rng.random((N, 6))
@@ -168,8 +178,11 @@ def test_output_bias_at_pixel_mean_predicts_the_mean_image():
     model = zero_weights(make())
     pixel_mean = np.array([0.0, 0.1, 0.5, 0.9, 1.0, 0.25], np.float32)
     model.set_output_bias(pixel_mean)
-    np.testing.assert_allclose(call(model, "mean_image", jnp.zeros((1, 2)))[0],
-                               np.clip(pixel_mean, 1e-3, 1 - 1e-3), rtol=1e-5)
+    np.testing.assert_allclose(
+        call(model, "mean_image", jnp.zeros((1, 2)))[0],
+        np.clip(pixel_mean, 1e-3, 1 - 1e-3),
+        rtol=1e-5,
+    )
     with pytest.raises(ValueError, match=r"\(3,\)"):
         model.set_output_bias(np.zeros(3))
 
@@ -181,8 +194,7 @@ def test_loss_weights_alpha_and_beta():
     _, terms = loss_of(model, key, x)
     for alpha, beta in [(1.0, 0.0), (0.5, 4.0)]:
         loss, _ = loss_of(model, key, x, alpha=alpha, beta=beta)
-        np.testing.assert_allclose(loss, -alpha * terms.reconstruction + beta * terms.kl,
-                                   rtol=1e-6)
+        np.testing.assert_allclose(loss, -alpha * terms.reconstruction + beta * terms.kl, rtol=1e-6)
     np.testing.assert_allclose(terms.elbo, terms.reconstruction - terms.kl, rtol=1e-6)
 
 
@@ -190,9 +202,8 @@ def test_kl_per_dimension_matches_closed_form_in_numpy():
     model = make()
     x = binary_images()
     mean, log_var = (np.asarray(a, np.float64) for a in call(model, "encode", x))
-    expected = 0.5 * (mean ** 2 + np.exp(log_var) - 1 - log_var)
-    np.testing.assert_allclose(call(model, "kl_per_dimension", x), expected,
-                               rtol=1e-5, atol=1e-7)
+    expected = 0.5 * (mean**2 + np.exp(log_var) - 1 - log_var)
+    np.testing.assert_allclose(call(model, "kl_per_dimension", x), expected, rtol=1e-5, atol=1e-7)
     _, terms = loss_of(model, jax.random.PRNGKey(0), x)
     np.testing.assert_allclose(terms.kl, expected.sum(-1).mean(), rtol=1e-5)
 
@@ -207,8 +218,7 @@ def test_loss_jit_vmap_grad():
 
     keys = jax.random.split(jax.random.PRNGKey(0), 3)
     # One compiled function: value and gradient, vectorised over three noise keys.
-    losses, grads = jax.jit(jax.vmap(jax.value_and_grad(loss_fn), in_axes=(None, 0)))(
-        params, keys)
+    losses, grads = jax.jit(jax.vmap(jax.value_and_grad(loss_fn), in_axes=(None, 0)))(params, keys)
     for i in range(3):
         np.testing.assert_allclose(losses[i], loss_of(model, keys[i], x)[0], rtol=1e-5)
     assert not np.allclose(losses[0], losses[1])  # different noise, different loss

@@ -44,8 +44,7 @@ def test_model_loads_with_its_config_and_reproduces_its_quick_elbo(name):
     # Same parameters, same images, same key: only the order of float32 additions inside
     # XLA's kernels can differ between machines (relative error ~1e-6 on ~100 nats), so a
     # tolerance of 1e-3 nats is tight yet machine-independent.
-    assert evaluate.quick_test_elbo(model) == pytest.approx(summary["quick_test_elbo"],
-                                                            abs=1e-3)
+    assert evaluate.quick_test_elbo(model) == pytest.approx(summary["quick_test_elbo"], abs=1e-3)
     if "nll" in summary:  # the IWAE bound is tighter than the ELBO
         assert summary["nll"] < -summary["test_elbo"]
 

@@ -13,8 +13,15 @@ from flax import nnx
 
 from vae_edu import checkpoints, data, evaluate
 from vae_edu.models import VAEConfig
-from vae_edu.train import (HISTORY_KEYS, TrainConfig, epoch_key, init_model, make_optimizer,
-                           prepare_images, train)
+from vae_edu.train import (
+    HISTORY_KEYS,
+    TrainConfig,
+    epoch_key,
+    init_model,
+    make_optimizer,
+    prepare_images,
+    train,
+)
 
 SMALL = VAEConfig(hidden_sizes=(32,), latent_dim=4)
 TRAIN = data.load_mnist("train").images[:512]
@@ -22,14 +29,21 @@ TEST = data.load_mnist("test").images[:200]
 
 
 def config(**overrides):
-    base = dict(num_epochs=2, batch_size=64, learning_rate=3e-3, steps_per_call=4, seed=0,
-                eval_batch_size=200)
+    base = dict(
+        num_epochs=2,
+        batch_size=64,
+        learning_rate=3e-3,
+        steps_per_call=4,
+        seed=0,
+        eval_batch_size=200,
+    )
     return TrainConfig(**{**base, **overrides})
 
 
 def run(train_config, **kwargs):
-    return train(SMALL, train_config, train_images=TRAIN, test_images=TEST, progress=False,
-                 **kwargs)
+    return train(
+        SMALL, train_config, train_images=TRAIN, test_images=TEST, progress=False, **kwargs
+    )
 
 
 def params_of(model):
@@ -51,15 +65,15 @@ def two_epochs():
 
 
 def test_one_epoch_smoke_run(capsys):
-    result = train(SMALL, config(num_epochs=1), train_images=TRAIN, test_images=TEST,
-                   progress=True)
+    result = train(SMALL, config(num_epochs=1), train_images=TRAIN, test_images=TEST, progress=True)
     assert set(result.history) == set(HISTORY_KEYS)
     assert all(len(v) == 1 for v in result.history.values())
     assert all(np.isfinite(v[0]) for v in result.history.values())
     assert result.state.epoch == 1
     h = result.history
-    np.testing.assert_allclose(h["test_elbo"][0], h["test_reconstruction"][0] - h["test_kl"][0],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        h["test_elbo"][0], h["test_reconstruction"][0] - h["test_kl"][0], rtol=1e-6
+    )
     assert h["train_kl"][0] > 0 and h["test_kl"][0] > 0
     # The progress bar went to stderr and counted the 512 // 64 = 8 steps.
     assert "8/8" in capsys.readouterr().err
@@ -79,8 +93,10 @@ def test_deterministic_for_a_seed_and_independent_of_chunking(two_epochs):
     again = run(config(steps_per_call=8))  # the 8 steps in one call instead of 2 x 4
     assert_same_params(two_epochs.model, again.model)
     other_seed = run(config(seed=1))
-    assert not np.array_equal(params_of(two_epochs.model)["decoder"]["output"]["kernel"],
-                              params_of(other_seed.model)["decoder"]["output"]["kernel"])
+    assert not np.array_equal(
+        params_of(two_epochs.model)["decoder"]["output"]["kernel"],
+        params_of(other_seed.model)["decoder"]["output"]["kernel"],
+    )
 
 
 def test_resumed_run_equals_uninterrupted_run(two_epochs, tmp_path):
@@ -100,8 +116,11 @@ def test_resumed_run_equals_uninterrupted_run(two_epochs, tmp_path):
         if key != "seconds":
             np.testing.assert_array_equal(resumed.history[key], two_epochs.history[key])
     # The optimizer state matches too (same Adam moments, same step count).
-    jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, resumed.state.opt_state),
-                 jax.tree.map(np.asarray, two_epochs.state.opt_state))
+    jax.tree.map(
+        np.testing.assert_array_equal,
+        jax.tree.map(np.asarray, resumed.state.opt_state),
+        jax.tree.map(np.asarray, two_epochs.state.opt_state),
+    )
     # Resuming a finished run trains nothing more.
     assert run(config(), checkpoint_path=path, resume=True).state.epoch == 2
 
@@ -112,9 +131,15 @@ def test_resume_refuses_a_different_configuration(tmp_path):
     with pytest.raises(checkpoints.CheckpointError, match="learning_rate"):
         run(config(num_epochs=1, learning_rate=1e-3), checkpoint_path=path, resume=True)
     with pytest.raises(checkpoints.CheckpointError, match="cannot resume"):
-        train(VAEConfig(hidden_sizes=(32,), latent_dim=5), config(num_epochs=1),
-              train_images=TRAIN, test_images=TEST, progress=False, checkpoint_path=path,
-              resume=True)
+        train(
+            VAEConfig(hidden_sizes=(32,), latent_dim=5),
+            config(num_epochs=1),
+            train_images=TRAIN,
+            test_images=TEST,
+            progress=False,
+            checkpoint_path=path,
+            resume=True,
+        )
 
 
 def test_beta_zero_on_grayscale_targets(two_epochs):
@@ -145,14 +170,17 @@ def test_cosine_schedule_decays_to_the_final_fraction():
     assert sizes[-1] < sizes[0] / 2 and sizes[-1] > 0.1 * 3e-3 * 0.99
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"num_epochs": 0}, "num_epochs"),
-    ({"batch_size": -1}, "batch_size"),
-    ({"schedule": "linear"}, "schedule"),
-    ({"targets": "threshold"}, "targets"),
-    ({"beta": -1.0}, "beta"),
-    ({"learning_rate": 0.0}, "learning_rate"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"num_epochs": 0}, "num_epochs"),
+        ({"batch_size": -1}, "batch_size"),
+        ({"schedule": "linear"}, "schedule"),
+        ({"targets": "threshold"}, "targets"),
+        ({"beta": -1.0}, "beta"),
+        ({"learning_rate": 0.0}, "learning_rate"),
+    ],
+)
 def test_train_config_rejects_bad_values(kwargs, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**kwargs)
@@ -162,7 +190,12 @@ def test_bad_inputs_are_refused():
     with pytest.raises(ValueError, match="batch_size 1024 exceeds"):
         run(config(batch_size=1024))
     with pytest.raises(ValueError, match=r"\(10, 5\)"):
-        train(SMALL, config(), train_images=np.zeros((10, 5), np.uint8), test_images=TEST,
-              progress=False)
+        train(
+            SMALL,
+            config(),
+            train_images=np.zeros((10, 5), np.uint8),
+            test_images=TEST,
+            progress=False,
+        )
     with pytest.raises(ValueError, match="resume"):
         run(config(), resume=True)

@@ -62,8 +62,9 @@ def test_update_matches_grid_bayes(prior_mean, prior_std, noise_std, x):
 def test_evidence_is_scipy_marginal(prior_mean, prior_std, noise_std, x):
     post = gaussian_bayes_update(prior_mean, prior_std, noise_std, x)
     marginal_std = math.hypot(prior_std, noise_std)
-    assert post.log_evidence == pytest.approx(stats.norm.logpdf(x, prior_mean, marginal_std),
-                                              rel=1e-12, abs=1e-12)
+    assert post.log_evidence == pytest.approx(
+        stats.norm.logpdf(x, prior_mean, marginal_std), rel=1e-12, abs=1e-12
+    )
 
 
 def test_update_matches_monte_carlo_conditioning():
@@ -129,7 +130,9 @@ def test_bad_slider_values_raise(kwargs, match):
 
 
 def _lines(ax):
-    return {line.get_label(): line for line in ax.get_lines() if not line.get_label().startswith("_")}
+    return {
+        line.get_label(): line for line in ax.get_lines() if not line.get_label().startswith("_")
+    }
 
 
 def test_plot_draws_the_returned_update():
@@ -137,7 +140,12 @@ def test_plot_draws_the_returned_update():
     result = plot_bayes_update(prior_mean, prior_std, noise_std, x)
     ax = result.figure.axes[0]
     lines = _lines(ax)
-    assert set(lines) == {"prior p(z)", "likelihood p(x|z)", "joint p(x|z) p(z)", "posterior p(z|x)"}
+    assert set(lines) == {
+        "prior p(z)",
+        "likelihood p(x|z)",
+        "joint p(x|z) p(z)",
+        "posterior p(z|x)",
+    }
     z, posterior = lines["posterior p(z|x)"].get_data()
     # The drawn posterior peaks at the returned mean and integrates to one.
     assert z[np.argmax(posterior)] == pytest.approx(result.posterior.mean, abs=z[1] - z[0])

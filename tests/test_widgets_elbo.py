@@ -37,8 +37,13 @@ def _kl_gaussians_full(mean_q, cov_q, mean_p, cov_p):
     d = mean_q.size
     cov_p_inv = np.linalg.inv(cov_p)
     diff = mean_p - mean_q
-    return 0.5 * (np.trace(cov_p_inv @ cov_q) + diff @ cov_p_inv @ diff - d
-                  + np.linalg.slogdet(cov_p)[1] - np.linalg.slogdet(cov_q)[1])
+    return 0.5 * (
+        np.trace(cov_p_inv @ cov_q)
+        + diff @ cov_p_inv @ diff
+        - d
+        + np.linalg.slogdet(cov_p)[1]
+        - np.linalg.slogdet(cov_q)[1]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +105,9 @@ def test_gap_equals_kl_to_exact_posterior(model_2d, seed):
     post_mean, post_cov = _exact_posterior(model_2d, x)
     expected = _kl_gaussians_full(q_mean, np.diag(np.exp(q_log_var)), post_mean, post_cov)
     np.testing.assert_allclose(float(readout.gap), expected, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(float(readout.elbo),
-                               float(readout.reconstruction) - float(readout.kl), rtol=1e-6)
+    np.testing.assert_allclose(
+        float(readout.elbo), float(readout.reconstruction) - float(readout.kl), rtol=1e-6
+    )
 
 
 def test_gap_vanishes_at_exact_posterior_in_one_dimension(model_1d):
@@ -170,11 +176,12 @@ def test_plot_returns_the_exact_numbers_and_draws_them(model_1d):
         lines = {line.get_label(): line for line in ax_elbo.get_lines()}
         gap_line = lines["gap = KL(q || p(z|x))"]
         np.testing.assert_allclose(gap_line.get_xdata(), [0.2, 0.2])
-        np.testing.assert_allclose(gap_line.get_ydata(), [readout.elbo, readout.log_evidence],
-                                   rtol=1e-6)
+        np.testing.assert_allclose(
+            gap_line.get_ydata(), [readout.elbo, readout.log_evidence], rtol=1e-6
+        )
         assert f"gap = {readout.gap:.3f}" in ax_elbo.get_title()
         # The drawn q density is N(0.2, 0.7^2): its peak height is 1 / (0.7 sqrt(2 pi)).
-        q_line = next(l for l in ax_density.get_lines() if l.get_label().startswith("q(z)"))
+        q_line = next(ln for ln in ax_density.get_lines() if ln.get_label().startswith("q(z)"))
         assert abs(np.max(q_line.get_ydata()) - stats.norm(0.2, 0.7).pdf(0.2)) < 1e-3
     finally:
         plt.close(fig)
@@ -186,13 +193,13 @@ def test_moving_the_sliders_changes_numbers_and_drawing(model_1d):
     fig = plt.figure()
     try:
         _, at_posterior = plot_elbo_gap(post_mean[0], np.sqrt(post_cov[0, 0]), model_1d, x, fig=fig)
-        q_line = next(l for l in fig.axes[0].get_lines() if l.get_label().startswith("q(z)"))
+        q_line = next(ln for ln in fig.axes[0].get_lines() if ln.get_label().startswith("q(z)"))
         peak_before = float(np.max(q_line.get_ydata()))
         assert abs(at_posterior.gap) < 1e-4
 
         fig2, moved = plot_elbo_gap(post_mean[0] + 1.0, 2.0, model_1d, x, fig=fig)
         assert fig2 is fig and len(fig.axes) == 2  # redrawn in place, not stacked
-        q_line = next(l for l in fig.axes[0].get_lines() if l.get_label().startswith("q(z)"))
+        q_line = next(ln for ln in fig.axes[0].get_lines() if ln.get_label().startswith("q(z)"))
         assert abs(float(np.max(q_line.get_ydata())) - stats.norm(0, 2.0).pdf(0)) < 1e-3
         assert float(np.max(q_line.get_ydata())) != pytest.approx(peak_before)
         assert moved.gap > 0.1

@@ -20,6 +20,7 @@ from flax import nnx
 from matplotlib.colors import to_rgba
 from PIL import Image
 from scipy import stats
+
 # The tiny random 784-16-d VAE of the latent-widget tests (pytest puts tests/ on sys.path).
 from test_widgets_latent import tiny_vae as _tiny_vae
 
@@ -75,8 +76,10 @@ def sweep(images):
     """Three evaluated tiny models playing beta = 0.5, 1, 2 (the last has a dead unit)."""
     key = jax.random.PRNGKey(0)
     models = [tiny_vae(1), tiny_vae(2), with_dead_unit(tiny_vae(3), 1)]
-    return [evaluate_sweep_entry(f"beta_{b:g}", m, images, key, beta=b)
-            for b, m in zip((0.5, 1.0, 2.0), models)]
+    return [
+        evaluate_sweep_entry(f"beta_{b:g}", m, images, key, beta=b)
+        for b, m in zip((0.5, 1.0, 2.0), models, strict=True)
+    ]
 
 
 def numpy_kl(mean, log_var):
@@ -116,7 +119,9 @@ def test_mean_estimate_matches_numpy_and_scipy():
     assert got.mean == pytest.approx(np.mean(values), rel=1e-12)
     assert got.std_error == pytest.approx(stats.sem(values), rel=1e-12)
     assert str(got) == f"{np.mean(values):.2f} +/- {stats.sem(values):.2f}"
-    with pytest.raises(ValueError, match=r"1-D array of at least 2 per-image values, got shape \(2, 2\)"):
+    with pytest.raises(
+        ValueError, match=r"1-D array of at least 2 per-image values, got shape \(2, 2\)"
+    ):
         mean_estimate(np.zeros((2, 2)))
 
 
@@ -135,8 +140,7 @@ def bounds():
     """Synthetic per-image bounds with gaps growing in k (only their arithmetic matters)."""
     rng = np.random.default_rng(2)
     elbo = rng.normal(-100.0, 15.0, size=300)
-    out = {k: elbo + np.log10(k) * 1.5 + rng.normal(0.0, 1.0, size=300)
-           for k in (1, 10, 100, 1000)}
+    out = {k: elbo + np.log10(k) * 1.5 + rng.normal(0.0, 1.0, size=300) for k in (1, 10, 100, 1000)}
     return out, elbo
 
 
@@ -172,9 +176,13 @@ def test_iwae_gap_view_redraws_for_another_k(bounds):
 
 def test_iwae_gap_view_rejects_unknown_k_and_shapes(bounds):
     per_k, elbo = bounds
-    with pytest.raises(ValueError, match=r"k = 5 is not one of the computed values \[1, 10, 100, 1000\]"):
+    with pytest.raises(
+        ValueError, match=r"k = 5 is not one of the computed values \[1, 10, 100, 1000\]"
+    ):
         iwae_gap_view(5, per_k, elbo)
-    with pytest.raises(ValueError, match=r"bounds\[1\] has shape \(300,\) but elbo has shape \(299,\)"):
+    with pytest.raises(
+        ValueError, match=r"bounds\[1\] has shape \(300,\) but elbo has shape \(299,\)"
+    ):
         iwae_gap_view(1, per_k, elbo[:-1])
 
 
@@ -215,7 +223,8 @@ def test_distortion_agrees_with_many_sample_monte_carlo(images):
     eps = np.random.default_rng(5).standard_normal((200,) + mean.shape)
     z = (mean + np.exp(0.5 * log_var) * eps).astype(np.float32)  # (200, N, d)
     logits = np.asarray(jax.jit(lambda codes: model.decode(codes))(z), np.float64)
-    # Bernoulli log-likelihood written out: x log s(l) + (1 - x) log s(-l), log s(l) = -log(1 + e^-l).
+    # Bernoulli log-likelihood written out: x log s(l) + (1 - x) log s(-l),
+    # with log s(l) = -log(1 + e^-l).
     log_lik = -(x * np.logaddexp(0.0, -logits) + (1 - x) * np.logaddexp(0.0, logits)).sum(-1)
     reference = -log_lik.mean()
     # The one-sample estimate's error is below its SE (which also holds the image spread).
@@ -306,7 +315,9 @@ def test_kl_bars_are_sorted_and_coloured_by_activity():
     grey = to_rgba("0.6")
     assert [b.get_facecolor() == grey for b in bars] == [False, False, False, True]
     assert "3 of 4 units active" in ax.get_title()
-    with pytest.raises(ValueError, match=r"kl_per_dimension has shape \(4,\) but activity has shape \(3,\)"):
+    with pytest.raises(
+        ValueError, match=r"kl_per_dimension has shape \(4,\) but activity has shape \(3,\)"
+    ):
         plot_kl_per_dimension(kl, activity[:3])
 
 
@@ -318,15 +329,21 @@ def test_reconstructions_and_samples_through_the_vae_itself(images):
     assert rows.originals.shape == rows.reconstructions.shape == rows.samples.shape == (6, 28, 28)
     assert set(np.unique(rows.originals)) <= {0.0, 1.0}
     # E[x] of a dynamically binarized image is the grayscale image (64 draws: SE <= 1/16).
-    draws = np.mean([reconstructions_and_samples(model, images, jax.random.PRNGKey(s), 6).originals
-                     for s in range(64)], axis=0)
+    draws = np.mean(
+        [
+            reconstructions_and_samples(model, images, jax.random.PRNGKey(s), 6).originals
+            for s in range(64)
+        ],
+        axis=0,
+    )
     assert np.abs(draws - images[:6] / 255.0).max() < 5 * 0.5 / 8
     x = rows.originals.reshape(6, 784)
     want = np.asarray(model.mean_image(model.encode(x)[0])).reshape(6, 28, 28)
     np.testing.assert_allclose(rows.reconstructions, want, rtol=1e-5, atol=1e-6)
     z = jax.random.normal(jax.random.split(key)[1], (6, LATENT_DIM))
-    np.testing.assert_allclose(rows.samples, np.asarray(model.mean_image(z)).reshape(6, 28, 28),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        rows.samples, np.asarray(model.mean_image(z)).reshape(6, 28, 28), rtol=1e-5, atol=1e-6
+    )
     # Same key, another model: same test images, other pictures.
     other = reconstructions_and_samples(tiny_vae(6), images, key, num=6)
     np.testing.assert_array_equal(other.originals, rows.originals)
@@ -339,8 +356,10 @@ def test_sweep_view_changes_with_the_model(sweep, images):
     b = sweep_view("beta_2", sweep, images, key, num_images=4)
     assert a.entry is sweep[0] and b.entry is sweep[2]
     p = sweep[2].point
-    assert (f"rate R = {p.rate.mean:.2f} nats, distortion D = {p.distortion.mean:.2f} nats, "
-            f"ELBO = -(D + R) = {p.elbo.mean:.2f} nats") in b.readout
+    assert (
+        f"rate R = {p.rate.mean:.2f} nats, distortion D = {p.distortion.mean:.2f} nats, "
+        f"ELBO = -(D + R) = {p.elbo.mean:.2f} nats"
+    ) in b.readout
     assert f"{LATENT_DIM - 1} of {LATENT_DIM} units active" in b.readout
     assert selected_marker(a.figure.axes[0]) != selected_marker(b.figure.axes[0])
     np.testing.assert_array_equal(a.rows.originals, b.rows.originals)
@@ -353,11 +372,21 @@ def test_sweep_explorer_dropdown_redraws_everything(sweep, images):
     explorer = build_sweep_explorer(sweep, images, jax.random.PRNGKey(1), num_images=4)
     assert explorer.dropdown.value == "beta_0.5"
     assert [v for _, v in explorer.dropdown.options] == ["beta_0.5", "beta_1", "beta_2"]
-    before = (explorer.plot.value, explorer.reconstructions.value, explorer.samples.value,
-              explorer.originals.value, explorer.readout.value)
+    before = (
+        explorer.plot.value,
+        explorer.reconstructions.value,
+        explorer.samples.value,
+        explorer.originals.value,
+        explorer.readout.value,
+    )
     explorer.dropdown.value = "beta_2"
-    after = (explorer.plot.value, explorer.reconstructions.value, explorer.samples.value,
-             explorer.originals.value, explorer.readout.value)
+    after = (
+        explorer.plot.value,
+        explorer.reconstructions.value,
+        explorer.samples.value,
+        explorer.originals.value,
+        explorer.readout.value,
+    )
     assert after[0] != before[0] and after[1] != before[1] and after[2] != before[2]
     assert after[3] == before[3]  # the same test images for every model
     assert after[4].startswith("beta_2:")
@@ -383,8 +412,9 @@ def linear_gaussian():
 
     def log_likelihood(xi, z):  # log N(xi; W z + b, sigma^2 I), quadratic in z
         resid = xi - (z @ jnp.asarray(weight, jnp.float32).T + jnp.asarray(bias, jnp.float32))
-        return (-0.5 * jnp.sum(resid**2, axis=-1) / sigma**2
-                - data_dim * (np.log(sigma) + 0.5 * np.log(2 * np.pi)))
+        return -0.5 * jnp.sum(resid**2, axis=-1) / sigma**2 - data_dim * (
+            np.log(sigma) + 0.5 * np.log(2 * np.pi)
+        )
 
     return weight, bias, sigma, x, log_likelihood, whitened_noise(64, d, 9)
 
@@ -409,8 +439,7 @@ def test_optimal_posterior_is_the_exact_tempered_optimum(linear_gaussian, alpha,
     np.testing.assert_allclose(fit.mean, mean, atol=2e-4)
     np.testing.assert_allclose(fit.log_var, np.broadcast_to(log_var, mean.shape), atol=2e-4)
     assert fit.kl == pytest.approx(numpy_kl(fit.mean, fit.log_var), rel=1e-4)
-    np.testing.assert_allclose(fit.objective, alpha * fit.reconstruction - beta * fit.kl,
-                               rtol=1e-6)
+    np.testing.assert_allclose(fit.objective, alpha * fit.reconstruction - beta * fit.kl, rtol=1e-6)
 
 
 def test_optimal_posterior_depends_on_beta_over_alpha_only(linear_gaussian):

@@ -25,8 +25,9 @@ from vae_edu.widgets.kl import (
 
 
 def scipy_mixture_pdf(x, separation, weight):
-    return ((1 - weight) * stats.norm.pdf(x, -separation / 2, 1.0)
-            + weight * stats.norm.pdf(x, separation / 2, 1.0))
+    return (1 - weight) * stats.norm.pdf(x, -separation / 2, 1.0) + weight * stats.norm.pdf(
+        x, separation / 2, 1.0
+    )
 
 
 def normal_logpdf(x, mean, std):
@@ -35,20 +36,29 @@ def normal_logpdf(x, mean, std):
 
 
 def mixture_logpdf(x, separation, weight):
-    return np.logaddexp(math.log1p(-weight) + normal_logpdf(x, -separation / 2, 1.0),
-                        math.log(weight) + normal_logpdf(x, separation / 2, 1.0))
+    return np.logaddexp(
+        math.log1p(-weight) + normal_logpdf(x, -separation / 2, 1.0),
+        math.log(weight) + normal_logpdf(x, separation / 2, 1.0),
+    )
 
 
 def scipy_kl(log_a, log_b):
     """KL(a || b) by scipy's adaptive quadrature on [-40, 40]."""
-    value, _ = integrate.quad(lambda x: math.exp(log_a(x)) * (log_a(x) - log_b(x)),
-                              -40.0, 40.0, points=[-5, -2, 0, 2, 5], limit=400,
-                              epsabs=1e-11, epsrel=1e-10)
+    value, _ = integrate.quad(
+        lambda x: math.exp(log_a(x)) * (log_a(x) - log_b(x)),
+        -40.0,
+        40.0,
+        points=[-5, -2, 0, 2, 5],
+        limit=400,
+        epsabs=1e-11,
+        epsrel=1e-10,
+    )
     return value
 
 
 def forward_and_reverse_kl(separation, weight, mean, std):
     """(KL(p || q), KL(q || p)) for the mixture p and q = N(mean, std^2), by scipy."""
+
     def log_p(x):
         return mixture_logpdf(x, separation, weight)
 
@@ -78,13 +88,17 @@ def new_axes():
 @pytest.mark.parametrize("separation, weight", [(0.0, 0.5), (3.0, 0.5), (6.0, 0.2)])
 def test_mixture_log_density_matches_scipy_and_normalises(separation, weight):
     x = np.linspace(-8, 8, 33)
-    np.testing.assert_allclose(mixture_log_density(x, separation, weight),
-                               np.log(scipy_mixture_pdf(x, separation, weight)),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        mixture_log_density(x, separation, weight),
+        np.log(scipy_mixture_pdf(x, separation, weight)),
+        rtol=1e-5,
+        atol=1e-5,
+    )
     total, _ = integrate.quad(lambda t: scipy_mixture_pdf(t, separation, weight), -30, 30)
-    on_grid = np.trapezoid(np.exp(mixture_log_density(widgets_kl.QUADRATURE_GRID,
-                                                      separation, weight)),
-                           widgets_kl.QUADRATURE_GRID)
+    on_grid = np.trapezoid(
+        np.exp(mixture_log_density(widgets_kl.QUADRATURE_GRID, separation, weight)),
+        widgets_kl.QUADRATURE_GRID,
+    )
     assert abs(total - 1.0) < 1e-8
     assert abs(on_grid - 1.0) < 1e-5
 
@@ -95,22 +109,25 @@ def test_mixture_log_density_is_finite_far_in_the_tails_and_jits_vmaps_grads():
     jitted = jax.jit(mixture_log_density)(x, 8.0, 0.5)
     np.testing.assert_allclose(jitted, mixture_log_density(x, 8.0, 0.5), rtol=1e-6)
     mapped = jax.vmap(lambda s: mixture_log_density(1.0, s))(jnp.array([0.0, 2.0]))
-    np.testing.assert_allclose(mapped, [mixture_log_density(1.0, 0.0),
-                                        mixture_log_density(1.0, 2.0)], rtol=1e-6)
+    np.testing.assert_allclose(
+        mapped, [mixture_log_density(1.0, 0.0), mixture_log_density(1.0, 2.0)], rtol=1e-6
+    )
     # d/dx log p(x) = E[component mean - x | x]; at separation 0 it is just -x.
     assert float(jax.grad(mixture_log_density)(1.5, 0.0)) == pytest.approx(-1.5, abs=1e-5)
     # Independent route: central finite difference of the scipy log-density.
     h = 1e-4
-    fd = (np.log(scipy_mixture_pdf(0.7 + h, 4.0, 0.3))
-          - np.log(scipy_mixture_pdf(0.7 - h, 4.0, 0.3))) / (2 * h)
+    fd = (
+        np.log(scipy_mixture_pdf(0.7 + h, 4.0, 0.3)) - np.log(scipy_mixture_pdf(0.7 - h, 4.0, 0.3))
+    ) / (2 * h)
     assert float(jax.grad(mixture_log_density)(0.7, 4.0, 0.3)) == pytest.approx(fd, abs=1e-4)
 
 
 # ------------------------------------------------------------------- forward / reverse
 
 
-@pytest.mark.parametrize("separation, weight", [(0.0, 0.5), (2.0, 0.5), (6.0, 0.5),
-                                                (5.0, 0.3), (8.0, 0.8)])
+@pytest.mark.parametrize(
+    "separation, weight", [(0.0, 0.5), (2.0, 0.5), (6.0, 0.5), (5.0, 0.3), (8.0, 0.8)]
+)
 def test_forward_fit_is_moment_matching(separation, weight):
     """argmin_q KL(p||q) over Gaussians has q's mean and variance equal to p's."""
     fits = fit_forward_reverse(separation, weight)
@@ -120,8 +137,7 @@ def test_forward_fit_is_moment_matching(separation, weight):
     assert fits.forward.std == pytest.approx(std, abs=1e-4)
 
 
-@pytest.mark.parametrize("separation, weight", [(2.0, 0.5), (4.0, 0.5), (6.0, 0.5),
-                                                (5.0, 0.3)])
+@pytest.mark.parametrize("separation, weight", [(2.0, 0.5), (4.0, 0.5), (6.0, 0.5), (5.0, 0.3)])
 def test_reported_kls_match_scipy_quadrature(separation, weight):
     fits = fit_forward_reverse(separation, weight)
     fwd_kl, _ = forward_and_reverse_kl(separation, weight, fits.forward.mean, fits.forward.std)
@@ -134,17 +150,17 @@ def test_reported_kls_match_scipy_quadrature(separation, weight):
 def test_each_fit_is_optimal_for_its_own_direction(separation, weight):
     """Each fit beats the other fit, and every small perturbation, in its own KL."""
     fits = fit_forward_reverse(separation, weight)
-    fwd_of_rev, _ = forward_and_reverse_kl(separation, weight, fits.reverse.mean,
-                                           fits.reverse.std)
-    _, rev_of_fwd = forward_and_reverse_kl(separation, weight, fits.forward.mean,
-                                           fits.forward.std)
+    fwd_of_rev, _ = forward_and_reverse_kl(separation, weight, fits.reverse.mean, fits.reverse.std)
+    _, rev_of_fwd = forward_and_reverse_kl(separation, weight, fits.forward.mean, fits.forward.std)
     assert fits.forward.kl <= fwd_of_rev + 1e-6
     assert fits.reverse.kl <= rev_of_fwd + 1e-6
     for d_mean, d_std in [(0.05, 0.0), (-0.05, 0.0), (0.0, 0.05), (0.0, -0.05)]:
-        fwd, _ = forward_and_reverse_kl(separation, weight, fits.forward.mean + d_mean,
-                                        fits.forward.std + d_std)
-        _, rev = forward_and_reverse_kl(separation, weight, fits.reverse.mean + d_mean,
-                                        fits.reverse.std + d_std)
+        fwd, _ = forward_and_reverse_kl(
+            separation, weight, fits.forward.mean + d_mean, fits.forward.std + d_std
+        )
+        _, rev = forward_and_reverse_kl(
+            separation, weight, fits.reverse.mean + d_mean, fits.reverse.std + d_std
+        )
         assert fwd > fits.forward.kl
         assert rev > fits.reverse.kl
 
@@ -171,8 +187,7 @@ def test_zero_separation_both_fits_recover_the_target_exactly():
         assert fit.kl == pytest.approx(0.0, abs=1e-6)
 
 
-@pytest.mark.parametrize("separation, weight", [(-1.0, 0.5), (np.nan, 0.5), (2.0, 0.0),
-                                                (2.0, 1.0)])
+@pytest.mark.parametrize("separation, weight", [(-1.0, 0.5), (np.nan, 0.5), (2.0, 0.0), (2.0, 1.0)])
 def test_fit_rejects_bad_mixtures(separation, weight):
     with pytest.raises(ValueError, match="separation|weight"):
         fit_forward_reverse(separation, weight)
@@ -186,10 +201,12 @@ def test_show_forward_reverse_fits_draws_what_it_returns_and_follows_the_slider(
     assert far == fit_forward_reverse(7.0)
     fwd_line, rev_line = ax_far.lines
     x = fwd_line.get_xdata()
-    np.testing.assert_allclose(fwd_line.get_ydata(),
-                               stats.norm.pdf(x, far.forward.mean, far.forward.std), atol=1e-6)
-    np.testing.assert_allclose(rev_line.get_ydata(),
-                               stats.norm.pdf(x, far.reverse.mean, far.reverse.std), atol=1e-6)
+    np.testing.assert_allclose(
+        fwd_line.get_ydata(), stats.norm.pdf(x, far.forward.mean, far.forward.std), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        rev_line.get_ydata(), stats.norm.pdf(x, far.reverse.mean, far.reverse.std), atol=1e-6
+    )
     assert f"{far.reverse.kl:.3f}" in rev_line.get_label()
     assert "-0.00" not in ax_near.lines[0].get_label() + ax_near.lines[1].get_label()
     # Moving the slider changes what is drawn.
@@ -199,13 +216,13 @@ def test_show_forward_reverse_fits_draws_what_it_returns_and_follows_the_slider(
 # ------------------------------------------------------------- KL to a standard normal
 
 
-@pytest.mark.parametrize("mu, sigma", [(0.0, 1.0), (2.0, 1.0), (-1.3, 0.4), (0.5, 2.5),
-                                       (0.0, 0.1)])
+@pytest.mark.parametrize("mu, sigma", [(0.0, 1.0), (2.0, 1.0), (-1.3, 0.4), (0.5, 2.5), (0.0, 0.1)])
 def test_kl_to_standard_normal_matches_closed_form_and_scipy(new_axes, mu, sigma):
     shown = show_kl_to_standard_normal(mu, sigma, axes=new_axes(2))
     closed = float(kl_diag_gaussians(jnp.array([mu]), jnp.array([2 * np.log(sigma)])))
-    by_scipy = scipy_kl(lambda x: stats.norm.logpdf(x, mu, sigma),
-                        lambda x: stats.norm.logpdf(x, 0.0, 1.0))
+    by_scipy = scipy_kl(
+        lambda x: stats.norm.logpdf(x, mu, sigma), lambda x: stats.norm.logpdf(x, 0.0, 1.0)
+    )
     assert shown.kl == pytest.approx(closed, rel=1e-6)
     assert shown.kl == pytest.approx(by_scipy, rel=1e-5, abs=1e-6)
     assert shown.kl_quadrature == pytest.approx(by_scipy, rel=1e-4, abs=1e-6)
@@ -215,8 +232,9 @@ def test_kl_to_standard_normal_known_values(new_axes):
     """The values a student can check by hand: 0 at q = p, mu^2 / 2 for unit sigma."""
     assert show_kl_to_standard_normal(0.0, 1.0, axes=new_axes(2)).kl == pytest.approx(0.0)
     assert show_kl_to_standard_normal(2.0, 1.0, axes=new_axes(2)).kl == pytest.approx(2.0)
-    assert (show_kl_to_standard_normal(-2.0, 1.0, axes=new_axes(2)).kl
-            == pytest.approx(show_kl_to_standard_normal(2.0, 1.0, axes=new_axes(2)).kl))
+    assert show_kl_to_standard_normal(-2.0, 1.0, axes=new_axes(2)).kl == pytest.approx(
+        show_kl_to_standard_normal(2.0, 1.0, axes=new_axes(2)).kl
+    )
 
 
 def test_kl_to_standard_normal_draws_q_and_follows_the_sliders(new_axes):
@@ -231,7 +249,8 @@ def test_kl_to_standard_normal_draws_q_and_follows_the_sliders(new_axes):
     # The drawn integrand integrates (trapezoid on the plotted x) to the displayed KL.
     integrand = axes_a[1].lines[0]
     assert np.trapezoid(integrand.get_ydata(), integrand.get_xdata()) == pytest.approx(
-        shown.kl, abs=1e-4)
+        shown.kl, abs=1e-4
+    )
     assert not np.allclose(axes_b[0].lines[1].get_ydata(), q_line.get_ydata())
 
 

@@ -55,8 +55,7 @@ def tiny_vae(latent_dim: int, seed: int) -> VAE:
     of initialisers, so the fixture takes milliseconds.
     """
     config = VAEConfig(hidden_sizes=(16,), latent_dim=latent_dim)
-    graphdef, state = nnx.split(nnx.eval_shape(lambda: VAE(config, rngs=nnx.Rngs(0))),
-                                nnx.Param)
+    graphdef, state = nnx.split(nnx.eval_shape(lambda: VAE(config, rngs=nnx.Rngs(0))), nnx.Param)
     rng = np.random.default_rng(seed)
 
     def draw(leaf):
@@ -173,7 +172,7 @@ def test_tile_images_places_image_i_at_row_i_div_ncols_and_column_i_mod_ncols():
     assert canvas.shape == (3 * 2 + 2, 2 * 3 + 1)
     for i in range(5):
         r, c = divmod(i, 2)
-        np.testing.assert_array_equal(canvas[3 * r:3 * r + 2, 4 * c:4 * c + 3], images[i])
+        np.testing.assert_array_equal(canvas[3 * r : 3 * r + 2, 4 * c : 4 * c + 3], images[i])
     np.testing.assert_array_equal(canvas[2, :], -1.0)  # a gap row
     np.testing.assert_array_equal(canvas[6:, 4:], -1.0)  # the empty sixth place
     for bad in ({"ncols": 0}, {"ncols": 2, "gap": -1}):
@@ -184,8 +183,9 @@ def test_tile_images_places_image_i_at_row_i_div_ncols_and_column_i_mod_ncols():
 def test_decode_to_png_shows_the_decoder_mean(vae_5d):
     z = np.array([0.3, -1.0, 2.0, 0.0, 0.5], np.float32)
     for model in (vae_5d, LatentModel(vae_5d)):
-        np.testing.assert_array_equal(png_pixels(decode_to_png(model, z, scale=3)),
-                                      expected_pixels(vae_5d, z, 3))
+        np.testing.assert_array_equal(
+            png_pixels(decode_to_png(model, z, scale=3)), expected_pixels(vae_5d, z, 3)
+        )
     assert decode_to_png(vae_5d, z) == decode_to_png(vae_5d, z.copy())  # deterministic
     moved = z.copy()
     moved[0] += 1.5
@@ -231,7 +231,7 @@ def test_manifold_grid_tiles_are_decoded_grid_codes(vae_2d):
     assert canvas.shape == (n * 28, n * 28)
     codes = manifold_codes(n)
     for r, c in [(0, 0), (1, 3), (4, 4), (2, 2)]:
-        tile = canvas[r * 28:(r + 1) * 28, c * 28:(c + 1) * 28]
+        tile = canvas[r * 28 : (r + 1) * 28, c * 28 : (c + 1) * 28]
         want = np.asarray(vae_2d.mean_image(codes[r * n + c])).reshape(28, 28)
         np.testing.assert_allclose(tile, want, rtol=1e-6, atol=1e-7)
     # Symmetric grid: the centre tile of an odd grid is the origin.
@@ -251,15 +251,20 @@ def test_traversal_changes_only_dimension_k():
         codes = traversal_codes(z0, k, values)
         assert codes.shape == (7, 4)
         np.testing.assert_array_equal(codes[:, k], values.astype(np.float32))
-        np.testing.assert_array_equal(np.delete(codes, k, axis=1),
-                                      np.tile(np.delete(z0, k), (7, 1)))
+        np.testing.assert_array_equal(
+            np.delete(codes, k, axis=1), np.tile(np.delete(z0, k), (7, 1))
+        )
 
 
 def test_traverse_decodes_the_codes(vae_5d):
     z0 = np.array([0.1, 0.2, -0.3, 0.4, 0.0], np.float32)
     path = traverse(vae_5d, z0, 2, [-2.0, 0.0, 2.0])
-    np.testing.assert_allclose(path.images, np.asarray(vae_5d.mean_image(path.codes))
-                               .reshape(3, 28, 28), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        path.images,
+        np.asarray(vae_5d.mean_image(path.codes)).reshape(3, 28, 28),
+        rtol=1e-6,
+        atol=1e-7,
+    )
     assert not np.allclose(path.images[0], path.images[-1])
 
 
@@ -325,8 +330,9 @@ def test_scatter_marker_lands_where_the_axes_put_z():
         assert np.hypot(*(changed.mean(axis=0) - [row, col])) < 2.0
         assert np.abs(changed - [row, col]).max() < 15
     # Codes outside the axes are clipped to their edge.
-    np.testing.assert_array_equal(scatter.rgb(np.array([10.0, 10.0])),
-                                  scatter.rgb(np.array([3.0, 3.0])))
+    np.testing.assert_array_equal(
+        scatter.rgb(np.array([10.0, 10.0])), scatter.rgb(np.array([3.0, 3.0]))
+    )
     assert scatter.png(np.zeros(2)) != scatter.png(np.ones(2))
 
 
@@ -350,8 +356,10 @@ def test_median_seconds_calls_warmup_plus_repeats():
 def test_digit_choices_lists_first_image_of_each_digit():
     labels = np.array([3, 1, 3, 0, 1, 2])
     assert digit_choices(labels, digits=(0, 1, 3)) == [
-        ("digit 0 (test image #3)", 3), ("digit 1 (test image #1)", 1),
-        ("digit 3 (test image #0)", 0)]
+        ("digit 0 (test image #3)", 3),
+        ("digit 1 (test image #1)", 1),
+        ("digit 3 (test image #0)", 0),
+    ]
     assert [i for _, i in digit_choices(labels, per_digit=2, digits=(1, 3))] == [1, 4, 0, 2]
     with pytest.raises(ValueError, match="digit 2 has 1 images, 2 needed"):
         digit_choices(labels, per_digit=2, digits=(2,))
@@ -366,12 +374,14 @@ def assert_latent_slider(slider):
 
 def test_2d_explorer_every_slider_redraws_the_decoded_image(vae_2d):
     rng = np.random.default_rng(5)
-    explorer = build_2d_explorer(vae_2d, rng.normal(size=(200, 2)), rng.integers(0, 10, 200),
-                                 scale=4)
+    explorer = build_2d_explorer(
+        vae_2d, rng.normal(size=(200, 2)), rng.integers(0, 10, 200), scale=4
+    )
     assert DECODED_IMAGE_CLASS in explorer.image._dom_classes
     assert DECODED_IMAGE_CLASS not in explorer.scatter._dom_classes
-    np.testing.assert_array_equal(png_pixels(explorer.image.value),
-                                  expected_pixels(vae_2d, [0.0, 0.0], 4))
+    np.testing.assert_array_equal(
+        png_pixels(explorer.image.value), expected_pixels(vae_2d, [0.0, 0.0], 4)
+    )
     for j, slider in enumerate(explorer.sliders):
         assert_latent_slider(slider)
         before_image, before_scatter = explorer.image.value, explorer.scatter.value
@@ -380,8 +390,9 @@ def test_2d_explorer_every_slider_redraws_the_decoded_image(vae_2d):
         z[: j + 1] = 1.5  # earlier sliders keep their moved value
         assert explorer.image.value != before_image
         assert explorer.scatter.value != before_scatter
-        np.testing.assert_array_equal(png_pixels(explorer.image.value),
-                                      expected_pixels(vae_2d, z, 4))
+        np.testing.assert_array_equal(
+            png_pixels(explorer.image.value), expected_pixels(vae_2d, z, 4)
+        )
         assert "+1.50" in explorer.readout.value
     # The slider's far end (what the browser test presses End for) also redraws.
     before = explorer.image.value
@@ -395,14 +406,16 @@ def test_2d_explorer_needs_a_2d_model(vae_5d):
 
 
 def test_dimension_explorer_starts_at_the_encoding_and_each_slider_moves_one_coordinate(
-        vae_5d, test_set):
+    vae_5d, test_set
+):
     images, labels = test_set
     explorer = build_dimension_explorer(vae_5d, images, labels, scale=2)
     assert len(explorer.sliders) == 5
     z0 = encoding(vae_5d, images[explorer.digit.value])
     np.testing.assert_allclose(explorer.code(), z0, rtol=1e-6, atol=1e-6)
-    np.testing.assert_array_equal(png_pixels(explorer.image.value),
-                                  expected_pixels(vae_5d, explorer.code(), 2))
+    np.testing.assert_array_equal(
+        png_pixels(explorer.image.value), expected_pixels(vae_5d, explorer.code(), 2)
+    )
     for j, slider in enumerate(explorer.sliders):
         assert_latent_slider(slider)
         assert DECODED_IMAGE_CLASS in explorer.image._dom_classes
@@ -413,8 +426,9 @@ def test_dimension_explorer_starts_at_the_encoding_and_each_slider_moves_one_coo
         np.testing.assert_array_equal(np.delete(z, j), np.delete(before_code, j))
         assert z[j] == np.float32(1.5)
         assert explorer.image.value != before
-        np.testing.assert_array_equal(png_pixels(explorer.image.value),
-                                      expected_pixels(vae_5d, z, 2))
+        np.testing.assert_array_equal(
+            png_pixels(explorer.image.value), expected_pixels(vae_5d, z, 2)
+        )
     explorer.reset.click()
     np.testing.assert_allclose(explorer.code(), z0, rtol=1e-6, atol=1e-6)
 
@@ -426,8 +440,7 @@ def test_dimension_explorer_digit_choice_loads_its_encoding_with_one_redraw(vae_
     explorer.image.observe(lambda change: redraws.append(change["new"]), names="value")
     explorer.digit.value = explorer.digit.options[3][1]  # "digit 3 (test image #3)"
     assert len(redraws) == 1  # not one per slider
-    np.testing.assert_allclose(explorer.code(), encoding(vae_5d, images[3]),
-                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(explorer.code(), encoding(vae_5d, images[3]), rtol=1e-6, atol=1e-6)
 
 
 def test_dimension_explorer_traversal_strip_follows_k_and_the_sliders(vae_5d, test_set):
@@ -476,9 +489,11 @@ def test_interpolation_explorer_t_slider_decodes_the_line(vae_5d, test_set):
 
 def test_explorers_display_their_widget_with_a_fixed_text(vae_2d, vae_5d, test_set):
     images, labels = test_set
-    explorers = [build_2d_explorer(vae_2d, np.zeros((3, 2)), np.arange(3)),
-                 build_dimension_explorer(vae_5d, images, labels),
-                 build_interpolation_explorer(vae_5d, images, labels)]
+    explorers = [
+        build_2d_explorer(vae_2d, np.zeros((3, 2)), np.arange(3)),
+        build_dimension_explorer(vae_5d, images, labels),
+        build_interpolation_explorer(vae_5d, images, labels),
+    ]
     formatter = DisplayFormatter()  # what IPython's display() uses
     for explorer in explorers:
         bundle, _ = formatter.format(explorer)

@@ -8,6 +8,7 @@ vae_edu.conjugate.expected_log_likelihood, and against numpy least squares in th
 autoencoder limit; the per-pixel expectation against a Monte Carlo average (5 SE).
 """
 
+import itertools
 import math
 
 import jax
@@ -20,17 +21,26 @@ from scipy import stats
 from vae_edu import data
 from vae_edu.conjugate import LinearGaussianModel, make_model
 from vae_edu.kl import kl_diag_gaussians
-from vae_edu.widgets.loss import (REDUCTIONS, LossBalance, expected_log_likelihood_per_pixel,
-                                  fit_ppca, loss_balance, loss_weights, plot_loss_balance,
-                                  reduced_loss, weighted_optimal_q)
+from vae_edu.widgets.loss import (
+    REDUCTIONS,
+    LossBalance,
+    expected_log_likelihood_per_pixel,
+    fit_ppca,
+    loss_balance,
+    loss_weights,
+    plot_loss_balance,
+    reduced_loss,
+    weighted_optimal_q,
+)
 
-ALL_REDUCTIONS = [(p, l, b) for p in REDUCTIONS for l in REDUCTIONS for b in REDUCTIONS]
+ALL_REDUCTIONS = list(itertools.product(REDUCTIONS, repeat=3))
 
 
 @pytest.fixture(scope="module")
 def mnist_ppca():
-    images = np.asarray(data.to_unit_interval(data.load_mnist("test").images[:2064]),
-                        np.float32).reshape(-1, 784)
+    images = np.asarray(
+        data.to_unit_interval(data.load_mnist("test").images[:2064]), np.float32
+    ).reshape(-1, 784)
     return fit_ppca(images[64:], latent_dim=8), images[:64]
 
 
@@ -57,8 +67,9 @@ _objective_gradient = jax.jit(jax.grad(_weighted_objective, argnums=(2, 3)))
 def test_mean_over_pixels_is_beta_784():
     w = loss_weights(1.0, 1.0, num_pixels=784, latent_dim=20, pixel_reduction="mean")
     assert w.effective_beta == pytest.approx(784.0)
-    w = loss_weights(1.0, 1.0, num_pixels=784, latent_dim=20, pixel_reduction="mean",
-                     latent_reduction="mean")
+    w = loss_weights(
+        1.0, 1.0, num_pixels=784, latent_dim=20, pixel_reduction="mean", latent_reduction="mean"
+    )
     assert w.effective_beta == pytest.approx(784.0 / 20.0)
     w = loss_weights(1.0, 1.0, num_pixels=784, latent_dim=20, latent_reduction="mean")
     assert w.effective_beta == pytest.approx(1.0 / 20.0)
@@ -66,16 +77,26 @@ def test_mean_over_pixels_is_beta_784():
 
 def test_batch_reduction_scales_both_terms_and_keeps_beta():
     by_mean = loss_weights(2.0, 3.0, num_pixels=784, latent_dim=20, batch_size=64)
-    by_sum = loss_weights(2.0, 3.0, num_pixels=784, latent_dim=20, batch_size=64,
-                          batch_reduction="sum")
+    by_sum = loss_weights(
+        2.0, 3.0, num_pixels=784, latent_dim=20, batch_size=64, batch_reduction="sum"
+    )
     assert by_mean.effective_beta == pytest.approx(by_sum.effective_beta) == pytest.approx(1.5)
     assert by_sum.reconstruction_weight == pytest.approx(64 * by_mean.reconstruction_weight)
     assert by_sum.kl_weight == pytest.approx(64 * by_mean.kl_weight)
 
 
-@pytest.mark.parametrize("bad", [dict(alpha=0.0), dict(beta=-1.0), dict(alpha=math.inf),
-                                 dict(num_pixels=0), dict(latent_dim=2.5),
-                                 dict(pixel_reduction="average"), dict(batch_reduction=None)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(alpha=0.0),
+        dict(beta=-1.0),
+        dict(alpha=math.inf),
+        dict(num_pixels=0),
+        dict(latent_dim=2.5),
+        dict(pixel_reduction="average"),
+        dict(batch_reduction=None),
+    ],
+)
 def test_loss_weights_rejects_bad_arguments(bad):
     kwargs = dict(alpha=1.0, beta=1.0, num_pixels=784, latent_dim=20)
     kwargs.update(bad)
@@ -94,10 +115,25 @@ def test_reduced_loss_is_the_weighted_sum(reductions):
     rng = np.random.default_rng(0)
     log_lik = -rng.exponential(size=(6, 10))
     kl = rng.exponential(size=(6, 3))
-    got = reduced_loss(log_lik, kl, alpha=0.7, beta=2.5, pixel_reduction=pixel,
-                       latent_reduction=latent, batch_reduction=batch)
-    w = loss_weights(0.7, 2.5, num_pixels=10, latent_dim=3, batch_size=6,
-                     pixel_reduction=pixel, latent_reduction=latent, batch_reduction=batch)
+    got = reduced_loss(
+        log_lik,
+        kl,
+        alpha=0.7,
+        beta=2.5,
+        pixel_reduction=pixel,
+        latent_reduction=latent,
+        batch_reduction=batch,
+    )
+    w = loss_weights(
+        0.7,
+        2.5,
+        num_pixels=10,
+        latent_dim=3,
+        batch_size=6,
+        pixel_reduction=pixel,
+        latent_reduction=latent,
+        batch_reduction=batch,
+    )
     expected_recon = -w.reconstruction_weight * log_lik.sum()
     expected_kl = w.kl_weight * kl.sum()
     np.testing.assert_allclose(float(got.reconstruction_term), expected_recon, rtol=1e-5)
@@ -109,25 +145,29 @@ def test_reduced_loss_default_is_minus_batch_mean_elbo():
     rng = np.random.default_rng(1)
     log_lik, kl = -rng.exponential(size=(4, 7)), rng.exponential(size=(4, 2))
     elbo_per_example = log_lik.sum(axis=1) - kl.sum(axis=1)
-    np.testing.assert_allclose(float(reduced_loss(log_lik, kl).loss), -elbo_per_example.mean(),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        float(reduced_loss(log_lik, kl).loss), -elbo_per_example.mean(), rtol=1e-5
+    )
 
 
 def test_reduced_loss_under_jit_vmap_grad():
     rng = np.random.default_rng(2)
     log_lik = jnp.asarray(-rng.exponential(size=(3, 4, 5)), jnp.float32)
     kl = jnp.asarray(rng.exponential(size=(3, 4, 2)), jnp.float32)
-    jitted = jax.jit(reduced_loss, static_argnames=("pixel_reduction", "latent_reduction",
-                                                    "batch_reduction"))
+    jitted = jax.jit(
+        reduced_loss, static_argnames=("pixel_reduction", "latent_reduction", "batch_reduction")
+    )
     plain = reduced_loss(log_lik[0], kl[0], pixel_reduction="mean")
-    np.testing.assert_allclose(jitted(log_lik[0], kl[0], pixel_reduction="mean").loss,
-                               plain.loss, rtol=1e-6)
+    np.testing.assert_allclose(
+        jitted(log_lik[0], kl[0], pixel_reduction="mean").loss, plain.loss, rtol=1e-6
+    )
     batched = jax.vmap(lambda a, b: reduced_loss(a, b).loss)(log_lik, kl)
     assert batched.shape == (3,)
     np.testing.assert_allclose(batched[1], reduced_loss(log_lik[1], kl[1]).loss, rtol=1e-6)
     # d loss / d alpha is minus the reduced log-likelihood; d loss / d beta the reduced KL.
-    d_alpha, d_beta = jax.grad(lambda a, b: reduced_loss(log_lik[0], kl[0], alpha=a, beta=b).loss,
-                               argnums=(0, 1))(1.0, 1.0)
+    d_alpha, d_beta = jax.grad(
+        lambda a, b: reduced_loss(log_lik[0], kl[0], alpha=a, beta=b).loss, argnums=(0, 1)
+    )(1.0, 1.0)
     np.testing.assert_allclose(d_alpha, -np.mean(np.sum(log_lik[0], -1)), rtol=1e-5)
     np.testing.assert_allclose(d_beta, np.mean(np.sum(kl[0], -1)), rtol=1e-5)
 
@@ -157,16 +197,18 @@ def test_fit_ppca_is_a_stationary_point_of_the_exact_likelihood():
 
     grads = gradient(tuple(fitted))
     grads_away = gradient(tuple(p + 0.1 for p in fitted))
-    for g, g_away in zip(grads, grads_away):
+    for g, g_away in zip(grads, grads_away, strict=True):
         assert float(jnp.max(jnp.abs(g))) < 1e-3 * float(jnp.max(jnp.abs(g_away)))
     # W has orthogonal columns, so W^T W (and the exact posterior covariance) is diagonal.
     gram = np.asarray(fitted.weight.T @ fitted.weight)
     np.testing.assert_allclose(gram - np.diag(np.diag(gram)), 0.0, atol=1e-4)
+
     # The fitted marginal N(b, W W^T + s^2 I) beats the true one on its own training data.
     def scipy_loglik(model):
         w, b = np.asarray(model.weight, np.float64), np.asarray(model.bias, np.float64)
         cov = w @ w.T + math.exp(float(model.log_var_x)) * np.eye(6)
         return stats.multivariate_normal(b, cov).logpdf(x).sum()
+
     assert scipy_loglik(fitted) >= scipy_loglik(truth)
 
 
@@ -205,8 +247,13 @@ def test_optimal_q_zeroes_the_gradient_and_beats_perturbations(small_model, gamm
     assert float(jnp.max(jnp.abs(grad_log_var))) < 1e-3 * max(1.0, gamma)
     best = float(_weighted_objective(small_model, x, mean, log_var, gamma))
     rng = np.random.default_rng(5)
-    others = _weighted_objective(small_model, x, mean + 0.1 * rng.normal(size=(50, 3)),
-                                 log_var + 0.1 * rng.normal(size=(50, 3)), gamma)
+    others = _weighted_objective(
+        small_model,
+        x,
+        mean + 0.1 * rng.normal(size=(50, 3)),
+        log_var + 0.1 * rng.normal(size=(50, 3)),
+        gamma,
+    )
     assert others.shape == (50,) and float(jnp.max(others)) < best
 
 
@@ -228,7 +275,9 @@ def test_optimal_q_under_jit_vmap_grad_and_extremes(small_model):
     np.testing.assert_allclose(jitted[0], weighted_optimal_q(small_model, x, 2.0)[0], rtol=1e-5)
     per_row = jax.vmap(lambda row: weighted_optimal_q(small_model, row, 2.0)[0])(x)
     np.testing.assert_allclose(per_row, jitted[0], rtol=1e-5, atol=1e-6)
-    d_kl = jax.grad(lambda g: jnp.sum(kl_diag_gaussians(*weighted_optimal_q(small_model, x, g))))(2.0)
+    d_kl = jax.grad(lambda g: jnp.sum(kl_diag_gaussians(*weighted_optimal_q(small_model, x, g))))(
+        2.0
+    )
     assert np.isfinite(float(d_kl)) and float(d_kl) > 0.0  # more reconstruction weight, more KL
     for gamma in (1e-12, 1e12):
         mean, log_var = weighted_optimal_q(small_model, x, gamma)
@@ -284,20 +333,23 @@ def test_mean_over_pixels_equals_beta_784_and_collapses(mnist_ppca):
     assert by_mean.effective_beta == pytest.approx(by_beta.effective_beta) == pytest.approx(784.0)
     np.testing.assert_allclose(by_mean.reconstructions, by_beta.reconstructions, atol=1e-5)
     assert by_mean.kl == pytest.approx(by_beta.kl, rel=1e-5)
-    np.testing.assert_allclose(by_mean.reconstruction_term, by_beta.reconstruction_term / 784,
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        by_mean.reconstruction_term, by_beta.reconstruction_term / 784, rtol=1e-5
+    )
     # Heavier KL weight: less KL, fewer active dimensions, reconstructions nearer the mean image.
     plain = loss_balance(model, images)
     assert by_mean.kl < 0.1 * plain.kl and by_mean.active_dims < plain.active_dims
     mean_image = np.asarray(model.bias)
-    assert (np.abs(by_mean.reconstructions - mean_image).mean()
-            < 0.5 * np.abs(plain.reconstructions - mean_image).mean())
+    assert (
+        np.abs(by_mean.reconstructions - mean_image).mean()
+        < 0.5 * np.abs(plain.reconstructions - mean_image).mean()
+    )
 
 
 def test_balance_kl_decreases_with_effective_beta(mnist_ppca):
     model, images = mnist_ppca
     kls = [loss_balance(model, images, beta=b).kl for b in (0.01, 0.1, 1.0, 10.0, 100.0)]
-    assert all(a > b for a, b in zip(kls, kls[1:]))
+    assert all(a > b for a, b in zip(kls, kls[1:], strict=True))
 
 
 def test_plot_draws_the_returned_numbers_and_changes_with_the_sliders(mnist_ppca):
@@ -306,22 +358,23 @@ def test_plot_draws_the_returned_numbers_and_changes_with_the_sliders(mnist_ppca
     fig = first.figure
     ax_terms, ax_beta = fig.subfigs[0].axes
     widths = [patch.get_width() for patch in ax_terms.patches]
-    np.testing.assert_allclose(widths, [first.balance.reconstruction_term, first.balance.kl_term],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        widths, [first.balance.reconstruction_term, first.balance.kl_term], rtol=1e-6
+    )
     marker_x = ax_beta.lines[-1].get_xdata()[0]
     assert marker_x == pytest.approx(math.log10(first.balance.effective_beta))
     picture_before = fig.subfigs[1].axes[8].get_images()[0].get_array().copy()
-    np.testing.assert_allclose(picture_before,
-                               np.clip(first.balance.reconstructions[0], 0, 1).reshape(28, 28),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        picture_before, np.clip(first.balance.reconstructions[0], 0, 1).reshape(28, 28), rtol=1e-6
+    )
 
     second = plot_loss_balance(1.0, 1.0, "mean", model=model, images=images, fig=fig)
     assert second.figure is fig
     ax_terms, ax_beta = fig.subfigs[0].axes
     widths_after = [patch.get_width() for patch in ax_terms.patches]
-    np.testing.assert_allclose(widths_after,
-                               [second.balance.reconstruction_term, second.balance.kl_term],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        widths_after, [second.balance.reconstruction_term, second.balance.kl_term], rtol=1e-6
+    )
     assert not np.allclose(widths, widths_after)
     assert ax_beta.lines[-1].get_xdata()[0] == pytest.approx(math.log10(784.0))
     picture_after = fig.subfigs[1].axes[8].get_images()[0].get_array()

@@ -158,7 +158,9 @@ def test_stats_extremes_and_moments():
 
 def test_bad_inputs_raise_naming_the_problem():
     codes = np.random.default_rng(8).standard_normal((5, 2))
-    with pytest.raises(ValueError, match=r"log_vars has shape \(5, 3\) but means has shape \(5, 2\)"):
+    with pytest.raises(
+        ValueError, match=r"log_vars has shape \(5, 3\) but means has shape \(5, 2\)"
+    ):
         aggregate_posterior_moments(codes, np.zeros((5, 3)))
     with pytest.raises(ValueError, match=r"\(N, 2\).*\(5, 3\)"):
         prior_cell_fractions(np.zeros((5, 3)))
@@ -218,7 +220,7 @@ def test_plot_latent_view_changes_with_the_grid_and_the_window():
 def test_every_named_view_draws_and_labels_are_checked():
     means, _ = _posterior_params(n=50)
     fig, axes = plt.subplots(1, len(LATENT_VIEWS))
-    for ax, (coordinates, window) in zip(axes, LATENT_VIEWS.values()):
+    for ax, (coordinates, window) in zip(axes, LATENT_VIEWS.values(), strict=True):
         view = plot_latent_view(means, np.zeros(50), coordinates=coordinates, window=window, ax=ax)
         assert view.figure is fig and len(ax.collections) == 2
     with pytest.raises(ValueError, match=r"labels has shape \(49,\)"):

@@ -23,8 +23,19 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "kl", "elbo", "conjugate", "data", "models", "train", "evaluate", "checkpoints",
-    "widgets", "plots", "grading", "assignments", "pretrained",
+    "kl",
+    "elbo",
+    "conjugate",
+    "data",
+    "models",
+    "train",
+    "evaluate",
+    "checkpoints",
+    "widgets",
+    "plots",
+    "grading",
+    "assignments",
+    "pretrained",
 )
 
 

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
 import shlex
 import sys
 import time
@@ -71,106 +69,216 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m vae_edu",
         description="Train and evaluate the vae_edu variational autoencoder on MNIST.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="{train,evaluate}")
 
     t = sub.add_parser(
-        "train", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "train",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         help="train a VAE, write its checkpoint and figures",
         description="Train a VAE on dynamically binarized MNIST (a fresh Bernoulli draw of "
-                    "every training image each epoch), write one checkpoint file and the "
-                    "standard figures (reconstructions, prior samples, loss curves, and the "
-                    "latent manifold when --latent-dim is 2).")
+        "every training image each epoch), write one checkpoint file and the "
+        "standard figures (reconstructions, prior samples, loss curves, and the "
+        "latent manifold when --latent-dim is 2).",
+    )
     g = t.add_argument_group("architecture")
-    g.add_argument("--hidden", type=_positive_int, nargs="+", default=[400], metavar="WIDTH",
-                   help="hidden layer widths of the encoder, e.g. --hidden 512 256; the "
-                        "decoder mirrors them")
-    g.add_argument("--latent-dim", type=_positive_int, default=20,
-                   help="dimension of the latent code z")
-    g.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu",
-                   help="hidden-layer nonlinearity")
-    g.add_argument("--likelihood", choices=LIKELIHOODS, default="bernoulli",
-                   help="decoder distribution: Bernoulli logits, or a Gaussian with mean "
-                        "sigmoid(logits) and fixed variance exp(--gaussian-log-var)")
-    g.add_argument("--gaussian-log-var", type=float, default=0.0,
-                   help="log sigma^2 of the Gaussian decoder (ignored for bernoulli)")
+    g.add_argument(
+        "--hidden",
+        type=_positive_int,
+        nargs="+",
+        default=[400],
+        metavar="WIDTH",
+        help="hidden layer widths of the encoder, e.g. --hidden 512 256; the decoder mirrors them",
+    )
+    g.add_argument(
+        "--latent-dim", type=_positive_int, default=20, help="dimension of the latent code z"
+    )
+    g.add_argument(
+        "--activation",
+        choices=sorted(ACTIVATIONS),
+        default="relu",
+        help="hidden-layer nonlinearity",
+    )
+    g.add_argument(
+        "--likelihood",
+        choices=LIKELIHOODS,
+        default="bernoulli",
+        help="decoder distribution: Bernoulli logits, or a Gaussian with mean "
+        "sigmoid(logits) and fixed variance exp(--gaussian-log-var)",
+    )
+    g.add_argument(
+        "--gaussian-log-var",
+        type=float,
+        default=0.0,
+        help="log sigma^2 of the Gaussian decoder (ignored for bernoulli)",
+    )
     g = t.add_argument_group("optimisation")
     g.add_argument("--epochs", type=_positive_int, default=10, help="passes over the data")
     g.add_argument("--batch-size", type=_positive_int, default=128, help="images per step")
     g.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam (peak) learning rate")
-    g.add_argument("--schedule", choices=SCHEDULES, default="constant",
-                   help="learning-rate schedule over all steps")
-    g.add_argument("--warmup-epochs", type=_non_negative_int, default=0,
-                   help="linear warm-up length for --schedule warmup_cosine")
-    g.add_argument("--final-lr-fraction", type=_non_negative_float, default=0.0,
-                   help="final learning rate of the cosine schedules, as a fraction of --lr")
-    g.add_argument("--beta", type=_non_negative_float, default=1.0,
-                   help="weight of the KL term (1 = VAE, 0 = autoencoder)")
-    g.add_argument("--alpha", type=_non_negative_float, default=1.0,
-                   help="weight of the reconstruction term")
-    g.add_argument("--targets", choices=TARGETS, default="binarized",
-                   help="binarized: fresh Bernoulli draws each epoch; grayscale: the pixel "
-                        "intensities in [0, 1]")
-    g.add_argument("--no-output-bias-init", action="store_true",
-                   help="do not start the decoder's output bias at logit(mean image)")
-    g.add_argument("--seed", type=_non_negative_int, default=0,
-                   help="the only source of randomness (weights, shuffling, binarization)")
-    g.add_argument("--steps-per-call", type=_positive_int, default=50,
-                   help="training steps per jitted call (progress-bar granularity only)")
-    g.add_argument("--train-subset", type=_positive_int, default=None, metavar="N",
-                   help="train on the first N training images only (for quick trials)")
-    g.add_argument("--test-subset", type=_positive_int, default=None, metavar="N",
-                   help="evaluate on the first N test images only")
+    g.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        default="constant",
+        help="learning-rate schedule over all steps",
+    )
+    g.add_argument(
+        "--warmup-epochs",
+        type=_non_negative_int,
+        default=0,
+        help="linear warm-up length for --schedule warmup_cosine",
+    )
+    g.add_argument(
+        "--final-lr-fraction",
+        type=_non_negative_float,
+        default=0.0,
+        help="final learning rate of the cosine schedules, as a fraction of --lr",
+    )
+    g.add_argument(
+        "--beta",
+        type=_non_negative_float,
+        default=1.0,
+        help="weight of the KL term (1 = VAE, 0 = autoencoder)",
+    )
+    g.add_argument(
+        "--alpha", type=_non_negative_float, default=1.0, help="weight of the reconstruction term"
+    )
+    g.add_argument(
+        "--targets",
+        choices=TARGETS,
+        default="binarized",
+        help="binarized: fresh Bernoulli draws each epoch; grayscale: the pixel "
+        "intensities in [0, 1]",
+    )
+    g.add_argument(
+        "--no-output-bias-init",
+        action="store_true",
+        help="do not start the decoder's output bias at logit(mean image)",
+    )
+    g.add_argument(
+        "--seed",
+        type=_non_negative_int,
+        default=0,
+        help="the only source of randomness (weights, shuffling, binarization)",
+    )
+    g.add_argument(
+        "--steps-per-call",
+        type=_positive_int,
+        default=50,
+        help="training steps per jitted call (progress-bar granularity only)",
+    )
+    g.add_argument(
+        "--train-subset",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="train on the first N training images only (for quick trials)",
+    )
+    g.add_argument(
+        "--test-subset",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="evaluate on the first N test images only",
+    )
     g = t.add_argument_group("output")
-    g.add_argument("--output", type=Path, default=Path("checkpoints/vae.msgpack"),
-                   help="checkpoint file to write")
-    g.add_argument("--name", default=None,
-                   help="figure file prefix (default: the checkpoint's file stem)")
-    g.add_argument("--figures", type=Path, default=Path("figures"),
-                   help="folder for the figures")
+    g.add_argument(
+        "--output",
+        type=Path,
+        default=Path("checkpoints/vae.msgpack"),
+        help="checkpoint file to write",
+    )
+    g.add_argument(
+        "--name", default=None, help="figure file prefix (default: the checkpoint's file stem)"
+    )
+    g.add_argument("--figures", type=Path, default=Path("figures"), help="folder for the figures")
     g.add_argument("--no-figures", action="store_true", help="skip the figures")
-    g.add_argument("--dtype", choices=("float32", "float16"), default="float32",
-                   help="storage dtype of the parameters; every number in the summary is "
-                        "computed from the stored (rounded) parameters")
-    g.add_argument("--resume", action="store_true",
-                   help="continue an interrupted run from <output>.resume.msgpack")
-    g.add_argument("--eval-k", type=_non_negative_int, default=0, metavar="K",
-                   help="after training, estimate the test log-likelihood with the IWAE "
-                        "bound using K importance samples (0: skip; papers use 5000)")
-    g.add_argument("--eval-binarizations", type=_positive_int, default=1,
-                   help="binarization draws of the test set averaged in the final test "
-                        "ELBO and IWAE estimates")
+    g.add_argument(
+        "--dtype",
+        choices=("float32", "float16"),
+        default="float32",
+        help="storage dtype of the parameters; every number in the summary is "
+        "computed from the stored (rounded) parameters",
+    )
+    g.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run from <output>.resume.msgpack",
+    )
+    g.add_argument(
+        "--eval-k",
+        type=_non_negative_int,
+        default=0,
+        metavar="K",
+        help="after training, estimate the test log-likelihood with the IWAE "
+        "bound using K importance samples (0: skip; papers use 5000)",
+    )
+    g.add_argument(
+        "--eval-binarizations",
+        type=_positive_int,
+        default=1,
+        help="binarization draws of the test set averaged in the final test "
+        "ELBO and IWAE estimates",
+    )
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     e = sub.add_parser(
-        "evaluate", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "evaluate",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         help="evaluate a checkpoint (test ELBO and IWAE log-likelihood)",
         description="Load a checkpoint, then estimate the test ELBO and the importance-"
-                    "weighted bound L_k on log p(x) on dynamically binarized test images, "
-                    "in nats per image, with standard errors over images.")
+        "weighted bound L_k on log p(x) on dynamically binarized test images, "
+        "in nats per image, with standard errors over images.",
+    )
     e.add_argument("checkpoint", type=Path, help="a .msgpack file written by vae_edu")
-    e.add_argument("--k", type=_positive_int, default=1000,
-                   help="importance samples per image for the IWAE bound")
-    e.add_argument("--binarizations", type=_positive_int, default=1,
-                   help="binarization draws of the test set to average")
+    e.add_argument(
+        "--k",
+        type=_positive_int,
+        default=1000,
+        help="importance samples per image for the IWAE bound",
+    )
+    e.add_argument(
+        "--binarizations",
+        type=_positive_int,
+        default=1,
+        help="binarization draws of the test set to average",
+    )
     e.add_argument("--seed", type=_non_negative_int, default=0, help="evaluation PRNG seed")
-    e.add_argument("--num-images", type=_positive_int, default=None,
-                   help="use the first N test images (default: all 10,000)")
-    e.add_argument("--sample-chunk", type=_positive_int, default=500,
-                   help="importance samples per vectorised chunk (memory only)")
-    e.add_argument("--image-chunk", type=_positive_int, default=8,
-                   help="images per vectorised chunk (memory only)")
-    e.add_argument("--report-memory", action="store_true",
-                   help="print XLA's temporary-buffer size for the IWAE call and the "
-                        "process's peak resident memory")
+    e.add_argument(
+        "--num-images",
+        type=_positive_int,
+        default=None,
+        help="use the first N test images (default: all 10,000)",
+    )
+    e.add_argument(
+        "--sample-chunk",
+        type=_positive_int,
+        default=500,
+        help="importance samples per vectorised chunk (memory only)",
+    )
+    e.add_argument(
+        "--image-chunk",
+        type=_positive_int,
+        default=8,
+        help="images per vectorised chunk (memory only)",
+    )
+    e.add_argument(
+        "--report-memory",
+        action="store_true",
+        help="print XLA's temporary-buffer size for the IWAE call and the "
+        "process's peak resident memory",
+    )
     e.add_argument("--json", action="store_true", help="print the results as JSON")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
-def _peak_rss_mb() -> float:
-    # ru_maxrss is in kilobytes on Linux.
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+def _peak_rss_mb() -> float | None:
+    """Peak resident memory in MiB, or None where the platform has no such reading."""
+    from .system import peak_memory_mib
+
+    return peak_memory_mib()
 
 
 def _round_to_storage(model, dtype: str):
@@ -182,8 +290,9 @@ def _round_to_storage(model, dtype: str):
     from flax import nnx
 
     graphdef, state = nnx.split(model, nnx.Param)
-    rounded = jax.tree.map(lambda a: np.asarray(a).astype(np.float16).astype(np.float32),
-                           nnx.to_pure_dict(state))
+    rounded = jax.tree.map(
+        lambda a: np.asarray(a).astype(np.float16).astype(np.float32), nnx.to_pure_dict(state)
+    )
     return nnx.merge(graphdef, rounded)
 
 
@@ -198,44 +307,70 @@ def _figures(model, history, name: str, directory: Path, test_images, test_label
     binary = np.asarray(data.binarize(jax.random.PRNGKey(seed), x))
     mean, _ = model.encode(binary)
     recon = np.asarray(model.mean_image(mean))
-    written.append(plots.save_figure(plots.plot_reconstructions(binary, recon),
-                                     f"{name}_reconstructions", directory))
+    written.append(
+        plots.save_figure(
+            plots.plot_reconstructions(binary, recon), f"{name}_reconstructions", directory
+        )
+    )
     z = jax.random.normal(jax.random.PRNGKey(seed + 1), (40, model.config.latent_dim))
-    written.append(plots.save_figure(
-        plots.image_grid(np.asarray(model.mean_image(z)), 10,
-                         title="decoder means of 40 draws z ~ N(0, I)"),
-        f"{name}_prior_samples", directory))
-    written.append(plots.save_figure(plots.plot_loss_curves(history), f"{name}_loss_curves",
-                                     directory))
+    written.append(
+        plots.save_figure(
+            plots.image_grid(
+                np.asarray(model.mean_image(z)), 10, title="decoder means of 40 draws z ~ N(0, I)"
+            ),
+            f"{name}_prior_samples",
+            directory,
+        )
+    )
+    written.append(
+        plots.save_figure(plots.plot_loss_curves(history), f"{name}_loss_curves", directory)
+    )
     if model.config.latent_dim == 2:
-        written.append(plots.save_figure(
-            plots.plot_manifold(lambda zz: np.asarray(model.mean_image(zz))),
-            f"{name}_manifold", directory))
-        means, _ = evaluate.encode_dataset(model, test_images,
-                                           key=jax.random.PRNGKey(seed + 2))
-        written.append(plots.save_figure(plots.plot_latent_scatter(means, test_labels),
-                                         f"{name}_latent_scatter", directory))
+        written.append(
+            plots.save_figure(
+                plots.plot_manifold(lambda zz: np.asarray(model.mean_image(zz))),
+                f"{name}_manifold",
+                directory,
+            )
+        )
+        means, _ = evaluate.encode_dataset(model, test_images, key=jax.random.PRNGKey(seed + 2))
+        written.append(
+            plots.save_figure(
+                plots.plot_latent_scatter(means, test_labels), f"{name}_latent_scatter", directory
+            )
+        )
     return written
 
 
 def _train(args, argv: list[str]) -> int:
     import jax
-    import numpy as np
 
     from vae_edu import checkpoints, data, evaluate
     from vae_edu.models import VAEConfig
     from vae_edu.train import TrainConfig, train
 
     try:
-        model_config = VAEConfig(hidden_sizes=tuple(args.hidden), latent_dim=args.latent_dim,
-                                 activation=args.activation, likelihood=args.likelihood,
-                                 gaussian_log_var=args.gaussian_log_var)
+        model_config = VAEConfig(
+            hidden_sizes=tuple(args.hidden),
+            latent_dim=args.latent_dim,
+            activation=args.activation,
+            likelihood=args.likelihood,
+            gaussian_log_var=args.gaussian_log_var,
+        )
         train_config = TrainConfig(
-            num_epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
-            schedule=args.schedule, warmup_epochs=args.warmup_epochs,
-            final_lr_fraction=args.final_lr_fraction, beta=args.beta, alpha=args.alpha,
-            seed=args.seed, targets=args.targets,
-            init_output_bias=not args.no_output_bias_init, steps_per_call=args.steps_per_call)
+            num_epochs=args.epochs,
+            batch_size=args.batch_size,
+            learning_rate=args.lr,
+            schedule=args.schedule,
+            warmup_epochs=args.warmup_epochs,
+            final_lr_fraction=args.final_lr_fraction,
+            beta=args.beta,
+            alpha=args.alpha,
+            seed=args.seed,
+            targets=args.targets,
+            init_output_bias=not args.no_output_bias_init,
+            steps_per_call=args.steps_per_call,
+        )
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -245,16 +380,30 @@ def _train(args, argv: list[str]) -> int:
     test_labels = test_split.labels[: args.test_subset]
     resume_path = args.output.with_name(args.output.stem + ".resume.msgpack")
     if resume_path.exists() and not args.resume:
-        print(f"error: {resume_path} exists (an interrupted run); pass --resume to continue "
-              f"it or delete it to start over", file=sys.stderr)
+        print(
+            f"error: {resume_path} exists (an interrupted run); pass --resume to continue "
+            f"it or delete it to start over",
+            file=sys.stderr,
+        )
         return 2
-    load_start = os.getloadavg()
-    print(f"training {model_config.describe()} for {args.epochs} epochs "
-          f"(load average {load_start[0]:.1f})", flush=True)
+    from .system import load_average
+
+    load_start = load_average()
+    load_text = "n/a on this platform" if load_start is None else f"{load_start:.1f}"
+    print(
+        f"training {model_config.describe()} for {args.epochs} epochs (load average {load_text})",
+        flush=True,
+    )
     try:
-        result = train(model_config, train_config, train_images=train_images,
-                       test_images=test_images, checkpoint_path=resume_path,
-                       resume=args.resume, progress=not args.no_progress)
+        result = train(
+            model_config,
+            train_config,
+            train_images=train_images,
+            test_images=test_images,
+            checkpoint_path=resume_path,
+            resume=args.resume,
+            progress=not args.no_progress,
+        )
     except checkpoints.CheckpointError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -264,50 +413,79 @@ def _train(args, argv: list[str]) -> int:
     eval_start = time.perf_counter()
     key = jax.random.PRNGKey(args.seed)
     binarize = args.targets == "binarized"
-    elbo = evaluate.test_elbo(model, test_images, key, binarize=binarize,
-                              num_binarizations=args.eval_binarizations)
+    elbo = evaluate.test_elbo(
+        model, test_images, key, binarize=binarize, num_binarizations=args.eval_binarizations
+    )
     summary = {
-        "epochs": result.state.epoch, "seed": args.seed,
-        "test_elbo": elbo.mean, "test_elbo_std_error": elbo.std_error,
-        "test_images": int(len(test_images)), "train_images": int(len(train_images)),
+        "epochs": result.state.epoch,
+        "seed": args.seed,
+        "test_elbo": elbo.mean,
+        "test_elbo_std_error": elbo.std_error,
+        "test_images": int(len(test_images)),
+        "train_images": int(len(train_images)),
         "eval_binarizations": args.eval_binarizations,
         "quick_test_elbo": evaluate.quick_test_elbo(model, binarize=binarize),
         "active_units": evaluate.active_units(model, test_images, key=key).count,
-        "kl_per_dimension": [float(v) for v in
-                             evaluate.kl_per_dimension(model, test_images, key=key)],
+        "kl_per_dimension": [
+            float(v) for v in evaluate.kl_per_dimension(model, test_images, key=key)
+        ],
         "train_wall_seconds": train_seconds,
-        "load_average_start": load_start[0],
+        "load_average_start": load_start,
         "command": "python -m vae_edu " + shlex.join(argv),
         "storage_dtype": args.dtype,
     }
     if args.eval_k:
-        nll = evaluate.iwae_log_likelihood(model, test_images, key, num_samples=args.eval_k,
-                                           num_binarizations=args.eval_binarizations,
-                                           binarize=binarize, progress=not args.no_progress)
-        summary.update(iwae_k=args.eval_k, test_log_likelihood=nll.mean,
-                       test_log_likelihood_std_error=nll.std_error, nll=-nll.mean)
+        nll = evaluate.iwae_log_likelihood(
+            model,
+            test_images,
+            key,
+            num_samples=args.eval_k,
+            num_binarizations=args.eval_binarizations,
+            binarize=binarize,
+            progress=not args.no_progress,
+        )
+        summary.update(
+            iwae_k=args.eval_k,
+            test_log_likelihood=nll.mean,
+            test_log_likelihood_std_error=nll.std_error,
+            nll=-nll.mean,
+        )
     if args.dtype != "float32":  # what the rounding to the storage dtype costs
         summary["test_elbo_before_rounding"] = evaluate.test_elbo(
-            result.model, test_images, key, binarize=binarize,
-            num_binarizations=args.eval_binarizations).mean
+            result.model,
+            test_images,
+            key,
+            binarize=binarize,
+            num_binarizations=args.eval_binarizations,
+        ).mean
     summary["eval_wall_seconds"] = time.perf_counter() - eval_start
-    summary["load_average_end"] = os.getloadavg()[0]
-    training = {"epoch": result.state.epoch, "seed": args.seed,
-                "train_config": train_config.to_dict(), "history": result.history}
-    path = checkpoints.save(args.output, model, summary=summary, training=training,
-                            dtype=args.dtype)
+    summary["load_average_end"] = load_average()
+    training = {
+        "epoch": result.state.epoch,
+        "seed": args.seed,
+        "train_config": train_config.to_dict(),
+        "history": result.history,
+    }
+    path = checkpoints.save(
+        args.output, model, summary=summary, training=training, dtype=args.dtype
+    )
     if resume_path.exists():
         resume_path.unlink()
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
-    print(f"training wall time {train_seconds:.0f} s; test ELBO {elbo.mean:.2f} "
-          f"+/- {elbo.std_error:.2f} nats")
+    print(
+        f"training wall time {train_seconds:.0f} s; test ELBO {elbo.mean:.2f} "
+        f"+/- {elbo.std_error:.2f} nats"
+    )
     if args.eval_k:
-        print(f"test log-likelihood (IWAE, k={args.eval_k}) {nll.mean:.2f} +/- "
-              f"{nll.std_error:.2f} nats")
+        print(
+            f"test log-likelihood (IWAE, k={args.eval_k}) {nll.mean:.2f} +/- "
+            f"{nll.std_error:.2f} nats"
+        )
     if not args.no_figures:
         name = args.name or args.output.stem
-        for fig_path in _figures(model, result.history, name, args.figures, test_images,
-                                 test_labels, args.seed):
+        for fig_path in _figures(
+            model, result.history, name, args.figures, test_images, test_labels, args.seed
+        ):
             print(f"wrote {fig_path}")
     return 0
 
@@ -326,45 +504,81 @@ def _evaluate(args) -> int:
     key = jax.random.PRNGKey(args.seed)
     binarize = ckpt.training.get("train_config", {}).get("targets", "binarized") == "binarized"
     start = time.perf_counter()
-    elbo = evaluate.test_elbo(ckpt.model, images, key, num_binarizations=args.binarizations,
-                              binarize=binarize)
+    elbo = evaluate.test_elbo(
+        ckpt.model, images, key, num_binarizations=args.binarizations, binarize=binarize
+    )
     elbo_seconds = time.perf_counter() - start
     start = time.perf_counter()
     nll = evaluate.iwae_log_likelihood(
-        ckpt.model, images, key, num_samples=args.k, num_binarizations=args.binarizations,
-        binarize=binarize, sample_chunk=args.sample_chunk, image_chunk=args.image_chunk,
-        progress=not args.no_progress)
+        ckpt.model,
+        images,
+        key,
+        num_samples=args.k,
+        num_binarizations=args.binarizations,
+        binarize=binarize,
+        sample_chunk=args.sample_chunk,
+        image_chunk=args.image_chunk,
+        progress=not args.no_progress,
+    )
     iwae_seconds = time.perf_counter() - start
     result = {
-        "checkpoint": str(args.checkpoint), "model": ckpt.config.describe(),
-        "test_images": int(len(images)), "binarizations": args.binarizations,
-        "test_elbo": elbo.mean, "test_elbo_std_error": elbo.std_error,
-        "k": args.k, "test_log_likelihood": nll.mean,
-        "test_log_likelihood_std_error": nll.std_error, "nll": -nll.mean,
-        "elbo_seconds": elbo_seconds, "iwae_seconds": iwae_seconds,
+        "checkpoint": str(args.checkpoint),
+        "model": ckpt.config.describe(),
+        "test_images": int(len(images)),
+        "binarizations": args.binarizations,
+        "test_elbo": elbo.mean,
+        "test_elbo_std_error": elbo.std_error,
+        "k": args.k,
+        "test_log_likelihood": nll.mean,
+        "test_log_likelihood_std_error": nll.std_error,
+        "nll": -nll.mean,
+        "elbo_seconds": elbo_seconds,
+        "iwae_seconds": iwae_seconds,
     }
     if args.report_memory:
-        result["iwae_xla_temp_mb"] = evaluate.iwae_memory_bytes(
-            ckpt.model, len(images), num_samples=args.k, sample_chunk=args.sample_chunk,
-            image_chunk=args.image_chunk) / 1e6
+        result["iwae_xla_temp_mb"] = (
+            evaluate.iwae_memory_bytes(
+                ckpt.model,
+                len(images),
+                num_samples=args.k,
+                sample_chunk=args.sample_chunk,
+                image_chunk=args.image_chunk,
+            )
+            / 1e6
+        )
         result["peak_rss_mb"] = _peak_rss_mb()
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
     print(f"{result['model']}  ({args.checkpoint})")
     print(f"test ELBO                      {elbo.mean:9.2f} +/- {elbo.std_error:.2f} nats")
-    print(f"test log p(x), IWAE k={args.k:<6d}  {nll.mean:9.2f} +/- {nll.std_error:.2f} nats"
-          f"   (NLL {-nll.mean:.2f})")
-    print(f"on {len(images)} test images x {args.binarizations} binarization draw(s); "
-          f"{elbo_seconds:.1f} s + {iwae_seconds:.1f} s")
+    print(
+        f"test log p(x), IWAE k={args.k:<6d}  {nll.mean:9.2f} +/- {nll.std_error:.2f} nats"
+        f"   (NLL {-nll.mean:.2f})"
+    )
+    print(
+        f"on {len(images)} test images x {args.binarizations} binarization draw(s); "
+        f"{elbo_seconds:.1f} s + {iwae_seconds:.1f} s"
+    )
     stored = ckpt.summary.get("test_elbo")
     if stored is not None:
-        print(f"stored in the checkpoint: test ELBO {stored:.2f}"
-              + (f", NLL {ckpt.summary['nll']:.2f} (k={ckpt.summary['iwae_k']})"
-                 if "nll" in ckpt.summary else ""))
+        print(
+            f"stored in the checkpoint: test ELBO {stored:.2f}"
+            + (
+                f", NLL {ckpt.summary['nll']:.2f} (k={ckpt.summary['iwae_k']})"
+                if "nll" in ckpt.summary
+                else ""
+            )
+        )
     if args.report_memory:
-        print(f"memory: XLA temporaries of the IWAE call {result['iwae_xla_temp_mb']:.1f} MB, "
-              f"peak resident set of this process {result['peak_rss_mb']:.0f} MB")
+        print(
+            f"memory: XLA temporaries of the IWAE call {result['iwae_xla_temp_mb']:.1f} MB, "
+            + (
+                "peak resident memory not available on this platform"
+                if result["peak_rss_mb"] is None
+                else f"peak resident set of this process {result['peak_rss_mb']:.0f} MiB"
+            )
+        )
     return 0
 
 

@@ -13,7 +13,8 @@ dynamically binarized MNIST, on this machine:
 * the achieved GFLOP/s and its ratio to the float32 matmul throughput measured in the
   same run (a chain of dependent 128x784 @ 784x400 and 128x400 @ 400x784 products inside
   one jitted ``lax.scan``, the shapes that dominate the VAE step);
-* the peak resident memory of the process (``resource.getrusage`` maxrss).
+* the peak resident memory of the process (``vae_edu.system.peak_memory_mib``; not
+  available on Windows).
 
 The machine may be shared: the load average is printed at start and end, and the matmul
 peak is re-measured right after the epochs so that the ratio compares like with like.
@@ -24,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import sys
 import time
@@ -33,6 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+
+from .system import load_average, peak_memory_mib
 
 __all__ = ["dense_flops_per_step", "matmul_gflops", "run_benchmark", "main"]
 
@@ -51,25 +53,25 @@ def dense_flops_per_step(layer_shapes: list[tuple[int, int]], batch_size: int) -
     """
     forward = sum(2 * batch_size * n * k for n, k in layer_shapes)
     first = 2 * batch_size * layer_shapes[0][0] * layer_shapes[0][1]
-    return {"forward": forward, "nominal_step": 3 * forward,
-            "executed_step": 3 * forward - first}
+    return {"forward": forward, "nominal_step": 3 * forward, "executed_step": 3 * forward - first}
 
 
-def matmul_gflops(batch: int = 128, n: int = 784, k: int = 400, steps: int = 100,
-                  repeats: int = 7) -> float:
+def matmul_gflops(
+    batch: int = 128, n: int = 784, k: int = 400, steps: int = 100, repeats: int = 7
+) -> float:
     """Float32 matmul throughput (GFLOP/s, median of ``repeats``) on (batch x n) @ (n x k).
 
     Each scan step computes h = x W then x' = h W^T * c: two dependent products, so XLA
     can neither hoist them out of the loop nor skip them.
     """
     x = jnp.asarray(np.random.default_rng(0).random((batch, n)), jnp.float32)
-    w = jnp.asarray(np.random.default_rng(1).normal(size=(n, k)) / np.sqrt(n * k),
-                    jnp.float32)
+    w = jnp.asarray(np.random.default_rng(1).normal(size=(n, k)) / np.sqrt(n * k), jnp.float32)
 
     @jax.jit
     def chain(x, w):
         def body(c, _):
             return (c @ w) @ w.T, None
+
         return jax.lax.scan(body, x, None, length=steps)[0]
 
     chain(x, w).block_until_ready()
@@ -92,22 +94,37 @@ def _xla_flops(compiled) -> float | None:
     return float(cost["flops"]) if cost and "flops" in cost else None
 
 
-def run_benchmark(num_epochs: int = 5, batch_size: int = 128, hidden: int = 400,
-                  latent: int = 20, steps_per_call: int = 50, seed: int = 0) -> dict:
+def run_benchmark(
+    num_epochs: int = 5,
+    batch_size: int = 128,
+    hidden: int = 400,
+    latent: int = 20,
+    steps_per_call: int = 50,
+    seed: int = 0,
+) -> dict:
     """Times training epochs of the 784-hidden-latent VAE; see the module docstring."""
     from vae_edu import data
     from vae_edu.models import VAEConfig
-    from vae_edu.train import (TrainConfig, _cached_chunk_runner, _epoch_plan,
-                               _optimizer, _optimizer_spec, epoch_key, init_model,
-                               prepare_images, run_epoch)
+    from vae_edu.train import (
+        TrainConfig,
+        _cached_chunk_runner,
+        _epoch_plan,
+        _optimizer,
+        _optimizer_spec,
+        epoch_key,
+        init_model,
+        prepare_images,
+        run_epoch,
+    )
 
-    load_start = os.getloadavg()
+    load_start = load_average()
     peak_before = matmul_gflops()
     images = prepare_images(data.load_mnist("train").images)
     num_examples = images.shape[0]
     model_config = VAEConfig(hidden_sizes=(hidden,), latent_dim=latent)
-    train_config = TrainConfig(num_epochs=num_epochs + 1, batch_size=batch_size,
-                               steps_per_call=steps_per_call, seed=seed)
+    train_config = TrainConfig(
+        num_epochs=num_epochs + 1, batch_size=batch_size, steps_per_call=steps_per_call, seed=seed
+    )
     model = init_model(model_config, seed, np.asarray(images).mean(axis=0))
     graphdef, state = nnx.split(model, nnx.Param)
     params = nnx.to_pure_dict(state)
@@ -116,10 +133,18 @@ def run_benchmark(num_epochs: int = 5, batch_size: int = 128, hidden: int = 400,
     run_chunk = _cached_chunk_runner(graphdef, spec, True)
 
     # Compile explicitly (ahead of time) to time compilation on its own.
-    batch_index, step_keys = (np.asarray(a) for a in _epoch_plan(
-        epoch_key(seed, 0), num_examples, batch_size))
-    args = (params, opt_state, images, batch_index[:steps_per_call],
-            step_keys[:steps_per_call], np.float32(1.0), np.float32(1.0))
+    batch_index, step_keys = (
+        np.asarray(a) for a in _epoch_plan(epoch_key(seed, 0), num_examples, batch_size)
+    )
+    args = (
+        params,
+        opt_state,
+        images,
+        batch_index[:steps_per_call],
+        step_keys[:steps_per_call],
+        np.float32(1.0),
+        np.float32(1.0),
+    )
     start = time.perf_counter()
     run_chunk.lower(*args).compile()
     compile_seconds = time.perf_counter() - start
@@ -130,8 +155,9 @@ def run_benchmark(num_epochs: int = 5, batch_size: int = 128, hidden: int = 400,
     epoch_seconds = []
     for epoch in range(num_epochs + 1):  # epoch 0 also compiles the remainder chunk
         start = time.perf_counter()
-        params, opt_state, means = run_epoch(run_chunk, params, opt_state, images,
-                                             epoch_key(seed, epoch), train_config)
+        params, opt_state, means = run_epoch(
+            run_chunk, params, opt_state, images, epoch_key(seed, epoch), train_config
+        )
         epoch_seconds.append(time.perf_counter() - start)
     timed = epoch_seconds[1:]
     peak_after = matmul_gflops()
@@ -161,9 +187,9 @@ def run_benchmark(num_epochs: int = 5, batch_size: int = 128, hidden: int = 400,
         "matmul_peak_gflops_after": peak_after,
         "fraction_of_matmul_peak": achieved / peak,
         "final_train_elbo": means["elbo"],
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-        "load_average_start": load_start[0],
-        "load_average_end": os.getloadavg()[0],
+        "peak_rss_mb": peak_memory_mib(),
+        "load_average_start": load_start,
+        "load_average_end": load_average(),
         "cpu_count": os.cpu_count(),
         "jax_version": jax.__version__,
     }
@@ -174,8 +200,8 @@ def _report(r: dict) -> str:
     lines = [
         f"vae_edu training benchmark: {r['model']}, batch {r['batch_size']}, "
         f"{r['steps_per_epoch']} steps/epoch, {r['cpu_count']} CPUs, JAX {r['jax_version']}",
-        f"load average               {r['load_average_start']:.2f} at start, "
-        f"{r['load_average_end']:.2f} at end",
+        f"load average               {_or_na(r['load_average_start'], '.2f')} at start, "
+        f"{_or_na(r['load_average_end'], '.2f')} at end",
         f"compile time               {r['compile_seconds']:.2f} s",
         f"seconds per epoch          {r['seconds_per_epoch_median']:.2f} s (median of "
         f"{len(r['epoch_seconds'])}: " + ", ".join(f"{s:.2f}" for s in r["epoch_seconds"]) + ")",
@@ -184,14 +210,18 @@ def _report(r: dict) -> str:
         f"FLOPs per step (analytic)  {r['flops_per_step_nominal'] / 1e6:.1f} M nominal "
         f"(3 x {r['flops_forward_per_step'] / 1e6:.1f} M forward), "
         f"{r['flops_per_step_executed'] / 1e6:.1f} M executed",
-        "FLOPs per step (XLA)       " + (f"{xla / 1e6:.1f} M (cost_analysis, includes "
-                                         f"elementwise ops)" if xla else "not available"),
+        "FLOPs per step (XLA)       "
+        + (
+            f"{xla / 1e6:.1f} M (cost_analysis, includes elementwise ops)"
+            if xla
+            else "not available"
+        ),
         f"achieved                   {r['achieved_gflops']:.1f} GFLOP/s nominal "
         f"({r['achieved_gflops_executed']:.1f} executed)",
         f"float32 matmul peak        {r['matmul_peak_gflops_before']:.1f} GFLOP/s before, "
         f"{r['matmul_peak_gflops_after']:.1f} after (128x784 @ 784x400 chain)",
         f"fraction of matmul peak    {100 * r['fraction_of_matmul_peak']:.0f} %",
-        f"peak resident memory       {r['peak_rss_mb']:.0f} MB",
+        f"peak resident memory       {_or_na(r['peak_rss_mb'], '.0f')} MiB",
     ]
     return "\n".join(lines)
 
@@ -200,25 +230,34 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m vae_edu.bench",
         description="Benchmark one training epoch of the 784-400-20 VAE against this "
-                    "machine's float32 matmul throughput.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=5,
-                        help="timed epochs after the first (compiling) one")
+        "machine's float32 matmul throughput.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=5, help="timed epochs after the first (compiling) one"
+    )
     parser.add_argument("--batch-size", type=int, default=128, help="images per step")
     parser.add_argument("--hidden", type=int, default=400, help="hidden layer width")
     parser.add_argument("--latent-dim", type=int, default=20, help="latent dimension")
-    parser.add_argument("--steps-per-call", type=int, default=50,
-                        help="training steps per jitted call")
+    parser.add_argument(
+        "--steps-per-call", type=int, default=50, help="training steps per jitted call"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     args = parser.parse_args(argv)
     for name in ("epochs", "batch_size", "hidden", "latent_dim", "steps_per_call"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be a positive integer")
-    result = run_benchmark(args.epochs, args.batch_size, args.hidden, args.latent_dim,
-                           args.steps_per_call)
+    result = run_benchmark(
+        args.epochs, args.batch_size, args.hidden, args.latent_dim, args.steps_per_call
+    )
     print(json.dumps(result, indent=2) if args.json else _report(result))
     return 0
 
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _or_na(value: float | None, spec: str) -> str:
+    """``value`` formatted with ``spec``, or "n/a" where the platform has no such reading."""
+    return "n/a (not available on this platform)" if value is None else format(value, spec)

@@ -21,7 +21,8 @@ File layout (a msgpack map)::
 
     format        "vae_edu.checkpoint"
     version       1
-    metadata      JSON text: {"config": ..., "summary": ..., "training": ..., "library_versions": ...}
+    metadata      JSON text: {"config": ..., "summary": ..., "training": ...,
+                  "library_versions": ...}
     dtype         "float32" | "float16"  (storage dtype of params)
     params        nested map  layer -> {"kernel": array, "bias": array}
     params_sha256 hex digest of the parameter bytes (see _params_digest)
@@ -48,8 +49,17 @@ from flax import nnx, serialization
 
 from vae_edu.models import VAE, VAEConfig
 
-__all__ = ["FORMAT", "VERSION", "CheckpointError", "Checkpoint", "save", "load", "restore",
-           "read_metadata", "library_versions"]
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "CheckpointError",
+    "Checkpoint",
+    "save",
+    "load",
+    "restore",
+    "read_metadata",
+    "library_versions",
+]
 
 FORMAT = "vae_edu.checkpoint"
 VERSION = 1
@@ -92,9 +102,14 @@ def library_versions() -> dict[str, str]:
         own = importlib.metadata.version("vae_edu")
     except importlib.metadata.PackageNotFoundError:  # running from a source tree
         own = "unknown"
-    return {"python": platform.python_version(), "jax": jax.__version__,
-            "flax": flax.__version__, "optax": optax.__version__, "numpy": np.__version__,
-            "vae_edu": own}
+    return {
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "flax": flax.__version__,
+        "optax": optax.__version__,
+        "numpy": np.__version__,
+        "vae_edu": own,
+    }
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -137,28 +152,40 @@ def _abstract_model(config: VAEConfig) -> VAE:
 
 
 def _shapes(model: VAE) -> dict[str, tuple[int, ...]]:
-    return {k: tuple(np.shape(v)) for k, v in _flatten(nnx.to_pure_dict(
-        nnx.state(model, nnx.Param))).items()}
+    return {
+        k: tuple(np.shape(v))
+        for k, v in _flatten(nnx.to_pure_dict(nnx.state(model, nnx.Param))).items()
+    }
 
 
 def _compare_shapes(found: dict[str, tuple], expected: dict[str, tuple], where: str) -> None:
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
-    problems = [f"layer {n} has shape {found[n]} in the file but {expected[n]} in {where}"
-                for n in sorted(set(found) & set(expected)) if found[n] != expected[n]]
+    problems = [
+        f"layer {n} has shape {found[n]} in the file but {expected[n]} in {where}"
+        for n in sorted(set(found) & set(expected))
+        if found[n] != expected[n]
+    ]
     if missing:
         problems.append(f"the file lacks {', '.join(missing)}")
     if unexpected:
-        problems.append(f"the file has parameters {', '.join(unexpected)} that {where} "
-                        f"does not have")
+        problems.append(
+            f"the file has parameters {', '.join(unexpected)} that {where} does not have"
+        )
     if problems:
         raise CheckpointError("architecture mismatch: " + "; ".join(problems))
 
 
 # ----------------------------------------------------------------------------- save
-def save(path: str | os.PathLike, model: VAE, *, summary: dict | None = None,
-         training: dict | None = None, opt_state: Any = None,
-         dtype: str = "float32") -> Path:
+def save(
+    path: str | os.PathLike,
+    model: VAE,
+    *,
+    summary: dict | None = None,
+    training: dict | None = None,
+    opt_state: Any = None,
+    dtype: str = "float32",
+) -> Path:
     """Writes ``model`` (and optional summary / training state) to ``path`` atomically.
 
     Args:
@@ -180,21 +207,27 @@ def save(path: str | os.PathLike, model: VAE, *, summary: dict | None = None,
         raise ValueError(f"dtype must be one of {sorted(STORAGE_DTYPES)}, got {dtype!r}")
     if not isinstance(model, VAE):
         raise TypeError(f"model must be a vae_edu.models.VAE, got {type(model).__name__}")
-    flat = {k: np.asarray(v) for k, v in _flatten(nnx.to_pure_dict(
-        nnx.state(model, nnx.Param))).items()}
+    flat = {
+        k: np.asarray(v) for k, v in _flatten(nnx.to_pure_dict(nnx.state(model, nnx.Param))).items()
+    }
     for name, arr in flat.items():
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"parameter {name} contains NaN or inf; refusing to save it")
         if dtype == "float16" and np.max(np.abs(arr), initial=0.0) > np.finfo(np.float16).max:
             raise ValueError(f"parameter {name} exceeds the float16 range; save as float32")
     flat = {k: v.astype(STORAGE_DTYPES[dtype]) for k, v in flat.items()}
-    metadata = {"config": model.config.to_dict(), "summary": summary or {},
-                "training": training or {}, "library_versions": library_versions()}
+    metadata = {
+        "config": model.config.to_dict(),
+        "summary": summary or {},
+        "training": training or {},
+        "library_versions": library_versions(),
+    }
     try:
         metadata_text = json.dumps(metadata, sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"summary/training must be JSON-serialisable with finite numbers: "
-                         f"{err}") from err
+        raise ValueError(
+            f"summary/training must be JSON-serialisable with finite numbers: {err}"
+        ) from err
     payload = {
         "format": FORMAT,
         "version": VERSION,
@@ -202,8 +235,9 @@ def save(path: str | os.PathLike, model: VAE, *, summary: dict | None = None,
         "dtype": dtype,
         "params": _unflatten(flat),
         "params_sha256": _params_digest(flat),
-        "opt_state": None if opt_state is None else
-        [np.asarray(leaf) for leaf in jax.tree.leaves(opt_state)],
+        "opt_state": None
+        if opt_state is None
+        else [np.asarray(leaf) for leaf in jax.tree.leaves(opt_state)],
     }
     data = serialization.msgpack_serialize(payload)
     path = Path(path)
@@ -235,15 +269,18 @@ def _read(path: str | os.PathLike) -> tuple[dict, dict]:
     try:
         payload = serialization.msgpack_restore(raw)
     except Exception as err:  # msgpack raises ValueError / ExtraData / TypeError on garbage
-        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt "
-                              f"msgpack, {len(raw)} bytes): {err}") from err
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint (truncated or corrupt "
+            f"msgpack, {len(raw)} bytes): {err}"
+        ) from err
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         tag = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise CheckpointError(f"{path} is not a {FORMAT} file (format tag {tag!r})")
     version = payload.get("version")
     if version != VERSION:
-        raise CheckpointError(f"{path} has format version {version!r}; this vae_edu reads "
-                              f"version {VERSION}")
+        raise CheckpointError(
+            f"{path} has format version {version!r}; this vae_edu reads version {VERSION}"
+        )
     for key in ("metadata", "dtype", "params", "params_sha256"):
         if key not in payload:
             raise CheckpointError(f"{path} is corrupt: the field {key!r} is missing")
@@ -253,8 +290,10 @@ def _read(path: str | os.PathLike) -> tuple[dict, dict]:
     except (TypeError, ValueError, KeyError) as err:
         raise CheckpointError(f"{path} has an invalid model config: {err}") from err
     if payload["dtype"] not in STORAGE_DTYPES:
-        raise CheckpointError(f"{path} stores parameters as {payload['dtype']!r}; expected "
-                              f"one of {sorted(STORAGE_DTYPES)}")
+        raise CheckpointError(
+            f"{path} stores parameters as {payload['dtype']!r}; expected "
+            f"one of {sorted(STORAGE_DTYPES)}"
+        )
     if not isinstance(payload["params"], dict):
         raise CheckpointError(f"{path} is corrupt: params is not a map")
     flat = _flatten(payload["params"])
@@ -262,11 +301,12 @@ def _read(path: str | os.PathLike) -> tuple[dict, dict]:
     for name, arr in flat.items():
         if not isinstance(arr, np.ndarray) or arr.dtype != storage:
             kind = arr.dtype if isinstance(arr, np.ndarray) else type(arr).__name__
-            raise CheckpointError(f"{path}: parameter {name} is {kind}, expected {storage} "
-                                  f"arrays")
+            raise CheckpointError(f"{path}: parameter {name} is {kind}, expected {storage} arrays")
     if _params_digest(flat) != payload["params_sha256"]:
-        raise CheckpointError(f"{path} is corrupt: the SHA-256 of its parameters does not "
-                              f"match the one recorded at save time")
+        raise CheckpointError(
+            f"{path} is corrupt: the SHA-256 of its parameters does not "
+            f"match the one recorded at save time"
+        )
     metadata["config"] = config
     return payload, metadata
 
@@ -298,14 +338,18 @@ def _opt_state(path, payload: dict, template: Any) -> Any:
     template_leaves, treedef = jax.tree.flatten(template)
     if not isinstance(leaves, list) or len(leaves) != len(template_leaves):
         count = len(leaves) if isinstance(leaves, list) else type(leaves).__name__
-        raise CheckpointError(f"{path}: the optimizer state has {count} arrays, the "
-                              f"optimizer expects {len(template_leaves)}")
+        raise CheckpointError(
+            f"{path}: the optimizer state has {count} arrays, the "
+            f"optimizer expects {len(template_leaves)}"
+        )
     restored = []
-    for i, (arr, ref) in enumerate(zip(leaves, template_leaves)):
+    for i, (arr, ref) in enumerate(zip(leaves, template_leaves, strict=True)):
         arr = np.asarray(arr)
         if arr.shape != np.shape(ref):
-            raise CheckpointError(f"{path}: optimizer state array {i} has shape {arr.shape} "
-                                  f"in the file but {np.shape(ref)} in the optimizer")
+            raise CheckpointError(
+                f"{path}: optimizer state array {i} has shape {arr.shape} "
+                f"in the file but {np.shape(ref)} in the optimizer"
+            )
         restored.append(jnp.asarray(arr, dtype=jnp.asarray(ref).dtype))
     return jax.tree.unflatten(treedef, restored)
 
@@ -332,10 +376,15 @@ def load(path: str | os.PathLike, *, opt_state_template: Any = None) -> Checkpoi
     state = _new_state(path, payload, _shapes(abstract), f"a {config.describe()} model")
     opt_state = _opt_state(path, payload, opt_state_template)
     model = nnx.merge(nnx.graphdef(abstract), state)
-    info = {"format": FORMAT, "version": VERSION, "dtype": payload["dtype"],
-            "library_versions": metadata.get("library_versions", {})}
-    return Checkpoint(model, config, metadata.get("summary", {}), metadata.get("training", {}),
-                      opt_state, info)
+    info = {
+        "format": FORMAT,
+        "version": VERSION,
+        "dtype": payload["dtype"],
+        "library_versions": metadata.get("library_versions", {}),
+    }
+    return Checkpoint(
+        model, config, metadata.get("summary", {}), metadata.get("training", {}), opt_state, info
+    )
 
 
 def restore(path: str | os.PathLike, model: VAE) -> dict:
@@ -360,8 +409,9 @@ def restore(path: str | os.PathLike, model: VAE) -> dict:
     file_config = metadata["config"]
     if file_config != model.config:
         a, b = file_config.to_dict(), model.config.to_dict()
-        diffs = ", ".join(f"{k}={a[k]!r} in the file but {b[k]!r} in the model"
-                          for k in sorted(a) if a[k] != b[k])
+        diffs = ", ".join(
+            f"{k}={a[k]!r} in the file but {b[k]!r} in the model" for k in sorted(a) if a[k] != b[k]
+        )
         raise CheckpointError(f"config mismatch: {diffs}")
     nnx.update(model, state)
     return {**metadata, "dtype": payload["dtype"], "format": FORMAT, "version": VERSION}

@@ -79,7 +79,7 @@ class JointSample(NamedTuple):
 def _check_batch_axes(a, b, name_a: str, name_b: str, event_a: int = 1, event_b: int = 1):
     """A ValueError naming both full shapes unless the leading (batch) axes broadcast."""
     try:
-        np.broadcast_shapes(a.shape[:a.ndim - event_a], b.shape[:b.ndim - event_b])
+        np.broadcast_shapes(a.shape[: a.ndim - event_a], b.shape[: b.ndim - event_b])
     except ValueError:
         raise ValueError(
             f"{name_a} has shape {a.shape} and {name_b} has shape {b.shape}: their leading "
@@ -156,8 +156,7 @@ class LinearGaussianModel(NamedTuple):
     @staticmethod
     def _evidence_cov_cholesky(weight, log_var_x):
         """Cholesky factor of C = W W^T + sigma_x^2 I_D."""
-        cov = weight @ weight.T + jnp.exp(log_var_x) * jnp.eye(weight.shape[0],
-                                                              dtype=weight.dtype)
+        cov = weight @ weight.T + jnp.exp(log_var_x) * jnp.eye(weight.shape[0], dtype=weight.dtype)
         return jnp.linalg.cholesky(cov)
 
     def _evidence_terms(self, residual, weight, log_var_x):
@@ -170,8 +169,9 @@ class LinearGaussianModel(NamedTuple):
             # log det C = D log sigma^2 + log det G (Sylvester).
             chol = self._latent_gram_cholesky(weight, log_var_x)
             mean = _solve(chol, (residual @ weight) * inv_var)
-            quadratic = (jnp.sum(jnp.square(residual - mean @ weight.T), axis=-1) * inv_var
-                         + jnp.sum(jnp.square(mean), axis=-1))
+            quadratic = jnp.sum(
+                jnp.square(residual - mean @ weight.T), axis=-1
+            ) * inv_var + jnp.sum(jnp.square(mean), axis=-1)
             log_det_precision = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol)))
             log_det_cov = data_dim * log_var_x + log_det_precision
         else:
@@ -285,8 +285,7 @@ class LinearGaussianModel(NamedTuple):
             cov = cho_solve((chol, True), jnp.eye(latent_dim, dtype=chol.dtype))
         else:
             chol = self._evidence_cov_cholesky(weight, log_var_x)
-            cov = jnp.eye(latent_dim, dtype=chol.dtype) - weight.T @ cho_solve((chol, True),
-                                                                                weight)
+            cov = jnp.eye(latent_dim, dtype=chol.dtype) - weight.T @ cho_solve((chol, True), weight)
         return GaussianPosterior(mean=mean, cov=0.5 * (cov + cov.T))
 
     @jax.jit
@@ -311,8 +310,9 @@ class LinearGaussianModel(NamedTuple):
         _check_batch_axes(x, z, "x", "z")
         mean, _, _, log_det_precision = self._evidence_terms(x - bias, weight, log_var_x)
         delta = z - mean
-        quadratic = (jnp.sum(jnp.square(delta), axis=-1)
-                     + jnp.sum(jnp.square(delta @ weight.T), axis=-1) * jnp.exp(-log_var_x))
+        quadratic = jnp.sum(jnp.square(delta), axis=-1) + jnp.sum(
+            jnp.square(delta @ weight.T), axis=-1
+        ) * jnp.exp(-log_var_x)
         return -0.5 * (weight.shape[1] * _LOG_2PI - log_det_precision + quadratic)
 
     # ------------------------------------------------- the ELBO of a Gaussian q
@@ -354,8 +354,9 @@ class LinearGaussianModel(NamedTuple):
         squared_error = jnp.sum(jnp.square(x - mean @ weight.T - bias), axis=-1)
         trace = jnp.sum(weight * (weight @ cov), axis=(-2, -1))  # tr(W Sigma W^T)
         data_dim = weight.shape[0]
-        return -0.5 * (data_dim * (_LOG_2PI + log_var_x)
-                       + (squared_error + trace) * jnp.exp(-log_var_x))
+        return -0.5 * (
+            data_dim * (_LOG_2PI + log_var_x) + (squared_error + trace) * jnp.exp(-log_var_x)
+        )
 
     def exact_elbo(self, x, mean, cov):
         r"""The ELBO of q(z) = N(mean, cov), exactly (no sampling).
@@ -376,8 +377,12 @@ class LinearGaussianModel(NamedTuple):
         weight, _, _ = self._params()
         mean, cov = self._gaussian_q(mean, cov, weight)
         latent_dim = weight.shape[1]
-        kl = kl_mvn(mean, cov, jnp.zeros(latent_dim, dtype=mean.dtype),
-                    jnp.eye(latent_dim, dtype=mean.dtype))
+        kl = kl_mvn(
+            mean,
+            cov,
+            jnp.zeros(latent_dim, dtype=mean.dtype),
+            jnp.eye(latent_dim, dtype=mean.dtype),
+        )
         return self.expected_log_likelihood(x, mean, cov) - kl
 
     # ------------------------------------------------------------------ sampling
@@ -416,8 +421,7 @@ def _check_positive(value, name: str):
 @functools.partial(jax.jit, static_argnums=(1, 2))
 def _random_parameters(key, data_dim, latent_dim):
     key_w, key_b = jax.random.split(key)
-    return (jax.random.normal(key_w, (data_dim, latent_dim)),
-            jax.random.normal(key_b, (data_dim,)))
+    return (jax.random.normal(key_w, (data_dim, latent_dim)), jax.random.normal(key_b, (data_dim,)))
 
 
 def make_model(key, data_dim, latent_dim, noise_std) -> LinearGaussianModel:
@@ -439,8 +443,9 @@ def make_model(key, data_dim, latent_dim, noise_std) -> LinearGaussianModel:
     latent_dim = _check_count(latent_dim, "latent_dim")
     noise_std = _check_positive(noise_std, "noise_std")
     weight, bias = _random_parameters(key, data_dim, latent_dim)
-    return LinearGaussianModel(weight=weight, bias=bias,
-                               log_var_x=(2.0 * jnp.log(noise_std)).astype(weight.dtype))
+    return LinearGaussianModel(
+        weight=weight, bias=bias, log_var_x=(2.0 * jnp.log(noise_std)).astype(weight.dtype)
+    )
 
 
 def make_scalar_model(weight, bias, noise_std) -> LinearGaussianModel:
@@ -464,6 +469,8 @@ def make_scalar_model(weight, bias, noise_std) -> LinearGaussianModel:
         if value.ndim != 0:
             raise ValueError(f"{name} must be a scalar, got shape {value.shape}")
     dtype = jnp.result_type(weight.dtype, bias.dtype, noise_std.dtype)
-    return LinearGaussianModel(weight=weight.reshape(1, 1).astype(dtype),
-                               bias=bias.reshape(1).astype(dtype),
-                               log_var_x=(2.0 * jnp.log(noise_std)).astype(dtype))
+    return LinearGaussianModel(
+        weight=weight.reshape(1, 1).astype(dtype),
+        bias=bias.reshape(1).astype(dtype),
+        log_var_x=(2.0 * jnp.log(noise_std)).astype(dtype),
+    )

@@ -89,7 +89,10 @@ class IDXFormatError(ValueError):
 
 
 class ChecksumError(ValueError):
-    """A file's SHA-256 differs from the expected value: the message names the file and both digests."""
+    """A file's SHA-256 differs from the expected value.
+
+    The message names the file and both digests.
+    """
 
 
 class MNISTSplit(NamedTuple):
@@ -133,12 +136,17 @@ def _parse_idx(path: Path, data: bytes) -> np.ndarray:
     """Parses IDX bytes into a read-only array in native byte order (no Python loops)."""
     if len(data) < 4:
         raise IDXFormatError(
-            f"{path}: truncated header: {len(data)} bytes, an IDX file starts with a 4-byte magic number"
+            f"{path}: truncated header: {len(data)} bytes, "
+            "an IDX file starts with a 4-byte magic number"
         )
     magic = int.from_bytes(data[:4], "big")
     type_code, ndim = data[2], data[3]
     if data[:2] != b"\x00\x00" or type_code not in _IDX_DTYPES:
-        hint = " (this looks like gzip data: give the file a .gz suffix)" if data[:2] == _GZIP_MAGIC else ""
+        hint = (
+            " (this looks like gzip data: give the file a .gz suffix)"
+            if data[:2] == _GZIP_MAGIC
+            else ""
+        )
         known = ", ".join(f"0x{c:02X} {d.name}" for c, d in _IDX_DTYPES.items())
         raise IDXFormatError(
             f"{path}: wrong magic number 0x{magic:08X}{hint}; an IDX magic number is two zero "
@@ -165,7 +173,9 @@ def _parse_idx(path: Path, data: bytes) -> np.ndarray:
             f"{needed} bytes after the header but {present} are present "
             f"({present - needed} trailing bytes)"
         )
-    array = np.frombuffer(data, dtype=dtype, count=math.prod(dims), offset=header_size).reshape(dims)
+    array = np.frombuffer(data, dtype=dtype, count=math.prod(dims), offset=header_size).reshape(
+        dims
+    )
     if dtype.byteorder == ">":
         array = array.astype(dtype.newbyteorder("="))
     array.flags.writeable = False
@@ -220,7 +230,9 @@ def _read_sha256sums(path: Path) -> dict[str, str]:
             continue
         parts = line.split(maxsplit=1)
         if len(parts) != 2 or not _HEX64.fullmatch(parts[0].lower()):
-            raise ValueError(f"{path}, line {number}: expected '<sha256 hex>  <file name>', got {line!r}")
+            raise ValueError(
+                f"{path}, line {number}: expected '<sha256 hex>  <file name>', got {line!r}"
+            )
         checksums[Path(parts[1].strip().lstrip("*")).name] = parts[0].lower()
     return checksums
 
@@ -234,11 +246,16 @@ def _checksum_policy(
     elif directory == SHIPPED_DIRECTORY:
         checksums, source = MNIST_SHA256, "vae_edu.data.MNIST_SHA256 (the shipped copy)"
     elif (directory / SHA256SUMS_NAME).is_file():
-        checksums, source = _read_sha256sums(directory / SHA256SUMS_NAME), str(directory / SHA256SUMS_NAME)
+        checksums, source = (
+            _read_sha256sums(directory / SHA256SUMS_NAME),
+            str(directory / SHA256SUMS_NAME),
+        )
     else:
         return None, "none (unverified directory)"
     if not isinstance(checksums, Mapping):
-        raise TypeError(f"checksums must map file names to SHA-256 hex digests, got {type(checksums).__name__}")
+        raise TypeError(
+            f"checksums must map file names to SHA-256 hex digests, got {type(checksums).__name__}"
+        )
     normalized = {str(n): _normalize_digest(d, f"checksum of {n}") for n, d in checksums.items()}
     return tuple(sorted(normalized.items())), source
 
@@ -260,13 +277,17 @@ def _locate(directory: Path, stem: str, split: str) -> Path:
     )
 
 
-def _read_checked(path: Path, stem: str, checksums: dict[str, str] | None, source: str) -> np.ndarray:
+def _read_checked(
+    path: Path, stem: str, checksums: dict[str, str] | None, source: str
+) -> np.ndarray:
     raw, data = _read_bytes(path)
     if checksums is not None:
         entries = [(stem, data, "uncompressed bytes")]
         if path.suffix == ".gz":
             entries.append((path.name, raw, "compressed file"))
-        applicable = [(checksums[name], payload, what) for name, payload, what in entries if name in checksums]
+        applicable = [
+            (checksums[name], payload, what) for name, payload, what in entries if name in checksums
+        ]
         if not applicable:
             raise ChecksumError(f"{path}: no checksum for {stem} (or {stem}.gz) in {source}")
         for expected, payload, what in applicable:
@@ -281,7 +302,10 @@ def _load_split(
     """Reads and checks one split; cached so each (directory, split, checksums) is read once."""
     lookup = dict(checksums) if checksums is not None else None
     image_stem, label_stem = MNIST_FILES[split]
-    image_path, label_path = _locate(directory, image_stem, split), _locate(directory, label_stem, split)
+    image_path, label_path = (
+        _locate(directory, image_stem, split),
+        _locate(directory, label_stem, split),
+    )
     images = _read_checked(image_path, image_stem, lookup, source)
     labels = _read_checked(label_path, label_stem, lookup, source)
     if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
@@ -291,7 +315,8 @@ def _load_split(
         )
     if labels.dtype != np.uint8 or labels.ndim != 1:
         raise IDXFormatError(
-            f"{label_path}: expected (N,) uint8 labels (magic 0x00000801), got shape {labels.shape} of {labels.dtype}"
+            f"{label_path}: expected (N,) uint8 labels (magic 0x00000801), "
+            f"got shape {labels.shape} of {labels.dtype}"
         )
     if images.shape[0] != labels.shape[0]:
         raise IDXFormatError(
@@ -419,7 +444,8 @@ def binarize(key: jax.Array, probabilities) -> jax.Array:
         values = np.asarray(probabilities)
         if values.size and not (np.min(values) >= 0.0 and np.max(values) <= 1.0):  # NaN fails too
             raise ValueError(
-                f"binarize: probabilities must lie in [0, 1], got min {np.min(values)} and max {np.max(values)}"
+                f"binarize: probabilities must lie in [0, 1], "
+                f"got min {np.min(values)} and max {np.max(values)}"
             )
     probabilities = jnp.asarray(probabilities)
     return jax.random.bernoulli(key, probabilities, probabilities.shape).astype(jnp.float32)
@@ -470,32 +496,42 @@ def batch_iterator(
       ValueError: N < 1, B < 1, leaves with different leading sizes (named with their
         shapes), or ``drop_remainder=True`` with B > N (the epoch would be empty).
     """
-    if isinstance(num_examples_or_arrays, (int, np.integer)) and not isinstance(num_examples_or_arrays, bool):
+    if isinstance(num_examples_or_arrays, (int, np.integer)) and not isinstance(
+        num_examples_or_arrays, bool
+    ):
         num_examples, arrays = int(num_examples_or_arrays), None
     else:
         arrays = num_examples_or_arrays
         leaves = jax.tree.leaves(arrays)
         shapes = [np.shape(leaf) for leaf in leaves]
         if not leaves or any(len(s) == 0 for s in shapes):
-            raise ValueError(f"batch_iterator needs arrays with a leading example axis, got shapes {shapes}")
+            raise ValueError(
+                f"batch_iterator needs arrays with a leading example axis, got shapes {shapes}"
+            )
         if len({s[0] for s in shapes}) != 1:
-            raise ValueError(f"batch_iterator: arrays disagree on the number of examples: shapes {shapes}")
+            raise ValueError(
+                f"batch_iterator: arrays disagree on the number of examples: shapes {shapes}"
+            )
         num_examples = shapes[0][0]
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, (int, np.integer))
+        or batch_size < 1
+    ):
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if num_examples < 1:
         raise ValueError(f"batch_iterator needs at least one example, got {num_examples}")
     if drop_remainder and batch_size > num_examples:
         raise ValueError(
-            f"batch_size {batch_size} exceeds the {num_examples} examples: with drop_remainder=True "
-            f"the epoch would be empty"
+            f"batch_size {batch_size} exceeds the {num_examples} examples: "
+            "with drop_remainder=True the epoch would be empty"
         )
     order = np.asarray(jax.random.permutation(key, num_examples)).astype(np.int64)
     count = num_batches(num_examples, int(batch_size), drop_remainder=drop_remainder)
 
     def batches():
         for b in range(count):
-            index = order[b * batch_size:(b + 1) * batch_size]
-            yield index if arrays is None else jax.tree.map(lambda leaf: leaf[index], arrays)
+            index = order[b * batch_size : (b + 1) * batch_size]
+            yield index if arrays is None else jax.tree.map(lambda leaf, i=index: leaf[i], arrays)
 
     return batches()

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -96,8 +97,7 @@ def _check_event_axis(x, name_x: str, **others) -> tuple[int, ...]:
     return shape
 
 
-def _check_gaussian_params(mean, log_var, name_mean: str = "mean",
-                           name_log_var: str = "log_var"):
+def _check_gaussian_params(mean, log_var, name_mean: str = "mean", name_log_var: str = "log_var"):
     mean = _checks.as_float(mean, name_mean)
     log_var = _checks.as_float(log_var, name_log_var)
     _checks.at_least_1d(mean, name_mean)
@@ -114,8 +114,11 @@ def _evaluate_log_likelihood(log_likelihood_fn: Callable, z, *, strict: bool = T
         )
     log_lik = jnp.asarray(log_likelihood_fn(z))
     expected = z.shape[:-1]
-    ok = log_lik.shape == expected if strict else (
-        log_lik.ndim >= 1 and log_lik.shape[0] == z.shape[0])
+    ok = (
+        log_lik.shape == expected
+        if strict
+        else (log_lik.ndim >= 1 and log_lik.shape[0] == z.shape[0])
+    )
     if not ok:
         want = f"{expected}" if strict else f"({z.shape[0]}, ...)"
         raise ValueError(
@@ -282,8 +285,18 @@ def _log_q_from_noise(eps, log_var):
 # ----------------------------------------------------------------------------- the ELBO
 
 
-def elbo(key, mean, log_var, log_likelihood_fn, *, num_samples=1, beta=1.0,
-         kl_method="closed_form", prior_mean=0.0, prior_log_var=0.0):
+def elbo(
+    key,
+    mean,
+    log_var,
+    log_likelihood_fn,
+    *,
+    num_samples=1,
+    beta=1.0,
+    kl_method="closed_form",
+    prior_mean=0.0,
+    prior_log_var=0.0,
+):
     r"""Monte Carlo ELBO with reparameterized samples (Odaibo 2019, eq. 42).
 
         ELBO(x) ~= (1/L) sum_{l=1}^L log p(x | z_l) - beta * KL(q(z | x) || p(z)),
@@ -338,8 +351,9 @@ def elbo(key, mean, log_var, log_likelihood_fn, *, num_samples=1, beta=1.0,
     return ELBOTerms(elbo=reconstruction - beta * kl, reconstruction=reconstruction, kl=kl)
 
 
-def _log_importance_weights(key, mean, log_var, log_likelihood_fn, num_samples,
-                            prior_mean, prior_log_var):
+def _log_importance_weights(
+    key, mean, log_var, log_likelihood_fn, num_samples, prior_mean, prior_log_var
+):
     """log w_i = log p(x | z_i) + log p(z_i) - log q(z_i | x), z_i ~ q; shape (k, ...)."""
     mean, log_var = _check_gaussian_params(mean, log_var)
     prior_mean = _checks.as_float(prior_mean, "prior_mean")
@@ -347,8 +361,11 @@ def _log_importance_weights(key, mean, log_var, log_likelihood_fn, num_samples,
     _check_event_axis(mean, "mean", prior_mean=prior_mean, prior_log_var=prior_log_var)
     z, eps = _draw(key, mean, log_var, num_samples)
     log_lik = _evaluate_log_likelihood(log_likelihood_fn, z)
-    return (log_lik + _diag_normal_log_prob(z, prior_mean, prior_log_var)
-            - _log_q_from_noise(eps, log_var))
+    return (
+        log_lik
+        + _diag_normal_log_prob(z, prior_mean, prior_log_var)
+        - _log_q_from_noise(eps, log_var)
+    )
 
 
 def _log_mean_exp(log_w):
@@ -356,8 +373,9 @@ def _log_mean_exp(log_w):
     return jax.nn.logsumexp(log_w, axis=0) - math.log(log_w.shape[0])
 
 
-def iwae_bound(key, mean, log_var, log_likelihood_fn, num_samples, prior_mean=0.0,
-               prior_log_var=0.0):
+def iwae_bound(
+    key, mean, log_var, log_likelihood_fn, num_samples, prior_mean=0.0, prior_log_var=0.0
+):
     r"""Importance-weighted bound L_k (Burda, Grosse & Salakhutdinov 2016, eq. 8).
 
         L_k(x) = log (1/k) sum_{i=1}^k w_i,   w_i = p(x | z_i) p(z_i) / q(z_i | x),
@@ -384,8 +402,9 @@ def iwae_bound(key, mean, log_var, log_likelihood_fn, num_samples, prior_mean=0.
       ValueError: for num_samples < 1 or inconsistent shapes (names the shapes).
     """
     num_samples = _check_count(num_samples, "num_samples")
-    log_w = _log_importance_weights(key, mean, log_var, log_likelihood_fn, num_samples,
-                                    prior_mean, prior_log_var)
+    log_w = _log_importance_weights(
+        key, mean, log_var, log_likelihood_fn, num_samples, prior_mean, prior_log_var
+    )
     return _log_mean_exp(log_w)
 
 
@@ -412,8 +431,9 @@ def _log_mean_exp_with_error(log_w) -> MonteCarloEstimate:
     return MonteCarloEstimate(estimate=estimate, std_error=std_error)
 
 
-def log_evidence_prior_sampling(key, log_likelihood_fn, latent_dim, num_samples, *,
-                                prior_mean=0.0, prior_log_var=0.0):
+def log_evidence_prior_sampling(
+    key, log_likelihood_fn, latent_dim, num_samples, *, prior_mean=0.0, prior_log_var=0.0
+):
     r"""Naive Monte Carlo estimate of log p(x) by sampling the prior.
 
         p(x) = E_{p(z)}[p(x | z)] ~= (1/n) sum_i p(x | z_i),   z_i ~ p(z),
@@ -449,8 +469,9 @@ def log_evidence_prior_sampling(key, log_likelihood_fn, latent_dim, num_samples,
     num_samples = _check_count(num_samples, "num_samples", minimum=2)
     prior_mean = _checks.as_float(prior_mean, "prior_mean")
     prior_log_var = _checks.as_float(prior_log_var, "prior_log_var")
-    shape = _checks.broadcast_shape(prior_mean=prior_mean, prior_log_var=prior_log_var,
-                                    z=np.empty((latent_dim,)))
+    shape = _checks.broadcast_shape(
+        prior_mean=prior_mean, prior_log_var=prior_log_var, z=np.empty((latent_dim,))
+    )
     if shape != (latent_dim,):
         raise ValueError(
             f"prior_mean has shape {prior_mean.shape} and prior_log_var has shape "
@@ -459,12 +480,13 @@ def log_evidence_prior_sampling(key, log_likelihood_fn, latent_dim, num_samples,
     mean = jnp.broadcast_to(prior_mean, shape)
     log_var = jnp.broadcast_to(prior_log_var, shape)
     z, _ = _draw(key, mean, log_var, num_samples)
-    log_lik = _evaluate_log_likelihood(log_likelihood_fn, z, strict=False)
+    log_lik = _evaluate_log_likelihood(log_likelihood_fn, z, strict=True)
     return _log_mean_exp_with_error(log_lik)
 
 
-def log_evidence_importance_sampling(key, mean, log_var, log_likelihood_fn, num_samples, *,
-                                     prior_mean=0.0, prior_log_var=0.0):
+def log_evidence_importance_sampling(
+    key, mean, log_var, log_likelihood_fn, num_samples, *, prior_mean=0.0, prior_log_var=0.0
+):
     r"""Importance-sampling estimate of log p(x) with proposal q(z | x) = N(mu, diag sigma^2).
 
         p(x) = E_q[p(x | z) p(z) / q(z | x)] ~= (1/n) sum_i w_i,   z_i ~ q(z | x),
@@ -490,6 +512,7 @@ def log_evidence_importance_sampling(key, mean, log_var, log_likelihood_fn, num_
       ValueError: for num_samples < 2 or inconsistent shapes (names the shapes).
     """
     num_samples = _check_count(num_samples, "num_samples", minimum=2)
-    log_w = _log_importance_weights(key, mean, log_var, log_likelihood_fn, num_samples,
-                                    prior_mean, prior_log_var)
+    log_w = _log_importance_weights(
+        key, mean, log_var, log_likelihood_fn, num_samples, prior_mean, prior_log_var
+    )
     return _log_mean_exp_with_error(log_w)

@@ -41,9 +41,20 @@ from vae_edu import elbo as elbo_lib
 from vae_edu.models import VAE
 
 __all__ = [
-    "Estimate", "ELBOSummary", "ActiveUnits", "QUICK_NUM_IMAGES", "QUICK_SEED",
-    "per_image_elbo", "elbo_terms_mean", "test_elbo", "quick_test_elbo",
-    "per_image_iwae", "iwae_log_likelihood", "iwae_memory_bytes", "encode_dataset", "active_units",
+    "Estimate",
+    "ELBOSummary",
+    "ActiveUnits",
+    "QUICK_NUM_IMAGES",
+    "QUICK_SEED",
+    "per_image_elbo",
+    "elbo_terms_mean",
+    "test_elbo",
+    "quick_test_elbo",
+    "per_image_iwae",
+    "iwae_log_likelihood",
+    "iwae_memory_bytes",
+    "encode_dataset",
+    "active_units",
     "kl_per_dimension",
 ]
 
@@ -89,6 +100,7 @@ class ActiveUnits(NamedTuple):
 # ----------------------------------------------------------------------------- helpers
 def _as_images(images, input_dim: int) -> jax.Array:
     from vae_edu.train import prepare_images  # train imports this module at call time only
+
     return prepare_images(images, input_dim)
 
 
@@ -152,8 +164,15 @@ def _per_image_elbo_terms(graphdef, params, x, key, draw, batch_size, binarize):
     return out.reshape(-1, 3)[:n].T
 
 
-def per_image_elbo(model: VAE, images, key: jax.Array, *, binarize: bool = True,
-                   num_binarizations: int = 1, batch_size: int = 1000) -> np.ndarray:
+def per_image_elbo(
+    model: VAE,
+    images,
+    key: jax.Array,
+    *,
+    binarize: bool = True,
+    num_binarizations: int = 1,
+    batch_size: int = 1000,
+) -> np.ndarray:
     """ELBO terms of every image, averaged over binarization draws.
 
     ELBO(x) = log p(x | z) - KL(q(z|x) || N(0, I)),  z = mu + sigma * eps (one sample),
@@ -178,22 +197,34 @@ def per_image_elbo(model: VAE, images, key: jax.Array, *, binarize: bool = True,
     draws = num_binarizations if binarize else 1
     total = np.zeros((3, x.shape[0]))
     for r in range(draws):
-        total += np.asarray(_per_image_elbo_terms(
-            graphdef, params, x, key, r, min(batch_size, x.shape[0]), binarize), np.float64)
+        total += np.asarray(
+            _per_image_elbo_terms(
+                graphdef, params, x, key, r, min(batch_size, x.shape[0]), binarize
+            ),
+            np.float64,
+        )
     return total / draws
 
 
-def elbo_terms_mean(model: VAE, images, key: jax.Array, *, binarize: bool = True,
-                    batch_size: int = 1000) -> ELBOSummary:
+def elbo_terms_mean(
+    model: VAE, images, key: jax.Array, *, binarize: bool = True, batch_size: int = 1000
+) -> ELBOSummary:
     """Dataset means of the ELBO, reconstruction and KL terms (one binarization draw)."""
-    elbo, rec, kl = per_image_elbo(model, images, key, binarize=binarize,
-                                   batch_size=batch_size).mean(axis=1)
+    elbo, rec, kl = per_image_elbo(
+        model, images, key, binarize=binarize, batch_size=batch_size
+    ).mean(axis=1)
     return ELBOSummary(float(rec), float(kl), float(elbo))
 
 
-def test_elbo(model: VAE, images=None, key: jax.Array | None = None, *,
-              num_binarizations: int = 1, binarize: bool = True,
-              batch_size: int = 1000) -> Estimate:
+def test_elbo(
+    model: VAE,
+    images=None,
+    key: jax.Array | None = None,
+    *,
+    num_binarizations: int = 1,
+    binarize: bool = True,
+    batch_size: int = 1000,
+) -> Estimate:
     """Test-set ELBO (nats per image) with its standard error.
 
     Args:
@@ -209,9 +240,16 @@ def test_elbo(model: VAE, images=None, key: jax.Array | None = None, *,
     """
     images = _default_test_images() if images is None else images
     key = jax.random.PRNGKey(0) if key is None else key
-    return _summarise(per_image_elbo(model, images, key, binarize=binarize,
-                                     num_binarizations=num_binarizations,
-                                     batch_size=batch_size)[0])
+    return _summarise(
+        per_image_elbo(
+            model,
+            images,
+            key,
+            binarize=binarize,
+            num_binarizations=num_binarizations,
+            batch_size=batch_size,
+        )[0]
+    )
 
 
 def quick_test_elbo(model: VAE, *, binarize: bool = True) -> float:
@@ -221,15 +259,24 @@ def quick_test_elbo(model: VAE, *, binarize: bool = True) -> float:
     and a test recomputes it after loading to check that the file round-trips.
     """
     images = _default_test_images()[:QUICK_NUM_IMAGES]
-    return float(per_image_elbo(model, images, jax.random.PRNGKey(QUICK_SEED),
-                                binarize=binarize, batch_size=QUICK_NUM_IMAGES)[0].mean())
+    return float(
+        per_image_elbo(
+            model,
+            images,
+            jax.random.PRNGKey(QUICK_SEED),
+            binarize=binarize,
+            batch_size=QUICK_NUM_IMAGES,
+        )[0].mean()
+    )
 
 
 # ----------------------------------------------------------------------------- IWAE
-@functools.partial(jax.jit, static_argnames=("graphdef", "num_samples", "sample_chunk",
-                                             "image_chunk", "binarize"))
-def _per_image_iwae(graphdef, params, x, key, draw, num_samples, sample_chunk, image_chunk,
-                    binarize):
+@functools.partial(
+    jax.jit, static_argnames=("graphdef", "num_samples", "sample_chunk", "image_chunk", "binarize")
+)
+def _per_image_iwae(
+    graphdef, params, x, key, draw, num_samples, sample_chunk, image_chunk, binarize
+):
     """L_k of every row of draw ``draw`` of x (N, D); memory ~ image_chunk * sample_chunk."""
     n = x.shape[0]
     x = _targets(x, jax.random.fold_in(key, 0), draw, binarize)
@@ -245,8 +292,9 @@ def _per_image_iwae(graphdef, params, x, key, draw, num_samples, sample_chunk, i
             return model.log_likelihood(xi, model.decode(z))
 
         def chunk_bound(c):
-            return elbo_lib.iwae_bound(jax.random.fold_in(image_key, c), mean, log_var, ll,
-                                       sample_chunk)
+            return elbo_lib.iwae_bound(
+                jax.random.fold_in(image_key, c), mean, log_var, ll, sample_chunk
+            )
 
         # log (1/k) sum_all w = logsumexp_c L_m^(c) - log C  for C equal chunks of m samples.
         bounds = jax.lax.map(chunk_bound, jnp.arange(num_sample_chunks))
@@ -265,10 +313,18 @@ def _divisor_at_most(k: int, limit: int) -> int:
     return max(m for m in range(1, min(k, limit) + 1) if k % m == 0)
 
 
-def per_image_iwae(model: VAE, images, key: jax.Array, *, num_samples: int = 5000,
-                   num_binarizations: int = 1, binarize: bool = True,
-                   sample_chunk: int = 500, image_chunk: int = 8,
-                   progress: bool = False) -> np.ndarray:
+def per_image_iwae(
+    model: VAE,
+    images,
+    key: jax.Array,
+    *,
+    num_samples: int = 5000,
+    num_binarizations: int = 1,
+    binarize: bool = True,
+    sample_chunk: int = 500,
+    image_chunk: int = 8,
+    progress: bool = False,
+) -> np.ndarray:
     """The importance-weighted bound L_k of every image, averaged over binarization draws.
 
     L_k(x) = log (1/k) sum_{i=1}^k p(x|z_i) p(z_i) / q(z_i|x),  z_i ~ q(z|x)
@@ -301,16 +357,35 @@ def per_image_iwae(model: VAE, images, key: jax.Array, *, num_samples: int = 500
     draws = num_binarizations if binarize else 1
     total = np.zeros(x.shape[0])
     for r in tqdm(range(draws), disable=not progress, desc=f"IWAE k={num_samples}"):
-        total += np.asarray(_per_image_iwae(
-            graphdef, params, x, key, r, num_samples, sample_chunk,
-            min(image_chunk, x.shape[0]), binarize), np.float64)
+        total += np.asarray(
+            _per_image_iwae(
+                graphdef,
+                params,
+                x,
+                key,
+                r,
+                num_samples,
+                sample_chunk,
+                min(image_chunk, x.shape[0]),
+                binarize,
+            ),
+            np.float64,
+        )
     return total / draws
 
 
-def iwae_log_likelihood(model: VAE, images=None, key: jax.Array | None = None, *,
-                        num_samples: int = 5000, num_binarizations: int = 1,
-                        binarize: bool = True, sample_chunk: int = 500,
-                        image_chunk: int = 8, progress: bool = False) -> Estimate:
+def iwae_log_likelihood(
+    model: VAE,
+    images=None,
+    key: jax.Array | None = None,
+    *,
+    num_samples: int = 5000,
+    num_binarizations: int = 1,
+    binarize: bool = True,
+    sample_chunk: int = 500,
+    image_chunk: int = 8,
+    progress: bool = False,
+) -> Estimate:
     """Importance-weighted estimate of the test log-likelihood log p(x) (nats per image).
 
     The negative of the returned mean is the "test NLL" reported in VAE papers (k = 5000,
@@ -340,14 +415,29 @@ def iwae_log_likelihood(model: VAE, images=None, key: jax.Array | None = None, *
     """
     images = _default_test_images() if images is None else images
     key = jax.random.PRNGKey(0) if key is None else key
-    return _summarise(per_image_iwae(
-        model, images, key, num_samples=num_samples, num_binarizations=num_binarizations,
-        binarize=binarize, sample_chunk=sample_chunk, image_chunk=image_chunk,
-        progress=progress))
+    return _summarise(
+        per_image_iwae(
+            model,
+            images,
+            key,
+            num_samples=num_samples,
+            num_binarizations=num_binarizations,
+            binarize=binarize,
+            sample_chunk=sample_chunk,
+            image_chunk=image_chunk,
+            progress=progress,
+        )
+    )
 
 
-def iwae_memory_bytes(model: VAE, num_images: int, *, num_samples: int = 5000,
-                      sample_chunk: int = 500, image_chunk: int = 8) -> int:
+def iwae_memory_bytes(
+    model: VAE,
+    num_images: int,
+    *,
+    num_samples: int = 5000,
+    sample_chunk: int = 500,
+    image_chunk: int = 8,
+) -> int:
     """XLA's temporary-buffer size (bytes) of the compiled IWAE call for ``num_images``.
 
     Read from ``compiled.memory_analysis()`` (arguments and outputs excluded): the
@@ -357,8 +447,16 @@ def iwae_memory_bytes(model: VAE, num_images: int, *, num_samples: int = 5000,
     sample_chunk = _divisor_at_most(num_samples, sample_chunk)
     x = jax.ShapeDtypeStruct((num_images, model.config.input_dim), jnp.float32)
     compiled = _per_image_iwae.lower(
-        graphdef, params, x, jax.random.PRNGKey(0), 0, num_samples, sample_chunk,
-        min(image_chunk, num_images), True).compile()
+        graphdef,
+        params,
+        x,
+        jax.random.PRNGKey(0),
+        0,
+        num_samples,
+        sample_chunk,
+        min(image_chunk, num_images),
+        True,
+    ).compile()
     return int(compiled.memory_analysis().temp_size_in_bytes)
 
 
@@ -372,8 +470,9 @@ def _encode_all(graphdef, params, x, batch_size):
     return mean.reshape(-1, d)[:n], log_var.reshape(-1, d)[:n]
 
 
-def encode_dataset(model: VAE, images, *, key: jax.Array | None = None,
-                   batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+def encode_dataset(
+    model: VAE, images, *, key: jax.Array | None = None, batch_size: int = 1000
+) -> tuple[np.ndarray, np.ndarray]:
     """Posterior parameters of every image.
 
     Args:
@@ -389,13 +488,15 @@ def encode_dataset(model: VAE, images, *, key: jax.Array | None = None,
     if key is not None:
         x = data_lib.binarize(key, x)
     graphdef, params = _split(model)
-    mean, log_var = _encode_all(graphdef, params, x, min(_check_count(batch_size, "batch_size"),
-                                                         x.shape[0]))
+    mean, log_var = _encode_all(
+        graphdef, params, x, min(_check_count(batch_size, "batch_size"), x.shape[0])
+    )
     return np.asarray(mean), np.asarray(log_var)
 
 
-def active_units(model: VAE, images=None, *, key: jax.Array | None = None,
-                 threshold: float = 0.01) -> ActiveUnits:
+def active_units(
+    model: VAE, images=None, *, key: jax.Array | None = None, threshold: float = 0.01
+) -> ActiveUnits:
     """Counts latent dimensions the model uses (Burda et al. 2016, section 5.2).
 
     A_u = Cov_x( E_{q(z|x)}[z_u] ) = Var over the data set of the posterior mean mu_u(x);

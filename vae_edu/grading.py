@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -95,20 +95,28 @@ class _Stop(Exception):
     """Ends a check early; its single argument is the message for the student."""
 
 
-def _run(name: str, body: Callable, student_fn, success: str, *,
-         needs_function: bool = True) -> CheckResult:
+def _run(
+    name: str, body: Callable, student_fn, success: str, *, needs_function: bool = True
+) -> CheckResult:
     """Runs ``body(student_fn)`` -> list of problems, turning every failure into a result."""
     if needs_function and not callable(student_fn):
-        return CheckResult(name, False, (
-            f"expected a function, got {type(student_fn).__name__}: pass the function "
-            "itself (without calling it).",))
+        return CheckResult(
+            name,
+            False,
+            (
+                f"expected a function, got {type(student_fn).__name__}: pass the function "
+                "itself (without calling it).",
+            ),
+        )
     try:
         problems = list(body(student_fn))
     except _Stop as stop:
         problems = [str(stop.args[0])]
     except Exception as err:  # noqa: BLE001 - a check must never crash on odd student output
-        problems = [f"the checker could not evaluate your function: "
-                    f"{type(err).__name__}: {_first_line(err)}"]
+        problems = [
+            f"the checker could not evaluate your function: "
+            f"{type(err).__name__}: {_first_line(err)}"
+        ]
     if problems:
         return CheckResult(name, False, tuple(p[:1].upper() + p[1:] for p in problems))
     return CheckResult(name, True, (success,))
@@ -128,11 +136,14 @@ def _call(fn, *args, call: str):
     try:
         return fn(*args)
     except NotImplementedError:
-        raise _Stop("not implemented yet: your function raises NotImplementedError. "
-                    "Replace the line `raise NotImplementedError()` with your code.") from None
+        raise _Stop(
+            "not implemented yet: your function raises NotImplementedError. "
+            "Replace the line `raise NotImplementedError()` with your code."
+        ) from None
     except Exception as err:  # noqa: BLE001 - reported to the student, not re-raised
-        raise _Stop(f"your function raised {type(err).__name__}: {_first_line(err)} "
-                    f"(called as {call}).") from None
+        raise _Stop(
+            f"your function raised {type(err).__name__}: {_first_line(err)} (called as {call})."
+        ) from None
 
 
 def _as_array(out, what: str) -> np.ndarray:
@@ -141,8 +152,9 @@ def _as_array(out, what: str) -> np.ndarray:
     try:
         return np.asarray(out, dtype=np.float64)
     except (TypeError, ValueError) as err:
-        raise _Stop(f"{what} returned a {type(out).__name__}, not an array of numbers "
-                    f"({_first_line(err)}).") from None
+        raise _Stop(
+            f"{what} returned a {type(out).__name__}, not an array of numbers ({_first_line(err)})."
+        ) from None
 
 
 def _fmt(x) -> str:
@@ -154,8 +166,11 @@ def _fmt(x) -> str:
 
 def _close(a, b, rtol=_RTOL, atol=_ATOL) -> bool:
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return a.shape == b.shape and bool(np.all(np.isfinite(a))) and np.allclose(
-        a, b, rtol=rtol, atol=atol)
+    return (
+        a.shape == b.shape
+        and bool(np.all(np.isfinite(a)))
+        and np.allclose(a, b, rtol=rtol, atol=atol)
+    )
 
 
 def _scalar(arr: np.ndarray, what: str) -> float:
@@ -174,13 +189,15 @@ def _diagnose(values: np.ndarray, mistakes: Sequence[tuple[np.ndarray, str]]) ->
     for expected, message in mistakes:
         expected = np.asarray(expected, np.float64)
         if values.shape == expected.shape and np.allclose(
-                values, expected, rtol=_MISTAKE_RTOL, atol=_MISTAKE_ATOL):
+            values, expected, rtol=_MISTAKE_RTOL, atol=_MISTAKE_ATOL
+        ):
             return message
     return None
 
 
 def _gradient(fn, args, argnum: int, what: str):
     """d/d args[argnum] of sum(fn(*args)), or a _Stop explaining why it cannot be taken."""
+
     def total(*a):
         return jnp.sum(jnp.asarray(fn(*a)))
 
@@ -193,7 +210,8 @@ def _gradient(fn, args, argnum: int, what: str):
             f"{what} cannot be differentiated by jax.grad ({type(err).__name__}: "
             f"{_first_line(err)}). "
             "Training a VAE needs gradients through it: use jax.numpy (jnp) and jax.random, "
-            "not numpy, math or Python floats, inside your function.") from None
+            "not numpy, math or Python floats, inside your function."
+        ) from None
     return np.asarray(grad, np.float64)
 
 
@@ -212,7 +230,8 @@ _KL_FORMULA = "KL = 1/2 sum_j (mu_j^2 + sigma_j^2 - 1 - log sigma_j^2)"
 _SIGN_HINT = (
     "a KL divergence is never negative, so check the sign. " + _KL_FORMULA + "; the "
     "expression 1/2 sum_j (1 + log sigma_j^2 - mu_j^2 - sigma_j^2) is MINUS the KL (it is "
-    "the term the ELBO adds).")
+    "the term the ELBO adds)."
+)
 
 
 def _kl_std_hand(mean, log_var):
@@ -258,19 +277,21 @@ def _log_sigma_mistakes(kl, args, var_indices):
 _LOG_SIGMA_HINT = (
     "you seem to mix up log sigma and log sigma^2. The argument log_var IS log sigma^2, so "
     "sigma^2 = exp(log_var) and the log term log sigma^2 is log_var itself (not log_var / 2, "
-    "not 2 * log_var).")
+    "not 2 * log_var)."
+)
 
 
 def _mean_dims_hint(d: int, what: str = "KL") -> str:
-    return (f"for a {d}-dimensional latent your {what} is 1/{d} of the correct value: you "
-            "averaged over the latent dimensions. The KL between distributions with "
-            "independent dimensions is the SUM of the per-dimension KLs: sum over the last "
-            "axis, do not take the mean.")
+    return (
+        f"for a {d}-dimensional latent your {what} is 1/{d} of the correct value: you "
+        "averaged over the latent dimensions. The KL between distributions with "
+        "independent dimensions is the SUM of the per-dimension KLs: sum over the last "
+        "axis, do not take the mean."
+    )
 
 
 def _half_hint(what: str = "KL") -> str:
-    return (f"your {what} is twice the correct value: the factor 1/2 in front of the sum "
-            "is missing.")
+    return f"your {what} is twice the correct value: the factor 1/2 in front of the sum is missing."
 
 
 def _check_event_shape(arr: np.ndarray, batch: int, dim: int, what: str) -> None:
@@ -278,15 +299,21 @@ def _check_event_shape(arr: np.ndarray, batch: int, dim: int, what: str) -> None
     if arr.shape == (batch,):
         return
     if arr.shape == (batch, dim):
-        raise _Stop(f"for inputs of shape ({batch}, {dim}) your {what} has shape "
-                    f"{arr.shape}, one value per dimension; return one value per example, "
-                    f"shape ({batch},): sum over the last axis (axis=-1).")
+        raise _Stop(
+            f"for inputs of shape ({batch}, {dim}) your {what} has shape "
+            f"{arr.shape}, one value per dimension; return one value per example, "
+            f"shape ({batch},): sum over the last axis (axis=-1)."
+        )
     if arr.shape == ():
-        raise _Stop(f"for a batch of {batch} examples (inputs of shape ({batch}, {dim})) your "
-                    f"{what} is a single number; return one value per example, shape "
-                    f"({batch},): sum over the last axis only (axis=-1), not over the batch.")
-    raise _Stop(f"for inputs of shape ({batch}, {dim}) your {what} has shape {arr.shape}; "
-                f"expected ({batch},), one value per example (sum over the last axis).")
+        raise _Stop(
+            f"for a batch of {batch} examples (inputs of shape ({batch}, {dim})) your "
+            f"{what} is a single number; return one value per example, shape "
+            f"({batch},): sum over the last axis only (axis=-1), not over the batch."
+        )
+    raise _Stop(
+        f"for inputs of shape ({batch}, {dim}) your {what} has shape {arr.shape}; "
+        f"expected ({batch},), one value per example (sum over the last axis)."
+    )
 
 
 def _compare_known(fn, cases, make_args, call: str, what: str):
@@ -296,17 +323,18 @@ def _compare_known(fn, cases, make_args, call: str, what: str):
     """
     values, mismatches = [], []
     for description, args, expected in cases:
-        got = _scalar(_as_array(_call(fn, *make_args(args), call=call), what),
-                      f"{what} for 1-dimensional inputs")
+        got = _scalar(
+            _as_array(_call(fn, *make_args(args), call=call), what),
+            f"{what} for 1-dimensional inputs",
+        )
         values.append(got)
-        if not (math.isfinite(got) and math.isclose(got, expected, rel_tol=_RTOL,
-                                                     abs_tol=_ATOL)):
+        if not (math.isfinite(got) and math.isclose(got, expected, rel_tol=_RTOL, abs_tol=_ATOL)):
             mismatches.append((description, got, expected))
     return values, mismatches
 
 
 def _negative_case(cases, values) -> str | None:
-    for (description, _, _), got in zip(cases, values):
+    for (description, _, _), got in zip(cases, values, strict=True):
         if got < -_ATOL:
             return description
     return None
@@ -348,48 +376,69 @@ def check_kl_diag(student_fn) -> CheckResult:
         _check_event_shape(got, batch, dim, "KL")
         reference = np.asarray(kl_diag_gaussians(_f32(mean), _f32(log_var)), np.float64)
         values, mismatches = _compare_known(
-            fn, cases, lambda a: (_f32([a[0]]), _f32([a[1]])), call, "your KL")
+            fn, cases, lambda a: (_f32([a[0]]), _f32([a[1]])), call, "your KL"
+        )
         if mismatches or not _close(got, reference):
             return _kl_problems(
-                cases, values, mismatches, got, reference, sign_hint=_SIGN_HINT,
-                formula=_KL_FORMULA, mistakes=[
+                cases,
+                values,
+                mismatches,
+                got,
+                reference,
+                sign_hint=_SIGN_HINT,
+                formula=_KL_FORMULA,
+                mistakes=[
                     (-reference, _SIGN_HINT),
                     (2.0 * reference, _half_hint()),
                     (reference / dim, _mean_dims_hint(dim)),
-                    *((m, _LOG_SIGMA_HINT) for m in _log_sigma_mistakes(
-                        _kl_std_hand, (mean, log_var), (1,))),
-                    (_kl_std_hand(mean, log_var) + 0.5 * dim, (
-                        "your KL is not 0 for q = N(0, I): the -1 in each dimension is "
-                        "missing.")),
+                    *(
+                        (m, _LOG_SIGMA_HINT)
+                        for m in _log_sigma_mistakes(_kl_std_hand, (mean, log_var), (1,))
+                    ),
+                    (
+                        _kl_std_hand(mean, log_var) + 0.5 * dim,
+                        ("your KL is not 0 for q = N(0, I): the -1 in each dimension is missing."),
+                    ),
                 ],
-                describe_input=f"mean={_fmt(mean[0])}, log_var={_fmt(log_var[0])}")
+                describe_input=f"mean={_fmt(mean[0])}, log_var={_fmt(log_var[0])}",
+            )
         # Extreme but legal log-variances and large means must stay finite and accurate.
         extreme_mean = np.array([[0.0, 10.0, -10.0], [1.0, 0.0, 3.0]])
         extreme_log_var = np.array([[-30.0, 30.0, 0.0], [30.0, -30.0, -5.0]])
-        got = _as_array(_call(fn, _f32(extreme_mean), _f32(extreme_log_var), call=call),
-                        "your KL")
+        got = _as_array(_call(fn, _f32(extreme_mean), _f32(extreme_log_var), call=call), "your KL")
         expected = _kl_std_hand(extreme_mean, extreme_log_var)
         if not _close(got, expected, rtol=1e-4, atol=1e-3):
-            return [f"for log-variances at the edges of the legal range "
-                    f"(log_var={_fmt(extreme_log_var[0])}) your KL is {_fmt(got)}, expected "
-                    f"{_fmt(expected)}: use exp(log_var) for sigma^2 and log_var for log sigma^2 "
-                    "directly, without taking log(exp(...))."]
+            return [
+                f"for log-variances at the edges of the legal range "
+                f"(log_var={_fmt(extreme_log_var[0])}) your KL is {_fmt(got)}, expected "
+                f"{_fmt(expected)}: use exp(log_var) for sigma^2 and log_var for log sigma^2 "
+                "directly, without taking log(exp(...))."
+            ]
         grad_mean = _gradient(fn, (_f32(mean), _f32(log_var)), 0, "your KL")
         grad_log_var = _gradient(fn, (_f32(mean), _f32(log_var)), 1, "your KL")
-        if not (_close(grad_mean, mean, rtol=1e-3, atol=1e-3)
-                and _close(grad_log_var, 0.5 * (np.exp(log_var) - 1.0), rtol=1e-3, atol=1e-3)):
-            return ["your KL has the right values but the wrong gradients (expected "
-                    "dKL/dmu = mu and dKL/dlog_var = (exp(log_var) - 1) / 2): do not use "
-                    "jax.lax.stop_gradient or numpy inside it."]
+        if not (
+            _close(grad_mean, mean, rtol=1e-3, atol=1e-3)
+            and _close(grad_log_var, 0.5 * (np.exp(log_var) - 1.0), rtol=1e-3, atol=1e-3)
+        ):
+            return [
+                "your KL has the right values but the wrong gradients (expected "
+                "dKL/dmu = mu and dKL/dlog_var = (exp(log_var) - 1) / 2): do not use "
+                "jax.lax.stop_gradient or numpy inside it."
+            ]
         return []
 
-    return _run("check_kl_diag", body, student_fn,
-                "correct: known values, random inputs, batch shapes, extreme log-variances "
-                "and gradients all agree with the reference.")
+    return _run(
+        "check_kl_diag",
+        body,
+        student_fn,
+        "correct: known values, random inputs, batch shapes, extreme log-variances "
+        "and gradients all agree with the reference.",
+    )
 
 
-def _kl_problems(cases, values, mismatches, got, reference, *, mistakes, sign_hint,
-                 formula, describe_input):
+def _kl_problems(
+    cases, values, mismatches, got, reference, *, mistakes, sign_hint, formula, describe_input
+):
     """Feedback for a wrong KL: the first wrong known value, and the mistake it matches.
 
     ``mistakes`` are (output, message) pairs, the sign mistake among them; a negative KL
@@ -405,12 +454,15 @@ def _kl_problems(cases, values, mismatches, got, reference, *, mistakes, sign_hi
         hint = None
     if mismatches:
         description, value, expected = mismatches[0]
-        problems.append(f"for {description} your KL is {value:.4f} but it should be "
-                        f"{expected:.4f}.")
+        problems.append(
+            f"for {description} your KL is {value:.4f} but it should be {expected:.4f}."
+        )
     elif not _close(got, reference):
-        problems.append(f"on random inputs your KL differs from the reference: for "
-                        f"{describe_input} you return {_fmt(got[0])}, expected "
-                        f"{_fmt(reference[0])}.")
+        problems.append(
+            f"on random inputs your KL differs from the reference: for "
+            f"{describe_input} you return {_fmt(got[0])}, expected "
+            f"{_fmt(reference[0])}."
+        )
     if hint is not None and hint != sign_hint:
         problems.append(hint)
     elif hint is None and negative is None:
@@ -420,8 +472,10 @@ def _kl_problems(cases, values, mismatches, got, reference, *, mistakes, sign_hi
 
 # ------------------------------------------------- KL(q || p) between two diagonal Gaussians
 
-_KL_TWO_FORMULA = ("KL(q || p) = 1/2 sum_j [ log(sigma_p,j^2 / sigma_q,j^2) + (sigma_q,j^2 "
-                   "+ (mu_q,j - mu_p,j)^2) / sigma_p,j^2 - 1 ]")
+_KL_TWO_FORMULA = (
+    "KL(q || p) = 1/2 sum_j [ log(sigma_p,j^2 / sigma_q,j^2) + (sigma_q,j^2 "
+    "+ (mu_q,j - mu_p,j)^2) / sigma_p,j^2 - 1 ]"
+)
 
 
 def check_kl_two_gaussians(student_fn) -> CheckResult:
@@ -464,55 +518,85 @@ def check_kl_two_gaussians(student_fn) -> CheckResult:
         _check_event_shape(got, batch, dim, "KL")
         reference = np.asarray(kl_diag_gaussians(*args), np.float64)
         values, mismatches = _compare_known(
-            fn, cases, lambda a: tuple(_f32([v]) for v in a), call, "your KL")
+            fn, cases, lambda a: tuple(_f32([v]) for v in a), call, "your KL"
+        )
         if mismatches or not _close(got, reference):
             swapped = _kl_two_hand(mp, lp, mq, lq)
             swap_hint = (
                 "you computed KL(p || q) instead of KL(q || p): the KL is not symmetric. In "
                 "KL(q || p) the expectation is under q, so sigma_q^2 is in the numerator and "
-                "sigma_p^2 in the denominator: " + _KL_TWO_FORMULA + ".")
-            unscaled = (_kl_two_hand(mq, lq, mp, lp)
-                        + 0.5 * np.sum((mq - mp) ** 2 * (1.0 - np.exp(-lp)), axis=-1))
-            sign_hint = ("a KL divergence is never negative, so check the sign of each term: "
-                         + _KL_TWO_FORMULA + ".")
+                "sigma_p^2 in the denominator: " + _KL_TWO_FORMULA + "."
+            )
+            unscaled = _kl_two_hand(mq, lq, mp, lp) + 0.5 * np.sum(
+                (mq - mp) ** 2 * (1.0 - np.exp(-lp)), axis=-1
+            )
+            sign_hint = (
+                "a KL divergence is never negative, so check the sign of each term: "
+                + _KL_TWO_FORMULA
+                + "."
+            )
             return _kl_problems(
-                cases, values, mismatches, got, reference, sign_hint=sign_hint,
-                formula=_KL_TWO_FORMULA, mistakes=[
+                cases,
+                values,
+                mismatches,
+                got,
+                reference,
+                sign_hint=sign_hint,
+                formula=_KL_TWO_FORMULA,
+                mistakes=[
                     (swapped, swap_hint),
                     (-reference, sign_hint),
                     (2.0 * reference, _half_hint()),
                     (reference / dim, _mean_dims_hint(dim)),
-                    *((m, _LOG_SIGMA_HINT) for m in _log_sigma_mistakes(
-                        _kl_two_hand, (mq, lq, mp, lp), (1, 3))),
-                    (unscaled, "the squared difference of the means must be divided by "
-                               "sigma_p^2 (it is (mu_q - mu_p)^2 / sigma_p^2)."),
+                    *(
+                        (m, _LOG_SIGMA_HINT)
+                        for m in _log_sigma_mistakes(_kl_two_hand, (mq, lq, mp, lp), (1, 3))
+                    ),
+                    (
+                        unscaled,
+                        "the squared difference of the means must be divided by "
+                        "sigma_p^2 (it is (mu_q - mu_p)^2 / sigma_p^2).",
+                    ),
                 ],
                 describe_input=f"mean_q={_fmt(mq[0])}, log_var_q={_fmt(lq[0])}, "
-                               f"mean_p={_fmt(mp[0])}, log_var_p={_fmt(lp[0])}")
+                f"mean_p={_fmt(mp[0])}, log_var_p={_fmt(lp[0])}",
+            )
         zeros = np.zeros((batch, dim))
-        standard = _as_array(_call(fn, args[0], args[1], _f32(zeros), _f32(zeros), call=call),
-                             "your KL")
+        standard = _as_array(
+            _call(fn, args[0], args[1], _f32(zeros), _f32(zeros), call=call), "your KL"
+        )
         if not _close(standard, _kl_std_hand(mq, lq)):
-            return ["with p = N(0, I) (mean_p = 0, log_var_p = 0) your KL does not reduce to "
-                    f"the standard-normal case: {_fmt(standard)} instead of "
-                    f"{_fmt(_kl_std_hand(mq, lq))}."]
-        extreme = tuple(_f32(a) for a in ([[0.0, 5.0]], [[-30.0, 30.0]], [[1.0, 0.0]],
-                                          [[30.0, -30.0]]))
+            return [
+                "with p = N(0, I) (mean_p = 0, log_var_p = 0) your KL does not reduce to "
+                f"the standard-normal case: {_fmt(standard)} instead of "
+                f"{_fmt(_kl_std_hand(mq, lq))}."
+            ]
+        extreme = tuple(
+            _f32(a) for a in ([[0.0, 5.0]], [[-30.0, 30.0]], [[1.0, 0.0]], [[30.0, -30.0]])
+        )
         got = _as_array(_call(fn, *extreme, call=call), "your KL")
         expected = _kl_two_hand(*extreme)
         if not _close(got, expected, rtol=1e-4, atol=1e-3):
-            return [f"for log-variances at the edges of the legal range [-30, 30] your KL is "
-                    f"{_fmt(got)}, expected {_fmt(expected)}: compute sigma_q^2 / sigma_p^2 as "
-                    "exp(log_var_q - log_var_p) so that nothing overflows."]
+            return [
+                f"for log-variances at the edges of the legal range [-30, 30] your KL is "
+                f"{_fmt(got)}, expected {_fmt(expected)}: compute sigma_q^2 / sigma_p^2 as "
+                "exp(log_var_q - log_var_p) so that nothing overflows."
+            ]
         grad_mq = _gradient(fn, args, 0, "your KL")
         if not _close(grad_mq, (mq - mp) * np.exp(-lp), rtol=1e-3, atol=1e-3):
-            return ["your KL has the right values but the wrong gradient with respect to mean_q "
-                    "(expected (mu_q - mu_p) / sigma_p^2): do not use stop_gradient or numpy."]
+            return [
+                "your KL has the right values but the wrong gradient with respect to mean_q "
+                "(expected (mu_q - mu_p) / sigma_p^2): do not use stop_gradient or numpy."
+            ]
         return []
 
-    return _run("check_kl_two_gaussians", body, student_fn,
-                "correct: known values (including the asymmetric pair), random inputs, the "
-                "standard-normal special case, extreme log-variances and gradients.")
+    return _run(
+        "check_kl_two_gaussians",
+        body,
+        student_fn,
+        "correct: known values (including the asymmetric pair), random inputs, the "
+        "standard-normal special case, extreme log-variances and gradients.",
+    )
 
 
 # ------------------------------------------------- Monte Carlo KL with its standard error
@@ -527,11 +611,15 @@ def _unpack_estimate(out) -> tuple[np.ndarray, np.ndarray]:
         try:
             estimate, std_error = out
         except (TypeError, ValueError):
-            raise _Stop("return two things, (estimate, std_error), e.g. "
-                        "`return estimate, std_error`; got a "
-                        f"{type(out).__name__}.") from None
-    return (_as_array(estimate, "the estimate of your function"),
-            _as_array(std_error, "the std_error of your function"))
+            raise _Stop(
+                "return two things, (estimate, std_error), e.g. "
+                "`return estimate, std_error`; got a "
+                f"{type(out).__name__}."
+            ) from None
+    return (
+        _as_array(estimate, "the estimate of your function"),
+        _as_array(std_error, "the std_error of your function"),
+    )
 
 
 def check_kl_monte_carlo(student_fn) -> CheckResult:
@@ -563,41 +651,63 @@ def check_kl_monte_carlo(student_fn) -> CheckResult:
         # Hand-checkable: log-ratios 0, 1, 2, 3 -> mean 1.5, s = 1.2910 (n - 1) or 1.1180 (n).
         ratios = np.array([0.0, 1.0, 2.0, 3.0])
         n = ratios.size
-        est, se = _unpack_estimate(_call(
-            fn, _f32(ratios), lambda z: z, lambda z: jnp.zeros_like(z), call=call))
+        est, se = _unpack_estimate(
+            _call(fn, _f32(ratios), lambda z: z, lambda z: jnp.zeros_like(z), call=call)
+        )
         est = _scalar(est, "your estimate")
         se = _scalar(se, "your std_error")
         s1, s0 = np.std(ratios, ddof=1), np.std(ratios, ddof=0)
         problems = []
-        where = ("for the 4 log-ratios log q - log p = 0, 1, 2, 3 (their average is 1.5000, "
-                 "their standard error 1.2910 / 2 = 0.6455)")
+        where = (
+            "for the 4 log-ratios log q - log p = 0, 1, 2, 3 (their average is 1.5000, "
+            "their standard error 1.2910 / 2 = 0.6455)"
+        )
         if not math.isclose(est, 1.5, abs_tol=_ATOL):
             if math.isclose(est, ratios.sum(), abs_tol=_ATOL):
-                problems.append(f"your estimate is n times too large {where}: you return "
-                                f"{est:.4f}, the SUM. A Monte Carlo estimate is an average: "
-                                "divide the sum by n (use the mean).")
+                problems.append(
+                    f"your estimate is n times too large {where}: you return "
+                    f"{est:.4f}, the SUM. A Monte Carlo estimate is an average: "
+                    "divide the sum by n (use the mean)."
+                )
             elif math.isclose(est, -1.5, abs_tol=_ATOL):
-                problems.append(f"your estimate is negative ({est:.4f}) {where}: you averaged "
-                                "log p - log q. KL(q || p) = E_q[log q(z) - log p(z)].")
+                problems.append(
+                    f"your estimate is negative ({est:.4f}) {where}: you averaged "
+                    "log p - log q. KL(q || p) = E_q[log q(z) - log p(z)]."
+                )
             else:
                 problems.append(f"your estimate is {est:.4f} {where}; it should be 1.5000.")
         if not any(math.isclose(se, s / math.sqrt(n), rel_tol=1e-3) for s in (s1, s0)):
             hint = None
             for s in (s1, s0):
                 for value, message in (
-                        (s / n, "Your standard error shrinks like 1/n: it is s / sqrt(n), the "
-                                "sample standard deviation s divided by the SQUARE ROOT of n."),
-                        (s, "You returned the standard deviation s of the log-ratios, not the "
-                            "standard error of their mean: divide by sqrt(n)."),
-                        (s**2 / n, "You used the variance s^2 where the standard deviation s "
-                                   "belongs: the standard error is sqrt(s^2 / n) = s / sqrt(n)."),
-                        (s**2, "You returned the variance of the log-ratios: the standard "
-                               "error is s / sqrt(n) with s the standard deviation.")):
+                    (
+                        s / n,
+                        "Your standard error shrinks like 1/n: it is s / sqrt(n), the "
+                        "sample standard deviation s divided by the SQUARE ROOT of n.",
+                    ),
+                    (
+                        s,
+                        "You returned the standard deviation s of the log-ratios, not the "
+                        "standard error of their mean: divide by sqrt(n).",
+                    ),
+                    (
+                        s**2 / n,
+                        "You used the variance s^2 where the standard deviation s "
+                        "belongs: the standard error is sqrt(s^2 / n) = s / sqrt(n).",
+                    ),
+                    (
+                        s**2,
+                        "You returned the variance of the log-ratios: the standard "
+                        "error is s / sqrt(n) with s the standard deviation.",
+                    ),
+                ):
                     if hint is None and math.isclose(se, value, rel_tol=1e-3):
                         hint = message
-            problems.append(f"your std_error is {se:.4f} {where}; it should be 0.6455 (or "
-                            "0.5590 with n instead of n - 1 in the sample variance). "
-                            + (hint or "The standard error is s / sqrt(n)."))
+            problems.append(
+                f"your std_error is {se:.4f} {where}; it should be 0.6455 (or "
+                "0.5590 with n instead of n - 1 in the sample variance). "
+                + (hint or "The standard error is s / sqrt(n).")
+            )
         if problems:
             return problems
 
@@ -620,20 +730,30 @@ def check_kl_monte_carlo(student_fn) -> CheckResult:
         ref_est, ref_se = float(reference.estimate), float(reference.std_error)
         exact = float(kl_diag_gaussians(_f32(mean_q), _f32(log_var_q)))
         if not math.isclose(est, ref_est, rel_tol=1e-4, abs_tol=1e-4):
-            return [f"with {num_samples} samples from q = N((1, -0.5), diag(0.25, 1.5)) and "
-                    f"p = N(0, I) your estimate is {est:.4f}, but the average of log q - log p "
-                    f"over those samples is {ref_est:.4f} (the exact KL is {exact:.4f})."]
+            return [
+                f"with {num_samples} samples from q = N((1, -0.5), diag(0.25, 1.5)) and "
+                f"p = N(0, I) your estimate is {est:.4f}, but the average of log q - log p "
+                f"over those samples is {ref_est:.4f} (the exact KL is {exact:.4f})."
+            ]
         if not math.isclose(se, ref_se, rel_tol=1e-2):
-            return [f"with {num_samples} samples your std_error is {se:.5f}, expected "
-                    f"{ref_se:.5f} (s / sqrt(n))."]
+            return [
+                f"with {num_samples} samples your std_error is {se:.5f}, expected "
+                f"{ref_se:.5f} (s / sqrt(n))."
+            ]
         if abs(est - exact) > _NUM_SE * ref_se:  # pragma: no cover - guards the reference
-            return [f"your estimate {est:.4f} is more than {_NUM_SE:g} standard errors from "
-                    f"the exact KL {exact:.4f}."]
+            return [
+                f"your estimate {est:.4f} is more than {_NUM_SE:g} standard errors from "
+                f"the exact KL {exact:.4f}."
+            ]
         return []
 
-    return _run("check_kl_monte_carlo", body, student_fn,
-                "correct: the hand-checkable average and standard error, and agreement with "
-                "the exact KL within 5 standard errors on 20,000 draws.")
+    return _run(
+        "check_kl_monte_carlo",
+        body,
+        student_fn,
+        "correct: the hand-checkable average and standard error, and agreement with "
+        "the exact KL within 5 standard errors on 20,000 draws.",
+    )
 
 
 # ------------------------------------------------- reparameterized sampling
@@ -643,7 +763,8 @@ _REPARAM_HINT = (
     "reparameterization trick (for example through jax.lax.stop_gradient, or by drawing z "
     "directly as jax.random.normal(key) * sigma + stop_gradient(mu)). Write "
     "z = mu + sigma * eps with eps = jax.random.normal(key, mean.shape) drawn independently "
-    "of mu and sigma, so that dz/dmu = 1 and dz/dsigma = eps.")
+    "of mu and sigma, so that dz/dmu = 1 and dz/dsigma = eps."
+)
 
 
 def check_reparameterize(student_fn) -> CheckResult:
@@ -667,9 +788,11 @@ def check_reparameterize(student_fn) -> CheckResult:
     def sample(fn, key, mean, log_var):
         z = _as_array(_call(fn, key, _f32(mean), _f32(log_var), call=call), "your sampler")
         if z.shape != np.shape(mean):
-            raise _Stop(f"for mean and log_var of shape {np.shape(mean)} your z has shape "
-                        f"{z.shape}; z must have the shape of mean (one draw per entry): "
-                        "eps = jax.random.normal(key, mean.shape).")
+            raise _Stop(
+                f"for mean and log_var of shape {np.shape(mean)} your z has shape "
+                f"{z.shape}; z must have the shape of mean (one draw per entry): "
+                "eps = jax.random.normal(key, mean.shape)."
+            )
         return z
 
     def body(fn):
@@ -682,30 +805,42 @@ def check_reparameterize(student_fn) -> CheckResult:
         if np.allclose(z, mean, atol=1e-6):
             raise _Stop("your samples are exactly mu: the noise term sigma * eps is missing.")
         if np.allclose(z[0], z[1]) and np.allclose(z.std(axis=0), 0.0):
-            raise _Stop("every example received the same noise: draw eps with the shape of "
-                        "mean, jax.random.normal(key, mean.shape), so that each entry gets "
-                        "its own independent eps.")
+            raise _Stop(
+                "every example received the same noise: draw eps with the shape of "
+                "mean, jax.random.normal(key, mean.shape), so that each entry gets "
+                "its own independent eps."
+            )
         sample_mean, sample_var = z.mean(axis=0), z.var(axis=0, ddof=1)
         se_mean = np.sqrt(sigma2 / num)
         se_var = sigma2 * np.sqrt(2.0 / (num - 1))
         bad_var = np.abs(sample_var - sigma2) > _NUM_SE * se_var
         if np.any(bad_var):
             j = int(np.argmax(bad_var))
-            where = (f"your samples have variance {sample_var[j]:.4f} in a dimension where "
-                     f"sigma^2 = exp(log_var) = {sigma2[j]:.4f}")
+            where = (
+                f"your samples have variance {sample_var[j]:.4f} in a dimension where "
+                f"sigma^2 = exp(log_var) = {sigma2[j]:.4f}"
+            )
             if np.allclose(sample_var, sigma2**2, rtol=0.05):
-                return [f"{where}, which is sigma^4: you scaled eps by sigma^2 = exp(log_var). "
-                        "Scale it by the standard deviation sigma = exp(log_var / 2)."]
+                return [
+                    f"{where}, which is sigma^4: you scaled eps by sigma^2 = exp(log_var). "
+                    "Scale it by the standard deviation sigma = exp(log_var / 2)."
+                ]
             if np.allclose(sample_var, 1.0, rtol=0.05):
-                return [f"{where}: eps was not scaled at all. z = mu + sigma * eps with "
-                        "sigma = exp(log_var / 2)."]
-            return [f"{where} (expected within {_NUM_SE:g} standard errors): z = mu + sigma * "
-                    "eps with sigma = exp(log_var / 2)."]
+                return [
+                    f"{where}: eps was not scaled at all. z = mu + sigma * eps with "
+                    "sigma = exp(log_var / 2)."
+                ]
+            return [
+                f"{where} (expected within {_NUM_SE:g} standard errors): z = mu + sigma * "
+                "eps with sigma = exp(log_var / 2)."
+            ]
         bad_mean = np.abs(sample_mean - mu) > _NUM_SE * se_mean
         if np.any(bad_mean):
             j = int(np.argmax(bad_mean))
-            return [f"your samples have mean {sample_mean[j]:.4f} in a dimension where "
-                    f"mu = {mu[j]:.4f}: z = mu + sigma * eps (did you add mu?)."]
+            return [
+                f"your samples have mean {sample_mean[j]:.4f} in a dimension where "
+                f"mu = {mu[j]:.4f}: z = mu + sigma * eps (did you add mu?)."
+            ]
 
         small_mean = np.array([[0.5, -1.0], [2.0, 0.0], [0.0, 3.0]])
         small_log_var = np.array([[0.0, 1.0], [-1.0, 0.5], [2.0, -2.0]])
@@ -714,40 +849,57 @@ def check_reparameterize(student_fn) -> CheckResult:
         z2 = sample(fn, key, small_mean, small_log_var)
         z3 = sample(fn, jax.random.key(5), small_mean, small_log_var)
         if not np.array_equal(z1, z2):
-            return ["two calls with the same key gave different samples: take all randomness "
-                    "from the key argument (jax.random.normal(key, ...)), not from numpy or a "
-                    "global random state."]
+            return [
+                "two calls with the same key gave different samples: take all randomness "
+                "from the key argument (jax.random.normal(key, ...)), not from numpy or a "
+                "global random state."
+            ]
         if np.array_equal(z1, z3):
-            return ["different keys gave identical samples: draw eps with the key you are "
-                    "given, jax.random.normal(key, mean.shape)."]
+            return [
+                "different keys gave identical samples: draw eps with the key you are "
+                "given, jax.random.normal(key, mean.shape)."
+            ]
 
         args = (key, _f32(small_mean), _f32(small_log_var))
         grad_mean = _gradient(fn, args, 1, "your sampler")
         if np.allclose(grad_mean, 0.0):
             return [_REPARAM_HINT]
         if not _close(grad_mean, np.ones_like(small_mean), rtol=1e-4, atol=1e-4):
-            return [f"dz/dmu should be 1 for every entry, yours is {_fmt(grad_mean)}: "
-                    "z = mu + sigma * eps."]
+            return [
+                f"dz/dmu should be 1 for every entry, yours is {_fmt(grad_mean)}: "
+                "z = mu + sigma * eps."
+            ]
         grad_log_var = _gradient(fn, args, 2, "your sampler")
         expected = 0.5 * (z1 - small_mean)
         if np.allclose(grad_log_var, 0.0):
-            return ["no gradient reaches log_var (dz/dlog_var is 0): compute sigma = "
-                    "exp(log_var / 2) inside the sample, without stop_gradient."]
+            return [
+                "no gradient reaches log_var (dz/dlog_var is 0): compute sigma = "
+                "exp(log_var / 2) inside the sample, without stop_gradient."
+            ]
         if not _close(grad_log_var, expected, rtol=1e-3, atol=1e-4):
-            return [f"dz/dlog_var should be sigma * eps / 2 = (z - mu) / 2 = {_fmt(expected)}, "
-                    f"yours is {_fmt(grad_log_var)}."]
+            return [
+                f"dz/dlog_var should be sigma * eps / 2 = (z - mu) / 2 = {_fmt(expected)}, "
+                f"yours is {_fmt(grad_log_var)}."
+            ]
 
         extreme_mean = np.array([[0.0, 1.0], [5.0, -5.0]])
         extreme_log_var = np.array([[-30.0, 30.0], [30.0, -30.0]])
         z = sample(fn, jax.random.key(6), extreme_mean, extreme_log_var)
-        _expect_finite(z, "for log-variances of -30 and 30 your samples",
-                       "Compute sigma as exp(log_var / 2), which is finite for |log_var| <= 30.")
+        _expect_finite(
+            z,
+            "for log-variances of -30 and 30 your samples",
+            "Compute sigma as exp(log_var / 2), which is finite for |log_var| <= 30.",
+        )
         return []
 
-    return _run("check_reparameterize", body, student_fn,
-                "correct: sample means and variances match mu and sigma^2 (20,000 draws), "
-                "the noise is independent per entry and driven by the key, and gradients "
-                "flow to mu and log_var.")
+    return _run(
+        "check_reparameterize",
+        body,
+        student_fn,
+        "correct: sample means and variances match mu and sigma^2 (20,000 draws), "
+        "the noise is independent per entry and driven by the key, and gradients "
+        "flow to mu and log_var.",
+    )
 
 
 # ------------------------------------------------- Bernoulli log-likelihood from logits
@@ -756,7 +908,8 @@ _LOGITS_HINT = (
     "Computing p = sigmoid(logits) and then log(p), log(1 - p) breaks down once p rounds to "
     "exactly 0 or 1 in floating point (already at |logit| ~ 17 in float32): log(0) = -inf. "
     "Work with the logits directly: log p(x | z) = sum_j [x_j * l_j - softplus(l_j)], e.g. "
-    "with jax.nn.log_sigmoid(l) = log p and jax.nn.log_sigmoid(-l) = log(1 - p).")
+    "with jax.nn.log_sigmoid(l) = log p and jax.nn.log_sigmoid(-l) = log(1 - p)."
+)
 
 
 def _bernoulli_hand(x, logits):
@@ -799,62 +952,91 @@ def check_bernoulli_log_likelihood(student_fn) -> CheckResult:
         _check_event_shape(got, batch, dim, "log-likelihood")
         problems = []
         for description, (xs, ls), expected in cases:
-            value = _scalar(_as_array(_call(fn, _f32([xs]), _f32([ls]), call=call),
-                                      "your log-likelihood"), "your log-likelihood")
+            value = _scalar(
+                _as_array(_call(fn, _f32([xs]), _f32([ls]), call=call), "your log-likelihood"),
+                "your log-likelihood",
+            )
             if not math.isclose(value, expected, rel_tol=_RTOL, abs_tol=_ATOL):
-                problems.append(f"for {description} your log-likelihood is {value:.4f} but it "
-                                f"should be {expected:.4f}.")
+                problems.append(
+                    f"for {description} your log-likelihood is {value:.4f} but it "
+                    f"should be {expected:.4f}."
+                )
                 break
         extreme_x = np.array([[1.0, 0.0, 1.0, 0.0]])
         extreme_logits = np.array([[100.0, -100.0, -100.0, 100.0]])
-        value = _as_array(_call(fn, _f32(extreme_x), _f32(extreme_logits), call=call),
-                          "your log-likelihood")
+        value = _as_array(
+            _call(fn, _f32(extreme_x), _f32(extreme_logits), call=call), "your log-likelihood"
+        )
         expected = _bernoulli_hand(extreme_x, extreme_logits)
         if not np.all(np.isfinite(value)):
-            problems.insert(0, f"your log-likelihood is {_fmt(value.ravel()[0])} for "
-                               "x=(1, 0, 1, 0) and logits=(100, -100, -100, 100), where the "
-                               f"right answer is {_fmt(expected[0])} (each wrong pixel costs "
-                               "100 nats). "
-                               + _LOGITS_HINT)
+            problems.insert(
+                0,
+                f"your log-likelihood is {_fmt(value.ravel()[0])} for "
+                "x=(1, 0, 1, 0) and logits=(100, -100, -100, 100), where the "
+                f"right answer is {_fmt(expected[0])} (each wrong pixel costs "
+                "100 nats). " + _LOGITS_HINT,
+            )
             return problems
         if not problems and not _close(value, expected):
-            problems.append(f"for x=(1, 0, 1, 0) and logits=(100, -100, -100, 100) your "
-                            f"log-likelihood is {_fmt(value.ravel()[0])} but it should be "
-                            f"{_fmt(expected[0])}: "
-                            "clipping or adding a small constant inside the log changes the "
-                            "answer. " + _LOGITS_HINT)
+            problems.append(
+                f"for x=(1, 0, 1, 0) and logits=(100, -100, -100, 100) your "
+                f"log-likelihood is {_fmt(value.ravel()[0])} but it should be "
+                f"{_fmt(expected[0])}: "
+                "clipping or adding a small constant inside the log changes the "
+                "answer. " + _LOGITS_HINT
+            )
         reference = np.asarray(bernoulli_log_likelihood(_f32(x), _f32(logits)), np.float64)
         if problems or not _close(got, reference):
             if not problems:
-                problems.append(f"on random inputs your log-likelihood differs from the "
-                                f"reference: for x={_fmt(x[0])}, logits={_fmt(logits[0])} you "
-                                f"return {_fmt(got[0])}, expected {_fmt(reference[0])}.")
-            hint = _diagnose(got, [
-                (-reference, "your log-likelihood is positive: a probability is at most 1, so "
-                             "its log is <= 0. You returned the binary cross-entropy (the "
-                             "NEGATIVE log-likelihood): flip the sign."),
-                (reference / dim, f"your log-likelihood for {dim} pixels is 1/{dim} of the "
-                                  "correct value: you averaged over the pixels. The pixels are "
-                                  "independent given z, so log p(x | z) is the SUM of the "
-                                  "per-pixel terms (averaging would weaken the reconstruction "
-                                  "term 784-fold against the KL on MNIST)."),
-                (_bernoulli_hand(1.0 - x, logits), "you swapped x and 1 - x: the term x_j log "
-                                                   "sigmoid(l_j) belongs to pixels that are on "
-                                                   "(x_j = 1)."),
-            ])
+                problems.append(
+                    f"on random inputs your log-likelihood differs from the "
+                    f"reference: for x={_fmt(x[0])}, logits={_fmt(logits[0])} you "
+                    f"return {_fmt(got[0])}, expected {_fmt(reference[0])}."
+                )
+            hint = _diagnose(
+                got,
+                [
+                    (
+                        -reference,
+                        "your log-likelihood is positive: a probability is at most 1, so "
+                        "its log is <= 0. You returned the binary cross-entropy (the "
+                        "NEGATIVE log-likelihood): flip the sign.",
+                    ),
+                    (
+                        reference / dim,
+                        f"your log-likelihood for {dim} pixels is 1/{dim} of the "
+                        "correct value: you averaged over the pixels. The pixels are "
+                        "independent given z, so log p(x | z) is the SUM of the "
+                        "per-pixel terms (averaging would weaken the reconstruction "
+                        "term 784-fold against the KL on MNIST).",
+                    ),
+                    (
+                        _bernoulli_hand(1.0 - x, logits),
+                        "you swapped x and 1 - x: the term x_j log "
+                        "sigmoid(l_j) belongs to pixels that are on "
+                        "(x_j = 1).",
+                    ),
+                ],
+            )
             if hint:
                 problems.append(hint)
             return problems
         grad = _gradient(fn, (_f32(extreme_x), _f32(extreme_logits)), 1, "your log-likelihood")
         expected_grad = extreme_x - 1.0 / (1.0 + np.exp(-extreme_logits))
         if not _close(grad, expected_grad, rtol=1e-4, atol=1e-4):
-            return [f"at logits=(100, -100, -100, 100) your gradient is {_fmt(grad)}, expected "
-                    f"x - sigmoid(logits) = {_fmt(expected_grad)}. " + _LOGITS_HINT]
+            return [
+                f"at logits=(100, -100, -100, 100) your gradient is {_fmt(grad)}, expected "
+                f"x - sigmoid(logits) = {_fmt(expected_grad)}. " + _LOGITS_HINT
+            ]
         return []
 
-    return _run("check_bernoulli_log_likelihood", body, student_fn,
-                "correct: hand values, random inputs, logits of +-100 (values and gradients "
-                "finite) and the sum over pixels.")
+    return _run(
+        "check_bernoulli_log_likelihood",
+        body,
+        student_fn,
+        "correct: hand values, random inputs, logits of +-100 (values and gradients "
+        "finite) and the sum over pixels.",
+    )
 
 
 # ------------------------------------------------- the negative ELBO of a batch
@@ -884,10 +1066,16 @@ def check_negative_elbo(student_fn) -> CheckResult:
     log2 = math.log(2.0)
     x2 = [[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]]
     cases = [
-        ("a batch of 2 images with 3 pixels, logits=0, mu=0, sigma=1 (KL = 0)",
-         (x2, np.zeros((2, 3)), np.zeros((2, 2)), np.zeros((2, 2))), 3 * log2),
-        ("the same batch with mu=(2, 0) for both images, sigma=1 (KL = 2 per image)",
-         (x2, np.zeros((2, 3)), [[2.0, 0.0], [2.0, 0.0]], np.zeros((2, 2))), 3 * log2 + 2.0),
+        (
+            "a batch of 2 images with 3 pixels, logits=0, mu=0, sigma=1 (KL = 0)",
+            (x2, np.zeros((2, 3)), np.zeros((2, 2)), np.zeros((2, 2))),
+            3 * log2,
+        ),
+        (
+            "the same batch with mu=(2, 0) for both images, sigma=1 (KL = 2 per image)",
+            (x2, np.zeros((2, 3)), [[2.0, 0.0], [2.0, 0.0]], np.zeros((2, 2))),
+            3 * log2 + 2.0,
+        ),
     ]
 
     def loss_of(fn, *args):
@@ -895,8 +1083,10 @@ def check_negative_elbo(student_fn) -> CheckResult:
         if out.shape != ():
             batch = np.shape(args[0])[0]
             per_example = " (one value per example)" if out.shape == (batch,) else ""
-            raise _Stop(f"your loss has shape {out.shape}{per_example}; the loss is a single "
-                        "number, the MEAN over the batch of the per-example negative ELBOs.")
+            raise _Stop(
+                f"your loss has shape {out.shape}{per_example}; the loss is a single "
+                "number, the MEAN over the batch of the per-example negative ELBOs."
+            )
         return float(out)
 
     def body(fn):
@@ -914,39 +1104,68 @@ def check_negative_elbo(student_fn) -> CheckResult:
         for description, args, expected in cases:
             value = loss_of(fn, *args)
             if not math.isclose(value, expected, rel_tol=_RTOL, abs_tol=_ATOL):
-                problems.append(f"for {description} your loss is {value:.4f} but it should be "
-                                f"{expected:.4f} (= 3 log 2 + KL).")
+                problems.append(
+                    f"for {description} your loss is {value:.4f} but it should be "
+                    f"{expected:.4f} (= 3 log 2 + KL)."
+                )
                 break
         if problems or not math.isclose(got, reference, rel_tol=_RTOL, abs_tol=_ATOL):
             if not problems:
-                problems.append(f"on a random batch (B={batch}, D={dim_x}, d={dim_z}) your loss "
-                                f"is {got:.4f}, expected {reference:.4f}.")
-            hint = _diagnose(np.asarray(got), [
-                (np.mean(-recon / dim_x + kl),
-                 f"your reconstruction term is averaged over the {dim_x} pixels: the "
-                 "reconstruction log-likelihood of an image is the SUM over its pixels "
-                 "(averaging weakens it 784-fold against the KL on MNIST and the VAE learns "
-                 "blurry digits)."),
-                (np.sum(-recon + kl),
-                 f"your loss is {batch} times too large for a batch of {batch}: you summed over "
-                 "the batch. Sum over pixels and latent dimensions, then take the MEAN over "
-                 "the batch (so the learning rate does not depend on the batch size)."),
-                (np.mean(-recon + kl / dim_z),
-                 f"your KL term is averaged over the {dim_z} latent dimensions: sum it."),
-                (np.mean(-recon / dim_x + kl / dim_z),
-                 "you averaged over pixels and over latent dimensions: sum over both, then "
-                 "take the mean over the batch."),
-                (-reference, "you returned the ELBO itself; the loss to MINIMISE is the "
-                             "negative ELBO, -log p(x | z) + KL."),
-                (np.mean(-recon - kl), "you subtracted the KL: the negative ELBO is "
-                                       "-log p(x | z) + KL(q || p)."),
-                (np.mean(recon + kl), "the reconstruction term has the wrong sign: the "
-                                      "negative ELBO is -log p(x | z) + KL(q || p)."),
-                (np.mean(-recon), "the KL term is missing: the negative ELBO is "
-                                  "-log p(x | z) + KL(q || p)."),
-                (np.mean(kl), "the reconstruction term is missing: the negative ELBO is "
-                              "-log p(x | z) + KL(q || p)."),
-            ])
+                problems.append(
+                    f"on a random batch (B={batch}, D={dim_x}, d={dim_z}) your loss "
+                    f"is {got:.4f}, expected {reference:.4f}."
+                )
+            hint = _diagnose(
+                np.asarray(got),
+                [
+                    (
+                        np.mean(-recon / dim_x + kl),
+                        f"your reconstruction term is averaged over the {dim_x} pixels: the "
+                        "reconstruction log-likelihood of an image is the SUM over its pixels "
+                        "(averaging weakens it 784-fold against the KL on MNIST and the VAE learns "
+                        "blurry digits).",
+                    ),
+                    (
+                        np.sum(-recon + kl),
+                        f"your loss is {batch} times too large for a batch of {batch}: "
+                        "you summed over the batch. Sum over pixels and latent dimensions, "
+                        "then take the MEAN over the batch (so the learning rate does not depend "
+                        "on the batch size).",
+                    ),
+                    (
+                        np.mean(-recon + kl / dim_z),
+                        f"your KL term is averaged over the {dim_z} latent dimensions: sum it.",
+                    ),
+                    (
+                        np.mean(-recon / dim_x + kl / dim_z),
+                        "you averaged over pixels and over latent dimensions: sum over both, then "
+                        "take the mean over the batch.",
+                    ),
+                    (
+                        -reference,
+                        "you returned the ELBO itself; the loss to MINIMISE is the "
+                        "negative ELBO, -log p(x | z) + KL.",
+                    ),
+                    (
+                        np.mean(-recon - kl),
+                        "you subtracted the KL: the negative ELBO is -log p(x | z) + KL(q || p).",
+                    ),
+                    (
+                        np.mean(recon + kl),
+                        "the reconstruction term has the wrong sign: the "
+                        "negative ELBO is -log p(x | z) + KL(q || p).",
+                    ),
+                    (
+                        np.mean(-recon),
+                        "the KL term is missing: the negative ELBO is -log p(x | z) + KL(q || p).",
+                    ),
+                    (
+                        np.mean(kl),
+                        "the reconstruction term is missing: the negative ELBO is "
+                        "-log p(x | z) + KL(q || p).",
+                    ),
+                ],
+            )
             if hint:
                 problems.append(hint)
             return problems
@@ -955,28 +1174,37 @@ def check_negative_elbo(student_fn) -> CheckResult:
         zeros = np.zeros((2, 2))
         value = loss_of(fn, extreme_x, extreme_logits, zeros, zeros)
         if not math.isclose(value, 100.0, rel_tol=1e-4):
-            return [f"for logits of +-100 your loss is {value:.4f}, expected 100.0000 (the "
-                    "second image has two pixels wrong by 100 nats each, the first none). "
-                    + _LOGITS_HINT]
+            return [
+                f"for logits of +-100 your loss is {value:.4f}, expected 100.0000 (the "
+                "second image has two pixels wrong by 100 nats each, the first none). "
+                + _LOGITS_HINT
+            ]
         args = (_f32(x), _f32(logits), _f32(mean), _f32(log_var))
         grad = _gradient(fn, args, 1, "your loss")
         expected_grad = (1.0 / (1.0 + np.exp(-logits)) - x) / batch
         if not _close(grad, expected_grad, rtol=1e-3, atol=1e-5):
-            return [f"your loss has the right value but d loss / d logits is {_fmt(grad[0])} "
-                    f"for the first image, expected (sigmoid(logits) - x) / B = "
-                    f"{_fmt(expected_grad[0])}."]
+            return [
+                f"your loss has the right value but d loss / d logits is {_fmt(grad[0])} "
+                f"for the first image, expected (sigmoid(logits) - x) / B = "
+                f"{_fmt(expected_grad[0])}."
+            ]
         return []
 
-    return _run("check_negative_elbo", body, student_fn,
-                "correct: hand values, the reference on a random batch, logits of +-100 and "
-                "gradients (sum over pixels and latent dimensions, mean over the batch).")
+    return _run(
+        "check_negative_elbo",
+        body,
+        student_fn,
+        "correct: hand values, the reference on a random batch, logits of +-100 and "
+        "gradients (sum over pixels and latent dimensions, mean over the batch).",
+    )
 
 
 # ------------------------------------------------- ELBO <= log p(x) on the conjugate model
 
 
-def check_elbo_estimate(student_fn, *, num_repeats: int = 20,
-                        num_samples: int = 100) -> CheckResult:
+def check_elbo_estimate(
+    student_fn, *, num_repeats: int = 20, num_samples: int = 100
+) -> CheckResult:
     r"""Checks ``student_fn(key, model, x, mean, log_var, num_samples) -> ELBO estimate``.
 
     On the linear-Gaussian model of :mod:`vae_edu.conjugate` (here D = 3, d = 1), for
@@ -1025,8 +1253,12 @@ def check_elbo_estimate(student_fn, *, num_repeats: int = 20,
             estimates = []
             for i in range(num_repeats):
                 key = jax.random.fold_in(jax.random.key(8), i)
-                out = _as_array(_call(compiled, key, model, x, _f32(mean), _f32(log_var),
-                                      num_samples, call=call), "your ELBO estimate")
+                out = _as_array(
+                    _call(
+                        compiled, key, model, x, _f32(mean), _f32(log_var), num_samples, call=call
+                    ),
+                    "your ELBO estimate",
+                )
                 estimates.append(_scalar(out, "your ELBO estimate"))
             estimates = np.array(estimates)
             _expect_finite(estimates, "your ELBO estimates")
@@ -1042,27 +1274,49 @@ def check_elbo_estimate(student_fn, *, num_repeats: int = 20,
             entropy = 0.5 * float(np.sum(1.0 + math.log(2.0 * math.pi) + log_var))
             hint = None
             for wrong, message in (
-                    (expected_ll, "Your estimate matches E_q[log p(x | z)] alone: the KL term "
-                                  "(or log p(z) - log q(z)) is missing."),
-                    (expected_ll + kl_prior, "You added the KL instead of subtracting it: "
-                                             "ELBO = E_q[log p(x | z)] - KL(q || p(z))."),
-                    (exact - entropy, "Your estimate matches E_q[log p(x | z) + log p(z)]: "
-                                      "the - log q(z) term is missing."),
-                    (num_samples * exact, f"Your estimate is {num_samples} times the ELBO: "
-                                          "average over the samples, do not sum.")):
+                (
+                    expected_ll,
+                    "Your estimate matches E_q[log p(x | z)] alone: the KL term "
+                    "(or log p(z) - log q(z)) is missing.",
+                ),
+                (
+                    expected_ll + kl_prior,
+                    "You added the KL instead of subtracting it: "
+                    "ELBO = E_q[log p(x | z)] - KL(q || p(z)).",
+                ),
+                (
+                    exact - entropy,
+                    "Your estimate matches E_q[log p(x | z) + log p(z)]: "
+                    "the - log q(z) term is missing.",
+                ),
+                (
+                    num_samples * exact,
+                    f"Your estimate is {num_samples} times the ELBO: "
+                    "average over the samples, do not sum.",
+                ),
+            ):
                 if abs(average - wrong) <= tolerance:
                     hint = message
                     break
-            return [f"for {description} your ELBO estimates average {average:.4f} "
-                    f"(standard error {std_error:.4f} over {num_repeats} calls), but the exact "
-                    f"ELBO is {exact:.4f} and log p(x) = {log_evidence:.4f}. "
-                    + (hint or "Estimate E_q[log p(x | z) + log p(z) - log q(z)] with "
-                       "reparameterized samples z ~ q.")]
+            return [
+                f"for {description} your ELBO estimates average {average:.4f} "
+                f"(standard error {std_error:.4f} over {num_repeats} calls), but the exact "
+                f"ELBO is {exact:.4f} and log p(x) = {log_evidence:.4f}. "
+                + (
+                    hint
+                    or "Estimate E_q[log p(x | z) + log p(z) - log q(z)] with "
+                    "reparameterized samples z ~ q."
+                )
+            ]
         return []
 
-    return _run("check_elbo_estimate", body, student_fn,
-                "correct: unbiased for the exact ELBO of four q's (within 5 standard errors), "
-                "equal to log p(x) at the exact posterior.")
+    return _run(
+        "check_elbo_estimate",
+        body,
+        student_fn,
+        "correct: unbiased for the exact ELBO of four q's (within 5 standard errors), "
+        "equal to log p(x) at the exact posterior.",
+    )
 
 
 # ------------------------------------------------- A3: a trained VAE and its latent space
@@ -1078,8 +1332,9 @@ def _a3_test_set(num_images: int = A3_NUM_TEST_IMAGES):
     return test.images[:num_images], test.labels[:num_images]
 
 
-def check_trained_vae(result, *, threshold: float, latent_dim: int = 2,
-                      max_epochs: int = 10) -> CheckResult:
+def check_trained_vae(
+    result, *, threshold: float, latent_dim: int = 2, max_epochs: int = 10
+) -> CheckResult:
     r"""Checks a VAE trained with :func:`vae_edu.train.train` against an assignment's target.
 
     The test ELBO is recomputed here, not read from the training history:
@@ -1103,34 +1358,50 @@ def check_trained_vae(result, *, threshold: float, latent_dim: int = 2,
         model = getattr(result, "model", None)
         history = getattr(result, "history", None)
         if model is None or not isinstance(history, dict):
-            raise _Stop("expected the TrainResult returned by vae_edu.train.train (with "
-                        f".model and .history), got a {type(result).__name__}.")
+            raise _Stop(
+                "expected the TrainResult returned by vae_edu.train.train (with "
+                f".model and .history), got a {type(result).__name__}."
+            )
         if model.config.latent_dim != latent_dim:
-            raise _Stop(f"your model has latent_dim={model.config.latent_dim}; this assignment "
-                        f"asks for latent_dim={latent_dim} (the latent-space questions need it).")
+            raise _Stop(
+                f"your model has latent_dim={model.config.latent_dim}; this assignment "
+                f"asks for latent_dim={latent_dim} (the latent-space questions need it)."
+            )
         epochs = len(history.get("epoch", []))
         if epochs > max_epochs:
             raise _Stop(f"you trained for {epochs} epochs; the budget is {max_epochs}.")
         images, _ = _a3_test_set()
         estimate = evaluate.test_elbo(model, images, jax.random.PRNGKey(0))
         if not math.isfinite(estimate.mean):
-            raise _Stop(f"the test ELBO of your model is {estimate.mean}: training diverged "
-                        "(try a smaller learning rate).")
+            raise _Stop(
+                f"the test ELBO of your model is {estimate.mean}: training diverged "
+                "(try a smaller learning rate)."
+            )
         if estimate.mean < threshold:
-            return [f"the test ELBO of your model is {estimate.mean:.2f} +- "
-                    f"{estimate.std_error:.2f} nats per image on the first "
-                    f"{A3_NUM_TEST_IMAGES} test images; the target is {threshold:.1f}. Train "
-                    f"longer (up to {max_epochs} epochs), widen the hidden layer, or try a "
-                    "learning rate between 1e-3 and 3e-3; keep beta = 1."]
+            return [
+                f"the test ELBO of your model is {estimate.mean:.2f} +- "
+                f"{estimate.std_error:.2f} nats per image on the first "
+                f"{A3_NUM_TEST_IMAGES} test images; the target is {threshold:.1f}. Train "
+                f"longer (up to {max_epochs} epochs), widen the hidden layer, or try a "
+                "learning rate between 1e-3 and 3e-3; keep beta = 1."
+            ]
         return []
 
-    return _run("check_trained_vae", body, result, needs_function=False, success=(
-                f"correct: latent_dim={latent_dim}, at most {max_epochs} epochs, and a test "
-                f"ELBO at or above the target {threshold:.1f} nats."))
+    return _run(
+        "check_trained_vae",
+        body,
+        result,
+        needs_function=False,
+        success=(
+            f"correct: latent_dim={latent_dim}, at most {max_epochs} epochs, and a test "
+            f"ELBO at or above the target {threshold:.1f} nats."
+        ),
+    )
 
 
-def check_latent_statistics(model, *, class_means=None, farthest_digit=None,
-                            centroid_accuracy=None) -> CheckResult:
+def check_latent_statistics(
+    model, *, class_means=None, farthest_digit=None, centroid_accuracy=None
+) -> CheckResult:
     r"""Checks three statistics of a VAE's latent space on the first 2,000 test images.
 
     With mu(x) the posterior mean of image x (``vae_edu.evaluate.encode_dataset`` on the
@@ -1161,36 +1432,60 @@ def check_latent_statistics(model, *, class_means=None, farthest_digit=None,
         problems = []
         got = expected if class_means is None else _as_array(class_means, "class_means")
         if got.shape != expected.shape:
-            problems.append(f"class_means has shape {got.shape}; it should be {expected.shape}, "
-                            "one row (the average posterior mean) per digit 0-9.")
+            problems.append(
+                f"class_means has shape {got.shape}; it should be {expected.shape}, "
+                "one row (the average posterior mean) per digit 0-9."
+            )
         elif not _close(got, expected, rtol=1e-3, atol=1e-3):
             wrong_input = np.stack([log_var[labels == k].mean(axis=0) for k in range(10)])
-            hint = _diagnose(got, [
-                (wrong_input, "You averaged the log-variances: use the posterior MEANS mu(x)."),
-                (expected[::-1], "Your rows are in reverse order: row k belongs to digit k."),
-            ])
-            problems.append(f"class_means differs from the average posterior mean of each digit "
-                            f"(row 0: yours {_fmt(got[0])}, expected {_fmt(expected[0])}). "
-                            + (hint or "Average mu(x) over the test images with label k."))
+            hint = _diagnose(
+                got,
+                [
+                    (wrong_input, "You averaged the log-variances: use the posterior MEANS mu(x)."),
+                    (expected[::-1], "Your rows are in reverse order: row k belongs to digit k."),
+                ],
+            )
+            problems.append(
+                f"class_means differs from the average posterior mean of each digit "
+                f"(row 0: yours {_fmt(got[0])}, expected {_fmt(expected[0])}). "
+                + (hint or "Average mu(x) over the test images with label k.")
+            )
         norms = np.linalg.norm(expected, axis=1)
-        if farthest_digit is not None and int(np.asarray(farthest_digit)) != int(
-                np.argmax(norms)):
-            hint = (" You picked the NEAREST one."
-                    if int(np.asarray(farthest_digit)) == int(np.argmin(norms)) else "")
-            problems.append(f"farthest_digit is {farthest_digit}, but the class mean farthest from "
-                            f"the origin is that of digit {int(np.argmax(norms))} (distance "
-                            f"{norms.max():.3f}).{hint}")
+        if farthest_digit is not None and int(np.asarray(farthest_digit)) != int(np.argmax(norms)):
+            hint = (
+                " You picked the NEAREST one."
+                if int(np.asarray(farthest_digit)) == int(np.argmin(norms))
+                else ""
+            )
+            problems.append(
+                f"farthest_digit is {farthest_digit}, but the class mean farthest from "
+                f"the origin is that of digit {int(np.argmax(norms))} (distance "
+                f"{norms.max():.3f}).{hint}"
+            )
         distances = np.linalg.norm(mean[:, None, :] - expected[None, :, :], axis=-1)
         accuracy = float(np.mean(np.argmin(distances, axis=1) == labels))
-        value = None if centroid_accuracy is None else _scalar(
-            _as_array(centroid_accuracy, "centroid_accuracy"), "centroid_accuracy")
+        value = (
+            None
+            if centroid_accuracy is None
+            else _scalar(_as_array(centroid_accuracy, "centroid_accuracy"), "centroid_accuracy")
+        )
         if value is not None and not math.isclose(value, accuracy, abs_tol=1e-3):
-            hint = (" Give a fraction between 0 and 1, not a percentage." if
-                    math.isclose(value, 100 * accuracy, abs_tol=0.1) else "")
-            problems.append(f"centroid_accuracy is {value:.4f}, but {accuracy:.4f} of the "
-                            f"{len(labels)} test images are nearest to their own class mean.{hint}")
+            hint = (
+                " Give a fraction between 0 and 1, not a percentage."
+                if math.isclose(value, 100 * accuracy, abs_tol=0.1)
+                else ""
+            )
+            problems.append(
+                f"centroid_accuracy is {value:.4f}, but {accuracy:.4f} of the "
+                f"{len(labels)} test images are nearest to their own class mean.{hint}"
+            )
         return problems
 
-    return _run("check_latent_statistics", body, model, needs_function=False, success=
-                "correct: class means, the farthest class mean and the nearest-class-mean "
-                "accuracy all match.")
+    return _run(
+        "check_latent_statistics",
+        body,
+        model,
+        needs_function=False,
+        success="correct: class means, the farthest class mean and the nearest-class-mean "
+        "accuracy all match.",
+    )

@@ -24,7 +24,8 @@ call compiles once per input shape instead of dispatching operation by operation
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -127,8 +128,9 @@ def _kl_diag_gaussians(mean_q, log_var_q, mean_p, log_var_p):
     # sigma_q^2/sigma_p^2 - 1 - log(sigma_q^2/sigma_p^2) = expm1(r) - r with r the log ratio:
     # expm1 keeps this term accurate (and >= 0) when q and p are close.
     log_ratio = log_var_q - log_var_p
-    per_dim = 0.5 * (jnp.expm1(log_ratio) - log_ratio
-                     + jnp.square(mean_q - mean_p) * jnp.exp(-log_var_p))
+    per_dim = 0.5 * (
+        jnp.expm1(log_ratio) - log_ratio + jnp.square(mean_q - mean_p) * jnp.exp(-log_var_p)
+    )
     return jnp.sum(per_dim, axis=-1)
 
 
@@ -154,8 +156,10 @@ def _check_covariance_values(cov, name: str) -> None:
     asymmetry = np.max(np.abs(concrete - np.swapaxes(concrete, -1, -2)), axis=(-2, -1))
     not_symmetric = asymmetry > _tolerance(concrete.dtype) * scale
     if np.any(not_symmetric):
-        raise ValueError(f"{name} is not symmetric{_batch_index(not_symmetric)}: "
-                         "a covariance matrix must equal its transpose")
+        raise ValueError(
+            f"{name} is not symmetric{_batch_index(not_symmetric)}: "
+            "a covariance matrix must equal its transpose"
+        )
 
 
 def _check_cholesky_factor(factor, name: str) -> None:
@@ -176,8 +180,9 @@ def _check_cholesky_factor(factor, name: str) -> None:
 
 def _mvn_batch_shape(mean_q, cov_q, mean_p, cov_p) -> tuple[int, ...]:
     """The broadcast of the leading (batch) axes of two Gaussians' parameters."""
-    return np.broadcast_shapes(mean_q.shape[:-1], cov_q.shape[:-2],
-                               mean_p.shape[:-1], cov_p.shape[:-2])
+    return np.broadcast_shapes(
+        mean_q.shape[:-1], cov_q.shape[:-2], mean_p.shape[:-1], cov_p.shape[:-2]
+    )
 
 
 def kl_mvn(mean_q, cov_q, mean_p, cov_p):
@@ -252,7 +257,7 @@ def _kl_mvn_and_cholesky_factors(mean_q, cov_q, mean_p, cov_p):
     factor_p = jnp.broadcast_to(chol_p, (*batch, d, d))
     diff = jnp.broadcast_to(mean_p - mean_q, (*batch, d))
 
-    scaled_factor_q = solve_triangular(factor_p, factor_q, lower=True)     # L_p^{-1} L_q
+    scaled_factor_q = solve_triangular(factor_p, factor_q, lower=True)  # L_p^{-1} L_q
     scaled_diff = solve_triangular(factor_p, diff[..., None], lower=True)  # L_p^{-1} (mu_p - mu_q)
     trace_term = jnp.sum(jnp.square(scaled_factor_q), axis=(-2, -1))
     mahalanobis = jnp.sum(jnp.square(scaled_diff), axis=(-2, -1))
@@ -387,5 +392,6 @@ def kl_monte_carlo(samples_q, log_q: Callable, log_p: Callable) -> MonteCarloEst
 def _mean_and_standard_error(values) -> MonteCarloEstimate:
     """Sample mean over the leading axis and its standard error std(ddof=1) / sqrt(n)."""
     n = values.shape[0]
-    return MonteCarloEstimate(jnp.mean(values, axis=0),
-                              jnp.std(values, axis=0, ddof=1) / np.sqrt(n))
+    return MonteCarloEstimate(
+        jnp.mean(values, axis=0), jnp.std(values, axis=0, ddof=1) / np.sqrt(n)
+    )

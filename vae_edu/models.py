@@ -87,19 +87,23 @@ class VAEConfig:
         # Normalise lists (e.g. from JSON) to tuples so the config stays hashable.
         object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
         if self.decoder_hidden_sizes is not None:
-            object.__setattr__(self, "decoder_hidden_sizes",
-                               tuple(int(h) for h in self.decoder_hidden_sizes))
+            object.__setattr__(
+                self, "decoder_hidden_sizes", tuple(int(h) for h in self.decoder_hidden_sizes)
+            )
         for name in ("input_dim", "latent_dim"):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name, sizes in (("hidden_sizes", self.hidden_sizes),
-                            ("decoder_hidden_sizes", self.decoder_hidden_sizes or ())):
+        for name, sizes in (
+            ("hidden_sizes", self.hidden_sizes),
+            ("decoder_hidden_sizes", self.decoder_hidden_sizes or ()),
+        ):
             if any(h < 1 for h in sizes):
                 raise ValueError(f"{name} must be positive integers, got {sizes}")
         if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, "
-                             f"got {self.activation!r}")
+            raise ValueError(
+                f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}"
+            )
         if self.likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
         if not math.isfinite(self.gaussian_log_var):
@@ -126,7 +130,7 @@ class VAEConfig:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "VAEConfig":
+    def from_dict(cls, data: dict[str, Any]) -> VAEConfig:
         """Inverse of :meth:`to_dict`; unknown keys raise a ValueError naming them."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
@@ -138,7 +142,7 @@ class VAEConfig:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "VAEConfig":
+    def from_json(cls, text: str) -> VAEConfig:
         return cls.from_dict(json.loads(text))
 
 
@@ -163,8 +167,15 @@ class MLP(nnx.Module):
     ``encoder.hidden_0.kernel``.
     """
 
-    def __init__(self, in_features: int, hidden_sizes: tuple[int, ...], out_features: int,
-                 activation: str, *, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_features: int,
+        hidden_sizes: tuple[int, ...],
+        out_features: int,
+        activation: str,
+        *,
+        rngs: nnx.Rngs,
+    ):
         self.num_hidden = len(hidden_sizes)
         self.activation = activation
         width = in_features
@@ -193,10 +204,16 @@ class VAE(nnx.Module):
             raise TypeError(f"config must be a VAEConfig, got {type(config).__name__}")
         self.config = config
         # The encoder's last layer outputs [mean, log_var] side by side: (..., 2 d).
-        self.encoder = MLP(config.input_dim, config.hidden_sizes, 2 * config.latent_dim,
-                           config.activation, rngs=rngs)
-        self.decoder = MLP(config.latent_dim, config.decoder_sizes, config.input_dim,
-                           config.activation, rngs=rngs)
+        self.encoder = MLP(
+            config.input_dim,
+            config.hidden_sizes,
+            2 * config.latent_dim,
+            config.activation,
+            rngs=rngs,
+        )
+        self.decoder = MLP(
+            config.latent_dim, config.decoder_sizes, config.input_dim, config.activation, rngs=rngs
+        )
 
     # ----------------------------------------------------------------------------- networks
     def encode(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -214,8 +231,9 @@ class VAE(nnx.Module):
         """
         x = jnp.asarray(x)
         if x.ndim < 1 or x.shape[-1] != self.config.input_dim:
-            raise ValueError(f"x has shape {x.shape} but the model expects "
-                             f"(..., {self.config.input_dim})")
+            raise ValueError(
+                f"x has shape {x.shape} but the model expects (..., {self.config.input_dim})"
+            )
         out = self.encoder(x.astype(jnp.float32) if x.dtype != jnp.float64 else x)
         mean, log_var = jnp.split(out, 2, axis=-1)
         # Keep log sigma^2 in the range where exp() and the KL are finite in float32
@@ -237,8 +255,9 @@ class VAE(nnx.Module):
         """
         z = jnp.asarray(z)
         if z.ndim < 1 or z.shape[-1] != self.config.latent_dim:
-            raise ValueError(f"z has shape {z.shape} but the model expects "
-                             f"(..., {self.config.latent_dim})")
+            raise ValueError(
+                f"z has shape {z.shape} but the model expects (..., {self.config.latent_dim})"
+            )
         return self.decoder(z)
 
     def mean_image(self, z: jax.Array) -> jax.Array:
@@ -261,8 +280,9 @@ class VAE(nnx.Module):
         if self.config.likelihood == "bernoulli":
             return elbo_lib.bernoulli_log_likelihood(x, logits)
         mean = jax.nn.sigmoid(logits)
-        return elbo_lib.gaussian_log_likelihood(x, mean, jnp.full_like(
-            mean, self.config.gaussian_log_var))
+        return elbo_lib.gaussian_log_likelihood(
+            x, mean, jnp.full_like(mean, self.config.gaussian_log_var)
+        )
 
     # ----------------------------------------------------------------------------- the loss
     def elbo_terms(self, key: jax.Array, x: jax.Array) -> elbo_lib.ELBOTerms:
@@ -278,12 +298,19 @@ class VAE(nnx.Module):
           ``ELBOTerms(elbo, reconstruction, kl)``, each (batch,).
         """
         mean, log_var = self.encode(x)
-        return elbo_lib.elbo(key, mean, log_var,
-                             lambda z: self.log_likelihood(x, self.decode(z)),
-                             num_samples=1, beta=1.0, kl_method="closed_form")
+        return elbo_lib.elbo(
+            key,
+            mean,
+            log_var,
+            lambda z: self.log_likelihood(x, self.decode(z)),
+            num_samples=1,
+            beta=1.0,
+            kl_method="closed_form",
+        )
 
-    def loss(self, key: jax.Array, x: jax.Array, *, beta: float = 1.0,
-             alpha: float = 1.0) -> tuple[jax.Array, LossTerms]:
+    def loss(
+        self, key: jax.Array, x: jax.Array, *, beta: float = 1.0, alpha: float = 1.0
+    ) -> tuple[jax.Array, LossTerms]:
         """The training loss: mean over the batch of -alpha * recon + beta * KL.
 
         Args:
@@ -321,8 +348,10 @@ class VAE(nnx.Module):
         """
         pixel_mean = np.asarray(pixel_mean, np.float64)
         if pixel_mean.shape != (self.config.input_dim,):
-            raise ValueError(f"pixel_mean has shape {pixel_mean.shape} but the model expects "
-                             f"({self.config.input_dim},)")
+            raise ValueError(
+                f"pixel_mean has shape {pixel_mean.shape} but the model expects "
+                f"({self.config.input_dim},)"
+            )
         p = np.clip(pixel_mean, eps, 1.0 - eps)
         self.decoder.output.bias[...] = jnp.asarray(np.log(p) - np.log1p(-p), jnp.float32)
 

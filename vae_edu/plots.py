@@ -41,8 +41,13 @@ def save_figure(fig, name: str, directory: str | os.PathLike | None = None) -> P
 # VAE figures (used by `python -m vae_edu train` and the notebooks)
 # --------------------------------------------------------------------------------------
 
-__all__ += ["image_grid", "plot_reconstructions", "plot_manifold", "plot_loss_curves",
-            "plot_latent_scatter"]
+__all__ += [
+    "image_grid",
+    "plot_reconstructions",
+    "plot_manifold",
+    "plot_loss_curves",
+    "plot_latent_scatter",
+]
 
 
 def _as_square_images(images):
@@ -91,13 +96,17 @@ def plot_reconstructions(originals, reconstructions, *, title: str | None = None
     a, b = _as_square_images(originals), _as_square_images(reconstructions)
     if a.shape != b.shape:
         raise ValueError(f"originals have shape {a.shape} but reconstructions {b.shape}")
-    fig = image_grid(np.concatenate([a, b]), ncols=a.shape[0],
-                     title=title or "top: test images, bottom: reconstructions")
+    fig = image_grid(
+        np.concatenate([a, b]),
+        ncols=a.shape[0],
+        title=title or "top: test images, bottom: reconstructions",
+    )
     return fig
 
 
-def plot_manifold(decode_fn, *, grid_size: int = 20, quantile: float = 0.95,
-                  title: str | None = None):
+def plot_manifold(
+    decode_fn, *, grid_size: int = 20, quantile: float = 0.95, title: str | None = None
+):
     """The decoded 2-D latent manifold: decode_fn on a grid of Gaussian quantiles.
 
     Grid points are z = (Phi^-1(u), Phi^-1(v)) for u, v evenly spaced in
@@ -116,8 +125,10 @@ def plot_manifold(decode_fn, *, grid_size: int = 20, quantile: float = 0.95,
     u = np.linspace(1.0 - quantile, quantile, grid_size)
     values = np.array([NormalDist().inv_cdf(p) for p in u])
     # Row r (top to bottom) has z_2 decreasing, column c has z_1 increasing.
-    z = np.array([[values[c], values[::-1][r]] for r in range(grid_size)
-                  for c in range(grid_size)], np.float32)
+    z = np.array(
+        [[values[c], values[::-1][r]] for r in range(grid_size) for c in range(grid_size)],
+        np.float32,
+    )
     images = _as_square_images(decode_fn(z))
     side = images.shape[-1]
     canvas = images.reshape(grid_size, grid_size, side, side).transpose(0, 2, 1, 3)
@@ -146,8 +157,12 @@ def plot_loss_curves(history: dict, *, title: str | None = None):
     epochs = history["epoch"]
     fig = Figure(figsize=(11, 3.6))
     axes = fig.subplots(1, 3)
-    for ax, key, label in zip(axes, ("elbo", "reconstruction", "kl"),
-                              ("ELBO", "E_q log p(x|z)", "KL(q(z|x) || p(z))")):
+    for ax, key, label in zip(
+        axes,
+        ("elbo", "reconstruction", "kl"),
+        ("ELBO", "E_q log p(x|z)", "KL(q(z|x) || p(z))"),
+        strict=True,
+    ):
         ax.plot(epochs, history[f"train_{key}"], label="train")
         ax.plot(epochs, history[f"test_{key}"], label="test")
         ax.set_xlabel("epoch")
@@ -169,8 +184,7 @@ def plot_latent_scatter(means, labels, *, title: str | None = None, max_points: 
         raise ValueError(f"means must have shape (n, 2), got {means.shape}")
     fig = Figure(figsize=(6.5, 5.5))
     ax = fig.subplots()
-    points = ax.scatter(means[:, 0], means[:, 1], c=labels, cmap="tab10", s=3, vmin=-0.5,
-                        vmax=9.5)
+    points = ax.scatter(means[:, 0], means[:, 1], c=labels, cmap="tab10", s=3, vmin=-0.5, vmax=9.5)
     fig.colorbar(points, ax=ax, ticks=range(10), label="digit")
     ax.set_xlabel("E_q[z_1]")
     ax.set_ylabel("E_q[z_2]")

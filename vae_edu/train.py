@@ -34,8 +34,9 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -48,14 +49,31 @@ from vae_edu import data as data_lib
 from vae_edu.models import VAE, VAEConfig
 
 __all__ = [
-    "TrainConfig", "TrainState", "TrainResult", "HISTORY_KEYS", "train", "make_optimizer",
-    "init_model", "prepare_images", "epoch_key", "make_chunk_runner", "run_epoch",
+    "TrainConfig",
+    "TrainState",
+    "TrainResult",
+    "HISTORY_KEYS",
+    "train",
+    "make_optimizer",
+    "init_model",
+    "prepare_images",
+    "epoch_key",
+    "make_chunk_runner",
+    "run_epoch",
 ]
 
 SCHEDULES = ("constant", "cosine", "warmup_cosine")
 TARGETS = ("binarized", "grayscale")
-HISTORY_KEYS = ("epoch", "train_reconstruction", "train_kl", "train_elbo",
-                "test_reconstruction", "test_kl", "test_elbo", "seconds")
+HISTORY_KEYS = (
+    "epoch",
+    "train_reconstruction",
+    "train_kl",
+    "train_elbo",
+    "test_reconstruction",
+    "test_kl",
+    "test_elbo",
+    "seconds",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,13 +120,19 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) \
-                or self.seed < 0:
+        if (
+            isinstance(self.seed, bool)
+            or not isinstance(self.seed, (int, np.integer))
+            or self.seed < 0
+        ):
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
-        if not (isinstance(self.warmup_epochs, (int, np.integer))
-                and 0 <= self.warmup_epochs < max(self.num_epochs, 1)):
-            raise ValueError(f"warmup_epochs must be an integer in [0, num_epochs), "
-                             f"got {self.warmup_epochs!r}")
+        if not (
+            isinstance(self.warmup_epochs, (int, np.integer))
+            and 0 <= self.warmup_epochs < max(self.num_epochs, 1)
+        ):
+            raise ValueError(
+                f"warmup_epochs must be an integer in [0, num_epochs), got {self.warmup_epochs!r}"
+            )
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
         if not 0.0 <= self.final_lr_fraction <= 1.0:
@@ -126,11 +150,13 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:
-            raise ValueError(f"unknown TrainConfig fields {sorted(unknown)}; known: {sorted(known)}")
+            raise ValueError(
+                f"unknown TrainConfig fields {sorted(unknown)}; known: {sorted(known)}"
+            )
         return cls(**data)
 
 
@@ -205,8 +231,10 @@ def _epoch_plan(key: jax.Array, num_examples: int, batch_size: int):
     num_steps = num_examples // batch_size
     perm_key, steps_key = jax.random.split(key)
     order = jax.random.permutation(perm_key, num_examples)[: num_steps * batch_size]
-    return (order.reshape(num_steps, batch_size).astype(jnp.int32),
-            jax.random.split(steps_key, num_steps))
+    return (
+        order.reshape(num_steps, batch_size).astype(jnp.int32),
+        jax.random.split(steps_key, num_steps),
+    )
 
 
 def prepare_images(images, input_dim: int = 784) -> jax.Array:
@@ -220,19 +248,23 @@ def prepare_images(images, input_dim: int = 784) -> jax.Array:
     """
     arr = np.asarray(images)
     if arr.ndim < 2 or math.prod(arr.shape[1:]) != input_dim:
-        raise ValueError(f"images have shape {arr.shape}; expected (N, {input_dim}) or "
-                         f"(N, 28, 28) for input_dim={input_dim}")
+        raise ValueError(
+            f"images have shape {arr.shape}; expected (N, {input_dim}) or "
+            f"(N, 28, 28) for input_dim={input_dim}"
+        )
     arr = arr.reshape(arr.shape[0], input_dim)
     if np.issubdtype(arr.dtype, np.unsignedinteger):
         # data.to_unit_interval's x / 255, done by numpy in float32 (bit-identical) so
         # that no XLA kernel has to be compiled for every new array shape.
         return jnp.asarray(arr.astype(np.float32) / np.float32(255.0))
     if not np.issubdtype(arr.dtype, np.floating):
-        raise ValueError(f"images must be unsigned integers 0..255 or floats in [0, 1], "
-                         f"got dtype {arr.dtype}")
+        raise ValueError(
+            f"images must be unsigned integers 0..255 or floats in [0, 1], got dtype {arr.dtype}"
+        )
     if arr.size and not (arr.min() >= 0.0 and arr.max() <= 1.0):
-        raise ValueError(f"floating images must lie in [0, 1], got min {arr.min()} "
-                         f"and max {arr.max()}")
+        raise ValueError(
+            f"floating images must lie in [0, 1], got min {arr.min()} and max {arr.max()}"
+        )
     return jnp.asarray(arr, jnp.float32)
 
 
@@ -246,26 +278,36 @@ def _optimizer_spec(train_config: TrainConfig, num_examples: int) -> tuple:
     if train_config.schedule == "constant":  # the step counts do not matter then
         return (train_config.learning_rate, "constant", 0, 0, 0.0)
     steps_per_epoch = num_examples // train_config.batch_size
-    return (train_config.learning_rate, train_config.schedule,
-            max(steps_per_epoch * train_config.num_epochs, 1),
-            steps_per_epoch * train_config.warmup_epochs, train_config.final_lr_fraction)
+    return (
+        train_config.learning_rate,
+        train_config.schedule,
+        max(steps_per_epoch * train_config.num_epochs, 1),
+        steps_per_epoch * train_config.warmup_epochs,
+        train_config.final_lr_fraction,
+    )
 
 
-def _optimizer(lr: float, schedule_name: str, total_steps: int, warmup_steps: int,
-               final_fraction: float) -> optax.GradientTransformation:
+def _optimizer(
+    lr: float, schedule_name: str, total_steps: int, warmup_steps: int, final_fraction: float
+) -> optax.GradientTransformation:
     if schedule_name == "constant":
         schedule = lr
     elif schedule_name == "cosine":
         schedule = optax.cosine_decay_schedule(lr, total_steps, alpha=final_fraction)
     else:
         schedule = optax.warmup_cosine_decay_schedule(
-            0.0, lr, warmup_steps=max(warmup_steps, 1), decay_steps=total_steps,
-            end_value=lr * final_fraction)
+            0.0,
+            lr,
+            warmup_steps=max(warmup_steps, 1),
+            decay_steps=total_steps,
+            end_value=lr * final_fraction,
+        )
     return optax.adam(schedule)
 
 
-def make_chunk_runner(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation,
-                      binarized: bool) -> Callable:
+def make_chunk_runner(
+    graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation, binarized: bool
+) -> Callable:
     """The jitted function that runs a chunk of training steps with ``lax.scan``.
 
     Returns ``run(params, opt_state, images, batch_index, step_keys, beta, alpha) ->
@@ -293,22 +335,31 @@ def make_chunk_runner(graphdef: nnx.GraphDef, optimizer: optax.GradientTransform
     def run(params, opt_state, images, batch_index, step_keys, beta, alpha):
         body = lambda carry, inputs: step(carry, inputs, images, beta, alpha)  # noqa: E731
         (params, opt_state), (losses, terms) = jax.lax.scan(
-            body, (params, opt_state), (batch_index, step_keys))
+            body, (params, opt_state), (batch_index, step_keys)
+        )
         return params, opt_state, losses, terms
 
     return jax.jit(run, donate_argnums=(0, 1))
 
 
 @functools.lru_cache(maxsize=32)
-def _cached_chunk_runner(graphdef: nnx.GraphDef, optimizer_spec: tuple,
-                         binarized: bool) -> Callable:
+def _cached_chunk_runner(
+    graphdef: nnx.GraphDef, optimizer_spec: tuple, binarized: bool
+) -> Callable:
     """One compiled runner per (architecture, optimizer, targets): re-running ``train``
     in a notebook or a test does not compile again."""
     return make_chunk_runner(graphdef, _optimizer(*optimizer_spec), binarized)
 
 
-def run_epoch(run_chunk: Callable, params, opt_state, images: jax.Array, key: jax.Array,
-              train_config: TrainConfig, bar=None):
+def run_epoch(
+    run_chunk: Callable,
+    params,
+    opt_state,
+    images: jax.Array,
+    key: jax.Array,
+    train_config: TrainConfig,
+    bar=None,
+):
     """One epoch: shuffle, then ``ceil(num_batches / steps_per_call)`` jitted chunk calls.
 
     Args:
@@ -336,15 +387,19 @@ def run_epoch(run_chunk: Callable, params, opt_state, images: jax.Array, key: ja
     for start in range(0, num_steps, train_config.steps_per_call):
         stop = min(start + train_config.steps_per_call, num_steps)
         params, opt_state, losses, terms = run_chunk(
-            params, opt_state, images, batch_index[start:stop], step_keys[start:stop],
-            beta, alpha)
-        sums = np.array([np.asarray(a, np.float64).sum() for a in
-                         (terms.reconstruction, terms.kl, terms.elbo, losses)])
+            params, opt_state, images, batch_index[start:stop], step_keys[start:stop], beta, alpha
+        )
+        sums = np.array(
+            [
+                np.asarray(a, np.float64).sum()
+                for a in (terms.reconstruction, terms.kl, terms.elbo, losses)
+            ]
+        )
         totals += sums
         if bar is not None:
             bar.update(stop - start)
             bar.set_postfix(loss=f"{sums[3] / (stop - start):.2f}", refresh=False)
-    means = dict(zip(("reconstruction", "kl", "elbo", "loss"), totals / num_steps))
+    means = dict(zip(("reconstruction", "kl", "elbo", "loss"), totals / num_steps, strict=True))
     return params, opt_state, {k: float(v) for k, v in means.items()}
 
 
@@ -353,11 +408,18 @@ def _empty_history() -> dict[str, list]:
     return {k: [] for k in HISTORY_KEYS}
 
 
-def train(model_config: VAEConfig, train_config: TrainConfig, *, train_images=None,
-          test_images=None, checkpoint_path: str | os.PathLike | None = None,
-          resume: bool = False, progress: bool = True,
-          checkpoint_dtype: str = "float32",
-          callback: Callable[[int, dict], None] | None = None) -> TrainResult:
+def train(
+    model_config: VAEConfig,
+    train_config: TrainConfig,
+    *,
+    train_images=None,
+    test_images=None,
+    checkpoint_path: str | os.PathLike | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    checkpoint_dtype: str = "float32",
+    callback: Callable[[int, dict], None] | None = None,
+) -> TrainResult:
     """Trains a VAE on (dynamically binarized) MNIST; resumable from its checkpoint.
 
     Minimises the negative weighted ELBO of :meth:`vae_edu.models.VAE.loss` with Adam.
@@ -398,8 +460,9 @@ def train(model_config: VAEConfig, train_config: TrainConfig, *, train_images=No
     test = prepare_images(test_images, model_config.input_dim)
     num_examples = images.shape[0]
     if num_examples < train_config.batch_size:
-        raise ValueError(f"batch_size {train_config.batch_size} exceeds the {num_examples} "
-                         f"training images")
+        raise ValueError(
+            f"batch_size {train_config.batch_size} exceeds the {num_examples} training images"
+        )
 
     resuming = resume and Path(checkpoint_path).exists()
     if resuming:  # refuse a mismatched checkpoint before any work
@@ -407,14 +470,15 @@ def train(model_config: VAEConfig, train_config: TrainConfig, *, train_images=No
         if saved["config"] != model_config:
             raise checkpoints.CheckpointError(
                 f"cannot resume from {checkpoint_path}: it holds a {saved['config']} model, "
-                f"the run asks for {model_config}")
+                f"the run asks for {model_config}"
+            )
         saved_train = saved["training"].get("train_config")
         if saved_train is None or TrainConfig.from_dict(saved_train) != train_config:
             raise checkpoints.CheckpointError(
                 f"cannot resume from {checkpoint_path}: it was trained with {saved_train}, "
-                f"the run asks for {train_config.to_dict()}")
-    pixel_mean = (np.asarray(images).mean(axis=0) if train_config.init_output_bias
-                  else None)
+                f"the run asks for {train_config.to_dict()}"
+            )
+    pixel_mean = np.asarray(images).mean(axis=0) if train_config.init_output_bias else None
     model = init_model(model_config, train_config.seed, pixel_mean)
     graphdef, param_state = nnx.split(model, nnx.Param)
     params = nnx.to_pure_dict(param_state)
@@ -426,52 +490,80 @@ def train(model_config: VAEConfig, train_config: TrainConfig, *, train_images=No
         ckpt = checkpoints.load(checkpoint_path, opt_state_template=opt_state)
         if ckpt.opt_state is None:
             raise checkpoints.CheckpointError(
-                f"cannot resume from {checkpoint_path}: it holds no optimizer state")
+                f"cannot resume from {checkpoint_path}: it holds no optimizer state"
+            )
         params = nnx.to_pure_dict(nnx.state(ckpt.model, nnx.Param))
         opt_state = ckpt.opt_state
         epoch = int(ckpt.training["epoch"])
         history = {k: list(ckpt.training["history"][k]) for k in HISTORY_KEYS}
 
-    run_chunk = _cached_chunk_runner(graphdef, optimizer_spec,
-                                     train_config.targets == "binarized")
+    run_chunk = _cached_chunk_runner(graphdef, optimizer_spec, train_config.targets == "binarized")
     steps_per_epoch = num_examples // train_config.batch_size
     test_key = _test_key(train_config.seed)
     binarize_test = train_config.targets == "binarized"
-    bar = tqdm(total=steps_per_epoch * train_config.num_epochs,
-               initial=steps_per_epoch * epoch, disable=not progress, unit="step",
-               desc=f"VAE {model_config.describe()}", dynamic_ncols=True)
+    bar = tqdm(
+        total=steps_per_epoch * train_config.num_epochs,
+        initial=steps_per_epoch * epoch,
+        disable=not progress,
+        unit="step",
+        desc=f"VAE {model_config.describe()}",
+        dynamic_ncols=True,
+    )
     try:
         while epoch < train_config.num_epochs:
             epoch_start = time.perf_counter()
             params, opt_state, means = run_epoch(
-                run_chunk, params, opt_state, images, epoch_key(train_config.seed, epoch),
-                train_config, bar)
+                run_chunk,
+                params,
+                opt_state,
+                images,
+                epoch_key(train_config.seed, epoch),
+                train_config,
+                bar,
+            )
             model = nnx.merge(graphdef, params)
             test_terms = evaluate.elbo_terms_mean(
-                model, test, test_key, binarize=binarize_test,
-                batch_size=min(train_config.eval_batch_size, test.shape[0]))
+                model,
+                test,
+                test_key,
+                binarize=binarize_test,
+                batch_size=min(train_config.eval_batch_size, test.shape[0]),
+            )
             epoch += 1
-            row = {"epoch": epoch, "train_reconstruction": means["reconstruction"],
-                   "train_kl": means["kl"], "train_elbo": means["elbo"],
-                   "test_reconstruction": test_terms.reconstruction,
-                   "test_kl": test_terms.kl, "test_elbo": test_terms.elbo,
-                   "seconds": time.perf_counter() - epoch_start}
+            row = {
+                "epoch": epoch,
+                "train_reconstruction": means["reconstruction"],
+                "train_kl": means["kl"],
+                "train_elbo": means["elbo"],
+                "test_reconstruction": test_terms.reconstruction,
+                "test_kl": test_terms.kl,
+                "test_elbo": test_terms.elbo,
+                "seconds": time.perf_counter() - epoch_start,
+            }
             for k in HISTORY_KEYS:
                 history[k].append(row[k])
             bar.set_postfix(loss=f"{means['loss']:.2f}", test_elbo=f"{test_terms.elbo:.2f}")
             if checkpoint_path is not None:
                 checkpoints.save(
-                    checkpoint_path, model, dtype=checkpoint_dtype, opt_state=opt_state,
-                    training={"epoch": epoch, "seed": train_config.seed,
-                              "train_config": train_config.to_dict(),
-                              "history": history})
+                    checkpoint_path,
+                    model,
+                    dtype=checkpoint_dtype,
+                    opt_state=opt_state,
+                    training={
+                        "epoch": epoch,
+                        "seed": train_config.seed,
+                        "train_config": train_config.to_dict(),
+                        "history": history,
+                    },
+                )
             if callback is not None:
                 callback(epoch, row)
     finally:
         bar.close()
     model = nnx.merge(graphdef, params)
-    return TrainResult(model, history, TrainState(params, opt_state, epoch),
-                       time.perf_counter() - start_time)
+    return TrainResult(
+        model, history, TrainState(params, opt_state, epoch), time.perf_counter() - start_time
+    )
 
 
 def history_to_json(history: dict[str, list]) -> str:

@@ -4,9 +4,10 @@ A widget that renders in a kernel but not in the browser (for example ipywidgets
 step with its JupyterLab extension) is a broken product that kernel-only tests cannot see.
 This test starts a real ``jupyter lab`` (127.0.0.1, free port, random token, private
 Jupyter directories), opens a copy of the notebook in Debian's headless chromium, runs all
-cells (Edit > Clear Outputs of All Cells, then Run > Run All Cells), presses End on the first latent slider and checks that the
-decoded image was redrawn. Fixtures stop the server by its handle and, on failure, save a
-screenshot, the browser console and the server log (paths printed in the report).
+cells (Edit > Clear Outputs of All Cells, then Run > Run All Cells), presses End on the first
+latent slider and checks that the decoded image was redrawn. Fixtures stop the server by its
+handle and, on failure, save a screenshot, the browser console and the server log (paths
+printed in the report).
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def open_notebook(page, server, name: str) -> None:
 
 
 def loaded_labextensions(page) -> list[str]:
-    """Names of the prebuilt (federated) extensions the server gave the page, minus disabled ones."""
+    """Names of the prebuilt (federated) extensions the server gave the page, minus disabled."""
     return page.evaluate(
         """() => {
           const config = JSON.parse(document.getElementById("jupyter-config-data").textContent);

@@ -37,7 +37,7 @@ STDERR_MIME = "application/vnd.jupyter.stderr"
 """MIME type of stderr streams and tracebacks as JupyterLab and Voila render them."""
 
 TRACEBACKS_JS = (
-    f'[...document.querySelectorAll(\'[data-mime-type="{STDERR_MIME}"]\')]'
+    f"[...document.querySelectorAll('[data-mime-type=\"{STDERR_MIME}\"]')]"
     '.filter((output) => output.textContent.includes("Traceback"))'
 )
 """JavaScript expression: the traceback outputs on the page (an array)."""
@@ -67,8 +67,7 @@ _IMAGE_SRC_JS = """
 """
 
 _WIDGETS_READY_JS = (
-    "([handles, images]) => ("
-    f"({_FIRST_MATCH_JS})(handles) !== null && !!({_IMAGE_SRC_JS})(images))"
+    f"([handles, images]) => (({_FIRST_MATCH_JS})(handles) !== null && !!({_IMAGE_SRC_JS})(images))"
 )
 
 _TRACEBACK_SHOWN_JS = f"() => {TRACEBACKS_JS}.length > 0"

@@ -22,27 +22,42 @@ from vae_edu.assignments.release import MarkerError, release_directory
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m vae_edu.assignments",
-        description="Release and grade the vae_edu assignments (nbgrader-compatible markup).")
+        description="Release and grade the vae_edu assignments (nbgrader-compatible markup).",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     release = commands.add_parser(
-        "release", help="write student versions of the instructor notebooks",
-        description="Replace solutions by stubs, remove hidden tests, clear outputs.")
+        "release",
+        help="write student versions of the instructor notebooks",
+        description="Replace solutions by stubs, remove hidden tests, clear outputs.",
+    )
     release.add_argument("source_dir", help="folder of instructor notebooks")
     release.add_argument("out_dir", help="folder for the student notebooks")
 
     grade = commands.add_parser(
-        "grade", help="grade one submitted notebook",
+        "grade",
+        help="grade one submitted notebook",
         description="Execute a submission in a fresh kernel with the instructor's (hidden) "
-                    "tests re-inserted, and print the score of every question.")
+        "tests re-inserted, and print the score of every question.",
+    )
     grade.add_argument("submission", help="the student's .ipynb")
-    grade.add_argument("--source", help="instructor notebook, or a folder of them (default: "
-                                        "notebooks/assignments of this checkout)")
+    grade.add_argument(
+        "--source",
+        help="instructor notebook, or a folder of them (default: "
+        "notebooks/assignments of this checkout)",
+    )
     grade.add_argument("--json", metavar="PATH", help="also write the scores as JSON")
-    grade.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT,
-                       help=f"seconds per cell (default {DEFAULT_TIMEOUT})")
-    grade.add_argument("--executed", metavar="PATH",
-                       help="also write the executed notebook (with the hidden tests)")
+    grade.add_argument(
+        "--timeout",
+        type=int,
+        default=DEFAULT_TIMEOUT,
+        help=f"seconds per cell (default {DEFAULT_TIMEOUT})",
+    )
+    grade.add_argument(
+        "--executed",
+        metavar="PATH",
+        help="also write the executed notebook (with the hidden tests)",
+    )
     return parser
 
 
@@ -53,8 +68,9 @@ def main(argv=None) -> int:
             for path in release_directory(args.source_dir, args.out_dir):
                 print(f"wrote {path}")
             return 0
-        report = grade_submission(args.submission, args.source, timeout=args.timeout,
-                                  executed_path=args.executed)
+        report = grade_submission(
+            args.submission, args.source, timeout=args.timeout, executed_path=args.executed
+        )
     except (MarkerError, GradingError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -76,15 +76,17 @@ def metadata_problems(cell) -> list[str]:
     if m.get("grade") or m.get("solution") or m.get("locked"):
         gid = m.get("grade_id")
         if not isinstance(gid, str) or not _GRADE_ID.match(gid):
-            problems.append(f"grade_id {gid!r} must be a non-empty string of letters, digits, "
-                            "'_' and '-'")
+            problems.append(
+                f"grade_id {gid!r} must be a non-empty string of letters, digits, '_' and '-'"
+            )
     if m.get("grade"):
         value = m.get("points")
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             problems.append(f"a graded cell needs non-negative points, got {value!r}")
     if cell.get("cell_type") == "markdown" and bool(m.get("grade")) != bool(m.get("solution")):
-        problems.append("a Markdown cell must be both grade and solution (a manually graded "
-                        "answer) or neither")
+        problems.append(
+            "a Markdown cell must be both grade and solution (a manually graded answer) or neither"
+        )
     if m.get("task") and cell.get("cell_type") != "markdown":
         problems.append("task cells must be Markdown")
     return problems

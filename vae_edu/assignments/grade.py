@@ -24,8 +24,8 @@ from collections import defaultdict
 from pathlib import Path
 
 import nbformat
-from nbclient import NotebookClient
 from jupyter_core.utils import run_sync
+from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
 from vae_edu.assignments import _cells
@@ -113,19 +113,24 @@ class GradeReport:
         }
 
     def write_json(self, path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n",
-                              encoding="utf-8")
+        Path(path).write_text(
+            json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8"
+        )
 
     def table(self) -> str:
         """The per-question score table, then the feedback for every lost point."""
         width = max([len("question")] + [len(q.grade_id) for q in self.questions])
-        lines = [f"{self.assignment}: {self.submission}", "",
-                 f"  {'question':<{width}}  {'points':>9}  status",
-                 f"  {'-' * width}  {'-' * 9}  {'-' * 20}"]
+        lines = [
+            f"{self.assignment}: {self.submission}",
+            "",
+            f"  {'question':<{width}}  {'points':>9}  status",
+            f"  {'-' * width}  {'-' * 9}  {'-' * 20}",
+        ]
         for q in self.questions:
             got = "?" if q.points is None else _num(q.points)
-            lines.append(f"  {q.grade_id:<{width}}  {got + ' / ' + _num(q.max_points):>9}  "
-                         f"{q.status}")
+            lines.append(
+                f"  {q.grade_id:<{width}}  {got + ' / ' + _num(q.max_points):>9}  {q.status}"
+            )
         total = f"{_num(self.score)} / {_num(self.max_score)}"
         lines.append(f"  {'autograded total':<{width}}  {total:>9}")
         if self.manual_max_score:
@@ -190,7 +195,8 @@ def find_source(submission_path, submission_nb=None, source=None) -> Path:
     listed = ", ".join(p.name for p in candidates) or "none"
     raise GradingError(
         f"cannot tell which assignment {Path(submission_path).name} is (metadata names "
-        f"{name!r}; instructor notebooks in {source}: {listed}); pass --source")
+        f"{name!r}; instructor notebooks in {source}: {listed}); pass --source"
+    )
 
 
 # ----------------------------------------------------------------------- merging
@@ -246,8 +252,10 @@ def merge_submission(source_nb, submission_nb):
         if _cells.is_solution(cell):
             if student is None:
                 new["source"] = released_text(cell)
-                notes.append(f"answer cell {gid!r} is missing from the submission; it was "
-                             "graded as unanswered.")
+                notes.append(
+                    f"answer cell {gid!r} is missing from the submission; it was "
+                    "graded as unanswered."
+                )
             else:
                 new["source"] = student.get("source", "")
         elif gid is not None and student is None:
@@ -255,15 +263,22 @@ def merge_submission(source_nb, submission_nb):
                 # Deleting a graded test cell costs its points; the cell is still put back
                 # and run, so later cells that rely on it behave as in the source.
                 new.setdefault("metadata", {}).setdefault("vae_edu", {})[_DELETED] = True
-                notes.append(f"test cell {gid!r} was deleted from the submission: it scores "
-                             "zero (it was restored and run only so that later cells work).")
+                notes.append(
+                    f"test cell {gid!r} was deleted from the submission: it scores "
+                    "zero (it was restored and run only so that later cells work)."
+                )
             else:
-                notes.append(f"cell {gid!r} was deleted from the submission; it was restored "
-                             "from the instructor source.")
+                notes.append(
+                    f"cell {gid!r} was deleted from the submission; it was restored "
+                    "from the instructor source."
+                )
         elif student is not None and student.get("source", "") not in (
-                released_text(cell), cell.get("source", "")):
-            notes.append(f"cell {gid!r} was edited in the submission; the instructor's version "
-                         "was used.")
+            released_text(cell),
+            cell.get("source", ""),
+        ):
+            notes.append(
+                f"cell {gid!r} was edited in the submission; the instructor's version was used."
+            )
         merged.cells.append(new)
         merged.cells.extend(added.get(gid, []) if gid else [])
     return merged, notes
@@ -294,11 +309,19 @@ def _execute(nb, *, timeout: int, cwd: Path, kernel_name: str) -> dict[int, _Out
         return int(cell.get("metadata", {}).get("vae_edu", {}).get("timeout", timeout))
 
     quiet = logging.getLogger("vae_edu.assignments.nbclient")  # timeouts are reported
-    quiet.setLevel(logging.CRITICAL)                            # in the score table
+    quiet.setLevel(logging.CRITICAL)  # in the score table
     client = NotebookClient(
-        nb, timeout=timeout, timeout_func=cell_timeout, allow_errors=True,
-        interrupt_on_timeout=False, kernel_name=kernel_name, record_timing=False,
-        shutdown_kernel="immediate", resources={"metadata": {"path": str(cwd)}}, log=quiet)
+        nb,
+        timeout=timeout,
+        timeout_func=cell_timeout,
+        allow_errors=True,
+        interrupt_on_timeout=False,
+        kernel_name=kernel_name,
+        record_timing=False,
+        shutdown_kernel="immediate",
+        resources={"metadata": {"path": str(cwd)}},
+        log=quiet,
+    )
     outcomes: dict[int, _Outcome] = {}
     client.reset_execution_trackers()
     asyncio_log, drop = logging.getLogger("asyncio"), _DropAbandonedPolls()
@@ -326,28 +349,35 @@ def _run_cells(client, nb, cell_timeout, outcomes) -> None:
                 client.execute_cell(cell, index)
             except CellTimeoutError:
                 seconds = cell_timeout(cell)
-                message = (f"the cell did not finish within {seconds} s and was stopped "
-                           "(an infinite loop, or far too much work?)")
-                cell.outputs.append(nbformat.v4.new_output(
-                    "error", ename="TimeoutError", evalue=message, traceback=[]))
+                message = (
+                    f"the cell did not finish within {seconds} s and was stopped "
+                    "(an infinite loop, or far too much work?)"
+                )
+                cell.outputs.append(
+                    nbformat.v4.new_output(
+                        "error", ename="TimeoutError", evalue=message, traceback=[]
+                    )
+                )
                 outcomes[index] = _Outcome("timeout", message)
                 if not _recover(client, index):
-                    stopped = ("not run: the kernel did not respond after an earlier cell "
-                               "timed out")
+                    stopped = "not run: the kernel did not respond after an earlier cell timed out"
                 continue
             except DeadKernelError:
                 outcomes[index] = _Outcome("error", "the kernel died while running this cell")
                 stopped = "not run: the kernel died while running an earlier cell"
                 continue
             except Exception as err:  # noqa: BLE001 - report, never crash the grader
-                outcomes[index] = _Outcome("error", f"could not run the cell: "
-                                                    f"{type(err).__name__}: {err}")
+                outcomes[index] = _Outcome(
+                    "error", f"could not run the cell: {type(err).__name__}: {err}"
+                )
                 stopped = "not run: the kernel failed on an earlier cell"
                 continue
-            error = next((o for o in cell.get("outputs", []) if o.get("output_type") == "error"),
-                         None)
-            outcomes[index] = (_Outcome("error", _error_text(error)) if error is not None
-                               else _Outcome("ok"))
+            error = next(
+                (o for o in cell.get("outputs", []) if o.get("output_type") == "error"), None
+            )
+            outcomes[index] = (
+                _Outcome("error", _error_text(error)) if error is not None else _Outcome("ok")
+            )
 
 
 def _recover(client, index: int) -> bool:
@@ -407,16 +437,29 @@ def _score(merged, source_by_id, outcomes) -> list[QuestionResult]:
         if _cells.is_manual(cell):
             original = released_text(source_by_id[gid]).strip()
             answered = cell.get("source", "").strip() not in ("", TEXT_STUB, original)
-            results.append(QuestionResult(
-                gid, "manual", worth, None if answered else 0.0,
-                "needs manual grading" if answered else "unanswered"))
+            results.append(
+                QuestionResult(
+                    gid,
+                    "manual",
+                    worth,
+                    None if answered else 0.0,
+                    "needs manual grading" if answered else "unanswered",
+                )
+            )
             continue
         kind = "answer" if _cells.is_solution(cell) else "tests"
         if cell.get("metadata", {}).get("vae_edu", {}).get(_DELETED):
-            results.append(QuestionResult(
-                gid, kind, worth, 0.0, "deleted",
-                f"the test cell {gid!r} was deleted from your notebook, so this question "
-                "scores zero: keep every test cell, even one that fails."))
+            results.append(
+                QuestionResult(
+                    gid,
+                    kind,
+                    worth,
+                    0.0,
+                    "deleted",
+                    f"the test cell {gid!r} was deleted from your notebook, so this question "
+                    "scores zero: keep every test cell, even one that fails.",
+                )
+            )
             continue
         outcome = outcomes.get(index, _Outcome("not run", "the cell was not run"))
         if outcome.status == "ok":
@@ -426,15 +469,18 @@ def _score(merged, source_by_id, outcomes) -> list[QuestionResult]:
         for answer in _answers_before(merged, index):
             problem = outcomes.get(answer)
             if problem is not None and problem.status in ("error", "timeout"):
-                message += (f"\n(your answer cell {_cells.grade_id(merged.cells[answer])!r} "
-                            f"failed too: {problem.message.splitlines()[0]})")
+                message += (
+                    f"\n(your answer cell {_cells.grade_id(merged.cells[answer])!r} "
+                    f"failed too: {problem.message.splitlines()[0]})"
+                )
         status = {"error": "failed"}.get(outcome.status, outcome.status)
         results.append(QuestionResult(gid, kind, worth, 0.0, status, message))
     return results
 
 
-def grade_submission(submission, source=None, *, timeout: int = DEFAULT_TIMEOUT,
-                     executed_path=None) -> GradeReport:
+def grade_submission(
+    submission, source=None, *, timeout: int = DEFAULT_TIMEOUT, executed_path=None
+) -> GradeReport:
     """Grades one student notebook.
 
     Args:
@@ -459,8 +505,10 @@ def grade_submission(submission, source=None, *, timeout: int = DEFAULT_TIMEOUT,
         submission_nb = nbformat.read(submission, as_version=4)
     except Exception as err:  # noqa: BLE001 - a broken submission scores zero
         submission_nb = None
-        notes.append(f"the submission could not be read ({type(err).__name__}: {err}); every "
-                     "question scores zero.")
+        notes.append(
+            f"the submission could not be read ({type(err).__name__}: {err}); every "
+            "question scores zero."
+        )
     source_path = find_source(submission, submission_nb, source)
     try:
         source_nb = nbformat.read(source_path, as_version=4)
@@ -470,16 +518,26 @@ def grade_submission(submission, source=None, *, timeout: int = DEFAULT_TIMEOUT,
     source_by_id = {_cells.grade_id(c): c for c in source_nb.cells if _cells.grade_id(c)}
 
     if submission_nb is None:
-        questions = [QuestionResult(gid, "manual" if _cells.is_manual(c) else "tests",
-                                    _cells.points(c), 0.0, "not run", "unreadable submission")
-                     for gid, c in source_by_id.items() if _cells.is_grade(c)]
+        questions = [
+            QuestionResult(
+                gid,
+                "manual" if _cells.is_manual(c) else "tests",
+                _cells.points(c),
+                0.0,
+                "not run",
+                "unreadable submission",
+            )
+            for gid, c in source_by_id.items()
+            if _cells.is_grade(c)
+        ]
         return GradeReport(assignment, str(submission), str(source_path), questions, notes)
 
     merged, merge_notes = merge_submission(source_nb, submission_nb)
     notes += merge_notes
     kernel = source_nb.metadata.get("kernelspec", {}).get("name", "python3")
-    outcomes = _execute(merged, timeout=timeout, cwd=submission.resolve().parent,
-                        kernel_name=kernel)
+    outcomes = _execute(
+        merged, timeout=timeout, cwd=submission.resolve().parent, kernel_name=kernel
+    )
     if executed_path is not None:
         nbformat.write(merged, str(executed_path))
     questions = _score(merged, source_by_id, outcomes)

@@ -57,8 +57,7 @@ class MarkerError(ValueError):
 def _where(notebook: str, index: int, cell) -> str:
     gid = _cells.grade_id(cell)
     named = f", grade_id {gid!r}" if gid else ""
-    first = next((line.strip() for line in cell.get("source", "").splitlines() if line.strip()),
-                 "")
+    first = next((line.strip() for line in cell.get("source", "").splitlines() if line.strip()), "")
     return f"{notebook}, cell {index + 1} ({cell.get('cell_type')}{named}: {first[:60]!r})"
 
 
@@ -68,13 +67,14 @@ def _regions(lines: list[str], begin: str, end: str, where: str) -> list[tuple[i
     for i, line in enumerate(lines):
         if begin in line:
             if start is not None:
-                raise MarkerError(f"{where}: nested '{begin}' on line {i + 1} (the region "
-                                  f"opened on line {start + 1} is not closed)")
+                raise MarkerError(
+                    f"{where}: nested '{begin}' on line {i + 1} (the region "
+                    f"opened on line {start + 1} is not closed)"
+                )
             start = i
         elif end in line:
             if start is None:
-                raise MarkerError(f"{where}: '{end}' on line {i + 1} without a matching "
-                                  f"'{begin}'")
+                raise MarkerError(f"{where}: '{end}' on line {i + 1} without a matching '{begin}'")
             regions.append((start, i))
             start = None
     if start is not None:
@@ -92,14 +92,20 @@ def _check_cell(cell, where: str) -> None:
     for s0, s1 in solutions:
         for h0, h1 in hidden:
             if s0 <= h1 and h0 <= s1:
-                raise MarkerError(f"{where}: a solution region (lines {s0 + 1}-{s1 + 1}) and a "
-                                  f"hidden-test region (lines {h0 + 1}-{h1 + 1}) overlap")
+                raise MarkerError(
+                    f"{where}: a solution region (lines {s0 + 1}-{s1 + 1}) and a "
+                    f"hidden-test region (lines {h0 + 1}-{h1 + 1}) overlap"
+                )
     if solutions and not _cells.is_solution(cell):
-        raise MarkerError(f"{where}: has '{BEGIN_SOLUTION}' markers but is not an nbgrader "
-                          "solution cell (metadata.nbgrader.solution must be true)")
+        raise MarkerError(
+            f"{where}: has '{BEGIN_SOLUTION}' markers but is not an nbgrader "
+            "solution cell (metadata.nbgrader.solution must be true)"
+        )
     if hidden and not (_cells.is_grade(cell) and cell.get("cell_type") == "code"):
-        raise MarkerError(f"{where}: has '{BEGIN_HIDDEN}' markers but is not an nbgrader "
-                          "graded code cell (metadata.nbgrader.grade must be true)")
+        raise MarkerError(
+            f"{where}: has '{BEGIN_HIDDEN}' markers but is not an nbgrader "
+            "graded code cell (metadata.nbgrader.grade must be true)"
+        )
     if _cells.is_test(cell) and not _cells.is_locked(cell):
         raise MarkerError(f"{where}: a test cell (grade, not solution) must be locked")
 
@@ -118,14 +124,16 @@ def validate_source(nb, notebook: str = "notebook") -> None:
         gid = _cells.grade_id(cell)
         if gid is not None:
             if gid in seen_grade_ids:
-                raise MarkerError(f"{where}: grade_id {gid!r} is also used by cell "
-                                  f"{seen_grade_ids[gid] + 1}")
+                raise MarkerError(
+                    f"{where}: grade_id {gid!r} is also used by cell {seen_grade_ids[gid] + 1}"
+                )
             seen_grade_ids[gid] = index
         cell_id = cell.get("id")
         if cell_id is not None:
             if cell_id in seen_ids:
-                raise MarkerError(f"{where}: cell id {cell_id!r} is also used by cell "
-                                  f"{seen_ids[cell_id] + 1}")
+                raise MarkerError(
+                    f"{where}: cell id {cell_id!r} is also used by cell {seen_ids[cell_id] + 1}"
+                )
             seen_ids[cell_id] = index
 
 
@@ -192,7 +200,8 @@ def release_notebook(nb, notebook: str = "notebook"):
     student = copy.deepcopy(nb)
     student.cells = [release_cell(cell) for cell in nb.cells]
     student.metadata = nbformat.from_dict(
-        {k: v for k, v in nb.metadata.items() if k in _KEPT_NOTEBOOK_METADATA})
+        {k: v for k, v in nb.metadata.items() if k in _KEPT_NOTEBOOK_METADATA}
+    )
     nbformat.validate(student)
     return student
 
@@ -220,8 +229,10 @@ def release_directory(source_dir, out_dir) -> list[Path]:
     if not source_dir.is_dir():
         raise ValueError(f"{source_dir} is not a directory")
     if out_dir.resolve() == source_dir.resolve():
-        raise ValueError(f"refusing to release into the source directory {source_dir}: it "
-                         "would overwrite the instructor notebooks with their solutions")
+        raise ValueError(
+            f"refusing to release into the source directory {source_dir}: it "
+            "would overwrite the instructor notebooks with their solutions"
+        )
     sources = sorted(p for p in source_dir.glob("*.ipynb") if p.is_file())
     if not sources:
         raise ValueError(f"no *.ipynb notebooks in {source_dir}")

@@ -68,9 +68,16 @@ def load(name: str) -> tuple[VAE, dict]:
     """
     file = path(name)
     if not file.is_file():
-        raise FileNotFoundError(f"pretrained model {name!r} is missing ({file}); "
-                                f"see {_DIRECTORY / 'README.md'} for the command that makes it")
+        raise FileNotFoundError(
+            f"pretrained model {name!r} is missing ({file}); "
+            f"see {_DIRECTORY / 'README.md'} for the command that makes it"
+        )
     ckpt = checkpoints.load(file)
-    metadata = {"name": name, "config": ckpt.config, "summary": ckpt.summary,
-                "training": ckpt.training, **ckpt.metadata}
+    metadata = {
+        "name": name,
+        "config": ckpt.config,
+        "summary": ckpt.summary,
+        "training": ckpt.training,
+        **ckpt.metadata,
+    }
     return ckpt.model, metadata

@@ -6,9 +6,9 @@ ipywidgets. One submodule per notebook topic, re-exported here.
 """
 
 from .bayes import *  # noqa: F401,F403
-from .kl import *  # noqa: F401,F403
 from .elbo import *  # noqa: F401,F403
-from .latent import *  # noqa: F401,F403
 from .evaluation import *  # noqa: F401,F403
+from .kl import *  # noqa: F401,F403
+from .latent import *  # noqa: F401,F403
 from .loss import *  # noqa: F401,F403
 from .training import *  # noqa: F401,F403

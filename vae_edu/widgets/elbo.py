@@ -86,19 +86,26 @@ def elbo_readout(model, x, q_mean, q_log_var) -> ELBOReadout:
     if x.shape[-1] != data_dim:
         raise ValueError(
             f"x has shape {x.shape} but model.weight has shape {weight.shape}; "
-            f"x's last axis must be D = {data_dim}")
+            f"x's last axis must be D = {data_dim}"
+        )
     if q_mean.shape[-1] != latent_dim:
         raise ValueError(
             f"q_mean has shape {q_mean.shape} but model.weight has shape {weight.shape}; "
-            f"q_mean's last axis must be d = {latent_dim}")
+            f"q_mean's last axis must be d = {latent_dim}"
+        )
 
     q_cov = jnp.exp(q_log_var)[..., :, None] * jnp.eye(latent_dim, dtype=q_log_var.dtype)
     reconstruction = model.expected_log_likelihood(x, q_mean, q_cov)
     kl = kl_diag_gaussians(q_mean, q_log_var)
     elbo = reconstruction - kl
     log_evidence = model.log_evidence(x)
-    return ELBOReadout(log_evidence=log_evidence, elbo=elbo, gap=log_evidence - elbo,
-                       reconstruction=reconstruction, kl=kl)
+    return ELBOReadout(
+        log_evidence=log_evidence,
+        elbo=elbo,
+        gap=log_evidence - elbo,
+        reconstruction=reconstruction,
+        kl=kl,
+    )
 
 
 def _normal_pdf(z, mean, std):
@@ -135,7 +142,8 @@ def plot_elbo_gap(q_mean: float, q_std: float, model, x, fig=None):
     if np.ndim(model.weight) != 2 or np.shape(model.weight)[1] != 1:
         raise ValueError(
             f"plot_elbo_gap needs a 1-D latent: model.weight must have shape (D, 1), "
-            f"got {np.shape(model.weight)}")
+            f"got {np.shape(model.weight)}"
+        )
     if np.ndim(x) != 1:
         raise ValueError(f"x must be one observation of shape (D,), got shape {np.shape(x)}")
 
@@ -159,29 +167,42 @@ def plot_elbo_gap(q_mean: float, q_std: float, model, x, fig=None):
     ax_density, ax_elbo = fig.subplots(1, 2)
 
     ax_density.plot(z, _normal_pdf(z, 0.0, 1.0), color="0.6", ls="--", label="prior p(z)")
-    ax_density.plot(z, _normal_pdf(z, post_mean, post_std), color="C0", lw=2,
-                    label="exact posterior p(z|x)")
-    ax_density.plot(z, _normal_pdf(z, q_mean, q_std), color="C1", lw=2,
-                    label=f"q(z) = N({q_mean:.2f}, {q_std:.2f}$^2$)")
+    ax_density.plot(
+        z, _normal_pdf(z, post_mean, post_std), color="C0", lw=2, label="exact posterior p(z|x)"
+    )
+    ax_density.plot(
+        z,
+        _normal_pdf(z, q_mean, q_std),
+        color="C1",
+        lw=2,
+        label=f"q(z) = N({q_mean:.2f}, {q_std:.2f}$^2$)",
+    )
     ax_density.set_xlabel("z")
     ax_density.set_ylabel("density")
     ax_density.set_title("q against the exact posterior")
     ax_density.legend(loc="upper left", fontsize=8)
 
-    sweep = elbo_readout(model, x, jnp.asarray(z)[:, None],
-                                 jnp.full((z.size, 1), log_var))
+    sweep = elbo_readout(model, x, jnp.asarray(z)[:, None], jnp.full((z.size, 1), log_var))
     elbo_curve = np.asarray(sweep.elbo)
     ax_elbo.plot(z, elbo_curve, color="C1", label=f"ELBO(m, s={q_std:.2f})")
     ax_elbo.axhline(readout.log_evidence, color="C0", lw=2, label="log p(x)")
-    ax_elbo.plot([q_mean, q_mean], [readout.elbo, readout.log_evidence], color="C3", lw=2,
-                 label="gap = KL(q || p(z|x))")
+    ax_elbo.plot(
+        [q_mean, q_mean],
+        [readout.elbo, readout.log_evidence],
+        color="C3",
+        lw=2,
+        label="gap = KL(q || p(z|x))",
+    )
     ax_elbo.plot([q_mean], [readout.elbo], "o", color="C1", label="current q")
     bottom = min(readout.log_evidence - 8.0, readout.elbo - 1.0)
     ax_elbo.set_ylim(bottom, readout.log_evidence + 1.5)
     ax_elbo.set_xlim(lo, hi)
     ax_elbo.set_xlabel("mean m of q")
     ax_elbo.set_ylabel("nats")
-    ax_elbo.set_title(f"log p(x) = {readout.log_evidence:.3f}   ELBO = {readout.elbo:.3f}"
-                      f"   gap = {readout.gap:.3f}", fontsize=10)
+    ax_elbo.set_title(
+        f"log p(x) = {readout.log_evidence:.3f}   ELBO = {readout.elbo:.3f}"
+        f"   gap = {readout.gap:.3f}",
+        fontsize=10,
+    )
     ax_elbo.legend(loc="lower center", fontsize=8)
     return fig, readout

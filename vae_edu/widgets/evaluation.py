@@ -82,12 +82,14 @@ def _estimate(values) -> evaluate.Estimate:
     """Mean of per-image values and its standard error std(ddof=1) / sqrt(N)."""
     values = np.asarray(values, np.float64)
     if values.ndim != 1 or values.shape[0] < 2:
-        raise ValueError(f"need a 1-D array of at least 2 per-image values, got shape "
-                         f"{values.shape}")
+        raise ValueError(
+            f"need a 1-D array of at least 2 per-image values, got shape {values.shape}"
+        )
     if not np.all(np.isfinite(values)):
         raise ValueError("per-image values must be finite")
-    return evaluate.Estimate(float(values.mean()),
-                             float(values.std(ddof=1) / math.sqrt(values.shape[0])))
+    return evaluate.Estimate(
+        float(values.mean()), float(values.std(ddof=1) / math.sqrt(values.shape[0]))
+    )
 
 
 def mean_estimate(values) -> evaluate.Estimate:
@@ -149,13 +151,16 @@ def _check_bounds(bounds: Mapping[int, np.ndarray], elbo) -> tuple[list[int], np
     elbo = np.asarray(elbo, np.float64)
     for k, values in bounds.items():
         if np.shape(values) != elbo.shape:
-            raise ValueError(f"bounds[{k}] has shape {np.shape(values)} but elbo has shape "
-                             f"{elbo.shape}; they must match")
+            raise ValueError(
+                f"bounds[{k}] has shape {np.shape(values)} but elbo has shape "
+                f"{elbo.shape}; they must match"
+            )
     return sorted(int(k) for k in bounds), elbo
 
 
-def iwae_gap_view(k: int, bounds: Mapping[int, np.ndarray], elbo, *,
-                  fig: Figure | None = None) -> tuple[Figure, IWAEGap]:
+def iwae_gap_view(
+    k: int, bounds: Mapping[int, np.ndarray], elbo, *, fig: Figure | None = None
+) -> tuple[Figure, IWAEGap]:
     """The k slider's callback: the gap L_k - ELBO against k, and its spread over images.
 
     Left panel: mean of L_k - ELBO for every k in ``bounds`` (error bars: 2 paired SE),
@@ -187,8 +192,9 @@ def iwae_gap_view(k: int, bounds: Mapping[int, np.ndarray], elbo, *,
     means = np.array([gaps[j].mean for j in ks])
     errors = 2 * np.array([gaps[j].std_error for j in ks])
     left.errorbar(ks, means, yerr=errors, marker="o", capsize=3, label="mean of L_k - ELBO")
-    left.plot([k], [gaps[k].mean], "o", ms=14, mfc="none", mec="C3", mew=2,
-              label=f"selected k = {k}")
+    left.plot(
+        [k], [gaps[k].mean], "o", ms=14, mfc="none", mec="C3", mew=2, label=f"selected k = {k}"
+    )
     left.axhline(0.0, color="gray", lw=0.8)
     left.set_xscale("log")
     left.set_xlabel("k (importance samples)")
@@ -217,9 +223,11 @@ class IWAEExplorer(NamedTuple):
 
 
 def _iwae_readout(gap: IWAEGap) -> str:
-    return (f"k = {gap.k}: mean L_k = {gap.bound.mean:.2f} +/- {gap.bound.std_error:.2f} "
-            f"nats; L_k - ELBO = {gap.gap.mean:.2f} +/- {gap.gap.std_error:.2f} nats "
-            f"(paired SE)")
+    return (
+        f"k = {gap.k}: mean L_k = {gap.bound.mean:.2f} +/- {gap.bound.std_error:.2f} "
+        f"nats; L_k - ELBO = {gap.gap.mean:.2f} +/- {gap.gap.std_error:.2f} nats "
+        f"(paired SE)"
+    )
 
 
 def build_iwae_explorer(bounds: Mapping[int, np.ndarray], elbo) -> IWAEExplorer:
@@ -228,8 +236,9 @@ def build_iwae_explorer(bounds: Mapping[int, np.ndarray], elbo) -> IWAEExplorer:
     Nothing is sampled in the callback: the per-image bounds are computed once, up front.
     """
     ks, _ = _check_bounds(bounds, elbo)
-    slider = widgets.SelectionSlider(options=ks, value=ks[-1], description="k",
-                                     continuous_update=False)
+    slider = widgets.SelectionSlider(
+        options=ks, value=ks[-1], description="k", continuous_update=False
+    )
     image = widgets.Image(format="png")
     readout = widgets.HTML()
     fig = Figure(figsize=(10, 3.6), layout="constrained")
@@ -263,8 +272,9 @@ class RateDistortion(NamedTuple):
         return alpha * self.distortion.mean + beta * self.rate.mean
 
 
-def rate_distortion(model: VAE, images, key: jax.Array, *, binarize: bool = True,
-                    num_binarizations: int = 1) -> RateDistortion:
+def rate_distortion(
+    model: VAE, images, key: jax.Array, *, binarize: bool = True, num_binarizations: int = 1
+) -> RateDistortion:
     """Rate R = E KL(q(z|x) || p(z)) and distortion D = -E log p(x|z) of a model on images.
 
     Computed by ``evaluate.per_image_elbo`` (closed-form KL, one reparameterized sample of
@@ -281,7 +291,8 @@ def rate_distortion(model: VAE, images, key: jax.Array, *, binarize: bool = True
       :class:`RateDistortion`.
     """
     elbo, reconstruction, kl = evaluate.per_image_elbo(
-        model, images, key, binarize=binarize, num_binarizations=num_binarizations)
+        model, images, key, binarize=binarize, num_binarizations=num_binarizations
+    )
     return RateDistortion(_estimate(kl), _estimate(-reconstruction), _estimate(elbo))
 
 
@@ -325,8 +336,16 @@ class SweepEntry(NamedTuple):
         return self.beta / self.alpha if self.alpha > 0 else math.inf
 
 
-def evaluate_sweep_entry(name: str, model: VAE, images, key: jax.Array, *, beta: float,
-                         alpha: float = 1.0, threshold: float = 0.01) -> SweepEntry:
+def evaluate_sweep_entry(
+    name: str,
+    model: VAE,
+    images,
+    key: jax.Array,
+    *,
+    beta: float,
+    alpha: float = 1.0,
+    threshold: float = 0.01,
+) -> SweepEntry:
     """Rate, distortion, KL per dimension and active units of one model, on one binarization.
 
     All four use the same binary images (``binarization_key(key, 0)``), so the KL per
@@ -350,8 +369,17 @@ def evaluate_sweep_entry(name: str, model: VAE, images, key: jax.Array, *, beta:
     bkey = binarization_key(key, 0)
     per_dim = evaluate.kl_per_dimension(model, images, key=bkey)
     units = evaluate.active_units(model, images, key=bkey, threshold=threshold)
-    return SweepEntry(str(name), model, float(alpha), float(beta), point, per_dim,
-                      units.activity, units.count, float(threshold))
+    return SweepEntry(
+        str(name),
+        model,
+        float(alpha),
+        float(beta),
+        point,
+        per_dim,
+        units.activity,
+        units.count,
+        float(threshold),
+    )
 
 
 def _elbo_levels(low: float, high: float, count: int = 10) -> np.ndarray:
@@ -362,8 +390,13 @@ def _elbo_levels(low: float, high: float, count: int = 10) -> np.ndarray:
     return np.arange(math.ceil(low / step) * step, high + 1e-9, step)
 
 
-def plot_rate_distortion(entries: Sequence[SweepEntry], *, highlight: str | None = None,
-                         ax=None, max_rate: float | None = None) -> Figure:
+def plot_rate_distortion(
+    entries: Sequence[SweepEntry],
+    *,
+    highlight: str | None = None,
+    ax=None,
+    max_rate: float | None = None,
+) -> Figure:
     """The models in the rate-distortion plane with lines of equal ELBO.
 
     Each model is a point (R, D). The dashed gray lines are D + R = c, i.e. ELBO = -c:
@@ -410,28 +443,56 @@ def plot_rate_distortion(entries: Sequence[SweepEntry], *, highlight: str | None
         ax.plot(r_grid, c - r_grid, ls="--", color="0.65", lw=0.8, zorder=1)
         # Label each line where it leaves the box: the right edge, else the bottom edge.
         if d_low <= c - r_high <= d_high:
-            ax.text(r_high, c - r_high, f"ELBO = {-c:g} ", fontsize=7, color="0.4",
-                    va="bottom", ha="right")
+            ax.text(
+                r_high,
+                c - r_high,
+                f"ELBO = {-c:g} ",
+                fontsize=7,
+                color="0.4",
+                va="bottom",
+                ha="right",
+            )
         elif 0.0 <= c - d_low <= r_high:
-            ax.text(c - d_low, d_low, f"{-c:g}", fontsize=7, color="0.4", va="bottom",
-                    ha="right")
+            ax.text(c - d_low, d_low, f"{-c:g}", fontsize=7, color="0.4", va="bottom", ha="right")
     ax.plot(shown[inside], dists[inside], "-", color="C0", lw=1, zorder=2)
     ax.plot(shown[inside], dists[inside], "o", color="C0", zorder=3)
     if not inside.all():
-        ax.plot(shown[~inside], dists[~inside], ">", color="C0", ms=9, zorder=3,
-                clip_on=False)
-    for e, r, d, ok in zip(entries, shown, dists, inside):
+        ax.plot(shown[~inside], dists[~inside], ">", color="C0", ms=9, zorder=3, clip_on=False)
+    for e, r, d, ok in zip(entries, shown, dists, inside, strict=True):
         text = f"β/α = {e.ratio:g}" + ("" if ok else f"\n(R = {e.point.rate.mean:.0f}, off scale)")
-        ax.annotate(text, (r, d), textcoords="offset points", xytext=(6, 4) if ok else (-8, 6),
-                    ha="left" if ok else "right", fontsize=8)
+        ax.annotate(
+            text,
+            (r, d),
+            textcoords="offset points",
+            xytext=(6, 4) if ok else (-8, 6),
+            ha="left" if ok else "right",
+            fontsize=8,
+        )
     if highlight is not None:
         e = entries[names.index(highlight)]
         r, d = float(shown[names.index(highlight)]), e.point.distortion.mean
         if math.isfinite(e.ratio):
-            ax.plot(r_grid, d + e.ratio * (e.point.rate.mean - r_grid), color="C3", lw=1.2,
-                    zorder=2, label=f"D + {e.ratio:g} R = its loss")
-        ax.plot([r], [d], "o", ms=14, mfc="none", mec="C3", mew=2, zorder=4, clip_on=False,
-                label=f"selected: {e.name}", gid="selected")
+            ax.plot(
+                r_grid,
+                d + e.ratio * (e.point.rate.mean - r_grid),
+                color="C3",
+                lw=1.2,
+                zorder=2,
+                label=f"D + {e.ratio:g} R = its loss",
+            )
+        ax.plot(
+            [r],
+            [d],
+            "o",
+            ms=14,
+            mfc="none",
+            mec="C3",
+            mew=2,
+            zorder=4,
+            clip_on=False,
+            label=f"selected: {e.name}",
+            gid="selected",
+        )
         ax.legend(fontsize=8, loc="upper right")
     ax.set_xlim(0.0, r_high)
     ax.set_ylim(d_low, d_high)
@@ -441,8 +502,15 @@ def plot_rate_distortion(entries: Sequence[SweepEntry], *, highlight: str | None
     return ax.figure
 
 
-def plot_kl_per_dimension(kl_per_dimension, activity, *, threshold: float = 0.01, ax=None,
-                          title: str | None = None, ylim: float | None = None) -> Figure:
+def plot_kl_per_dimension(
+    kl_per_dimension,
+    activity,
+    *,
+    threshold: float = 0.01,
+    ax=None,
+    title: str | None = None,
+    ylim: float | None = None,
+) -> Figure:
     """Bars of the KL per latent dimension, sorted, coloured by active / inactive.
 
     Args:
@@ -459,8 +527,10 @@ def plot_kl_per_dimension(kl_per_dimension, activity, *, threshold: float = 0.01
     kl = np.asarray(kl_per_dimension, np.float64)
     act = np.asarray(activity, np.float64)
     if kl.ndim != 1 or kl.shape != act.shape:
-        raise ValueError(f"kl_per_dimension has shape {kl.shape} but activity has shape "
-                         f"{act.shape}; both must be (d,)")
+        raise ValueError(
+            f"kl_per_dimension has shape {kl.shape} but activity has shape "
+            f"{act.shape}; both must be (d,)"
+        )
     if ax is None:
         fig = Figure(figsize=(5.2, 3.4), layout="constrained")
         ax = fig.subplots()
@@ -474,8 +544,10 @@ def plot_kl_per_dimension(kl_per_dimension, activity, *, threshold: float = 0.01
     ax.set_ylabel("E KL(q(z_j|x) || N(0,1))  (nats)")
     if ylim is not None:
         ax.set_ylim(0, ylim)
-    ax.set_title(title or f"{int(active.sum())} of {kl.shape[0]} units active "
-                 f"(A_j > {threshold:g})", fontsize=10)
+    ax.set_title(
+        title or f"{int(active.sum())} of {kl.shape[0]} units active (A_j > {threshold:g})",
+        fontsize=10,
+    )
     ax.legend(fontsize=8)
     return ax.figure
 
@@ -521,8 +593,7 @@ def reconstructions_and_samples(model, images, key: jax.Array, num: int = 8) -> 
     if np.issubdtype(arr.dtype, np.unsignedinteger):
         pixels = pixels / np.float32(255.0)
     binarize_key, sample_key = jax.random.split(key)
-    x = np.asarray(data_lib.binarize(binarize_key, pixels)).reshape(
-        (num,) + latent.image_shape)
+    x = np.asarray(data_lib.binarize(binarize_key, pixels)).reshape((num,) + latent.image_shape)
     reconstructions = latent.decode(latent.encode(x))
     z = np.asarray(jax.random.normal(sample_key, (num, latent.latent_dim)))
     return ImageRows(x, reconstructions, latent.decode(z))
@@ -546,15 +617,24 @@ class SweepView(NamedTuple):
 
 def _sweep_readout(e: SweepEntry) -> str:
     p = e.point
-    return (f"{e.name}: β = {e.beta:g}, α = {e.alpha:g} (β/α = {e.ratio:g}); "
-            f"rate R = {p.rate.mean:.2f} nats, distortion D = {p.distortion.mean:.2f} nats, "
-            f"ELBO = -(D + R) = {p.elbo.mean:.2f} nats; "
-            f"{e.active_units} of {e.activity.shape[0]} units active")
+    return (
+        f"{e.name}: β = {e.beta:g}, α = {e.alpha:g} (β/α = {e.ratio:g}); "
+        f"rate R = {p.rate.mean:.2f} nats, distortion D = {p.distortion.mean:.2f} nats, "
+        f"ELBO = -(D + R) = {p.elbo.mean:.2f} nats; "
+        f"{e.active_units} of {e.activity.shape[0]} units active"
+    )
 
 
-def sweep_view(name: str, entries: Sequence[SweepEntry], images, key: jax.Array, *,
-               num_images: int = 8, max_rate: float | None = None,
-               fig: Figure | None = None) -> SweepView:
+def sweep_view(
+    name: str,
+    entries: Sequence[SweepEntry],
+    images,
+    key: jax.Array,
+    *,
+    num_images: int = 8,
+    max_rate: float | None = None,
+    fig: Figure | None = None,
+) -> SweepView:
     """The model dropdown's callback: where the model sits, what it uses, what it draws.
 
     Args:
@@ -578,10 +658,13 @@ def sweep_view(name: str, entries: Sequence[SweepEntry], images, key: jax.Array,
     fig.clear()
     left, right = fig.subplots(1, 2)
     plot_rate_distortion(entries, highlight=name, ax=left, max_rate=max_rate)
-    plot_kl_per_dimension(entry.kl_per_dimension, entry.activity, threshold=entry.threshold,
-                          ax=right,
-                          title=f"{entry.name}: {entry.active_units} of "
-                                f"{entry.activity.shape[0]} units active")
+    plot_kl_per_dimension(
+        entry.kl_per_dimension,
+        entry.activity,
+        threshold=entry.threshold,
+        ax=right,
+        title=f"{entry.name}: {entry.active_units} of {entry.activity.shape[0]} units active",
+    )
     rows = reconstructions_and_samples(entry.model, images, key, num_images)
     return SweepView(entry, fig, rows, _sweep_readout(entry))
 
@@ -606,33 +689,43 @@ class SweepExplorer(NamedTuple):
     readout: widgets.HTML
 
 
-def build_sweep_explorer(entries: Sequence[SweepEntry], images, key: jax.Array, *,
-                         value: str | None = None, num_images: int = 8,
-                         max_rate: float | None = None) -> SweepExplorer:
+def build_sweep_explorer(
+    entries: Sequence[SweepEntry],
+    images,
+    key: jax.Array,
+    *,
+    value: str | None = None,
+    num_images: int = 8,
+    max_rate: float | None = None,
+) -> SweepExplorer:
     """A dropdown over the sweep that redraws :func:`sweep_view` into Image widgets."""
     if not entries:
         raise ValueError("entries must hold at least one evaluated model")
     options = [(f"{e.name} (β/α = {e.ratio:g})", e.name) for e in entries]
-    dropdown = widgets.Dropdown(options=options, value=value or entries[0].name,
-                                description="model")
+    dropdown = widgets.Dropdown(
+        options=options, value=value or entries[0].name, description="model"
+    )
     plot = widgets.Image(format="png")
     pictures = [widgets.Image(format="png") for _ in range(3)]
     readout = widgets.HTML()
     fig = Figure(figsize=(10.5, 3.9), layout="constrained")
 
     def update(change=None):
-        view = sweep_view(dropdown.value, entries, images, key, num_images=num_images,
-                          max_rate=max_rate, fig=fig)
+        view = sweep_view(
+            dropdown.value, entries, images, key, num_images=num_images, max_rate=max_rate, fig=fig
+        )
         plot.value = figure_to_png(fig, close=False)
-        for image, row in zip(pictures, view.rows):
+        for image, row in zip(pictures, view.rows, strict=True):
             image.value = strip_to_png(row, scale=2)
         readout.value = view.readout
 
     dropdown.observe(update, names="value")
     update()
     labels = ("test images (binarized)", "reconstructions", "samples from p(z)")
-    rows = [widgets.HBox([widgets.Label(text, layout=widgets.Layout(width="170px")), image])
-            for text, image in zip(labels, pictures)]
+    rows = [
+        widgets.HBox([widgets.Label(text, layout=widgets.Layout(width="170px")), image])
+        for text, image in zip(labels, pictures, strict=True)
+    ]
     box = widgets.VBox([dropdown, readout, plot, *rows])
     return SweepExplorer(box, dropdown, plot, *pictures, readout)
 
@@ -677,8 +770,9 @@ def _fit_posteriors(log_likelihood_fn, x, eps, alpha, beta, mean0, log_var0, num
         def step(carry, _):
             params, state = carry
             value, grad = value_and_grad(params, state=state)
-            updates, state = _SOLVER.update(grad, state, params, value=value, grad=grad,
-                                            value_fn=loss)
+            updates, state = _SOLVER.update(
+                grad, state, params, value=value, grad=grad, value_fn=loss
+            )
             return (optax.apply_updates(params, updates), state), None
 
         params = (m0, v0)
@@ -689,9 +783,17 @@ def _fit_posteriors(log_likelihood_fn, x, eps, alpha, beta, mean0, log_var0, num
     return jax.vmap(fit_one)(x, mean0, log_var0)
 
 
-def optimal_posterior(log_likelihood_fn: Callable, x, eps, *, alpha: float = 1.0,
-                      beta: float = 1.0, init_mean=None, init_log_var=None,
-                      num_steps: int = 100) -> PosteriorFit:
+def optimal_posterior(
+    log_likelihood_fn: Callable,
+    x,
+    eps,
+    *,
+    alpha: float = 1.0,
+    beta: float = 1.0,
+    init_mean=None,
+    init_log_var=None,
+    num_steps: int = 100,
+) -> PosteriorFit:
     """Fits q(z|x) = N(m, diag exp(v)) to each image by L-BFGS on the weighted ELBO.
 
     J(m, v) = alpha * (1/L) sum_l log p(x | m + exp(v/2) * eps_l) - beta * KL(q || N(0, I))
@@ -722,8 +824,7 @@ def optimal_posterior(log_likelihood_fn: Callable, x, eps, *, alpha: float = 1.0
     for label, value in (("alpha", alpha), ("beta", beta)):
         if not (math.isfinite(value) and value > 0):
             raise ValueError(f"{label} must be a positive finite number, got {value!r}")
-    if isinstance(num_steps, bool) or not isinstance(num_steps, (int, np.integer)) \
-            or num_steps < 1:
+    if isinstance(num_steps, bool) or not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
         raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
     eps = jnp.asarray(eps, jnp.float32)
     if eps.ndim != 2:
@@ -735,15 +836,24 @@ def optimal_posterior(log_likelihood_fn: Callable, x, eps, *, alpha: float = 1.0
     expected = batch + (eps.shape[1],)
     starts = []
     for label, value in (("init_mean", init_mean), ("init_log_var", init_log_var)):
-        value = jnp.zeros(expected, jnp.float32) if value is None else jnp.asarray(
-            value, jnp.float32)
+        value = (
+            jnp.zeros(expected, jnp.float32) if value is None else jnp.asarray(value, jnp.float32)
+        )
         if value.shape != expected:
-            raise ValueError(f"{label} has shape {value.shape} but x has shape {x.shape} "
-                             f"and eps has shape {eps.shape}; expected {expected}")
+            raise ValueError(
+                f"{label} has shape {value.shape} but x has shape {x.shape} "
+                f"and eps has shape {eps.shape}; expected {expected}"
+            )
         starts.append(value.reshape(-1, eps.shape[1]))
-    out = _fit_posteriors(log_likelihood_fn, x.reshape(-1, x.shape[-1]), eps,
-                          jnp.float32(alpha), jnp.float32(beta), *starts, int(num_steps))
-    mean, log_var, reconstruction, kl = (np.asarray(o).reshape(batch + o.shape[1:])
-                                         for o in out)
+    out = _fit_posteriors(
+        log_likelihood_fn,
+        x.reshape(-1, x.shape[-1]),
+        eps,
+        jnp.float32(alpha),
+        jnp.float32(beta),
+        *starts,
+        int(num_steps),
+    )
+    mean, log_var, reconstruction, kl = (np.asarray(o).reshape(batch + o.shape[1:]) for o in out)
     objective = alpha * reconstruction.astype(np.float64) - beta * kl.astype(np.float64)
     return PosteriorFit(mean, log_var, reconstruction, kl, objective)

@@ -129,8 +129,9 @@ def _minimise(objective, init):
     def step(carry, _):
         params, state = carry
         value, grad = value_and_grad(params, state=state)
-        updates, state = solver.update(grad, state, params, value=value, grad=grad,
-                                       value_fn=objective)
+        updates, state = solver.update(
+            grad, state, params, value=value, grad=grad, value_fn=objective
+        )
         return (optax.apply_updates(params, updates), state), None
 
     (params, _), _ = jax.lax.scan(step, (init, solver.init(init)), None, length=_LBFGS_STEPS)
@@ -202,8 +203,9 @@ def fit_forward_reverse(separation: float, weight: float = 0.5) -> ForwardRevers
     )
 
 
-def show_forward_reverse_fits(separation: float, weight: float = 0.5,
-                              ax=None) -> ForwardReverseFits:
+def show_forward_reverse_fits(
+    separation: float, weight: float = 0.5, ax=None
+) -> ForwardReverseFits:
     """Draws the mixture p and its forward- and reverse-KL Gaussian fits; returns the fits.
 
     Widget callback for the mixture-separation slider. The legend shows the KL each fit
@@ -221,14 +223,25 @@ def show_forward_reverse_fits(separation: float, weight: float = 0.5,
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 3.5))
     x = np.linspace(-10.0, 10.0, 801)
-    ax.fill_between(x, np.exp(mixture_log_density(x, separation, weight)), color="0.85",
-                    label="target p (mixture)")
-    for fit, name, style in [(fits.forward, "forward: min KL(p||q)", "C0-"),
-                             (fits.reverse, "reverse: min KL(q||p)", "C3--")]:
+    ax.fill_between(
+        x,
+        np.exp(mixture_log_density(x, separation, weight)),
+        color="0.85",
+        label="target p (mixture)",
+    )
+    for fit, name, style in [
+        (fits.forward, "forward: min KL(p||q)", "C0-"),
+        (fits.reverse, "reverse: min KL(q||p)", "C3--"),
+    ]:
         density = np.exp(norm.logpdf(x, fit.mean, fit.std))
-        ax.plot(x, density, style, lw=2,
-                label=f"{name} = {_fixed(fit.kl, 3)}\n"
-                      f"  q = N({_fixed(fit.mean, 2)}, {_fixed(fit.std, 2)}$^2$)")
+        ax.plot(
+            x,
+            density,
+            style,
+            lw=2,
+            label=f"{name} = {_fixed(fit.kl, 3)}\n"
+            f"  q = N({_fixed(fit.mean, 2)}, {_fixed(fit.std, 2)}$^2$)",
+        )
     ax.set_xlim(-10, 10)
     ax.set_ylim(0, 0.45)
     ax.set_xlabel("x")
@@ -268,8 +281,9 @@ def show_kl_to_standard_normal(mu: float, sigma: float, axes=None) -> StandardNo
     kl_quadrature = float(_kl_on_grid(log_q, norm.logpdf(grid, 0.0, 1.0), grid))
 
     if axes is None:
-        _, axes = plt.subplots(2, 1, figsize=(7, 5), sharex=True,
-                               gridspec_kw={"height_ratios": [3, 2]})
+        _, axes = plt.subplots(
+            2, 1, figsize=(7, 5), sharex=True, gridspec_kw={"height_ratios": [3, 2]}
+        )
     top, bottom = axes
     x = np.linspace(-6.0, 6.0, 601)
     q = np.exp(norm.logpdf(x, mu, sigma))

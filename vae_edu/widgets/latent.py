@@ -124,8 +124,9 @@ class LatentModel:
         self.config = model.config
         self.latent_dim = model.config.latent_dim
         side = math.isqrt(model.config.input_dim)
-        self.image_shape = ((side, side) if side * side == model.config.input_dim
-                            else (model.config.input_dim,))
+        self.image_shape = (
+            (side, side) if side * side == model.config.input_dim else (model.config.input_dim,)
+        )
 
     def decode(self, z) -> np.ndarray:
         """E[x | z] = sigmoid(f_theta(z)) as images.
@@ -141,8 +142,9 @@ class LatentModel:
         """
         z = np.asarray(z, np.float32)
         if z.ndim < 1 or z.shape[-1] != self.latent_dim:
-            raise ValueError(f"z has shape {z.shape} but the model expects "
-                             f"(..., {self.latent_dim})")
+            raise ValueError(
+                f"z has shape {z.shape} but the model expects (..., {self.latent_dim})"
+            )
         out = np.asarray(_decode_mean(self._graphdef, self._params, z))
         return out.reshape(z.shape[:-1] + self.image_shape)
 
@@ -165,14 +167,16 @@ class LatentModel:
         arr = np.asarray(arr, np.float32)
         num_pixels = self.config.input_dim
         pixel_ndim = len(self.image_shape)
-        if arr.shape[arr.ndim - pixel_ndim:] == self.image_shape:
-            batch = arr.shape[:arr.ndim - pixel_ndim]
+        if arr.shape[arr.ndim - pixel_ndim :] == self.image_shape:
+            batch = arr.shape[: arr.ndim - pixel_ndim]
         elif arr.ndim >= 1 and arr.shape[-1] == num_pixels:
             batch = arr.shape[:-1]
         else:
-            raise ValueError(f"images have shape {arr.shape} but the model expects "
-                             f"(..., {', '.join(map(str, self.image_shape))}) or "
-                             f"(..., {num_pixels})")
+            raise ValueError(
+                f"images have shape {arr.shape} but the model expects "
+                f"(..., {', '.join(map(str, self.image_shape))}) or "
+                f"(..., {num_pixels})"
+            )
         flat = arr.reshape(batch + (num_pixels,))
         return np.asarray(_encode_mean(self._graphdef, self._params, flat))
 
@@ -198,8 +202,9 @@ def _check_scale(scale) -> int:
 
 def _png(array: np.ndarray, compress_level: int = 6) -> bytes:
     buffer = io.BytesIO()
-    PILImage.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG",
-                                                         compress_level=compress_level)
+    PILImage.fromarray(np.ascontiguousarray(array)).save(
+        buffer, format="PNG", compress_level=compress_level
+    )
     return buffer.getvalue()
 
 
@@ -255,11 +260,12 @@ def tile_images(images, ncols: int, *, gap: int = 0, fill: float = 0.5) -> np.nd
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     n, h, w = images.shape
     nrows = -(-n // ncols)
-    canvas = np.full((nrows * h + (nrows - 1) * gap, ncols * w + (ncols - 1) * gap), fill,
-                     images.dtype)
+    canvas = np.full(
+        (nrows * h + (nrows - 1) * gap, ncols * w + (ncols - 1) * gap), fill, images.dtype
+    )
     for i, img in enumerate(images):
         r, c = divmod(i, ncols)
-        canvas[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = img
+        canvas[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = img
     return canvas
 
 
@@ -296,8 +302,9 @@ def decode_to_png(model, z, scale: int = 6) -> bytes:
     latent = as_latent_model(model)
     z = np.asarray(z, np.float32)
     if z.shape != (latent.latent_dim,):
-        raise ValueError(f"z has shape {z.shape} but one code of this model has shape "
-                         f"({latent.latent_dim},)")
+        raise ValueError(
+            f"z has shape {z.shape} but one code of this model has shape ({latent.latent_dim},)"
+        )
     image = latent.decode(z)
     if image.ndim != 2:
         raise ValueError(f"decoded images are not square: shape {image.shape}")
@@ -369,8 +376,10 @@ def manifold_grid(model, n: int = 20) -> np.ndarray:
     """
     latent = as_latent_model(model)
     if latent.latent_dim != 2:
-        raise ValueError(f"the manifold grid needs a 2-D latent space, the model has "
-                         f"latent_dim={latent.latent_dim}")
+        raise ValueError(
+            f"the manifold grid needs a 2-D latent space, the model has "
+            f"latent_dim={latent.latent_dim}"
+        )
     images = latent.decode(manifold_codes(n))
     if images.ndim != 3:
         raise ValueError(f"decoded images are not square: shape {images.shape}")
@@ -429,8 +438,9 @@ def traversal_codes(z0, k: int, values) -> np.ndarray:
     values = _as_values(values, "values")
     d = z0.shape[0]
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k < d:
-        raise ValueError(f"k must be an integer in [0, {d}) for a code of shape {z0.shape}, "
-                         f"got {k!r}")
+        raise ValueError(
+            f"k must be an integer in [0, {d}) for a code of shape {z0.shape}, got {k!r}"
+        )
     codes = np.tile(z0, (values.shape[0], 1))
     codes[:, int(k)] = values
     return codes
@@ -491,8 +501,9 @@ def interpolate(model, z_a, z_b, ts) -> LatentPath:
       :class:`LatentPath` (codes (n, d), images (n, H, W)).
     """
     latent = as_latent_model(model)
-    codes = interpolation_codes(_as_code(z_a, "z_a", latent.latent_dim),
-                                _as_code(z_b, "z_b", latent.latent_dim), ts)
+    codes = interpolation_codes(
+        _as_code(z_a, "z_a", latent.latent_dim), _as_code(z_b, "z_b", latent.latent_dim), ts
+    )
     return LatentPath(codes, latent.decode(codes))
 
 
@@ -516,24 +527,41 @@ class LatentScatter:
       figure, axes: the matplotlib objects (for tests and further decoration).
     """
 
-    def __init__(self, means, labels, *, limit: float = 3.0, max_points: int = 5000,
-                 figsize: tuple[float, float] = (4.4, 3.6)):
+    def __init__(
+        self,
+        means,
+        labels,
+        *,
+        limit: float = 3.0,
+        max_points: int = 5000,
+        figsize: tuple[float, float] = (4.4, 3.6),
+    ):
         means = np.asarray(means, np.float32)
         labels = np.asarray(labels)
         if means.ndim != 2 or means.shape[1] != 2:
             raise ValueError(f"means must have shape (n, 2), got {means.shape}")
         if labels.shape != means.shape[:1]:
-            raise ValueError(f"labels have shape {labels.shape} but means have shape "
-                             f"{means.shape}; expected labels of shape ({means.shape[0]},)")
+            raise ValueError(
+                f"labels have shape {labels.shape} but means have shape "
+                f"{means.shape}; expected labels of shape ({means.shape[0]},)"
+            )
         if not (math.isfinite(limit) and limit > 0):
             raise ValueError(f"limit must be a positive number, got {limit!r}")
         self.limit = float(limit)
         self.figure = Figure(figsize=figsize, dpi=100, layout="constrained")
         FigureCanvasAgg(self.figure)
         self.axes = ax = self.figure.subplots()
-        points = ax.scatter(means[:max_points, 0], means[:max_points, 1],
-                            c=labels[:max_points], cmap="tab10", vmin=-0.5, vmax=9.5, s=2,
-                            alpha=0.6, linewidths=0)
+        points = ax.scatter(
+            means[:max_points, 0],
+            means[:max_points, 1],
+            c=labels[:max_points],
+            cmap="tab10",
+            vmin=-0.5,
+            vmax=9.5,
+            s=2,
+            alpha=0.6,
+            linewidths=0,
+        )
         self.figure.colorbar(points, ax=ax, ticks=range(10), label="digit")
         ax.set_xlim(-self.limit, self.limit)
         ax.set_ylim(-self.limit, self.limit)
@@ -541,9 +569,18 @@ class LatentScatter:
         ax.set_xlabel("$z_1$")
         ax.set_ylabel("$z_2$")
         ax.set_title("encoded test images $\\mu(x)$", fontsize=10)
-        (self._marker,) = ax.plot([], [], marker="X", markersize=13, markerfacecolor="white",
-                                  markeredgecolor="black", markeredgewidth=1.5,
-                                  linestyle="none", animated=True, clip_on=False)
+        (self._marker,) = ax.plot(
+            [],
+            [],
+            marker="X",
+            markersize=13,
+            markerfacecolor="white",
+            markeredgecolor="black",
+            markeredgewidth=1.5,
+            linestyle="none",
+            animated=True,
+            clip_on=False,
+        )
         self.figure.canvas.draw()
         self._background = self.figure.canvas.copy_from_bbox(self.figure.bbox)
 
@@ -590,8 +627,9 @@ def median_seconds(fn: Callable[[], object], repeats: int = 200, warmup: int = 3
 
 
 # ----------------------------------------------------------------------------- widgets
-def digit_choices(labels, per_digit: int = 1, digits: Sequence[int] = range(10)
-                  ) -> list[tuple[str, int]]:
+def digit_choices(
+    labels, per_digit: int = 1, digits: Sequence[int] = range(10)
+) -> list[tuple[str, int]]:
     """Dropdown options: the first ``per_digit`` test images of each digit.
 
     Args:
@@ -615,12 +653,20 @@ def digit_choices(labels, per_digit: int = 1, digits: Sequence[int] = range(10)
     return options
 
 
-def _latent_slider(description: str, value: float, limit: float, step: float,
-                   width: str = "250px") -> widgets.FloatSlider:
-    slider = widgets.FloatSlider(value=value, min=-limit, max=limit, step=step,
-                                 description=description, continuous_update=False,
-                                 readout_format=".2f", style={"description_width": "36px"},
-                                 layout=widgets.Layout(width=width))
+def _latent_slider(
+    description: str, value: float, limit: float, step: float, width: str = "250px"
+) -> widgets.FloatSlider:
+    slider = widgets.FloatSlider(
+        value=value,
+        min=-limit,
+        max=limit,
+        step=step,
+        description=description,
+        continuous_update=False,
+        readout_format=".2f",
+        style={"description_width": "36px"},
+        layout=widgets.Layout(width=width),
+    )
     slider.add_class(LATENT_SLIDER_CLASS)
     return slider
 
@@ -638,13 +684,17 @@ def _norm_readout(z: np.ndarray) -> str:
     d = z.shape[0]
     log_prior = -0.5 * float(np.dot(z, z)) - 0.5 * d * math.log(2 * math.pi)
     code = f"z = ({', '.join(f'{v:+.2f}' for v in z)})<br>" if d <= 4 else ""
-    return (f"{code}||z|| = {float(np.linalg.norm(z)):.2f} (prior draws: about "
-            f"sqrt(d) = {math.sqrt(d):.2f})<br>log p(z) = {log_prior:.2f}")
+    return (
+        f"{code}||z|| = {float(np.linalg.norm(z)):.2f} (prior draws: about "
+        f"sqrt(d) = {math.sqrt(d):.2f})<br>log p(z) = {log_prior:.2f}"
+    )
 
 
 def _explorer_text(description: str) -> str:
-    return (f"[{description}: interactive in JupyterLab or Voila; "
-            f"the static figure below shows the same]")
+    return (
+        f"[{description}: interactive in JupyterLab or Voila; "
+        f"the static figure below shows the same]"
+    )
 
 
 def _explorer_bundle(widget: widgets.Widget, description: str, **kwargs) -> dict:
@@ -693,8 +743,9 @@ class Explorer2D(NamedTuple):
         return "2-D latent explorer: sliders z1, z2, the decoded image and the encodings"
 
 
-def build_2d_explorer(model, means, labels, *, limit: float = 3.0, step: float = 0.1,
-                      scale: int = 6, start=(0.0, 0.0)) -> Explorer2D:
+def build_2d_explorer(
+    model, means, labels, *, limit: float = 3.0, step: float = 0.1, scale: int = 6, start=(0.0, 0.0)
+) -> Explorer2D:
     """Two sliders (z_1, z_2) that decode a point live and mark it on the latent scatter.
 
     Moving either slider calls :func:`decode_to_png` at the new z (one jitted decoder call)
@@ -713,11 +764,14 @@ def build_2d_explorer(model, means, labels, *, limit: float = 3.0, step: float =
     """
     latent = as_latent_model(model)
     if latent.latent_dim != 2:
-        raise ValueError(f"the 2-D explorer needs latent_dim == 2, the model has "
-                         f"latent_dim={latent.latent_dim}")
+        raise ValueError(
+            f"the 2-D explorer needs latent_dim == 2, the model has latent_dim={latent.latent_dim}"
+        )
     start = _as_code(start, "start", 2)
-    sliders = (_latent_slider("z1", float(start[0]), limit, step),
-               _latent_slider("z2", float(start[1]), limit, step))
+    sliders = (
+        _latent_slider("z1", float(start[0]), limit, step),
+        _latent_slider("z2", float(start[1]), limit, step),
+    )
     image = _image(DECODED_IMAGE_CLASS)
     scatter_plot = LatentScatter(means, labels, limit=limit)
     scatter = _image(SCATTER_CLASS)
@@ -730,12 +784,15 @@ def build_2d_explorer(model, means, labels, *, limit: float = 3.0, step: float =
         scatter.value = scatter_plot.png(z)
         readout.value = _norm_readout(z)
 
-    box = widgets.VBox([
-        widgets.HBox(list(sliders)),
-        widgets.HBox([widgets.VBox([image, readout],
-                                   layout=widgets.Layout(width="240px")), scatter],
-                     layout=widgets.Layout(align_items="center")),
-    ])
+    box = widgets.VBox(
+        [
+            widgets.HBox(list(sliders)),
+            widgets.HBox(
+                [widgets.VBox([image, readout], layout=widgets.Layout(width="240px")), scatter],
+                layout=widgets.Layout(align_items="center"),
+            ),
+        ]
+    )
     explorer = Explorer2D(box, sliders, image, scatter, readout, latent)
     for slider in sliders:
         slider.observe(update, names="value")
@@ -787,13 +844,24 @@ class DimensionExplorer(NamedTuple):
         printer.text(_explorer_text(self._description()))
 
     def _description(self) -> str:
-        return (f"latent explorer: {len(self.sliders)} sliders, the decoded image and a "
-                "traversal strip")
+        return (
+            f"latent explorer: {len(self.sliders)} sliders, the decoded image and a traversal strip"
+        )
 
 
-def build_dimension_explorer(model, images, labels, *, choices=None, limit: float = 4.0,
-                             step: float = 0.05, values=None, dimension: int = 0,
-                             columns: int = 4, scale: int = 6) -> DimensionExplorer:
+def build_dimension_explorer(
+    model,
+    images,
+    labels,
+    *,
+    choices=None,
+    limit: float = 4.0,
+    step: float = 0.05,
+    values=None,
+    dimension: int = 0,
+    columns: int = 4,
+    scale: int = 6,
+) -> DimensionExplorer:
     """One slider per latent dimension, starting from the encoding of a chosen test digit.
 
     * Choosing a digit in the Dropdown sets every slider to its encoding mu(x) (values
@@ -819,19 +887,32 @@ def build_dimension_explorer(model, images, labels, *, choices=None, limit: floa
     d = latent.latent_dim
     images = np.asarray(images)
     choices = list(choices) if choices is not None else digit_choices(labels)
-    values = (np.linspace(-3.0, 3.0, 9, dtype=np.float32) if values is None
-              else _as_values(values, "values"))
-    if isinstance(dimension, bool) or not isinstance(dimension, (int, np.integer)) \
-            or not 0 <= dimension < d:
+    values = (
+        np.linspace(-3.0, 3.0, 9, dtype=np.float32)
+        if values is None
+        else _as_values(values, "values")
+    )
+    if (
+        isinstance(dimension, bool)
+        or not isinstance(dimension, (int, np.integer))
+        or not 0 <= dimension < d
+    ):
         raise ValueError(f"dimension must be an integer in [0, {d}), got {dimension!r}")
-    digit = widgets.Dropdown(options=choices, value=choices[0][1], description="start from",
-                             style={"description_width": "70px"})
+    digit = widgets.Dropdown(
+        options=choices,
+        value=choices[0][1],
+        description="start from",
+        style={"description_width": "70px"},
+    )
     sliders = tuple(_latent_slider(f"z{j + 1}", 0.0, limit, step) for j in range(d))
     image = _image(DECODED_IMAGE_CLASS)
-    dim_choice = widgets.Dropdown(options=[(f"z{j + 1}", j) for j in range(d)],
-                                  value=int(dimension), description="traverse",
-                                  style={"description_width": "70px"},
-                                  layout=widgets.Layout(width="180px"))
+    dim_choice = widgets.Dropdown(
+        options=[(f"z{j + 1}", j) for j in range(d)],
+        value=int(dimension),
+        description="traverse",
+        style={"description_width": "70px"},
+        layout=widgets.Layout(width="180px"),
+    )
     traversal = _image(TRAVERSAL_CLASS)
     reset = widgets.Button(description="back to the encoding")
     readout = widgets.HTML()
@@ -851,26 +932,42 @@ def build_dimension_explorer(model, images, labels, *, choices=None, limit: floa
         mean = explorer.encoding()
         holding[0] = True
         try:
-            for slider, v in zip(sliders, mean):
+            for slider, v in zip(sliders, mean, strict=True):
                 slider.value = float(np.clip(v, -limit, limit))
         finally:
             holding[0] = False
         redraw()
 
-    grid = widgets.GridBox(list(sliders), layout=widgets.Layout(
-        grid_template_columns=f"repeat({int(columns)}, 255px)"))
+    grid = widgets.GridBox(
+        list(sliders), layout=widgets.Layout(grid_template_columns=f"repeat({int(columns)}, 255px)")
+    )
     value_text = ", ".join(f"{v:g}" for v in values)
-    box = widgets.VBox([
-        widgets.HBox([digit, reset]),
-        grid,
-        widgets.HBox([image, widgets.VBox([
-            readout, dim_choice,
-            widgets.HTML(f"decoded images with z_k set to {value_text}, other coordinates "
-                         f"as on the sliders:"),
-            traversal])], layout=widgets.Layout(align_items="center")),
-    ])
-    explorer = DimensionExplorer(box, digit, sliders, image, dim_choice, traversal, reset,
-                                 readout, values, latent, images)
+    box = widgets.VBox(
+        [
+            widgets.HBox([digit, reset]),
+            grid,
+            widgets.HBox(
+                [
+                    image,
+                    widgets.VBox(
+                        [
+                            readout,
+                            dim_choice,
+                            widgets.HTML(
+                                f"decoded images with z_k set to {value_text}, other coordinates "
+                                f"as on the sliders:"
+                            ),
+                            traversal,
+                        ]
+                    ),
+                ],
+                layout=widgets.Layout(align_items="center"),
+            ),
+        ]
+    )
+    explorer = DimensionExplorer(
+        box, digit, sliders, image, dim_choice, traversal, reset, readout, values, latent, images
+    )
     for slider in sliders:
         slider.observe(redraw, names="value")
     dim_choice.observe(redraw, names="value")
@@ -906,8 +1003,10 @@ class InterpolationExplorer(NamedTuple):
 
     def endpoints(self) -> tuple[np.ndarray, np.ndarray]:
         """(z_a, z_b): the encodings mu(x_a), mu(x_b) of the two chosen images."""
-        return (self.model.encode(self.images[self.start.value]),
-                self.model.encode(self.images[self.end.value]))
+        return (
+            self.model.encode(self.images[self.start.value]),
+            self.model.encode(self.images[self.end.value]),
+        )
 
     def _repr_mimebundle_(self, **kwargs):
         return _explorer_bundle(self.widget, self._description(), **kwargs)
@@ -919,9 +1018,18 @@ class InterpolationExplorer(NamedTuple):
         return "latent interpolation: a slider t between the encodings of two digits"
 
 
-def build_interpolation_explorer(model, images, labels, *, choices=None, start=None,
-                                 end=None, num_steps: int = 9, step: float = 0.05,
-                                 scale: int = 6) -> InterpolationExplorer:
+def build_interpolation_explorer(
+    model,
+    images,
+    labels,
+    *,
+    choices=None,
+    start=None,
+    end=None,
+    num_steps: int = 9,
+    step: float = 0.05,
+    scale: int = 6,
+) -> InterpolationExplorer:
     """Linear interpolation between the encodings of two chosen test digits, slider t.
 
     Args:
@@ -939,18 +1047,29 @@ def build_interpolation_explorer(model, images, labels, *, choices=None, start=N
     latent = as_latent_model(model)
     images = np.asarray(images)
     choices = list(choices) if choices is not None else digit_choices(labels)
-    if isinstance(num_steps, bool) or not isinstance(num_steps, (int, np.integer)) \
-            or num_steps < 2:
+    if isinstance(num_steps, bool) or not isinstance(num_steps, (int, np.integer)) or num_steps < 2:
         raise ValueError(f"num_steps must be an integer >= 2, got {num_steps!r}")
     ts = np.linspace(0.0, 1.0, int(num_steps), dtype=np.float32)
     style = {"description_width": "50px"}
-    first = widgets.Dropdown(options=choices, description="from", style=style,
-                             value=choices[0][1] if start is None else start)
-    last = widgets.Dropdown(options=choices, description="to", style=style,
-                            value=choices[-1][1] if end is None else end)
-    t = widgets.FloatSlider(value=0.5, min=0.0, max=1.0, step=step, description="t",
-                            continuous_update=False, readout_format=".2f",
-                            style={"description_width": "20px"})
+    first = widgets.Dropdown(
+        options=choices,
+        description="from",
+        style=style,
+        value=choices[0][1] if start is None else start,
+    )
+    last = widgets.Dropdown(
+        options=choices, description="to", style=style, value=choices[-1][1] if end is None else end
+    )
+    t = widgets.FloatSlider(
+        value=0.5,
+        min=0.0,
+        max=1.0,
+        step=step,
+        description="t",
+        continuous_update=False,
+        readout_format=".2f",
+        style={"description_width": "20px"},
+    )
     t.add_class(INTERPOLATION_SLIDER_CLASS)
     image = _image(DECODED_IMAGE_CLASS)
     strip = _image(INTERPOLATION_STRIP_CLASS)
@@ -963,17 +1082,29 @@ def build_interpolation_explorer(model, images, labels, *, choices=None, start=N
 
     def update_all(change=None):
         z_a, z_b = explorer.endpoints()
-        strip.value = strip_to_png(interpolate(latent, z_a, z_b, ts).images,
-                                   max(scale // 2, 1))
+        strip.value = strip_to_png(interpolate(latent, z_a, z_b, ts).images, max(scale // 2, 1))
         update_image()
 
-    box = widgets.VBox([
-        widgets.HBox([first, last, t]),
-        widgets.HBox([image, widgets.VBox([
-            widgets.HTML(f"z(t) = (1 - t) z_a + t z_b at t = "
-                         f"{', '.join(f'{v:.3g}' for v in ts)}:"), strip])],
-            layout=widgets.Layout(align_items="center")),
-    ])
+    box = widgets.VBox(
+        [
+            widgets.HBox([first, last, t]),
+            widgets.HBox(
+                [
+                    image,
+                    widgets.VBox(
+                        [
+                            widgets.HTML(
+                                f"z(t) = (1 - t) z_a + t z_b at t = "
+                                f"{', '.join(f'{v:.3g}' for v in ts)}:"
+                            ),
+                            strip,
+                        ]
+                    ),
+                ],
+                layout=widgets.Layout(align_items="center"),
+            ),
+        ]
+    )
     explorer = InterpolationExplorer(box, first, last, t, image, strip, ts, latent, images)
     t.observe(update_image, names="value")
     first.observe(update_all, names="value")

@@ -143,9 +143,17 @@ def _reduce(values, reduction: str, axis: int):
 # ----------------------------------------------------------------- reductions as weights
 
 
-def loss_weights(alpha, beta, *, num_pixels, latent_dim, batch_size=1,
-                 pixel_reduction="sum", latent_reduction="sum",
-                 batch_reduction="mean") -> LossWeights:
+def loss_weights(
+    alpha,
+    beta,
+    *,
+    num_pixels,
+    latent_dim,
+    batch_size=1,
+    pixel_reduction="sum",
+    latent_reduction="sum",
+    batch_reduction="mean",
+) -> LossWeights:
     r"""The weights that sum-or-mean reductions put on the two loss terms.
 
     A mean over n terms is a sum times 1/n, so
@@ -181,17 +189,30 @@ def loss_weights(alpha, beta, *, num_pixels, latent_dim, batch_size=1,
     num_pixels = _check_count(num_pixels, "num_pixels")
     latent_dim = _check_count(latent_dim, "latent_dim")
     batch_size = _check_count(batch_size, "batch_size")
-    c_pixels = 1.0 if _check_reduction(pixel_reduction, "pixel_reduction") == "sum" else 1.0 / num_pixels
-    c_latents = 1.0 if _check_reduction(latent_reduction, "latent_reduction") == "sum" else 1.0 / latent_dim
-    c_batch = 1.0 if _check_reduction(batch_reduction, "batch_reduction") == "sum" else 1.0 / batch_size
+    c_pixels = (
+        1.0 if _check_reduction(pixel_reduction, "pixel_reduction") == "sum" else 1.0 / num_pixels
+    )
+    c_latents = (
+        1.0 if _check_reduction(latent_reduction, "latent_reduction") == "sum" else 1.0 / latent_dim
+    )
+    c_batch = (
+        1.0 if _check_reduction(batch_reduction, "batch_reduction") == "sum" else 1.0 / batch_size
+    )
     reconstruction_weight = alpha * c_batch * c_pixels
     kl_weight = beta * c_batch * c_latents
     return LossWeights(reconstruction_weight, kl_weight, kl_weight / reconstruction_weight)
 
 
-def reduced_loss(log_likelihood_per_pixel, kl_per_dim, *, alpha=1.0, beta=1.0,
-                 pixel_reduction="sum", latent_reduction="sum",
-                 batch_reduction="mean") -> ReducedLoss:
+def reduced_loss(
+    log_likelihood_per_pixel,
+    kl_per_dim,
+    *,
+    alpha=1.0,
+    beta=1.0,
+    pixel_reduction="sum",
+    latent_reduction="sum",
+    batch_reduction="mean",
+) -> ReducedLoss:
     r"""The loss a given implementation computes, from per-pixel and per-dimension terms.
 
         reconstruction_term = -alpha * reduce_batch( reduce_pixels( log p(x_ni | z_n) ) )
@@ -223,13 +244,16 @@ def reduced_loss(log_likelihood_per_pixel, kl_per_dim, *, alpha=1.0, beta=1.0,
         if array.ndim != 2:
             raise ValueError(f"{name} must have shape (batch, features), got {array.shape}")
     if log_lik.shape[0] != kl.shape[0]:
-        raise ValueError(f"log_likelihood_per_pixel has shape {log_lik.shape} but kl_per_dim "
-                         f"has shape {kl.shape}; their batch sizes must match")
+        raise ValueError(
+            f"log_likelihood_per_pixel has shape {log_lik.shape} but kl_per_dim "
+            f"has shape {kl.shape}; their batch sizes must match"
+        )
     _check_reduction(pixel_reduction, "pixel_reduction")
     _check_reduction(latent_reduction, "latent_reduction")
     _check_reduction(batch_reduction, "batch_reduction")
-    reconstruction_term = -alpha * _reduce(_reduce(log_lik, pixel_reduction, -1),
-                                           batch_reduction, 0)
+    reconstruction_term = -alpha * _reduce(
+        _reduce(log_lik, pixel_reduction, -1), batch_reduction, 0
+    )
     kl_term = beta * _reduce(_reduce(kl, latent_reduction, -1), batch_reduction, 0)
     return ReducedLoss(reconstruction_term + kl_term, reconstruction_term, kl_term)
 
@@ -267,8 +291,9 @@ def fit_ppca(images, latent_dim) -> LinearGaussianModel:
     data_dim = x.shape[1]
     latent_dim = _check_count(latent_dim, "latent_dim")
     if latent_dim >= data_dim:
-        raise ValueError(f"latent_dim must be below the data dimension {data_dim}, "
-                         f"got {latent_dim}")
+        raise ValueError(
+            f"latent_dim must be below the data dimension {data_dim}, got {latent_dim}"
+        )
     mean = x.mean(axis=0)
     centred = x - mean
     covariance = centred.T @ centred / x.shape[0]
@@ -279,9 +304,11 @@ def fit_ppca(images, latent_dim) -> LinearGaussianModel:
         raise ValueError("the data span at most latent_dim directions: sigma^2 would be 0")
     scales = np.sqrt(np.maximum(eigenvalues[:latent_dim] - noise_var, 0.0))
     weight = eigenvectors[:, :latent_dim] * scales
-    return LinearGaussianModel(weight=jnp.asarray(weight, jnp.float32),
-                               bias=jnp.asarray(mean, jnp.float32),
-                               log_var_x=jnp.asarray(math.log(noise_var), jnp.float32))
+    return LinearGaussianModel(
+        weight=jnp.asarray(weight, jnp.float32),
+        bias=jnp.asarray(mean, jnp.float32),
+        log_var_x=jnp.asarray(math.log(noise_var), jnp.float32),
+    )
 
 
 def _model_params(model):
@@ -289,8 +316,10 @@ def _model_params(model):
     bias = _checks.as_float(model.bias, "model.bias")
     log_var_x = _checks.as_float(model.log_var_x, "model.log_var_x")
     if weight.ndim != 2 or bias.shape != weight.shape[:1] or log_var_x.ndim != 0:
-        raise ValueError(f"model must have weight (D, d), bias (D,) and a scalar log_var_x; "
-                         f"got shapes {weight.shape}, {bias.shape}, {log_var_x.shape}")
+        raise ValueError(
+            f"model must have weight (D, d), bias (D,) and a scalar log_var_x; "
+            f"got shapes {weight.shape}, {bias.shape}, {log_var_x.shape}"
+        )
     return weight, bias, log_var_x
 
 
@@ -298,8 +327,10 @@ def _check_images(x, weight):
     x = _checks.as_float(x, "x")
     _checks.at_least_1d(x, "x")
     if x.shape[-1] != weight.shape[0]:
-        raise ValueError(f"x has shape {x.shape} but model.weight has shape {weight.shape}; "
-                         f"x's last axis must be D = {weight.shape[0]}")
+        raise ValueError(
+            f"x has shape {x.shape} but model.weight has shape {weight.shape}; "
+            f"x's last axis must be D = {weight.shape[0]}"
+        )
     return x
 
 
@@ -376,16 +407,25 @@ def expected_log_likelihood_per_pixel(model, x, mean, log_var):
     log_var = _checks.as_float(log_var, "log_var")
     _checks.same_shape(mean, log_var, "mean", "log_var")
     if mean.shape[-1] != weight.shape[1]:
-        raise ValueError(f"mean has shape {mean.shape} but model.weight has shape "
-                         f"{weight.shape}; mean's last axis must be d = {weight.shape[1]}")
+        raise ValueError(
+            f"mean has shape {mean.shape} but model.weight has shape "
+            f"{weight.shape}; mean's last axis must be d = {weight.shape[1]}"
+        )
     decoded = mean @ weight.T + bias
     spread = jnp.exp(log_var) @ jnp.square(weight).T
-    return -0.5 * (_LOG_2PI + log_var_x
-                   + (jnp.square(x - decoded) + spread) * jnp.exp(-log_var_x))
+    return -0.5 * (_LOG_2PI + log_var_x + (jnp.square(x - decoded) + spread) * jnp.exp(-log_var_x))
 
 
-def loss_balance(model, images, alpha=1.0, beta=1.0, *, pixel_reduction="sum",
-                 latent_reduction="sum", batch_reduction="mean") -> LossBalance:
+def loss_balance(
+    model,
+    images,
+    alpha=1.0,
+    beta=1.0,
+    *,
+    pixel_reduction="sum",
+    latent_reduction="sum",
+    batch_reduction="mean",
+) -> LossBalance:
     r"""The two loss terms at the optimum of a re-weighted loss, for a batch of images.
 
     The reductions and weights define beta_eff (:func:`loss_weights`); the loss is
@@ -409,15 +449,28 @@ def loss_balance(model, images, alpha=1.0, beta=1.0, *, pixel_reduction="sum",
     images = _check_images(images, weight)
     if images.ndim != 2:
         raise ValueError(f"images must have shape (batch, D), got {images.shape}")
-    weights = loss_weights(alpha, beta, num_pixels=weight.shape[0], latent_dim=weight.shape[1],
-                           batch_size=images.shape[0], pixel_reduction=pixel_reduction,
-                           latent_reduction=latent_reduction, batch_reduction=batch_reduction)
+    weights = loss_weights(
+        alpha,
+        beta,
+        num_pixels=weight.shape[0],
+        latent_dim=weight.shape[1],
+        batch_size=images.shape[0],
+        pixel_reduction=pixel_reduction,
+        latent_reduction=latent_reduction,
+        batch_reduction=batch_reduction,
+    )
     mean, log_var = weighted_optimal_q(model, images, 1.0 / weights.effective_beta)
     per_pixel = expected_log_likelihood_per_pixel(model, images, mean, log_var)
     per_dim = kl_diag_gaussians(mean[..., None], log_var[..., None])  # (B, d)
-    reported = reduced_loss(per_pixel, per_dim, alpha=alpha, beta=beta,
-                            pixel_reduction=pixel_reduction, latent_reduction=latent_reduction,
-                            batch_reduction=batch_reduction)
+    reported = reduced_loss(
+        per_pixel,
+        per_dim,
+        alpha=alpha,
+        beta=beta,
+        pixel_reduction=pixel_reduction,
+        latent_reduction=latent_reduction,
+        batch_reduction=batch_reduction,
+    )
     reconstructions = np.asarray(mean @ model.weight.T + model.bias)
     return LossBalance(
         effective_beta=weights.effective_beta,
@@ -431,9 +484,18 @@ def loss_balance(model, images, alpha=1.0, beta=1.0, *, pixel_reduction="sum",
     )
 
 
-def plot_loss_balance(alpha=1.0, beta=1.0, pixel_reduction="sum", latent_reduction="sum",
-                      batch_reduction="mean", *, model, images, fig=None,
-                      num_shown=8) -> LossBalancePlot:
+def plot_loss_balance(
+    alpha=1.0,
+    beta=1.0,
+    pixel_reduction="sum",
+    latent_reduction="sum",
+    batch_reduction="mean",
+    *,
+    model,
+    images,
+    fig=None,
+    num_shown=8,
+) -> LossBalancePlot:
     """The loss-balance widget: weights and reductions in, both terms and their effect out.
 
     Top left: the reconstruction and KL terms as the chosen loss reports them (bars, at
@@ -455,12 +517,21 @@ def plot_loss_balance(alpha=1.0, beta=1.0, pixel_reduction="sum", latent_reducti
     Raises:
       ValueError: as :func:`loss_balance`, or if the images are not 28 x 28.
     """
-    balance = loss_balance(model, images, alpha, beta, pixel_reduction=pixel_reduction,
-                           latent_reduction=latent_reduction, batch_reduction=batch_reduction)
+    balance = loss_balance(
+        model,
+        images,
+        alpha,
+        beta,
+        pixel_reduction=pixel_reduction,
+        latent_reduction=latent_reduction,
+        batch_reduction=batch_reduction,
+    )
     images = np.asarray(images)
     if images.shape[-1] != 784:
-        raise ValueError(f"plot_loss_balance shows 28 x 28 images: images must have shape "
-                         f"(B, 784), got {images.shape}")
+        raise ValueError(
+            f"plot_loss_balance shows 28 x 28 images: images must have shape "
+            f"(B, 784), got {images.shape}"
+        )
     num_shown = min(_check_count(num_shown, "num_shown"), images.shape[0])
 
     if fig is None:
@@ -478,9 +549,12 @@ def plot_loss_balance(alpha=1.0, beta=1.0, pixel_reduction="sum", latent_reducti
     span = max(abs(v) for v in values) or 1.0
     ax_terms.set_xlim(min(0.0, min(values)) - 0.35 * span, max(0.0, max(values)) + 0.35 * span)
     ax_terms.set_xlabel("value in the loss")
-    ax_terms.set_title(f"loss = {balance.loss:.4g}  (alpha={float(alpha):.3g}, "
-                       f"beta={float(beta):.3g}; {pixel_reduction}/{latent_reduction}/"
-                       f"{batch_reduction})", fontsize=9)
+    ax_terms.set_title(
+        f"loss = {balance.loss:.4g}  (alpha={float(alpha):.3g}, "
+        f"beta={float(beta):.3g}; {pixel_reduction}/{latent_reduction}/"
+        f"{batch_reduction})",
+        fontsize=9,
+    )
 
     log_beta = math.log10(balance.effective_beta)
     ax_beta.axvspan(-5, -1, color="tab:green", alpha=0.12)
@@ -494,20 +568,24 @@ def plot_loss_balance(alpha=1.0, beta=1.0, pixel_reduction="sum", latent_reducti
     ax_beta.set_ylim(0, 1)
     ax_beta.set_yticks([])
     ax_beta.set_xlabel("log10 effective beta")
-    ax_beta.set_title(f"effective beta = {balance.effective_beta:.4g};  KL = {balance.kl:.1f} "
-                      f"nats, {balance.active_dims} active dims", fontsize=9)
+    ax_beta.set_title(
+        f"effective beta = {balance.effective_beta:.4g};  KL = {balance.kl:.1f} "
+        f"nats, {balance.active_dims} active dims",
+        fontsize=9,
+    )
 
     axes = bottom.subplots(2, num_shown, squeeze=False)
     for k in range(num_shown):
         for row, picture in enumerate((images[k], balance.reconstructions[k])):
             ax = axes[row, k]
-            ax.imshow(np.clip(picture, 0.0, 1.0).reshape(28, 28), cmap="gray_r",
-                      vmin=0.0, vmax=1.0)
+            ax.imshow(np.clip(picture, 0.0, 1.0).reshape(28, 28), cmap="gray_r", vmin=0.0, vmax=1.0)
             ax.set_xticks([])
             ax.set_yticks([])
     axes[0, 0].set_ylabel("data", fontsize=8)
     axes[1, 0].set_ylabel("recon.", fontsize=8)
-    bottom.suptitle(f"reconstructions by the encoder that minimises this loss "
-                    f"(E_q log p(x|z) = {balance.reconstruction:.1f} nats per image)",
-                    fontsize=9)
+    bottom.suptitle(
+        f"reconstructions by the encoder that minimises this loss "
+        f"(E_q log p(x|z) = {balance.reconstruction:.1f} nats per image)",
+        fontsize=9,
+    )
     return LossBalancePlot(figure=fig, balance=balance)

@@ -1,4 +1,6 @@
-"""Update functions behind the training notebook's latent-space widget (plain functions, unit-tested).
+"""Update functions behind the training notebook's latent-space widget.
+
+Plain functions, unit-tested.
 
 Notebook 05 compares the 2-D latent space of a VAE (beta = 1) with that of the same
 network trained as a plain autoencoder (beta = 0). The numbers that make "centred and
@@ -132,8 +134,10 @@ def aggregate_posterior_moments(means, log_vars=None) -> tuple[np.ndarray, np.nd
     if log_vars is not None:
         log_vars = np.asarray(log_vars, np.float64)
         if log_vars.shape != codes.shape:
-            raise ValueError(f"log_vars has shape {log_vars.shape} but means has shape "
-                             f"{codes.shape}; they must match")
+            raise ValueError(
+                f"log_vars has shape {log_vars.shape} but means has shape "
+                f"{codes.shape}; they must match"
+            )
         if not np.all(np.isfinite(log_vars)):
             raise ValueError("log_vars contains NaN or inf")
         cov = cov + np.diag(np.exp(log_vars).mean(axis=0))
@@ -198,8 +202,9 @@ def prior_cell_fractions(codes, grid_size: int = 20) -> np.ndarray:
     return counts.reshape(n, n) / codes.shape[0]
 
 
-def latent_space_stats(means, log_vars=None, *, grid_size: int = 20,
-                       min_share: float = 0.25) -> LatentSpaceStats:
+def latent_space_stats(
+    means, log_vars=None, *, grid_size: int = 20, min_share: float = 0.25
+) -> LatentSpaceStats:
     """The numbers of :class:`LatentSpaceStats` for (N, 2) codes.
 
     Args:
@@ -214,18 +219,31 @@ def latent_space_stats(means, log_vars=None, *, grid_size: int = 20,
     fractions = prior_cell_fractions(codes, grid_size)
     share = 1.0 / fractions.size
     return LatentSpaceStats(
-        codes.mean(axis=0), codes.std(axis=0), aggregate_kl_to_prior(codes, log_vars),
+        codes.mean(axis=0),
+        codes.std(axis=0),
+        aggregate_kl_to_prior(codes, log_vars),
         float(np.mean(fractions < min_share * share)),
-        float(0.5 * np.abs(fractions - share).sum()), fractions)
+        float(0.5 * np.abs(fractions - share).sum()),
+        fractions,
+    )
 
 
 def _normal_cdf(z: np.ndarray) -> np.ndarray:
     return np.vectorize(NormalDist().cdf, otypes=[np.float64])(z)
 
 
-def plot_latent_view(means, labels, log_vars=None, *, coordinates: str = "latent",
-                     window: float | None = 3.0, grid_size: int = 20, min_share: float = 0.25,
-                     title: str = "", ax=None) -> LatentView:
+def plot_latent_view(
+    means,
+    labels,
+    log_vars=None,
+    *,
+    coordinates: str = "latent",
+    window: float | None = 3.0,
+    grid_size: int = 20,
+    min_share: float = 0.25,
+    title: str = "",
+    ax=None,
+) -> LatentView:
     """Codes coloured by label over the prior-quantile cells, underpopulated cells shaded.
 
     The callback of notebook 05's latent-space widget.
@@ -249,8 +267,10 @@ def plot_latent_view(means, labels, log_vars=None, *, coordinates: str = "latent
     codes = _as_codes_2d(means)
     labels = np.asarray(labels)
     if labels.shape != (codes.shape[0],):
-        raise ValueError(f"labels has shape {labels.shape} but means has shape {codes.shape}; "
-                         f"expected ({codes.shape[0]},)")
+        raise ValueError(
+            f"labels has shape {labels.shape} but means has shape {codes.shape}; "
+            f"expected ({codes.shape[0]},)"
+        )
     if coordinates not in ("latent", "prior"):
         raise ValueError(f"coordinates must be 'latent' or 'prior', got {coordinates!r}")
     if window is not None and not (math.isfinite(window) and window > 0):
@@ -274,8 +294,13 @@ def plot_latent_view(means, labels, log_vars=None, *, coordinates: str = "latent
             outside = int(np.sum(np.any(np.abs(codes) > window, axis=1)))
             where = f"{outside} of {codes.shape[0]} codes outside this window"
         inner = prior_cell_edges(n)
-        edges = np.concatenate([[min(low, inner[0] - 1.0) if n > 1 else low], inner,
-                                [max(high, inner[-1] + 1.0) if n > 1 else high]])
+        edges = np.concatenate(
+            [
+                [min(low, inner[0] - 1.0) if n > 1 else low],
+                inner,
+                [max(high, inner[-1] + 1.0) if n > 1 else high],
+            ]
+        )
         names = ("$z_1$", "$z_2$")
     if ax is None:
         fig, ax = plt.subplots(figsize=(5.6, 5.2))
@@ -283,12 +308,29 @@ def plot_latent_view(means, labels, log_vars=None, *, coordinates: str = "latent
         fig = ax.figure
     underpopulated = stats.cell_fractions < min_share / n**2
     # pcolormesh wants C[row = y cell, column = x cell]: transpose the (z_1, z_2) layout.
-    ax.pcolormesh(edges, edges, underpopulated.T.astype(float),
-                  cmap=ListedColormap(["white", "#f6c6c6"]), vmin=0.0, vmax=1.0,
-                  edgecolors="0.85", linewidth=0.3)
+    ax.pcolormesh(
+        edges,
+        edges,
+        underpopulated.T.astype(float),
+        cmap=ListedColormap(["white", "#f6c6c6"]),
+        vmin=0.0,
+        vmax=1.0,
+        edgecolors="0.85",
+        linewidth=0.3,
+    )
     # Opaque, non-antialiased dots: 10,000 of them compress to a PNG 4x smaller.
-    scatter = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", vmin=-0.5,
-                         vmax=9.5, s=3, linewidths=0, antialiased=False, rasterized=True)
+    scatter = ax.scatter(
+        points[:, 0],
+        points[:, 1],
+        c=labels,
+        cmap="tab10",
+        vmin=-0.5,
+        vmax=9.5,
+        s=3,
+        linewidths=0,
+        antialiased=False,
+        rasterized=True,
+    )
     ax.set_xlim(low, high)
     ax.set_ylim(low, high)
     ax.set_aspect("equal", adjustable="box")
@@ -297,7 +339,10 @@ def plot_latent_view(means, labels, log_vars=None, *, coordinates: str = "latent
     colorbar = fig.colorbar(scatter, ax=ax, ticks=range(10), shrink=0.8)
     colorbar.set_label("digit")
     heading = f"{title}\n" if title else ""
-    ax.set_title(f"{heading}shaded: {stats.underpopulated_fraction:.1%} of the {n}x{n} cells "
-                 f"under {min_share:g} of their share\naggregate KL {stats.aggregate_kl:.2f} "
-                 f"nats; {where}", fontsize=9)
+    ax.set_title(
+        f"{heading}shaded: {stats.underpopulated_fraction:.1%} of the {n}x{n} cells "
+        f"under {min_share:g} of their share\naggregate KL {stats.aggregate_kl:.2f} "
+        f"nats; {where}",
+        fontsize=9,
+    )
     return LatentView(stats, fig)

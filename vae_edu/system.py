@@ -1,0 +1,61 @@
+"""What the operating system can tell about this process, on every platform.
+
+Students run the course on Linux, macOS and Windows laptops. Two readings the notebooks,
+the CLI and the benchmark print come from POSIX-only calls:
+
+* peak resident memory, from ``resource.getrusage(RUSAGE_SELF).ru_maxrss``: the module
+  ``resource`` does not exist on Windows, and the unit differs: kilobytes on Linux,
+  **bytes** on macOS (dividing by 1024 there would print 1024x too much);
+* the 1-minute load average, from ``os.getloadavg`` (missing on Windows).
+
+Both functions return ``None`` where the platform does not have the reading, and
+:func:`describe_peak_memory` turns that into the sentence "not available on this platform".
+Nothing here is imported at the top level, so ``import vae_edu`` works without ``resource``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+__all__ = ["peak_memory_mib", "describe_peak_memory", "load_average"]
+
+# ru_maxrss units by platform (getrusage(2) on Linux, getrusage(2) on macOS/Darwin).
+_MAXRSS_BYTES_PER_UNIT = {"darwin": 1}
+_DEFAULT_MAXRSS_BYTES_PER_UNIT = 1024  # Linux and the BSDs report kilobytes
+
+
+def peak_memory_mib() -> float | None:
+    """The peak resident memory of this process in MiB, or ``None`` if not available.
+
+    MiB = ru_maxrss * (bytes per unit) / 2**20, with bytes per unit 1 on macOS and 1024 on
+    Linux. Returns ``None`` on platforms without the ``resource`` module (Windows).
+    """
+    try:
+        import resource
+    except ImportError:
+        return None
+    if resource is None:  # sys.modules["resource"] = None also means "not available"
+        return None
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    bytes_per_unit = _MAXRSS_BYTES_PER_UNIT.get(sys.platform, _DEFAULT_MAXRSS_BYTES_PER_UNIT)
+    return maxrss * bytes_per_unit / 2**20
+
+
+def describe_peak_memory() -> str:
+    """``"peak resident memory of this process: 812 MiB"``, or that it is not available."""
+    peak = peak_memory_mib()
+    if peak is None:
+        return "peak resident memory of this process: not available on this platform"
+    return f"peak resident memory of this process: {peak:.0f} MiB"
+
+
+def load_average() -> float | None:
+    """The 1-minute load average, or ``None`` where the platform has none (Windows)."""
+    getloadavg = getattr(os, "getloadavg", None)
+    if getloadavg is None:
+        return None
+    try:
+        return float(getloadavg()[0])
+    except OSError:
+        return None

@@ -349,7 +349,7 @@ def test_mean_over_pixels_equals_beta_784_and_collapses(mnist_ppca):
 def test_balance_kl_decreases_with_effective_beta(mnist_ppca):
     model, images = mnist_ppca
     kls = [loss_balance(model, images, beta=b).kl for b in (0.01, 0.1, 1.0, 10.0, 100.0)]
-    assert all(a > b for a, b in zip(kls, kls[1:], strict=True))
+    assert all(a > b for a, b in itertools.pairwise(kls))
 
 
 def test_plot_draws_the_returned_numbers_and_changes_with_the_sliders(mnist_ppca):

@@ -480,7 +480,7 @@ def log_evidence_prior_sampling(
     mean = jnp.broadcast_to(prior_mean, shape)
     log_var = jnp.broadcast_to(prior_log_var, shape)
     z, _ = _draw(key, mean, log_var, num_samples)
-    log_lik = _evaluate_log_likelihood(log_likelihood_fn, z, strict=True)
+    log_lik = _evaluate_log_likelihood(log_likelihood_fn, z, strict=False)
     return _log_mean_exp_with_error(log_lik)
 
 

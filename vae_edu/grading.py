@@ -877,6 +877,27 @@ def check_reparameterize(student_fn) -> CheckResult:
                 f"your samples have mean {sample_mean[j]:.4f} in a dimension where "
                 f"mu = {mu[j]:.4f}: z = mu + sigma * eps (did you add mu?)."
             ]
+        # The two latent dimensions must get independent noise: correlation ~ 0.
+        eps = (z - mu) / np.sqrt(sigma2)
+        corr = float(np.corrcoef(eps[:, 0], eps[:, 1])[0, 1])
+        if abs(corr) > _NUM_SE / np.sqrt(num):
+            return [
+                f"the noise of the two latent dimensions is correlated (correlation "
+                f"{corr:.3f} over {num} draws, expected 0): all dimensions of an example "
+                "share one eps, as with noise of shape (B, 1). Draw eps with the shape of "
+                "mean: jax.random.normal(key, mean.shape)."
+            ]
+        # ... and be Gaussian: 4.55% of standard normal draws lie beyond 2 (a uniform
+        # noise of unit variance has none, a Laplace one 5.9%).
+        beyond = float(np.mean(np.abs(eps) > 2.0))
+        expected, se_beyond = 0.0455, np.sqrt(0.0455 * (1 - 0.0455) / eps.size)
+        if abs(beyond - expected) > _NUM_SE * se_beyond:
+            return [
+                f"your noise is not Gaussian: {100 * beyond:.2f}% of the standardized draws "
+                f"(z - mu) / sigma lie beyond 2, where a standard normal puts 4.55% (mean and "
+                "variance alone do not make a Gaussian; uniform noise has no such tails). "
+                "Use eps = jax.random.normal(key, mean.shape)."
+            ]
 
         small_mean = np.array([[0.5, -1.0], [2.0, 0.0], [0.0, 3.0]])
         small_log_var = np.array([[0.0, 1.0], [-1.0, 0.5], [2.0, -2.0]])
@@ -1292,6 +1313,39 @@ def check_elbo_estimate(
                 compiled = fn
                 first = compiled(*arg_lists[0])
             return [first] + [compiled(*a) for a in arg_lists[1:]]
+
+        # The spread of the estimate must fall like 1 / sqrt(L): with L = 100 samples it
+        # is 10 times smaller than with L = 1 (unless the L draws are one draw reused, the
+        # same key for every draw, or num_samples ignored).
+        mean, log_var = candidates[1][1], candidates[1][2]
+        spreads = {}
+        for num in (1, num_samples):
+            arg_lists = [
+                (jax.random.fold_in(jax.random.key(9), i), model, x, _f32(mean), _f32(log_var), num)
+                for i in range(num_repeats)
+            ]
+            outs = _call(call_many, arg_lists, call=call)
+            values = np.array(
+                [_scalar(_as_array(o, "your ELBO estimate"), "your ELBO estimate") for o in outs]
+            )
+            _expect_finite(values, "your ELBO estimates")
+            spreads[num] = float(values.std(ddof=1))
+        if spreads[1] == 0.0:
+            return [
+                "your estimate is the same for every key with a single sample away from the "
+                "posterior: the samples z must be drawn with the key (jax.random.normal(key, "
+                "...)), so that different keys give different draws."
+            ]
+        ratio = spreads[num_samples] / spreads[1]
+        if ratio > 3.0 / math.sqrt(num_samples):
+            return [
+                f"the spread of your estimate over {num_repeats} keys is {spreads[1]:.4f} with "
+                f"num_samples=1 and {spreads[num_samples]:.4f} with num_samples="
+                f"{num_samples}: it should fall like 1 / sqrt(L), about "
+                f"{1 / math.sqrt(num_samples):.2f} times smaller, but yours is "
+                f"{ratio:.2f} times. Use num_samples independent draws: one draw reused L "
+                "times, one key for every draw, or a fixed number of samples average nothing."
+            ]
 
         for description, mean, log_var in candidates:
             arg_lists = [

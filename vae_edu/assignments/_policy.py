@@ -24,7 +24,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 
-__all__ = ["FORBIDDEN", "Finding", "scan_source"]
+__all__ = ["FORBIDDEN", "IN_KERNEL", "Finding", "scan_source"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +64,11 @@ FORBIDDEN = {
         ),
     ),
 }
+
+#: Assignments whose hidden tests still run in the student's kernel (NOT hardened): A3's
+#: checks need the student's trained model object, which the narrow channel cannot carry
+#: yet. Their scores can be forged by student code; see the README's threat model.
+IN_KERNEL = {"A3_train_and_explore"}
 
 _DYNAMIC_CALLS = {"exec", "eval", "compile", "__import__", "globals", "vars", "breakpoint"}
 _DYNAMIC_NAMES = {"importlib", "runpy", "builtins", "__builtins__", "_grader_trace", "sys.modules"}

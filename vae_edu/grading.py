@@ -1336,17 +1336,6 @@ def check_elbo_estimate(
                 "posterior: the samples z must be drawn with the key (jax.random.normal(key, "
                 "...)), so that different keys give different draws."
             ]
-        ratio = spreads[num_samples] / spreads[1]
-        if ratio > 3.0 / math.sqrt(num_samples):
-            return [
-                f"the spread of your estimate over {num_repeats} keys is {spreads[1]:.4f} with "
-                f"num_samples=1 and {spreads[num_samples]:.4f} with num_samples="
-                f"{num_samples}: it should fall like 1 / sqrt(L), about "
-                f"{1 / math.sqrt(num_samples):.2f} times smaller, but yours is "
-                f"{ratio:.2f} times. Use num_samples independent draws: one draw reused L "
-                "times, one key for every draw, or a fixed number of samples average nothing."
-            ]
-
         for description, mean, log_var in candidates:
             arg_lists = [
                 (
@@ -1412,6 +1401,16 @@ def check_elbo_estimate(
                     or "Estimate E_q[log p(x | z) + log p(z) - log q(z)] with "
                     "reparameterized samples z ~ q."
                 )
+            ]
+        ratio = spreads[num_samples] / spreads[1]
+        if ratio > 3.0 / math.sqrt(num_samples):
+            return [
+                f"the spread of your estimate over {num_repeats} keys is {spreads[1]:.4f} with "
+                f"num_samples=1 and {spreads[num_samples]:.4f} with num_samples="
+                f"{num_samples}: it should fall like 1 / sqrt(L), about "
+                f"{1 / math.sqrt(num_samples):.2f} times smaller, but yours is "
+                f"{ratio:.2f} times. Use num_samples independent draws: one draw reused L "
+                "times, one key for every draw, or a fixed number of samples average nothing."
             ]
         return []
 

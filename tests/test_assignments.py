@@ -31,6 +31,7 @@ from vae_edu.assignments.__main__ import main
 
 ASSIGNMENTS = ["A1_kl_divergence", "A2_elbo_reparameterization", "A3_train_and_explore"]
 SOURCES = {name: DEFAULT_SOURCE_DIR / f"{name}.ipynb" for name in ASSIGNMENTS}
+USER_NOTE = "student code ran as the grader's own user"
 
 
 # ----------------------------------------------------------------------- authoring helpers
@@ -141,14 +142,16 @@ def test_released_notebook_has_stubs_and_no_solutions_hidden_tests_or_outputs(na
             assert "raise NotImplementedError()" in cell.source
             solution = src.source.split("### BEGIN SOLUTION")[1].split("### END SOLUTION")[0]
             for line in solution.strip().splitlines():
-                assert line.strip() not in cell.source, (cell.id, line)
+                if any(ch.isalnum() for ch in line):  # not a lone ")" or blank line
+                    assert line.strip() not in cell.source, (cell.id, line)
         if nb_meta["solution"] and cell.cell_type == "markdown":
             assert cell.source == TEXT_STUB
         if nb_meta["grade"] and not nb_meta["solution"]:
             assert "HIDDEN TESTS" in src.source, f"{cell.id} has no hidden tests"
             hidden = src.source.split("### BEGIN HIDDEN TESTS")[1].split("### END HIDDEN")[0]
             for line in hidden.strip().splitlines():
-                assert line not in cell.source, (cell.id, line)
+                if any(ch.isalnum() for ch in line):  # not a lone ")" or blank line
+                    assert line not in cell.source, (cell.id, line)
             assert cell.metadata["editable"] is False and cell.metadata["deletable"] is False
 
 
@@ -265,8 +268,9 @@ def test_merge_restores_deleted_and_edited_cells_and_keeps_added_ones():
     assert any("answer cell 'why' is missing" in n for n in notes)
 
 
-def test_find_source_by_metadata_then_file_name(tmp_path):
+def test_find_source_by_file_name_then_release_cells_never_by_metadata(tmp_path):
     nb = nbformat.read(SOURCES["A1_kl_divergence"], as_version=4)
+    nb.metadata["vae_edu"]["assignment"] = "A2_elbo_reparameterization"  # ignored
     assert find_source(tmp_path / "whatever.ipynb", nb) == SOURCES["A1_kl_divergence"]
     assert find_source(tmp_path / "alice_A2.ipynb", None) == SOURCES["A2_elbo_reparameterization"]
     with pytest.raises(GradingError, match="pass --source"):
@@ -407,7 +411,8 @@ def test_instructor_version_scores_full_marks(graded_assignments, name):
     assert report["manual_max_score"] == 2
     statuses = {q["status"] for q in report["questions"]}
     assert statuses == {"passed", "needs manual grading"}
-    assert report["notes"] == []
+    # the only note allowed: where the grader cannot switch to an unprivileged user
+    assert [n for n in report["notes"] if not n.startswith(USER_NOTE)] == []
     assert f"{report['score']:g} / {report['max_score']:g}" in stdout
 
 
@@ -422,5 +427,6 @@ def test_released_student_version_runs_and_scores_zero(graded_assignments, name)
             assert question["status"] == "unanswered"
         else:
             assert question["status"] == "failed"
-            assert "NotImplementedError" in question["message"], question
+            message = question["message"]
+            assert "NotImplementedError" in message or "is not defined" in message, question
     assert "Feedback:" in stdout and "NotImplementedError" in stdout

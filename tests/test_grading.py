@@ -247,8 +247,41 @@ def elbo_estimate_summed(key, model, x, mean, log_var, num_samples):
     return jnp.sum(log_weights(model, x, z, mean, log_var))
 
 
+def reparameterize_noise_per_example(key, mean, log_var):  # eps of shape (B, 1)
+    eps = jax.random.normal(key, mean.shape[:-1] + (1,))
+    return mean + jnp.exp(0.5 * log_var) * eps
+
+
+def reparameterize_uniform(key, mean, log_var):  # unit variance, but not Gaussian
+    eps = jax.random.uniform(key, mean.shape, minval=-jnp.sqrt(3.0), maxval=jnp.sqrt(3.0))
+    return mean + jnp.exp(0.5 * log_var) * eps
+
+
+def elbo_estimate_one_draw_reused(key, model, x, mean, log_var, num_samples):
+    z = draw_samples(key, mean, log_var, 1)
+    z = jnp.broadcast_to(z, (num_samples, *mean.shape))
+    return jnp.mean(log_weights(model, x, z, mean, log_var))
+
+
+def elbo_estimate_fixed_key(key, model, x, mean, log_var, num_samples):
+    z = draw_samples(jax.random.key(0), mean, log_var, num_samples)
+    return jnp.mean(log_weights(model, x, z, mean, log_var))
+
+
 MISTAKES = [
     # (check, wrong implementation, phrases the feedback must contain)
+    (
+        grading.check_reparameterize,
+        reparameterize_noise_per_example,
+        ["correlated", "shape (B, 1)"],
+    ),
+    (grading.check_reparameterize, reparameterize_uniform, ["not Gaussian", "4.55%"]),
+    (
+        grading.check_elbo_estimate,
+        elbo_estimate_one_draw_reused,
+        ["fall like 1 / sqrt(L)", "one draw reused"],
+    ),
+    (grading.check_elbo_estimate, elbo_estimate_fixed_key, ["same for every key"]),
     (grading.check_kl_diag, kl_std_no_minus, ["negative for mu=2, sigma=1", "check the sign"]),
     (grading.check_kl_diag, kl_std_log_sigma, ["log sigma and log sigma^2"]),
     (grading.check_kl_diag, kl_std_log_var_as_log_sigma, ["log sigma and log sigma^2"]),

@@ -91,6 +91,27 @@ class CheckResult:
         return self.feedback
 
 
+class KernelFunction:
+    """A function a check passes to the student's function (e.g. ``log_q``), given as code.
+
+    ``code`` defines ``f``; ``env`` holds the arrays and numbers it uses. Called in the
+    grader's process it runs there; the grader's channel sends it to a student's kernel as
+    code, where it is rebuilt (see :mod:`vae_edu.assignments._channel`).
+    """
+
+    def __init__(self, code: str, **env):
+        self.code = code
+        self.env = env
+        self._fn = None
+
+    def __call__(self, *args):
+        if self._fn is None:
+            namespace = {"jax": jax, "jnp": jnp, "np": np, **self.env}
+            exec(self.code, namespace)  # noqa: S102 - the check's own code
+            self._fn = namespace["f"]
+        return self._fn(*args)
+
+
 class _Stop(Exception):
     """Ends a check early; its single argument is the message for the student."""
 
@@ -153,7 +174,8 @@ def _as_array(out, what: str) -> np.ndarray:
         return np.asarray(out, dtype=np.float64)
     except (TypeError, ValueError) as err:
         raise _Stop(
-            f"{what} returned a {type(out).__name__}, not an array of numbers ({_first_line(err)})."
+            f"{what} returned a {getattr(out, 'type_name', type(out).__name__)}, not an array "
+            f"of numbers ({_first_line(err)})."
         ) from None
 
 
@@ -202,7 +224,10 @@ def _gradient(fn, args, argnum: int, what: str):
         return jnp.sum(jnp.asarray(fn(*a)))
 
     try:
-        grad = jax.grad(total, argnums=argnum)(*args)
+        if hasattr(fn, "grad"):  # the grader's proxy: jax.grad runs in the student's kernel
+            grad = fn.grad(args, argnum)
+        else:
+            grad = jax.grad(total, argnums=argnum)(*args)
     except NotImplementedError:
         raise _Stop("not implemented yet: your function raises NotImplementedError.") from None
     except Exception as err:  # noqa: BLE001
@@ -642,7 +667,6 @@ def check_kl_monte_carlo(student_fn) -> CheckResult:
     Returns:
       A :class:`CheckResult`.
     """
-    from vae_edu.elbo import diag_gaussian_log_density
     from vae_edu.kl import kl_diag_gaussians, kl_monte_carlo
 
     call = "kl_monte_carlo(samples_q, log_q, log_p)"
@@ -652,7 +676,13 @@ def check_kl_monte_carlo(student_fn) -> CheckResult:
         ratios = np.array([0.0, 1.0, 2.0, 3.0])
         n = ratios.size
         est, se = _unpack_estimate(
-            _call(fn, _f32(ratios), lambda z: z, lambda z: jnp.zeros_like(z), call=call)
+            _call(
+                fn,
+                _f32(ratios),
+                KernelFunction("def f(z):\n    return z"),
+                KernelFunction("def f(z):\n    return jnp.zeros_like(z)"),
+                call=call,
+            )
         )
         est = _scalar(est, "your estimate")
         se = _scalar(se, "your std_error")
@@ -718,11 +748,17 @@ def check_kl_monte_carlo(student_fn) -> CheckResult:
         eps = jax.random.normal(jax.random.key(2), (num_samples, 2))
         samples = _f32(mean_q) + jnp.exp(0.5 * _f32(log_var_q)) * eps
 
-        def log_q(z):
-            return diag_gaussian_log_density(z, _f32(mean_q), _f32(log_var_q))
-
-        def log_p(z):
-            return diag_gaussian_log_density(z, 0.0, 0.0)
+        # Given as code, so that the grader can send them to the student's kernel.
+        log_q = KernelFunction(
+            "from vae_edu.elbo import diag_gaussian_log_density\n"
+            "def f(z):\n    return diag_gaussian_log_density(z, m, v)",
+            m=_f32(mean_q),
+            v=_f32(log_var_q),
+        )
+        log_p = KernelFunction(
+            "from vae_edu.elbo import diag_gaussian_log_density\n"
+            "def f(z):\n    return diag_gaussian_log_density(z, 0.0, 0.0)"
+        )
 
         est, se = _unpack_estimate(_call(fn, samples, log_q, log_p, call=call))
         est, se = _scalar(est, "your estimate"), _scalar(se, "your std_error")
@@ -840,6 +876,27 @@ def check_reparameterize(student_fn) -> CheckResult:
             return [
                 f"your samples have mean {sample_mean[j]:.4f} in a dimension where "
                 f"mu = {mu[j]:.4f}: z = mu + sigma * eps (did you add mu?)."
+            ]
+        # The two latent dimensions must get independent noise: correlation ~ 0.
+        eps = (z - mu) / np.sqrt(sigma2)
+        corr = float(np.corrcoef(eps[:, 0], eps[:, 1])[0, 1])
+        if abs(corr) > _NUM_SE / np.sqrt(num):
+            return [
+                f"the noise of the two latent dimensions is correlated (correlation "
+                f"{corr:.3f} over {num} draws, expected 0): all dimensions of an example "
+                "share one eps, as with noise of shape (B, 1). Draw eps with the shape of "
+                "mean: jax.random.normal(key, mean.shape)."
+            ]
+        # ... and be Gaussian: 4.55% of standard normal draws lie beyond 2 (a uniform
+        # noise of unit variance has none, a Laplace one 5.9%).
+        beyond = float(np.mean(np.abs(eps) > 2.0))
+        expected, se_beyond = 0.0455, np.sqrt(0.0455 * (1 - 0.0455) / eps.size)
+        if abs(beyond - expected) > _NUM_SE * se_beyond:
+            return [
+                f"your noise is not Gaussian: {100 * beyond:.2f}% of the standardized draws "
+                f"(z - mu) / sigma lie beyond 2, where a standard normal puts 4.55% (mean and "
+                "variance alone do not make a Gaussian; uniform noise has no such tails). "
+                "Use eps = jax.random.normal(key, mean.shape)."
             ]
 
         small_mean = np.array([[0.5, -1.0], [2.0, 0.0], [0.0, 3.0]])
@@ -1242,24 +1299,61 @@ def check_elbo_estimate(
             ("q with 4 times the posterior variance", m, np.log(4.0 * v)),
             ("q = N(m - 0.5, v / 4)", m - 0.5, np.log(v / 4.0)),
         ]
+
         # Compiled once for all calls when the student's code allows it (it should: it is
         # jax code); otherwise called as it is, which is slower but gives the same numbers.
-        compiled = jax.jit(fn, static_argnums=5)
-        try:
-            compiled(jax.random.key(8), model, x, _f32(m), _f32(np.log(v)), num_samples)
-        except Exception:  # noqa: BLE001 - not jittable: fall back to plain calls
-            compiled = fn
+        # The grader's proxy does this in the student's kernel, in one request per q.
+        def call_many(arg_lists):
+            if hasattr(fn, "call_many"):
+                return list(fn.call_many(arg_lists, static_argnums=(5,)))
+            compiled = jax.jit(fn, static_argnums=5)
+            try:
+                first = compiled(*arg_lists[0])
+            except Exception:  # noqa: BLE001 - not jittable: fall back to plain calls
+                compiled = fn
+                first = compiled(*arg_lists[0])
+            return [first] + [compiled(*a) for a in arg_lists[1:]]
+
+        # The spread of the estimate must fall like 1 / sqrt(L): with L = 100 samples it
+        # is 10 times smaller than with L = 1 (unless the L draws are one draw reused, the
+        # same key for every draw, or num_samples ignored).
+        mean, log_var = candidates[1][1], candidates[1][2]
+        spreads = {}
+        for num in (1, num_samples):
+            arg_lists = [
+                (jax.random.fold_in(jax.random.key(9), i), model, x, _f32(mean), _f32(log_var), num)
+                for i in range(num_repeats)
+            ]
+            outs = _call(call_many, arg_lists, call=call)
+            values = np.array(
+                [_scalar(_as_array(o, "your ELBO estimate"), "your ELBO estimate") for o in outs]
+            )
+            _expect_finite(values, "your ELBO estimates")
+            spreads[num] = float(values.std(ddof=1))
+        if spreads[1] == 0.0:
+            return [
+                "your estimate is the same for every key with a single sample away from the "
+                "posterior: the samples z must be drawn with the key (jax.random.normal(key, "
+                "...)), so that different keys give different draws."
+            ]
         for description, mean, log_var in candidates:
-            estimates = []
-            for i in range(num_repeats):
-                key = jax.random.fold_in(jax.random.key(8), i)
-                out = _as_array(
-                    _call(
-                        compiled, key, model, x, _f32(mean), _f32(log_var), num_samples, call=call
-                    ),
-                    "your ELBO estimate",
+            arg_lists = [
+                (
+                    jax.random.fold_in(jax.random.key(8), i),
+                    model,
+                    x,
+                    _f32(mean),
+                    _f32(log_var),
+                    num_samples,
                 )
-                estimates.append(_scalar(out, "your ELBO estimate"))
+                for i in range(num_repeats)
+            ]
+            outs = _call(call_many, arg_lists, call=call)
+            if not isinstance(outs, list) or len(outs) != num_repeats:
+                raise _Stop("the grader could not collect your ELBO estimates.")
+            estimates = [
+                _scalar(_as_array(out, "your ELBO estimate"), "your ELBO estimate") for out in outs
+            ]
             estimates = np.array(estimates)
             _expect_finite(estimates, "your ELBO estimates")
             average = float(estimates.mean())
@@ -1307,6 +1401,16 @@ def check_elbo_estimate(
                     or "Estimate E_q[log p(x | z) + log p(z) - log q(z)] with "
                     "reparameterized samples z ~ q."
                 )
+            ]
+        ratio = spreads[num_samples] / spreads[1]
+        if ratio > 3.0 / math.sqrt(num_samples):
+            return [
+                f"the spread of your estimate over {num_repeats} keys is {spreads[1]:.4f} with "
+                f"num_samples=1 and {spreads[num_samples]:.4f} with num_samples="
+                f"{num_samples}: it should fall like 1 / sqrt(L), about "
+                f"{1 / math.sqrt(num_samples):.2f} times smaller, but yours is "
+                f"{ratio:.2f} times. Use num_samples independent draws: one draw reused L "
+                "times, one key for every draw, or a fixed number of samples average nothing."
             ]
         return []
 

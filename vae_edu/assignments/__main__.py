@@ -2,29 +2,58 @@
 
     release SOURCE_DIR OUT_DIR
         Write the student version of every notebook in SOURCE_DIR to OUT_DIR.
-    grade SUBMISSION.ipynb [--source PATH] [--json PATH] [--timeout S] [--executed PATH]
-        Run a submission in a fresh kernel with the instructor's tests and print the
-        per-question score table.
+    grade SUBMISSION.ipynb [SUBMISSION.ipynb ...] [--source PATH] [--json PATH]
+          [--timeout S] [--memory MB] [--max-output BYTES] [--user NAME] [--executed PATH]
+        Run each submission in its own sandboxed kernel, grade it against the instructor's
+        hidden tests (run in the grader's process) and print its score table.
 
-Exit status: 0 when the command did its job (whatever the score), 2 for a usage problem
-(broken markup in a source notebook, no matching instructor source, bad arguments).
+Exit status: 0 when the command did its job (whatever the scores), 2 for a usage problem
+(broken markup in a source notebook, no matching instructor source, a missing submission,
+bad arguments, an unwritable output, grader sources changed during grading).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
-from vae_edu.assignments.grade import DEFAULT_TIMEOUT, GradingError, grade_submission
+from vae_edu.assignments.grade import (
+    DEFAULT_MAX_OUTPUT,
+    DEFAULT_MEMORY_MB,
+    DEFAULT_TIMEOUT,
+    GradingError,
+    grade_submission,
+)
 from vae_edu.assignments.release import MarkerError, release_directory
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive whole number, got {text!r}"
+        ) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # "error: ..." and exit 2, as for every other usage problem
+        self.print_usage(sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m vae_edu.assignments",
         description="Release and grade the vae_edu assignments (nbgrader-compatible markup).",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     release = commands.add_parser(
         "release",
@@ -36,29 +65,64 @@ def _parser() -> argparse.ArgumentParser:
 
     grade = commands.add_parser(
         "grade",
-        help="grade one submitted notebook",
-        description="Execute a submission in a fresh kernel with the instructor's (hidden) "
-        "tests re-inserted, and print the score of every question.",
+        help="grade submitted notebooks",
+        description="Run each submission in its own sandboxed kernel; the instructor's "
+        "hidden tests run in the grader's process against the student's functions.",
     )
-    grade.add_argument("submission", help="the student's .ipynb")
+    grade.add_argument("submissions", nargs="+", metavar="SUBMISSION", help="student .ipynb files")
     grade.add_argument(
         "--source",
         help="instructor notebook, or a folder of them (default: "
         "notebooks/assignments of this checkout)",
     )
-    grade.add_argument("--json", metavar="PATH", help="also write the scores as JSON")
+    grade.add_argument(
+        "--json",
+        metavar="PATH",
+        help="also write the scores as JSON (one object; a list of them for several submissions)",
+    )
     grade.add_argument(
         "--timeout",
-        type=int,
+        type=_positive_int,
         default=DEFAULT_TIMEOUT,
-        help=f"seconds per cell (default {DEFAULT_TIMEOUT})",
+        help=f"seconds per cell (default {DEFAULT_TIMEOUT}; the instructor's source cells may "
+        "allow more; a submission cannot)",
+    )
+    grade.add_argument(
+        "--memory",
+        type=_positive_int,
+        default=DEFAULT_MEMORY_MB,
+        metavar="MB",
+        help=f"memory of the student's kernel (default {DEFAULT_MEMORY_MB}; POSIX only)",
+    )
+    grade.add_argument(
+        "--max-output",
+        type=_positive_int,
+        default=DEFAULT_MAX_OUTPUT,
+        metavar="BYTES",
+        help=f"output kept per cell (default {DEFAULT_MAX_OUTPUT})",
+    )
+    grade.add_argument(
+        "--user",
+        default="nobody",
+        help="when run as root (POSIX only), the user student code runs as (default nobody)",
     )
     grade.add_argument(
         "--executed",
         metavar="PATH",
-        help="also write the executed notebook (with the hidden tests)",
+        help="also write the executed notebook, with the grader's verdicts (one submission)",
     )
     return parser
+
+
+def _check_writable(path: str) -> None:
+    target = Path(path)
+    if target.is_dir():
+        raise OSError(f"{path} is a directory")
+    try:
+        with open(target, "a", encoding="utf-8"):
+            pass
+    except OSError as err:
+        raise OSError(f"cannot write {path}: {err.strerror or err}") from None
 
 
 def main(argv=None) -> int:
@@ -68,15 +132,36 @@ def main(argv=None) -> int:
             for path in release_directory(args.source_dir, args.out_dir):
                 print(f"wrote {path}")
             return 0
-        report = grade_submission(
-            args.submission, args.source, timeout=args.timeout, executed_path=args.executed
-        )
+        for submission in args.submissions:
+            if not Path(submission).is_file():
+                raise OSError(f"submission {submission} does not exist")
+        if args.executed and len(args.submissions) > 1:
+            raise ValueError("--executed takes one submission")
+        for path in filter(None, (args.json, args.executed)):
+            _check_writable(path)
+        reports = []
+        for submission in args.submissions:
+            report = grade_submission(
+                submission,
+                args.source,
+                timeout=args.timeout,
+                executed_path=args.executed,
+                memory_mb=args.memory,
+                max_output=args.max_output,
+                user=args.user,
+            )
+            print(report.table(), flush=True)
+            if len(args.submissions) > 1:
+                print()
+            reports.append(report)
+        if args.json:
+            data = reports[0].to_dict() if len(reports) == 1 else [r.to_dict() for r in reports]
+            Path(args.json).write_text(
+                json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+            )
     except (MarkerError, GradingError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(report.table())
-    if args.json:
-        report.write_json(args.json)
     return 0
 
 

@@ -25,12 +25,40 @@ _GRADE_ID = re.compile(r"^[a-zA-Z0-9_\-]+$")
 
 
 def meta(cell) -> dict:
-    """The cell's nbgrader metadata, or {} for a plain cell."""
-    return dict(cell.get("metadata", {}).get("nbgrader", {}) or {})
+    """The cell's nbgrader metadata, or {} for a plain cell (or malformed metadata)."""
+    if not isinstance(cell, dict):
+        return {}
+    metadata = cell.get("metadata", {})
+    found = metadata.get("nbgrader", {}) if isinstance(metadata, dict) else {}
+    return dict(found) if isinstance(found, dict) else {}
 
 
 def grade_id(cell) -> str | None:
-    return meta(cell).get("grade_id") or None
+    gid = meta(cell).get("grade_id")
+    return gid if isinstance(gid, str) and _GRADE_ID.match(gid) else None
+
+
+def safe_cells(nb) -> list[dict]:
+    """A submission's cells, each reduced to a dict with a str ``cell_type`` and ``source``
+    and a dict ``metadata``; anything malformed is dropped or emptied, never raised."""
+    cells = nb.get("cells", []) if isinstance(nb, dict) else []
+    out = []
+    for cell in cells if isinstance(cells, list) else []:
+        if not isinstance(cell, dict):
+            continue
+        source = cell.get("source", "")
+        if isinstance(source, list):
+            source = "".join(s for s in source if isinstance(s, str))
+        metadata = cell.get("metadata", {})
+        cell_type = cell.get("cell_type")
+        out.append(
+            {
+                "cell_type": cell_type if isinstance(cell_type, str) else "unknown",
+                "source": source if isinstance(source, str) else "",
+                "metadata": metadata if isinstance(metadata, dict) else {},
+            }
+        )
+    return out
 
 
 def is_solution(cell) -> bool:
@@ -46,7 +74,10 @@ def is_locked(cell) -> bool:
 
 
 def points(cell) -> float:
-    return float(meta(cell).get("points", 0.0) or 0.0)
+    value = meta(cell).get("points", 0.0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        return 0.0
+    return float(value)
 
 
 def is_manual(cell) -> bool:

@@ -1,25 +1,45 @@
-"""Grade a student's notebook against its instructor source.
+"""Grade a student's notebook against its instructor source, without trusting it.
 
-:func:`grade_submission` rebuilds the notebook from the instructor source, taking only
-the student's *answer* cells (nbgrader ``solution`` cells, matched by ``grade_id``) and
-any cells the student added; every test and read-only cell comes from the source, hidden
-tests included, so deleting or editing a test cell changes nothing. It then runs the
-result in a fresh kernel (nbclient), cell by cell with a per-cell timeout, and scores each
-graded cell: full points if it ran without error, zero otherwise, with the error (for the
-checks of :mod:`vae_edu.grading`, their feedback) as the message. A cell that loops
-forever is interrupted at the timeout; a dead kernel stops the run; neither crashes the
-grader. Markdown answers are listed for grading by hand.
+:func:`grade_submission` rebuilds the notebook from the instructor source, taking only the
+student's *answer* cells (nbgrader ``solution`` cells, matched by ``grade_id``) and any
+cells the student added; every test and read-only cell comes from the source. The student's
+notebook then runs in a fresh kernel (nbclient) that is treated as hostile:
+
+* it runs in a throw-away working directory, with a scrubbed environment, resource limits
+  and, when the grader is root, as an unprivileged user (see :mod:`._sandbox`);
+* the **hidden tests never run in it**. At each test cell the kernel runs only the visible
+  part (for the executed notebook); the hidden part runs in the grader's own process,
+  where every name of the student's (a function, a number) is a proxy that asks the kernel
+  for the student's value on inputs the grader chose, over a narrow channel of validated
+  JSON and ``.npz`` files (see :mod:`._channel`). Pass or fail is decided there, by the
+  checks of :mod:`vae_edu.grading` loaded before any student code ran;
+* answers that use the package's own implementation of what they were asked to write score
+  0 for that question (see :mod:`._policy`);
+* per-cell time, memory and output size are the instructor's (``--timeout``, ``--memory``,
+  ``metadata.vae_edu.timeout`` of the *source* cell); a cell that runs too long is
+  interrupted, and a kernel that ignores the interrupt is killed;
+* before every submission the grader checks the SHA-256 of its own sources (the package
+  and the instructor notebooks) and stops if they changed.
+
+Every submission, however broken, gets a report: a fault of the submission never raises.
 """
 
 from __future__ import annotations
 
+import ast
+import builtins
 import copy
 import dataclasses
 import gc
 import json
 import logging
+import math
+import os
 import re
+import signal
 import subprocess
+import time
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -28,10 +48,16 @@ from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
-from vae_edu.assignments import _cells
-from vae_edu.assignments.release import TEXT_STUB, released_text
+from vae_edu.assignments import _cells, _channel, _policy, _sandbox
+from vae_edu.assignments.release import (
+    BEGIN_HIDDEN,
+    END_HIDDEN,
+    TEXT_STUB,
+    released_text,
+)
 
 __all__ = [
+    "DEFAULT_MEMORY_MB",
     "DEFAULT_SOURCE_DIR",
     "DEFAULT_TIMEOUT",
     "GradeReport",
@@ -42,14 +68,30 @@ __all__ = [
     "merge_submission",
 ]
 
-DEFAULT_TIMEOUT = 120  # seconds per cell; a cell may ask for more: metadata.vae_edu.timeout
+DEFAULT_TIMEOUT = 120  # seconds per cell; a *source* cell may allow more: metadata.vae_edu.timeout
+DEFAULT_MEMORY_MB = 4096  # address space of the student's kernel (POSIX only)
+DEFAULT_MAX_OUTPUT = 1_000_000  # bytes of output kept per cell
+MAX_MESSAGE = 1000  # characters of a message in the report
 # The instructor sources in a repository checkout (vae_edu is installed editable).
 DEFAULT_SOURCE_DIR = Path(__file__).resolve().parents[2] / "notebooks" / "assignments"
 _PROBE_TIMEOUT = 15  # seconds for a kernel to answer again after an interrupt
+# Grader sources as they were when the grader was loaded, before any student code ran.
+_BASELINE = _sandbox.source_digests(sorted(DEFAULT_SOURCE_DIR.glob("*.ipynb")))
 
 
 class GradingError(Exception):
     """The grader cannot start (no instructor source found, unreadable source)."""
+
+
+class SourcesChangedError(GradingError):
+    """The grader's own sources changed since it started: grading stops."""
+
+
+def _cut(text: str, limit: int = MAX_MESSAGE) -> str:
+    text = str(text)
+    if len(text) <= limit:
+        return text
+    return text[: limit - 40].rstrip() + f" ... [cut: {len(text)} characters in all]"
 
 
 @dataclasses.dataclass
@@ -63,8 +105,8 @@ class QuestionResult:
       max_points: what the cell is worth.
       points: the score, or None while a manual answer awaits grading.
       status: "passed", "failed", "timeout", "not run", "deleted" (the student deleted the
-        test cell: zero points), "unanswered" or "needs manual grading".
-      message: why, in words for the student (empty when passed).
+        test cell: zero points), "refused", "unanswered" or "needs manual grading".
+      message: why, in words for the student (empty when passed), at most ~1,000 characters.
     """
 
     grade_id: str
@@ -73,6 +115,9 @@ class QuestionResult:
     points: float | None
     status: str
     message: str = ""
+
+    def __post_init__(self):
+        self.message = _cut(self.message)
 
 
 @dataclasses.dataclass
@@ -109,7 +154,7 @@ class GradeReport:
             "max_score": self.max_score,
             "manual_max_score": self.manual_max_score,
             "questions": [dataclasses.asdict(q) for q in self.questions],
-            "notes": list(self.notes),
+            "notes": [_cut(n) for n in self.notes],
         }
 
     def write_json(self, path) -> None:
@@ -142,7 +187,7 @@ class GradeReport:
                 lines.append(f"* {q.grade_id}:")
                 lines += [f"    {line}" for line in q.message.splitlines()]
         if self.notes:
-            lines += ["", "Notes:"] + [f"* {note}" for note in self.notes]
+            lines += ["", "Notes:"] + [f"* {_cut(note)}" for note in self.notes]
         return "\n".join(lines)
 
 
@@ -155,19 +200,39 @@ def _num(x: float) -> str:
 _ASSIGNMENT_TOKEN = re.compile(r"(?<![A-Za-z0-9])(A\d+)(?![0-9])")
 
 
+def _graded_ids(cells) -> set[str]:
+    """grade_ids of the answer and test cells (what identifies an assignment's release)."""
+    return {
+        gid
+        for cell in cells
+        if (gid := _cells.grade_id(cell)) and (_cells.is_solution(cell) or _cells.is_grade(cell))
+    }
+
+
+def _read_source(path: Path):
+    try:
+        return nbformat.read(path, as_version=4)
+    except Exception as err:  # noqa: BLE001
+        raise GradingError(f"cannot read the instructor source {path}: {err}") from err
+
+
 def find_source(submission_path, submission_nb=None, source=None) -> Path:
-    """The instructor notebook for a submission.
+    """The instructor notebook for a submission, identified by the instructor's release.
+
+    The submission's own metadata (e.g. ``metadata.vae_edu.assignment``) is ignored: a
+    student can write anything there.
 
     Args:
       submission_path: the student's notebook file.
-      submission_nb: the parsed submission, if readable (its metadata.vae_edu.assignment
-        names the assignment, e.g. "A1_kl_divergence").
+      submission_nb: the parsed submission, if readable: when its file name does not name
+        an assignment, the release whose answer and test cells it contains is used.
       source: an instructor notebook (used as is) or a folder of them; default
         :data:`DEFAULT_SOURCE_DIR`.
 
     Returns:
-      The path of the instructor notebook: the one named in the submission's metadata,
-      else the one whose assignment number ("A1", "A2", ...) appears in the file name.
+      The path of the instructor notebook: the source itself if a file; else the one with
+      the submission's file name, else the one whose assignment number ("A1", ...) appears
+      in it, else the one whose cells the submission has.
 
     Raises:
       GradingError: if no single instructor notebook matches.
@@ -178,25 +243,40 @@ def find_source(submission_path, submission_nb=None, source=None) -> Path:
     if not source.is_dir():
         raise GradingError(f"instructor source {source} does not exist; pass --source")
     candidates = sorted(p for p in source.glob("*.ipynb") if p.is_file())
-    name = None
-    if submission_nb is not None:
-        name = submission_nb.get("metadata", {}).get("vae_edu", {}).get("assignment")
-    if name:
-        for path in candidates:
-            if path.stem == name:
-                return path
     stem = Path(submission_path).stem
     matches = [p for p in candidates if p.stem == stem]
     if not matches:
         tokens = set(_ASSIGNMENT_TOKEN.findall(stem))
         matches = [p for p in candidates if p.stem.split("_")[0] in tokens]
+    if not matches and submission_nb is not None:
+        ids = _graded_ids(_cells.safe_cells(submission_nb))
+        overlap = {p: len(ids & _graded_ids(_read_source(p).cells)) for p in candidates}
+        best = max(overlap.values(), default=0)
+        matches = [p for p, n in overlap.items() if n == best and best > 0]
     if len(matches) == 1:
         return matches[0]
     listed = ", ".join(p.name for p in candidates) or "none"
     raise GradingError(
-        f"cannot tell which assignment {Path(submission_path).name} is (metadata names "
-        f"{name!r}; instructor notebooks in {source}: {listed}); pass --source"
+        f"cannot tell which assignment {Path(submission_path).name} is (instructor "
+        f"notebooks in {source}: {listed}); name the file after its assignment or pass --source"
     )
+
+
+def _other_assignment(source_path: Path, source_nb, submission_cells) -> str | None:
+    """The name of another release the submission belongs to, if it is not this one's."""
+    ids = _graded_ids(submission_cells)
+    if not ids or ids & _graded_ids(source_nb.cells):
+        return None
+    for path in sorted(source_path.parent.glob("*.ipynb")):
+        if path.resolve() == source_path.resolve():
+            continue
+        try:
+            other = nbformat.read(path, as_version=4)
+        except Exception:  # noqa: BLE001
+            continue
+        if ids & _graded_ids(other.cells):
+            return path.stem
+    return "another assignment"
 
 
 # ----------------------------------------------------------------------- merging
@@ -217,11 +297,16 @@ def merge_submission(source_nb, submission_nb):
     """The notebook to run: the source's cells with the student's answers filled in.
 
     * answer cells (nbgrader solution cells): the student's source, matched by grade_id;
-      a missing one is put back as the unanswered stub;
+      a missing one is put back as the unanswered stub. The cell's metadata (and so any
+      time limit) is the instructor's;
     * every other source cell (tests with their hidden tests, read-only text and code):
       the instructor's version, whatever the student did to it;
-    * cells the student added: kept, after the source cell they followed, with any
-      nbgrader metadata removed (so they are never graded).
+    * cells the student added: kept (source only, no metadata), after the source cell
+      they followed, so they are never graded and set no limits.
+
+    Malformed cells and metadata in the submission are ignored (a cell whose nbgrader
+    metadata is not a dict is an added cell; an answer cell that cannot be matched counts
+    as unanswered).
 
     Returns:
       (merged notebook, notes): notes list restored, replaced or missing cells.
@@ -230,16 +315,20 @@ def merge_submission(source_nb, submission_nb):
     plain_sources = {released_text(c) for c in source_nb.cells if not _cells.grade_id(c)}
     student_cells, added = {}, defaultdict(list)
     anchor = None
-    for cell in submission_nb.get("cells", []):
+    for cell in _cells.safe_cells(submission_nb):
         gid = _cells.grade_id(cell)
         if gid in source_ids and gid not in student_cells:
             student_cells[gid] = cell
             anchor = gid
-        elif gid is None and cell.get("source", "") in plain_sources:
+        elif gid is None and cell["source"] in plain_sources:
             continue  # an unlabelled source cell, taken from the source below
-        else:
-            extra = _clean(cell)
-            extra.get("metadata", {}).pop("nbgrader", None)
+        elif cell["cell_type"] in ("code", "markdown", "raw"):
+            if cell["cell_type"] == "code":
+                extra = nbformat.v4.new_code_cell(cell["source"])
+            elif cell["cell_type"] == "markdown":
+                extra = nbformat.v4.new_markdown_cell(cell["source"])
+            else:
+                extra = nbformat.v4.new_raw_cell(cell["source"])
             added[anchor].append(extra)
 
     notes = []
@@ -257,11 +346,9 @@ def merge_submission(source_nb, submission_nb):
                     "graded as unanswered."
                 )
             else:
-                new["source"] = student.get("source", "")
+                new["source"] = student["source"]
         elif gid is not None and student is None:
             if _cells.is_grade(cell):
-                # Deleting a graded test cell costs its points; the cell is still put back
-                # and run, so later cells that rely on it behave as in the source.
                 new.setdefault("metadata", {}).setdefault("vae_edu", {})[_DELETED] = True
                 notes.append(
                     f"test cell {gid!r} was deleted from the submission: it scores "
@@ -272,7 +359,7 @@ def merge_submission(source_nb, submission_nb):
                     f"cell {gid!r} was deleted from the submission; it was restored "
                     "from the instructor source."
                 )
-        elif student is not None and student.get("source", "") not in (
+        elif student is not None and student["source"] not in (
             released_text(cell),
             cell.get("source", ""),
         ):
@@ -284,13 +371,21 @@ def merge_submission(source_nb, submission_nb):
     return merged, notes
 
 
-# ----------------------------------------------------------------------- running
+# ----------------------------------------------------------------------- the kernel
 
 
 @dataclasses.dataclass
 class _Outcome:
-    status: str  # "ok", "error", "timeout", "not run"
+    status: str  # "ok", "error", "timeout", "not run", "refused"
     message: str = ""
+
+
+class _Abort(BaseException):  # noqa: N818 - not an Exception: checks must not swallow it
+    """The kernel timed out or died while the grader was asking it for a value."""
+
+    def __init__(self, status: str, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
 
 
 def _error_text(output) -> str:
@@ -302,108 +397,399 @@ def _error_text(output) -> str:
     return f"{ename}: {evalue}" if evalue else ename
 
 
-def _execute(nb, *, timeout: int, cwd: Path, kernel_name: str) -> dict[int, _Outcome]:
-    """Runs the code cells in one fresh kernel; never raises for the notebook's faults."""
+class _Client(NotebookClient):
+    """nbclient's client with a cap on the output kept per cell."""
 
-    def cell_timeout(cell):
-        return int(cell.get("metadata", {}).get("vae_edu", {}).get("timeout", timeout))
+    max_output_bytes = DEFAULT_MAX_OUTPUT
 
-    quiet = logging.getLogger("vae_edu.assignments.nbclient")  # timeouts are reported
-    quiet.setLevel(logging.CRITICAL)  # in the score table
-    client = NotebookClient(
-        nb,
+    def output(self, outs, msg, display_id, cell_index):
+        used = self._vae_edu_output.get(cell_index, 0)
+        size = len(json.dumps(msg.get("content", {}), default=str))
+        if msg.get("msg_type") == "error":  # always kept (it decides the cell's outcome)
+            content = msg.get("content", {})
+            content["evalue"] = _cut(content.get("evalue", ""), 2000)
+            content["traceback"] = [_cut(line, 2000) for line in content.get("traceback", [])[-20:]]
+            return super().output(outs, msg, display_id, cell_index)
+        if used + size > self.max_output_bytes:
+            if used <= self.max_output_bytes:
+                outs.append(
+                    nbformat.v4.new_output(
+                        "stream",
+                        name="stderr",
+                        text=f"[more output than the grader keeps ({self.max_output_bytes} "
+                        "bytes per cell): the rest was dropped]\n",
+                    )
+                )
+                self._vae_edu_output[cell_index] = self.max_output_bytes + 1
+            return None
+        self._vae_edu_output[cell_index] = used + size
+        return super().output(outs, msg, display_id, cell_index)
+
+
+class _Kernel:
+    """The student's kernel: runs cells with the instructor's limits, never raises."""
+
+    def __init__(self, nb, *, timeout, workdir, kernel_name, memory_mb, max_output, owner):
+        self.timeout = timeout
+        self.workdir = workdir
+        self.channel = workdir / "channel"
+        self.owner = owner
+        self.memory_mb = memory_mb
+        self.dead = ""  # why the kernel is gone, once it is
+        self.references: set[str] = set()
+        quiet = logging.getLogger("vae_edu.assignments.nbclient")
+        quiet.setLevel(logging.CRITICAL)  # timeouts are reported in the score table
+        self.nb = nb
+        self.scratch = len(nb.cells)
+        nb.cells.append(nbformat.v4.new_code_cell(""))  # where grader requests run
+        self.client = _Client(
+            nb,
+            timeout=timeout,
+            timeout_func=self.cell_timeout,
+            allow_errors=True,
+            interrupt_on_timeout=False,
+            kernel_name=kernel_name,
+            record_timing=False,
+            shutdown_kernel="immediate",
+            resources={"metadata": {"path": str(workdir)}},
+            log=quiet,
+        )
+        self.client._vae_edu_output = {}
+        self.client.max_output_bytes = max_output
+        km = _sandbox.SandboxKernelManager(
+            kernel_name=kernel_name, connection_file=str(workdir / "kernel.json")
+        )
+        km.sandbox_owner = owner
+        self.client.km = km
+
+    def cell_timeout(self, cell) -> int:
+        """The instructor's limit: --timeout, or more if the *source* cell allows it."""
+        meta = cell.get("metadata", {}).get("vae_edu", {})
+        extra = meta.get("timeout") if isinstance(meta, dict) else None
+        if isinstance(extra, int) and not isinstance(extra, bool) and extra > self.timeout:
+            return extra
+        return self.timeout
+
+    def start(self) -> None:
+        kwargs = {
+            "cwd": str(self.workdir),
+            "env": _sandbox.kernel_env(self.workdir),
+            "stderr": subprocess.DEVNULL,
+        }
+        preexec = _sandbox.limit_resources(self.memory_mb)
+        if preexec is not None:
+            kwargs["preexec_fn"] = preexec
+        if self.owner is not None:  # POSIX only: root drops to an unprivileged user
+            kwargs.update(user=self.owner[0], group=self.owner[1], extra_groups=[])
+        self.client.reset_execution_trackers()
+        with warnings.catch_warnings():  # JAX warns about fork; the kernel's exec follows
+            warnings.simplefilter("ignore", RuntimeWarning)
+            self.client.start_new_kernel(**kwargs)
+        self.client.start_new_kernel_client()
+
+    def stop(self) -> None:
+        """Stops the kernel and every process it started (its process group, POSIX only)."""
+        km, kc = self.client.km, self.client.kc
+        pgid = getattr(getattr(km, "provisioner", None), "pgid", None)
+        try:
+            if kc is not None:
+                kc.stop_channels()
+        except Exception:  # noqa: BLE001
+            pass
+        try:
+            if km is not None and run_sync(km.is_alive)():
+                run_sync(km.shutdown_kernel)(now=True)
+        except Exception:  # noqa: BLE001
+            pass
+        if pgid and hasattr(os, "killpg"):  # POSIX only
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except OSError:
+                pass
+        try:
+            if km is not None:
+                run_sync(km.cleanup_resources)()
+        except Exception:  # noqa: BLE001
+            pass
+        self.client.kc = None
+
+    def run(self, cell, index: int) -> _Outcome:
+        """Runs one cell of the notebook; the outcome of the kernel's answer."""
+        if self.dead:
+            return _Outcome("not run", self.dead)
+        try:
+            self.client.execute_cell(cell, index)
+        except CellTimeoutError:
+            seconds = self.cell_timeout(cell)
+            message = (
+                f"the cell did not finish within {seconds} s and was stopped "
+                "(an infinite loop, or far too much work?)"
+            )
+            cell.outputs.append(
+                nbformat.v4.new_output("error", ename="TimeoutError", evalue=message, traceback=[])
+            )
+            if not self._recover(index):
+                self.stop()
+                message += "; the kernel ignored the interrupt and was killed"
+                self.dead = (
+                    "not run: the kernel was killed after an earlier cell ignored its interrupt"
+                )
+            return _Outcome("timeout", message)
+        except DeadKernelError:
+            self.dead = "not run: the kernel died while running an earlier cell"
+            return _Outcome("error", "the kernel died while running this cell")
+        except Exception as err:  # noqa: BLE001 - report, never crash the grader
+            self.stop()
+            self.dead = "not run: the kernel failed on an earlier cell"
+            return _Outcome("error", f"could not run the cell: {type(err).__name__}: {err}")
+        error = next((o for o in cell.get("outputs", []) if o.get("output_type") == "error"), None)
+        return _Outcome("error", _error_text(error)) if error is not None else _Outcome("ok")
+
+    def _recover(self, index: int) -> bool:
+        """Interrupts a cell that timed out; True if the kernel answers again.
+
+        nbclient leaves the timed-out cell's message readers running; they would swallow
+        the next cells' outputs. A new kernel client (new channels to the same kernel,
+        whose state is kept) leaves them reading from closed channels.
+        """
+        cell = self.client.nb.cells[index]
+        client = self.client
+        startup_timeout = client.startup_timeout
+        try:
+            run_sync(client.km.interrupt_kernel)()
+            client.kc.stop_channels()
+            client.kc = None
+            client.startup_timeout = _PROBE_TIMEOUT
+            client.start_new_kernel_client()
+            probe = nbformat.v4.new_code_cell("pass")
+            probe.metadata["vae_edu"] = {"timeout": _PROBE_TIMEOUT}
+            saved, self.timeout = self.timeout, _PROBE_TIMEOUT
+            try:
+                client.execute_cell(probe, self.scratch)
+            finally:
+                self.timeout = saved
+            return True
+        except Exception:  # noqa: BLE001 - a kernel stuck for good: it is killed
+            return False
+        finally:
+            client.startup_timeout = startup_timeout
+            client.nb.cells[index] = cell
+
+    # -------------------------------------------------------------- the narrow channel
+
+    def request(self, request: dict, args=(), *, timeout: int | None = None):
+        """Asks the kernel for a value of the student's (see :mod:`._channel`)."""
+        if self.dead:
+            raise _Abort("not run", self.dead)
+        for stale in self.channel.glob("*"):
+            try:
+                stale.unlink()
+            except OSError:
+                pass
+        nonce = _channel.encode_request(self.channel, request, args)
+        code = (
+            _channel.KERNEL_HELPER
+            + f"\n_vae_edu_serve({str(self.channel)!r}, {nonce!r}, globals())"
+            + "\ndel _vae_edu_serve\n"
+        )
+        cell = nbformat.v4.new_code_cell(code)
+        cell.metadata["vae_edu"] = {"timeout": timeout or self.timeout}
+        outcome = self.run(cell, self.scratch)
+        if outcome.status == "timeout":
+            raise _Abort(
+                "timeout", f"your code did not answer within the time limit: {outcome.message}"
+            )
+        if outcome.status != "ok" and self.dead:
+            raise _Abort("failed", f"{outcome.message} (while the grader called your code)")
+        try:
+            result = _channel.decode_result(self.channel, nonce)
+        except _channel.ChannelError as err:
+            raise _channel.ChannelError(
+                f"the grader got no usable answer from your notebook's kernel ({err}); "
+                "did your code change how the notebook runs code?"
+            ) from None
+        self.references.update(result["reference"])
+        if result["status"] == "error":
+            raise _channel.remote_exception(result["ename"], result["evalue"])
+        return result["value"]
+
+
+class _Proxy:
+    """The student's function, as seen by the grader: each call is a channel request."""
+
+    def __init__(self, kernel: _Kernel, name: str):
+        self._kernel, self._name = kernel, name
+        self.__name__ = name
+
+    def __call__(self, *args):
+        return self._kernel.request({"op": "call", "name": self._name}, args)
+
+    def grad(self, args, argnum: int):
+        """d/d args[argnum] of sum(f(*args)), taken by jax.grad in the kernel."""
+        return self._kernel.request({"op": "grad", "name": self._name, "argnum": argnum}, args)
+
+    def call_many(self, arg_lists, static_argnums=()):
+        """f(*a) for every a (compiled once in the kernel with jax.jit when it can be)."""
+        return self._kernel.request(
+            {
+                "op": "many",
+                "name": self._name,
+                "arg_lists": [list(a) for a in arg_lists],
+                "static": list(static_argnums),
+            }
+        )
+
+    def __repr__(self) -> str:
+        return f"<your function {self._name}>"
+
+
+_PRESET = ("np", "jnp", "jax", "math", "grading")
+
+
+def _preset_namespace() -> dict:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from vae_edu import grading
+
+    return {"np": np, "jnp": jnp, "jax": jax, "math": math, "grading": grading}
+
+
+def _free_names(tree) -> list[str]:
+    """Names a piece of test code reads without defining (the student's answers)."""
+    bound, loaded = set(dir(builtins)) | set(_PRESET), []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            if isinstance(node.ctx, ast.Store):
+                bound.add(node.id)
+            elif node.id not in loaded:
+                loaded.append(node.id)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, (ast.FunctionDef, ast.Lambda)):
+            for arg in ast.walk(node.args):
+                if isinstance(arg, ast.arg):
+                    bound.add(arg.arg)
+            if isinstance(node, ast.FunctionDef):
+                bound.add(node.name)
+    return [name for name in loaded if name not in bound]
+
+
+def _hidden_part(source: str) -> str:
+    """The hidden-test regions of a source test cell, or the whole cell if it has none."""
+    lines, out, inside, found = source.splitlines(), [], False, False
+    for line in lines:
+        if BEGIN_HIDDEN in line:
+            inside = found = True
+        elif END_HIDDEN in line:
+            inside = False
+        elif inside:
+            out.append(line)
+    return "\n".join(out) if found else source
+
+
+def _grader_side(kernel: _Kernel, code: str) -> _Outcome:
+    """Runs instructor test code in the grader's process, the student's names as proxies."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError as err:  # the instructor's own bug: say so
+        return _Outcome("error", f"the instructor's test does not parse: {err}")
+    namespace = _preset_namespace()
+    before = set(kernel.references)
+    try:
+        for name in _free_names(tree):
+            try:
+                value = kernel.request({"op": "get", "name": name})
+            except NameError:
+                continue  # undefined: the test's own NameError says so
+            except _channel.RemoteError:
+                continue
+            if isinstance(value, _channel.Opaque) and value.type_name == "<callable>":
+                value = _Proxy(kernel, name)
+            namespace[name] = value
+        exec(compile(tree, "<hidden tests>", "exec"), namespace)  # noqa: S102 - instructor code
+    except _Abort as abort:
+        return _Outcome(abort.status, abort.message)
+    except AssertionError as err:
+        message = str(err).strip() or "a test failed"
+        return _Outcome("error", message)
+    except NotImplementedError:
+        return _Outcome(
+            "error", "NotImplementedError: not answered yet (the stub raises NotImplementedError)"
+        )
+    except Exception as err:  # noqa: BLE001 - the student's exception, or a channel fault
+        return _Outcome("error", f"{type(err).__name__}: {err}")
+    reached = sorted(kernel.references - before)
+    if reached:
+        return _Outcome(
+            "refused",
+            f"your answer calls {', '.join(reached)}, the package's own implementation of "
+            "what this question asks you to write: that is not an answer, so this question "
+            "scores 0.",
+        )
+    return _Outcome("ok")
+
+
+def _run_notebook(merged, source_nb, assignment, *, timeout, workdir, memory_mb, max_output, owner):
+    """Runs the merged notebook; grades every test cell grader-side. Never raises."""
+    kernel_name = source_nb.metadata.get("kernelspec", {}).get("name", "python3")
+    kernel = _Kernel(
+        merged,
         timeout=timeout,
-        timeout_func=cell_timeout,
-        allow_errors=True,
-        interrupt_on_timeout=False,
+        workdir=workdir,
         kernel_name=kernel_name,
-        record_timing=False,
-        shutdown_kernel="immediate",
-        resources={"metadata": {"path": str(cwd)}},
-        log=quiet,
+        memory_mb=memory_mb,
+        max_output=max_output,
+        owner=owner,
     )
     outcomes: dict[int, _Outcome] = {}
-    client.reset_execution_trackers()
     asyncio_log, drop = logging.getLogger("asyncio"), _DropAbandonedPolls()
     asyncio_log.addFilter(drop)
     try:
-        _run_cells(client, nb, cell_timeout, outcomes)
+        try:
+            kernel.start()
+        except Exception as err:  # noqa: BLE001
+            kernel.dead = f"not run: the kernel could not start ({type(err).__name__}: {err})"
+        targets = []
+        rules = _policy.FORBIDDEN.get(assignment)
+        if rules is not None:
+            targets = [*rules.functions, *rules.methods]
+        if not kernel.dead and targets:
+            kernel.run(nbformat.v4.new_code_cell(_channel.tripwire_code(targets)), kernel.scratch)
+        for index, cell in enumerate(merged.cells[: kernel.scratch]):
+            if cell.get("cell_type") != "code":
+                continue
+            if _cells.is_test(cell) and assignment in _policy.IN_KERNEL:
+                outcomes[index] = kernel.run(cell, index)  # not hardened: see _policy
+            elif _cells.is_test(cell):
+                hidden = _hidden_part(cell.get("source", ""))
+                cell["source"] = released_text(cell)  # the kernel sees only the visible part
+                kernel.run(cell, index)  # for the executed notebook; decides nothing
+                if kernel.dead:
+                    outcomes[index] = _Outcome("not run", kernel.dead)
+                    continue
+                started = time.monotonic()
+                outcome = _grader_side(kernel, hidden)
+                verdict = "passed" if outcome.status == "ok" else outcome.status
+                cell.outputs.append(
+                    nbformat.v4.new_output(
+                        "stream",
+                        name="stdout",
+                        text=f"[grader, {time.monotonic() - started:.1f} s] {verdict}"
+                        + (f": {outcome.message}" if outcome.message else "")
+                        + "\n",
+                    )
+                )
+                outcomes[index] = outcome
+            else:
+                outcomes[index] = kernel.run(cell, index)
     finally:
+        kernel.stop()
+        del merged.cells[kernel.scratch :]
         gc.collect()  # abandoned polls are reported when collected: while the filter is on
         asyncio_log.removeFilter(drop)
     return outcomes
-
-
-def _run_cells(client, nb, cell_timeout, outcomes) -> None:
-    stopped = ""
-    # The kernel's own stderr (e.g. ipykernel's start-up warnings) would only clutter the
-    # score table; everything the notebook prints is captured in the cell outputs.
-    with client.setup_kernel(stderr=subprocess.DEVNULL):
-        for index, cell in enumerate(nb.cells):
-            if cell.get("cell_type") != "code":
-                continue
-            if stopped:
-                outcomes[index] = _Outcome("not run", stopped)
-                continue
-            try:
-                client.execute_cell(cell, index)
-            except CellTimeoutError:
-                seconds = cell_timeout(cell)
-                message = (
-                    f"the cell did not finish within {seconds} s and was stopped "
-                    "(an infinite loop, or far too much work?)"
-                )
-                cell.outputs.append(
-                    nbformat.v4.new_output(
-                        "error", ename="TimeoutError", evalue=message, traceback=[]
-                    )
-                )
-                outcomes[index] = _Outcome("timeout", message)
-                if not _recover(client, index):
-                    stopped = "not run: the kernel did not respond after an earlier cell timed out"
-                continue
-            except DeadKernelError:
-                outcomes[index] = _Outcome("error", "the kernel died while running this cell")
-                stopped = "not run: the kernel died while running an earlier cell"
-                continue
-            except Exception as err:  # noqa: BLE001 - report, never crash the grader
-                outcomes[index] = _Outcome(
-                    "error", f"could not run the cell: {type(err).__name__}: {err}"
-                )
-                stopped = "not run: the kernel failed on an earlier cell"
-                continue
-            error = next(
-                (o for o in cell.get("outputs", []) if o.get("output_type") == "error"), None
-            )
-            outcomes[index] = (
-                _Outcome("error", _error_text(error)) if error is not None else _Outcome("ok")
-            )
-
-
-def _recover(client, index: int) -> bool:
-    """Interrupts a cell that timed out; True if the kernel answers again.
-
-    nbclient leaves the timed-out cell's message readers running; they would swallow the
-    next cells' outputs. A new kernel client (new channels to the same kernel, whose state
-    is kept) leaves them reading from closed channels.
-    """
-    cell = client.nb.cells[index]
-    startup_timeout = client.startup_timeout
-    try:
-        run_sync(client.km.interrupt_kernel)()
-        client.kc.stop_channels()
-        client.kc = None
-        client.startup_timeout = _PROBE_TIMEOUT
-        client.start_new_kernel_client()
-        probe = nbformat.v4.new_code_cell("pass")
-        probe.metadata["vae_edu"] = {"timeout": _PROBE_TIMEOUT}
-        client.execute_cell(probe, index)
-        return True
-    except Exception:  # noqa: BLE001 - a kernel stuck for good: stop running cells
-        return False
-    finally:
-        client.startup_timeout = startup_timeout
-        client.nb.cells[index] = cell  # execute_cell stored the probe in its place
 
 
 class _DropAbandonedPolls(logging.Filter):
@@ -417,18 +803,35 @@ class _DropAbandonedPolls(logging.Filter):
 
 
 def _answers_before(nb, index: int) -> list[int]:
-    """Indices of the answer cells between the previous graded cell and cell ``index``."""
+    """Indices of the answer and added cells between the previous graded cell and ``index``."""
     found = []
     for i in range(index - 1, -1, -1):
         cell = nb.cells[i]
         if _cells.is_grade(cell) and not _cells.is_solution(cell):
             break
-        if _cells.is_solution(cell) and cell.get("cell_type") == "code":
+        if cell.get("cell_type") == "code" and (_cells.is_solution(cell) or not _cells.meta(cell)):
             found.append(i)
     return found[::-1]
 
 
-def _score(merged, source_by_id, outcomes) -> list[QuestionResult]:
+def _policy_findings(merged, assignment) -> tuple[dict[int, list], list]:
+    """Static findings per test cell index (the next test cell), and dynamic ones."""
+    per_test, dynamic, pending = defaultdict(list), [], []
+    for index, cell in enumerate(merged.cells):
+        if _cells.is_test(cell):
+            per_test[index].extend(pending)
+            pending = []
+            continue
+        student_written = _cells.is_solution(cell) or not _cells.meta(cell)
+        if cell.get("cell_type") != "code" or not student_written:
+            continue
+        for finding in _policy.scan_source(cell.get("source", ""), assignment):
+            (dynamic if finding.dynamic else pending).append(finding)
+    return per_test, dynamic
+
+
+def _score(merged, source_by_id, outcomes, findings) -> list[QuestionResult]:
+    per_test, dynamic = findings
     results = []
     for index, cell in enumerate(merged.cells):
         if not _cells.is_grade(cell):
@@ -461,6 +864,10 @@ def _score(merged, source_by_id, outcomes) -> list[QuestionResult]:
                 )
             )
             continue
+        refused = dynamic + per_test.get(index, [])
+        if refused:
+            results.append(QuestionResult(gid, kind, worth, 0.0, "refused", refused[0].message))
+            continue
         outcome = outcomes.get(index, _Outcome("not run", "the cell was not run"))
         if outcome.status == "ok":
             results.append(QuestionResult(gid, kind, worth, worth, "passed"))
@@ -469,76 +876,183 @@ def _score(merged, source_by_id, outcomes) -> list[QuestionResult]:
         for answer in _answers_before(merged, index):
             problem = outcomes.get(answer)
             if problem is not None and problem.status in ("error", "timeout"):
+                name = _cells.grade_id(merged.cells[answer]) or "added"
                 message += (
-                    f"\n(your answer cell {_cells.grade_id(merged.cells[answer])!r} "
-                    f"failed too: {problem.message.splitlines()[0]})"
+                    f"\n(your answer cell {name!r} failed too: {problem.message.splitlines()[0]})"
                 )
         status = {"error": "failed"}.get(outcome.status, outcome.status)
         results.append(QuestionResult(gid, kind, worth, 0.0, status, message))
     return results
 
 
+def _zero_report(assignment, submission, source_path, source_by_id, notes, status, message):
+    questions = [
+        QuestionResult(
+            gid,
+            "manual" if _cells.is_manual(c) else "tests",
+            _cells.points(c),
+            0.0,
+            status,
+            message,
+        )
+        for gid, c in source_by_id.items()
+        if _cells.is_grade(c)
+    ]
+    return GradeReport(assignment, str(submission), str(source_path), questions, notes)
+
+
+def verify_sources(extra=()) -> None:
+    """Stops (SourcesChangedError) if a grader source changed since the grader started."""
+    paths = sorted(set(DEFAULT_SOURCE_DIR.glob("*.ipynb")) | {Path(p).resolve() for p in extra})
+    now = _sandbox.source_digests(paths)
+    for path, digest in now.items():
+        before = _BASELINE.setdefault(path, digest)  # a new --source: its digest from now on
+        if before != digest:
+            raise SourcesChangedError(
+                f"the grader's source {path} changed since grading started (SHA-256 "
+                f"{before[:12]}... is now {digest[:12]}...): a submission may have "
+                "tampered with it. Grading stopped; restore the file and grade again."
+            )
+    missing = [p for p in _BASELINE if p not in now and p.endswith(".py")]
+    if missing:
+        raise SourcesChangedError(
+            f"the grader's source {missing[0]} disappeared since grading started. Grading stopped."
+        )
+
+
+def _positive(value, name: str):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+
+
 def grade_submission(
-    submission, source=None, *, timeout: int = DEFAULT_TIMEOUT, executed_path=None
+    submission,
+    source=None,
+    *,
+    timeout: int = DEFAULT_TIMEOUT,
+    executed_path=None,
+    memory_mb: int | None = DEFAULT_MEMORY_MB,
+    max_output: int = DEFAULT_MAX_OUTPUT,
+    user: str = "nobody",
 ) -> GradeReport:
     """Grades one student notebook.
 
     Args:
       submission: path of the student's .ipynb.
       source: the instructor notebook, or a folder of them (see :func:`find_source`).
-      timeout: seconds each cell may run (cells may ask for more in
-        ``metadata.vae_edu.timeout``).
-      executed_path: if given, the executed merged notebook is written there (for an
-        instructor to inspect).
+      timeout: seconds each cell may run (positive; only the instructor's source cells may
+        allow more, in ``metadata.vae_edu.timeout``).
+      executed_path: if given, the executed merged notebook is written there, with the
+        grader's verdicts as outputs of the test cells.
+      memory_mb: address-space limit of the student's kernel (POSIX only), None for none.
+      max_output: bytes of output kept per cell.
+      user: when the grader runs as root (POSIX only), the user student code runs as.
 
     Returns:
       A :class:`GradeReport`.
 
     Raises:
-      GradingError: if the instructor source cannot be found or read. Faults of the
-        submission (unreadable file, errors, infinite loops, deleted cells) never raise:
-        they cost the affected questions their points, with a message.
+      ValueError: a limit that is not positive.
+      GradingError: if the instructor source cannot be found or read;
+        SourcesChangedError if a grader source changed. Faults of the submission
+        (unreadable file, errors, infinite loops, tampering) never raise: they cost the
+        affected questions their points, with a message.
     """
+    _positive(timeout, "timeout")
+    _positive(max_output, "max_output")
+    if memory_mb is not None:
+        _positive(memory_mb, "memory_mb")
+    timeout = int(math.ceil(timeout))
     submission = Path(submission)
     notes = []
     try:
         submission_nb = nbformat.read(submission, as_version=4)
+        if not isinstance(submission_nb, dict):
+            raise ValueError("not a notebook")
     except Exception as err:  # noqa: BLE001 - a broken submission scores zero
         submission_nb = None
         notes.append(
-            f"the submission could not be read ({type(err).__name__}: {err}); every "
+            f"the submission could not be read ({type(err).__name__}: {_cut(err, 300)}); every "
             "question scores zero."
         )
     source_path = find_source(submission, submission_nb, source)
-    try:
-        source_nb = nbformat.read(source_path, as_version=4)
-    except Exception as err:  # noqa: BLE001
-        raise GradingError(f"cannot read the instructor source {source_path}: {err}") from err
-    assignment = source_nb.metadata.get("vae_edu", {}).get("assignment", source_path.stem)
+    verify_sources([source_path])
+    source_nb = _read_source(source_path)
+    assignment = source_path.stem
     source_by_id = {_cells.grade_id(c): c for c in source_nb.cells if _cells.grade_id(c)}
 
     if submission_nb is None:
-        questions = [
-            QuestionResult(
-                gid,
-                "manual" if _cells.is_manual(c) else "tests",
-                _cells.points(c),
-                0.0,
-                "not run",
-                "unreadable submission",
-            )
-            for gid, c in source_by_id.items()
-            if _cells.is_grade(c)
-        ]
-        return GradeReport(assignment, str(submission), str(source_path), questions, notes)
+        return _zero_report(
+            assignment,
+            submission,
+            source_path,
+            source_by_id,
+            notes,
+            "not run",
+            "unreadable submission",
+        )
+    other = _other_assignment(source_path, source_nb, _cells.safe_cells(submission_nb))
+    if other is not None:
+        notes.append(
+            f"refused: this file has the cells of {other}, not of {assignment} (the "
+            "assignment is identified by the instructor's release, whatever the file's "
+            "metadata says); hand in the notebook of this assignment."
+        )
+        return _zero_report(
+            assignment,
+            submission,
+            source_path,
+            source_by_id,
+            notes,
+            "refused",
+            f"this file is not assignment {assignment}",
+        )
 
-    merged, merge_notes = merge_submission(source_nb, submission_nb)
-    notes += merge_notes
-    kernel = source_nb.metadata.get("kernelspec", {}).get("name", "python3")
-    outcomes = _execute(
-        merged, timeout=timeout, cwd=submission.resolve().parent, kernel_name=kernel
-    )
-    if executed_path is not None:
-        nbformat.write(merged, str(executed_path))
-    questions = _score(merged, source_by_id, outcomes)
+    owner, why_not = _sandbox.unprivileged_user(user)
+    workdir = _sandbox.make_workdir(owner)
+    try:
+        merged, merge_notes = merge_submission(source_nb, submission_nb)
+        notes += merge_notes
+        findings = _policy_findings(merged, assignment)
+        outcomes = _run_notebook(
+            merged,
+            source_nb,
+            assignment,
+            timeout=timeout,
+            workdir=workdir,
+            memory_mb=memory_mb,
+            max_output=max_output,
+            owner=owner,
+        )
+        if executed_path is not None:
+            try:
+                nbformat.write(merged, str(executed_path))
+            except OSError as err:
+                notes.append(f"could not write the executed notebook: {err}")
+        questions = _score(merged, source_by_id, outcomes, findings)
+    except SourcesChangedError:
+        raise
+    except Exception as err:  # noqa: BLE001 - never crash on a submission
+        notes.append(
+            f"internal grader error while grading this submission: {type(err).__name__}: {err}"
+        )
+        return _zero_report(
+            assignment,
+            submission,
+            source_path,
+            source_by_id,
+            notes,
+            "not run",
+            "the grader could not grade this submission (see the notes)",
+        )
+    finally:
+        _sandbox.remove_workdir(workdir)
+    if owner is None:
+        notes.append(
+            f"student code ran as the grader's own user ({why_not}): it could write "
+            "wherever the grader can. The SHA-256 check of the grader's sources still runs "
+            "before every submission; grade in a container, or as root, to prevent writes."
+        )
     return GradeReport(assignment, str(submission), str(source_path), questions, notes)

@@ -1,0 +1,388 @@
+"""Adversarial submissions, built from the release, against ``python -m vae_edu.assignments grade``.
+
+Every attack of issue 11 is one submission here. To stay within the CI budget they are
+graded in a few command-line batches that run in parallel (module fixture), and each test
+reads its submission's entry of the JSON report.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from vae_edu.assignments import DEFAULT_SOURCE_DIR, release_directory
+from vae_edu.assignments.__main__ import main
+
+A1 = "A1_kl_divergence"
+A2 = "A2_elbo_reparameterization"
+STUB = "# YOUR CODE HERE\nraise NotImplementedError()"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def solution(name: str, gid: str) -> str:
+    """The instructor's answer for one cell, without the markers (a correct student answer)."""
+    source = nbformat.read(DEFAULT_SOURCE_DIR / f"{name}.ipynb", as_version=4)
+    cell = next(c for c in source.cells if c.id == gid)
+    return "\n".join(line for line in cell.source.splitlines() if "### " not in line)
+
+
+SIGN_FLIPPED_KL = (
+    "def kl_standard_normal(mean, log_var):\n"
+    "    return -0.5 * jnp.sum(mean**2 + jnp.exp(log_var) - 1.0 - log_var, axis=-1)\n"
+)
+
+
+def build(release: Path, name: str, answers: dict, *, added=(), edit=None):
+    nb = nbformat.read(release / f"{name}.ipynb", as_version=4)
+    for cell in nb.cells:
+        if cell.id in answers:
+            cell.source = answers[cell.id]
+    for after, source in added:
+        index = next(i for i, c in enumerate(nb.cells) if c.id == after)
+        nb.cells.insert(index + 1, nbformat.v4.new_code_cell(source))
+    if edit is not None:
+        edit(nb)
+    return nb
+
+
+def _run(args, cwd):
+    env = dict(os.environ, INSTRUCTOR_LMS_TOKEN="secret-token-123")
+    env["PYTHONPATH"] = str(REPO)  # the grader of this checkout
+    return subprocess.Popen(
+        [sys.executable, "-m", "vae_edu.assignments", "grade", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def attacks(tmp_path_factory):
+    root = tmp_path_factory.mktemp("attacks")
+    release = root / "release"
+    release_directory(DEFAULT_SOURCE_DIR, release)
+    leak = root / "leaked.txt"
+    (root / "grades").mkdir()
+    (root / "grades" / "alice_A1.json").write_text('{"score": 3}')
+
+    def malformed(nb):
+        nb.cells[0].metadata["nbgrader"] = "a string"
+        nb.cells[1].metadata["nbgrader"] = 5
+        answer = next(c for c in nb.cells if c.id == "kl_standard_normal")
+        answer.metadata["nbgrader"]["grade_id"] = ["kl_standard_normal"]
+        answer.source = solution(A1, "kl_standard_normal")
+
+    def student_timeout(nb):
+        answer = next(c for c in nb.cells if c.id == "kl_standard_normal")
+        answer.metadata["vae_edu"] = {"timeout": 100000}
+
+    solved = {gid: solution(A1, gid) for gid in ("kl_standard_normal", "kl_two_gaussians")}
+    solved |= {gid: solution(A1, gid) for gid in ("kl_monte_carlo", "asymmetry_numbers")}
+    subs = {
+        "custom_exc": (
+            A1,
+            {
+                "kl_standard_normal": "get_ipython().set_custom_exc((BaseException,), "
+                "lambda *a, **k: None)\n" + STUB
+            },
+            {},
+        ),
+        "transformers": (
+            A1,
+            {
+                "kl_standard_normal": "get_ipython().input_transformers_post.append("
+                "lambda lines: ['pass\\n'])\n" + STUB
+            },
+            {},
+        ),
+        "patched": (
+            A1,
+            {
+                "kl_standard_normal": "import math\nimport numpy\nimport jax.numpy\n"
+                "import vae_edu.grading as g\n"
+                "class R:\n    passed = True\n    feedback = ''\n"
+                "for n in dir(g):\n    if n.startswith('check_'):\n"
+                "        setattr(g, n, lambda *a, **k: R())\n"
+                "numpy.allclose = numpy.isclose = math.isclose = jax.numpy.allclose = "
+                "lambda *a, **k: True\n" + SIGN_FLIPPED_KL,
+                "kl_two_gaussians": "def kl_two_gaussians(a, b, c, d):\n"
+                "    return jnp.zeros(jnp.shape(a)[:-1])",
+            },
+            {},
+        ),
+        "alias": (
+            A1,
+            {
+                "kl_standard_normal": "from vae_edu.kl import kl_diag_gaussians as "
+                "kl_standard_normal",
+                "kl_two_gaussians": "import vae_edu.kl as K\n\n\n"
+                "def kl_two_gaussians(a, b, c, d):\n    return K.kl_diag_gaussians(a, b, c, d)",
+                "kl_monte_carlo": "from vae_edu import kl\n\nkl_monte_carlo = kl.kl_monte_carlo",
+            },
+            {},
+        ),
+        "dynamic": (
+            A1,
+            {
+                "kl_standard_normal": "kl_standard_normal = getattr(__import__('vae_edu.' + "
+                "'kl', fromlist=['x']), 'kl_diag_' + 'gaussians')",
+                "kl_two_gaussians": "exec('from vae_edu.kl import kl_diag_gaussians as "
+                "kl_two_gaussians')",
+            },
+            {},
+        ),
+        "smuggled": (
+            A1,
+            {
+                "kl_standard_normal": solution(A1, "kl_standard_normal")
+                + "\nfrom vae_edu.kl import kl_diag_gaussians as _k",
+                "kl_two_gaussians": "def kl_two_gaussians(a, b, c, d):\n    return _k(a, b, c, d)",
+            },
+            {},
+        ),
+        "environment": (
+            A1,
+            {"kl_standard_normal": solution(A1, "kl_standard_normal")},
+            {
+                "added": [
+                    (
+                        "kl_standard_normal",
+                        "import os, pathlib\n"
+                        f"pathlib.Path({str(leak)!r}).write_text("
+                        "os.environ.get('INSTRUCTOR_LMS_TOKEN', 'absent'))\n"
+                        "pathlib.Path('grades').mkdir(exist_ok=True)\n"
+                        "pathlib.Path('grades/alice_A1.json').write_text('{\"score\": 10}')",
+                    )
+                ]
+            },
+        ),
+        "hang": (
+            A1,
+            {
+                "kl_standard_normal": "import time\ntime.sleep(60)\n"
+                + solution(A1, "kl_standard_normal"),
+                "kl_two_gaussians": solution(A1, "kl_two_gaussians"),
+                "asymmetry_numbers": "import signal, time\n"
+                "signal.signal(signal.SIGINT, signal.SIG_IGN)\ntime.sleep(60)",
+            },
+            {"edit": student_timeout},
+        ),
+        "malformed": (A1, {}, {"edit": malformed}),
+        "chained_sign": (A1, dict(solved, kl_standard_normal=SIGN_FLIPPED_KL), {}),
+        "chained_syntax": (
+            A1,
+            dict(solved, kl_two_gaussians="def kl_two_gaussians(mean_q, log_var_q:\n    pass"),
+            {},
+        ),
+        "long_message": (
+            A1,
+            {
+                "kl_standard_normal": "def kl_standard_normal(mean, log_var):\n"
+                "    raise ValueError('x' * 5000)\n\nprint('y' * 3_000_000)\n"
+                "raise ValueError('z' * 5000)"
+            },
+            {},
+        ),
+        "a2_reference": (
+            A2,
+            {
+                "reparameterize": "from vae_edu.elbo import reparameterize",
+                "bernoulli_log_likelihood": "from vae_edu.elbo import bernoulli_log_likelihood",
+                "elbo_estimate": "def elbo_estimate(key, model, x, mean, log_var, num_samples):\n"
+                "    return model.exact_elbo(x, mean, jnp.diag(jnp.exp(log_var)))",
+            },
+            {},
+        ),
+    }
+    paths = {}
+    for label, (name, answers, extra) in subs.items():
+        nb = build(release, name, answers, added=extra.get("added", ()), edit=extra.get("edit"))
+        path = root / "subs" / label / f"{name}.ipynb"
+        path.parent.mkdir(parents=True)
+        nbformat.write(nb, path)
+        paths[label] = path
+    renamed = root / "subs" / "renamed" / f"{A2}.ipynb"
+    renamed.parent.mkdir()
+    renamed.write_bytes((DEFAULT_SOURCE_DIR / f"{A1}.ipynb").read_bytes())
+    paths["renamed"] = renamed
+
+    # poisoning: a submission rewrites the instructor source it is graded against
+    poisoned_source = root / "source"
+    poisoned_source.mkdir()
+    for p in DEFAULT_SOURCE_DIR.glob("*.ipynb"):
+        (poisoned_source / p.name).write_bytes(p.read_bytes())
+    poisoner = build(
+        release,
+        A1,
+        {},
+        added=[
+            (
+                "kl_standard_normal",
+                f"import pathlib\np = pathlib.Path({str(poisoned_source / (A1 + '.ipynb'))!r})\n"
+                "p.write_text(p.read_text().replace('check_kl_diag', 'check_kl_diag  '))",
+            )
+        ],
+    )
+    (root / "subs" / "poisoner").mkdir()
+    nbformat.write(poisoner, root / "subs" / "poisoner" / f"{A1}.ipynb")
+    blank = root / "subs" / "blank" / f"{A1}.ipynb"
+    blank.parent.mkdir()
+    blank.write_bytes((release / f"{A1}.ipynb").read_bytes())
+
+    labels = list(paths)
+    batches = [labels[0::3], labels[1::3], labels[2::3]]
+    jobs = []
+    for i, batch in enumerate(batches):
+        report = root / f"batch{i}.json"
+        args = [paths[label] for label in batch] + ["--json", report, "--timeout", "10"]
+        jobs.append((batch, report, _run(args, root)))
+    poison_job = _run(
+        [root / "subs" / "poisoner" / f"{A1}.ipynb", blank, "--source", poisoned_source], root
+    )
+    results = {}
+    for batch, report, process in jobs:
+        stdout, stderr = process.communicate(timeout=900)
+        assert process.returncode == 0, stderr
+        for label, entry in zip(batch, json.loads(report.read_text()), strict=True):
+            results[label] = entry
+        results.setdefault("stdout", "")
+        results["stdout"] += stdout
+    stdout, stderr = poison_job.communicate(timeout=900)
+    results["poison"] = (poison_job.returncode, stdout, stderr)
+    results["leak"] = leak.read_text() if leak.exists() else None
+    results["alice"] = (root / "grades" / "alice_A1.json").read_text()
+    return results
+
+
+def by_id(report):
+    return {q["grade_id"]: q for q in report["questions"]}
+
+
+@pytest.mark.parametrize("label", ["custom_exc", "transformers"])
+def test_kernel_hooks_cannot_pass_hidden_tests(attacks, label):
+    report = attacks[label]
+    assert report["score"] == 0, report
+    q = by_id(report)["test_kl_standard_normal"]
+    assert q["status"] == "failed"
+    assert "NotImplementedError" in q["message"] or "is not defined" in q["message"]
+
+
+def test_patched_checks_and_allclose_do_not_pass_wrong_answers(attacks):
+    q = by_id(attacks["patched"])
+    assert q["test_kl_standard_normal"]["points"] == 0
+    assert "check the sign" in q["test_kl_standard_normal"]["message"]
+    assert q["test_kl_two_gaussians"]["points"] == 0
+    assert attacks["patched"]["score"] == 0
+
+
+def test_the_reference_as_the_answer_scores_zero_with_a_message(attacks):
+    q = by_id(attacks["alias"])
+    for gid in ("test_kl_standard_normal", "test_kl_two_gaussians", "test_kl_monte_carlo"):
+        assert q[gid]["points"] == 0 and q[gid]["status"] == "refused", q[gid]
+        assert "package's own implementation" in q[gid]["message"]
+    assert attacks["alias"]["score"] == 0
+
+
+def test_dynamic_imports_and_exec_score_zero(attacks):
+    report = attacks["dynamic"]
+    assert report["score"] == 0
+    q = by_id(report)
+    assert q["test_kl_standard_normal"]["status"] == "refused"
+    assert "dynamic imports and generated code" in q["test_kl_standard_normal"]["message"]
+
+
+def test_a_reference_smuggled_through_another_answer_is_caught_at_run_time(attacks):
+    q = by_id(attacks["smuggled"])
+    assert q["test_kl_standard_normal"]["status"] == "refused"  # the import (static)
+    assert q["test_kl_two_gaussians"]["status"] == "refused"  # the call (tripwire)
+    assert "vae_edu.kl:kl_diag_gaussians" in q["test_kl_two_gaussians"]["message"]
+
+
+def test_student_code_sees_a_scrubbed_environment_and_a_throwaway_directory(attacks):
+    assert by_id(attacks["environment"])["test_kl_standard_normal"]["points"] == 3
+    assert attacks["leak"] == "absent"  # INSTRUCTOR_LMS_TOKEN was not passed on
+    assert attacks["alice"] == '{"score": 3}'  # relative paths land in the throw-away dir
+
+
+def test_student_set_timeouts_are_ignored_and_interrupt_ignoring_cells_are_killed(attacks):
+    report = attacks["hang"]
+    q = by_id(report)
+    assert q["test_kl_standard_normal"]["points"] == 0
+    assert "did not finish within 10 s" in q["test_kl_standard_normal"]["message"]
+    assert q["test_kl_two_gaussians"]["points"] == 3  # one mistake costs once
+    assert q["test_asymmetry_numbers"]["points"] == 0
+    assert "killed" in q["test_asymmetry_numbers"]["message"]
+    assert report["max_score"] == 10
+
+
+def test_a_file_of_another_assignment_is_refused(attacks):
+    report = attacks["renamed"]
+    assert report["assignment"] == A2 and report["score"] == 0
+    assert any(f"has the cells of {A1}" in note for note in report["notes"])
+
+
+def test_malformed_metadata_scores_zero_without_crashing(attacks):
+    report = attacks["malformed"]
+    assert report["score"] == 0 and report["max_score"] == 10
+
+
+def test_one_mistake_costs_once(attacks):
+    q = by_id(attacks["chained_sign"])
+    assert q["test_kl_standard_normal"]["points"] == 0
+    assert [q[g]["points"] for g in ("test_kl_two_gaussians", "test_kl_monte_carlo")] == [3, 3]
+    assert q["test_asymmetry_numbers"]["points"] == 1
+    q = by_id(attacks["chained_syntax"])
+    assert q["test_kl_two_gaussians"]["points"] == 0
+    assert q["test_kl_standard_normal"]["points"] == 3 and q["test_kl_monte_carlo"]["points"] == 3
+
+
+def test_messages_and_outputs_are_cut(attacks):
+    q = by_id(attacks["long_message"])
+    message = q["test_kl_standard_normal"]["message"]
+    assert q["test_kl_standard_normal"]["points"] == 0
+    assert "ValueError" in message and len(message) <= 1000 and "[cut:" in message, message
+    assert max(len(line) for line in attacks["stdout"].splitlines()) < 1200
+
+
+def test_a2_reference_functions_and_exact_elbo_score_zero(attacks):
+    q = by_id(attacks["a2_reference"])
+    for gid in ("test_reparameterize", "test_bernoulli_log_likelihood", "test_elbo_estimate"):
+        assert q[gid]["points"] == 0 and q[gid]["status"] == "refused", q[gid]
+    assert "exact_elbo" in q["test_elbo_estimate"]["message"]
+
+
+def test_a_submission_that_rewrites_the_sources_stops_the_batch(attacks):
+    code, stdout, stderr = attacks["poison"]
+    assert code == 2
+    assert "changed since grading started" in stderr and "error:" in stderr
+    assert re.search(r"autograded total\s+0 / 10", stdout)  # the poisoner's own report
+    assert stdout.count("autograded total") == 1  # the next one was not graded
+
+
+# ----------------------------------------------------------------------- bad command lines
+
+
+@pytest.mark.parametrize("timeout", ["0", "-5", "x"])
+def test_timeout_must_be_positive(timeout, capsys, tmp_path):
+    sub = tmp_path / f"{A1}.ipynb"
+    sub.write_text("{}")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["grade", str(sub), "--timeout", timeout])
+    assert exit_info.value.code == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_missing_submission_and_unwritable_json_are_usage_errors(capsys, tmp_path):
+    assert main(["grade", str(tmp_path / "missing.ipynb")]) == 2
+    assert "error: submission" in capsys.readouterr().err
+    sub = tmp_path / f"{A1}.ipynb"
+    sub.write_text("{}")
+    assert main(["grade", str(sub), "--json", str(tmp_path / "no" / "dir" / "x.json")]) == 2
+    assert "error: cannot write" in capsys.readouterr().err

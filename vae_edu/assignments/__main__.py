@@ -7,7 +7,9 @@
         per-question score table.
 
 Exit status: 0 when the command did its job (whatever the score), 2 for a usage problem
-(broken markup in a source notebook, no matching instructor source, bad arguments).
+(broken markup in a source notebook, no matching instructor source, bad arguments, a
+missing submission, a --json / --executed path that cannot be written: checked before
+grading, missing folders are created).
 """
 
 from __future__ import annotations
@@ -61,6 +63,33 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_grade_paths(args) -> str | None:
+    """Why ``grade`` cannot do its job, found before grading starts; None if it can.
+
+    The submission must exist; the folders of --json and --executed are created if missing
+    and proven writable (a probe file), so no finished grading is lost at the last step.
+    """
+    from pathlib import Path
+
+    from vae_edu.system import ensure_writable_folder
+
+    submission = Path(args.submission)
+    if not submission.is_file():
+        what = "is not a file" if submission.exists() else "does not exist"
+        return f"the submission {submission} {what}"
+    for option, value in (("--json", args.json), ("--executed", args.executed)):
+        if value is None:
+            continue
+        target = Path(value)
+        if target.is_dir():
+            return f"{option} {target} is a directory; give a file name"
+        try:
+            ensure_writable_folder(target.parent, f"folder of {option}")
+        except OSError as err:
+            return str(err)
+    return None
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -68,6 +97,10 @@ def main(argv=None) -> int:
             for path in release_directory(args.source_dir, args.out_dir):
                 print(f"wrote {path}")
             return 0
+        problem = _check_grade_paths(args)
+        if problem is not None:
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
         report = grade_submission(
             args.submission, args.source, timeout=args.timeout, executed_path=args.executed
         )
@@ -76,7 +109,11 @@ def main(argv=None) -> int:
         return 2
     print(report.table())
     if args.json:
-        report.write_json(args.json)
+        try:
+            report.write_json(args.json)
+        except OSError as err:  # the table above is printed: nothing graded is lost
+            print(f"error: could not write {args.json}: {err}", file=sys.stderr)
+            return 2
     return 0
 
 

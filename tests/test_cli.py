@@ -213,7 +213,7 @@ def test_one_test_image_reports_no_standard_error_and_keeps_the_checkpoint(tmp_p
     output = tmp_path / "b.msgpack"
     assert main(_tiny_run(tmp_path, "--test-subset", "1")) == 0
     captured = capsys.readouterr()
-    assert "+/- n/a (a standard error needs at least 2 test images)" in captured.out
+    assert "+/- n/a nats (a standard error needs at least 2 test images)" in captured.out
     assert not output.with_name("b.resume.msgpack").exists()
     summary = checkpoints.read_metadata(output)["summary"]
     assert summary["test_images"] == 1 and summary["test_elbo_std_error"] is None
@@ -285,8 +285,8 @@ def test_bad_outputs_are_refused_before_training(tmp_path, capsys, no_training):
     cases = [
         (["--train-subset", "10"], "--batch-size 64 exceeds the 10 training images"),
         (["--output", str(folder)], f"--output {folder} exists and is not a regular file"),
-        (["--output", str(a_file / "b.msgpack")], f"checkpoint folder (--output) {a_file}"),
-        (["--figures", str(a_file / "figs")], f"figures folder (--figures) {a_file / 'figs'}"),
+        (["--output", str(a_file / "b.msgpack")], f"(--output) {a_file}: {a_file} is a file"),
+        (["--figures", str(a_file / "figs")], f"(--figures) {a_file / 'figs'}: {a_file} is a"),
     ]
     for extra, message in cases:
         argv = TRAIN_ARGS + ["--output", str(tmp_path / "c.msgpack"), *extra]

@@ -343,7 +343,7 @@ def _figures(model, history, name: str, directory: Path, test_images, test_label
     return written
 
 
-_NO_STD_ERROR = "n/a (a standard error needs at least 2 test images)"
+_NO_STD_ERROR = "a standard error needs at least 2 test images"
 
 
 def _std_error_or_none(value: float) -> float | None:
@@ -352,7 +352,10 @@ def _std_error_or_none(value: float) -> float | None:
 
 
 def _plus_minus(std_error: float | None) -> str:
-    return _NO_STD_ERROR if std_error is None else f"{std_error:.2f}"
+    """The text "+/- 0.12 nats", or "+/- n/a nats (why)" without a standard error."""
+    if std_error is None:
+        return f"+/- n/a nats ({_NO_STD_ERROR})"
+    return f"+/- {std_error:.2f} nats"
 
 
 def _error(message: str) -> int:
@@ -539,13 +542,10 @@ def _train(args, argv: list[str]) -> int:
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
     print(
         f"training wall time {train_seconds:.0f} s; test ELBO {elbo.mean:.2f} "
-        f"+/- {_plus_minus(elbo_se)} nats"
+        f"{_plus_minus(elbo_se)}"
     )
     if args.eval_k:
-        print(
-            f"test log-likelihood (IWAE, k={args.eval_k}) {nll.mean:.2f} +/- "
-            f"{_plus_minus(nll_se)} nats"
-        )
+        print(f"test log-likelihood (IWAE, k={args.eval_k}) {nll.mean:.2f} {_plus_minus(nll_se)}")
     if not args.no_figures:
         name = args.name or args.output.stem
         try:
@@ -624,9 +624,9 @@ def _evaluate(args) -> int:
         print(json.dumps(result, indent=2, allow_nan=False))
         return 0
     print(f"{result['model']}  ({args.checkpoint})")
-    print(f"test ELBO                      {elbo.mean:9.2f} +/- {_plus_minus(elbo_se)} nats")
+    print(f"test ELBO                      {elbo.mean:9.2f} {_plus_minus(elbo_se)}")
     print(
-        f"test log p(x), IWAE k={args.k:<6d}  {nll.mean:9.2f} +/- {_plus_minus(nll_se)} nats"
+        f"test log p(x), IWAE k={args.k:<6d}  {nll.mean:9.2f} {_plus_minus(nll_se)}"
         f"   (NLL {-nll.mean:.2f})"
     )
     print(

@@ -86,6 +86,9 @@ def ensure_writable_folder(folder: str | os.PathLike, what: str = "folder") -> P
         writable; the message names the folder, ``what`` and the reason.
     """
     path = Path(folder)
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise OSError(f"cannot write to the {what} {path}: {existing} is a file, not a folder")
     try:
         path.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(dir=path, prefix=".vae_edu-write-probe-", suffix=".tmp")

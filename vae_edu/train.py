@@ -496,10 +496,12 @@ def train(
         opt_state = ckpt.opt_state
         saved_history = ckpt.training.get("history", {})
         missing = [k for k in HISTORY_KEYS if k not in saved_history]
-        if "epoch" not in ckpt.training or missing:
+        lacking = ["training.epoch"] * ("epoch" not in ckpt.training)
+        lacking += [f"training.history.{k}" for k in missing]
+        if lacking:
             raise checkpoints.CheckpointError(
                 f"cannot resume from {checkpoint_path}: its training state lacks "
-                + ", ".join(["epoch"] * ("epoch" not in ckpt.training) + missing)
+                + ", ".join(lacking)
             )
         epoch = int(ckpt.training["epoch"])
         history = {k: list(saved_history[k]) for k in HISTORY_KEYS}

@@ -3,8 +3,13 @@
 ``train`` trains a VAE on dynamically binarized MNIST, writes one checkpoint file (model,
 config, training summary with test ELBO and, optionally, an IWAE estimate of the test
 log-likelihood) and the standard figures. While it runs, the state after every epoch is
-kept in ``<output>.resume.msgpack`` (removed at the end), so an interrupted run continues
-with ``--resume`` and ends with exactly the same model.
+kept in ``<output>.resume.msgpack``, so an interrupted run continues with ``--resume`` and
+ends with exactly the same model. The checkpoint is written as soon as training ends
+(then the resume file is removed) and rewritten with the test results once they are
+computed, so nothing after training can lose it. Everything that can be checked before
+training is: a batch larger than the training subset, an ``--output`` that is a folder,
+``--output`` / ``--figures`` folders that cannot be written (a real probe write) are
+refused with exit status 2 and an ``error: ...`` line.
 
 ``evaluate`` re-evaluates a checkpoint: test ELBO and the importance-weighted bound
 L_k (k = ``--k``) with standard errors.

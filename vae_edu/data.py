@@ -329,7 +329,7 @@ def _checksum_policy(
         checksums, source = MNIST_SHA256, "vae_edu.data.MNIST_SHA256 (the shipped copy)"
     elif checksums is not None:
         source = "the checksums= argument"
-    elif os.path.lexists(directory / SHA256SUMS_NAME):  # a directory or link: refused, named
+    elif os.path.lexists(directory / SHA256SUMS_NAME):  # a directory there is refused, by name
         checksums, source = (
             _read_sha256sums(directory / SHA256SUMS_NAME),
             str(directory / SHA256SUMS_NAME),

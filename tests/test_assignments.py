@@ -430,3 +430,49 @@ def test_released_student_version_runs_and_scores_zero(graded_assignments, name)
             message = question["message"]
             assert "NotImplementedError" in message or "is not defined" in message, question
     assert "Feedback:" in stdout and "NotImplementedError" in stdout
+
+
+# ------------------------------------------------------------ issue 16: grade CLI usage errors
+@pytest.fixture
+def no_grading(monkeypatch):
+    """Fails the test if grading starts: these errors must come first."""
+    import vae_edu.assignments.__main__ as cli
+
+    monkeypatch.setattr(cli, "grade_submission", lambda *a, **k: pytest.fail("graded"))
+
+
+def test_grade_missing_submission_is_a_usage_error(tmp_path, capsys, no_grading):
+    missing = tmp_path / "A1_missing.ipynb"
+    assert main(["grade", str(missing)]) == 2
+    assert capsys.readouterr().err == f"error: the submission {missing} does not exist\n"
+    assert main(["grade", str(tmp_path)]) == 2
+    assert "is not a file" in capsys.readouterr().err
+
+
+def test_grade_refuses_unwritable_outputs_before_grading(tmp_path, capsys, no_grading):
+    submission = tmp_path / "A1.ipynb"
+    submission.write_text("{}")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    for option in ("--json", "--executed"):
+        target = a_file / "out.json"
+        assert main(["grade", str(submission), option, str(target)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: cannot write to the folder of {option} {a_file}"), err
+        assert main(["grade", str(submission), option, str(tmp_path)]) == 2
+        assert f"{option} {tmp_path} is a directory" in capsys.readouterr().err
+
+
+def test_grade_creates_missing_output_folders(tmp_path, capsys, monkeypatch):
+    import vae_edu.assignments.__main__ as cli
+    from vae_edu.assignments import GradeReport, QuestionResult
+
+    report = GradeReport("A1", "A1.ipynb", "src.ipynb", [QuestionResult("q1", "tests", 2, 2, "ok")])
+    monkeypatch.setattr(cli, "grade_submission", lambda *a, **k: report)
+    submission = tmp_path / "A1.ipynb"
+    submission.write_text("{}")
+    scores = tmp_path / "new" / "deeper" / "scores.json"
+    assert main(["grade", str(submission), "--json", str(scores)]) == 0
+    assert "autograded total" in capsys.readouterr().out
+    assert json.loads(scores.read_text())["score"] == 2
+    assert (tmp_path / "new" / "deeper").is_dir()

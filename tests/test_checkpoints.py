@@ -6,7 +6,9 @@ pickle, a foreign msgpack map) so each error path is exercised for real.
 
 from __future__ import annotations
 
+import json
 import pickle
+import re
 
 import jax
 import numpy as np
@@ -203,3 +205,87 @@ def test_missing_file_and_bad_save_arguments(model, tmp_path):
     with pytest.raises(ValueError, match="NaN"):
         checkpoints.save(tmp_path / "x.msgpack", broken)
     assert not list(tmp_path.iterdir())
+
+
+# --------------------------------------------- issue 16: the whole envelope is validated
+def rewrite_metadata(path, **changes):
+    """Rewrites fields of the JSON metadata (summary, training, ...) inside the file."""
+    payload = serialization.msgpack_restore(path.read_bytes())
+    metadata = json.loads(payload["metadata"])
+    metadata.update(changes)
+    rewrite(path, metadata=json.dumps(metadata))
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"dtype": ["float32"]}, "field 'dtype' is list"),
+        ({"dtype": 16}, "field 'dtype' is int 16"),
+        ({"metadata": {"config": {}}}, "field 'metadata' is dict"),
+        ({"metadata": "[1, 2]"}, "field 'metadata' holds list"),
+        ({"metadata": "{not json"}, "field 'metadata' is not JSON"),
+        ({"params_sha256": 5}, "field 'params_sha256' is int 5"),
+        ({"version": 1.0}, "format version 1.0"),
+        ({"opt_state": "adam"}, "field 'opt_state' is str 'adam'"),
+        ({"opt_state": ["a", "b"]}, "optimizer state array 0 (field 'opt_state') is str 'a'"),
+        ({"opt_state": [{"mu": 1}]}, "optimizer state array 0 (field 'opt_state') is dict"),
+        (
+            {"opt_state": [np.full(3, np.nan, np.float32)]},
+            "array 0 (field 'opt_state') contains NaN",
+        ),
+    ],
+)
+def test_malformed_envelope_fields_are_named(saved, changes, message):
+    rewrite(saved, **changes)
+    with pytest.raises(CheckpointError) as info:
+        checkpoints.load(saved)
+    assert message in str(info.value)
+    assert str(saved) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"training": [1, 2]}, "metadata field training is list"),
+        ({"summary": "fine"}, "metadata field summary is str 'fine'"),
+        ({"summary": {"test_elbo": "high"}}, "summary.test_elbo is str 'high'"),
+        ({"summary": {"nll": None}}, "summary.nll is NoneType"),
+        ({"summary": {"iwae_k": 2.5}}, "summary.iwae_k is float 2.5"),
+        ({"training": {"epoch": -1}}, "training.epoch is int -1"),
+        ({"training": {"train_config": "adam"}}, "training.train_config is str 'adam'"),
+        ({"training": {"train_config": {"batch_size": 0}}}, "training.train_config is invalid"),
+        ({"training": {"history": {"test_elbo": ["x"]}}}, "training.history.test_elbo is not"),
+        (
+            {"training": {"epoch": 2, "history": {"test_elbo": [1.0]}}},
+            "history.test_elbo has 1 entries but training.epoch is 2",
+        ),
+        ({"library_versions": "new"}, "metadata field library_versions is str"),
+    ],
+)
+def test_malformed_metadata_fields_are_named(saved, changes, message):
+    rewrite_metadata(saved, **changes)
+    with pytest.raises(CheckpointError, match=re.escape(message)):
+        checkpoints.load(saved)
+
+
+def test_malformed_checkpoint_through_evaluate_and_resume(saved, tmp_path, capsys):
+    from vae_edu.__main__ import main
+
+    rewrite(saved, dtype=["float32"])
+    assert main(["evaluate", str(saved), "--no-progress"]) == 2
+    assert "field 'dtype' is list" in capsys.readouterr().err
+    # --resume reads <output>.resume.msgpack: the same validation, the same message.
+    resume = tmp_path / "run.resume.msgpack"
+    resume.write_bytes(saved.read_bytes())
+    argv = ["train", "--output", str(tmp_path / "run.msgpack"), "--resume", "--no-figures"]
+    assert main(argv + ["--train-subset", "128", "--test-subset", "2", "--no-progress"]) == 2
+    assert "field 'dtype' is list" in capsys.readouterr().err
+
+
+def test_a_killed_save_leaves_a_temporary_that_the_next_save_removes(model, saved):
+    stale = saved.parent / f".{saved.name}.k1ll3d.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    other = saved.parent / ".other.msgpack.abc.tmp"  # another checkpoint's: not ours
+    other.write_bytes(b"")
+    checkpoints.save(saved, model)
+    assert sorted(p.name for p in saved.parent.iterdir()) == [other.name, saved.name]

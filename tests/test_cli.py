@@ -192,3 +192,141 @@ def test_figure_helpers_draw_what_they_are_given():
     assert len(plots.plot_loss_curves(history).axes) == 3
     with pytest.raises(ValueError, match=r"\(6, 28, 28\) but reconstructions \(5, 28, 28\)"):
         plots.plot_reconstructions(images, images[:5])
+
+
+# --------------------------------------------- issue 16: no raw tracebacks, no lost work
+def _tiny_run(tmp_path, *extra):
+    """TRAIN_ARGS (shared compilation) writing into tmp_path, without figures."""
+    return TRAIN_ARGS + ["--no-figures", "--output", str(tmp_path / "b.msgpack"), *extra]
+
+
+def _valid_json(text):
+    """json.loads that refuses the non-standard NaN / Infinity literals."""
+
+    def refuse(name):
+        raise AssertionError(f"{name} is not valid JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_one_test_image_reports_no_standard_error_and_keeps_the_checkpoint(tmp_path, capsys):
+    output = tmp_path / "b.msgpack"
+    assert main(_tiny_run(tmp_path, "--test-subset", "1")) == 0
+    captured = capsys.readouterr()
+    assert "+/- n/a nats (a standard error needs at least 2 test images)" in captured.out
+    assert not output.with_name("b.resume.msgpack").exists()
+    summary = checkpoints.read_metadata(output)["summary"]
+    assert summary["test_images"] == 1 and summary["test_elbo_std_error"] is None
+    assert np.isfinite(summary["test_elbo"])
+
+    argv = ["evaluate", str(output), "--k", "3", "--num-images", "1", "--no-progress"]
+    assert main(argv + ["--json"]) == 0
+    result = _valid_json(capsys.readouterr().out)
+    assert result["test_elbo_std_error"] is None
+    assert result["test_log_likelihood_std_error"] is None
+    assert "at least 2 test images" in result["std_error_note"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "nan" not in out and "+/- n/a" in out
+
+
+def test_checkpoint_is_written_before_the_evaluation(tmp_path, monkeypatch, capsys):
+    from vae_edu import evaluate
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("evaluation failed")
+
+    monkeypatch.setattr(evaluate, "test_elbo", broken)
+    with pytest.raises(RuntimeError, match="evaluation failed"):
+        main(_tiny_run(tmp_path))
+    # The finished training is on disk, and no leftover resume file blocks a rerun.
+    ckpt = checkpoints.load(tmp_path / "b.msgpack")
+    assert ckpt.training["epoch"] == 1 and ckpt.summary["train_images"] == 512
+    assert not (tmp_path / "b.resume.msgpack").exists()
+
+
+def test_a_failed_checkpoint_write_keeps_the_resume_state(tmp_path, monkeypatch, capsys):
+    real_save = checkpoints.save
+
+    def save(path, *args, **kwargs):
+        if path.name == "b.msgpack":
+            raise OSError("No space left on device")
+        return real_save(path, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoints, "save", save)
+    assert main(_tiny_run(tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: could not write the checkpoint") and "--resume" in err
+    assert "No space left on device" in err
+    assert (tmp_path / "b.resume.msgpack").exists()
+    # The advice works: --resume writes the checkpoint without training again.
+    monkeypatch.setattr(checkpoints, "save", real_save)
+    assert main(_tiny_run(tmp_path, "--resume")) == 0
+    assert checkpoints.read_metadata(tmp_path / "b.msgpack")["summary"]["epochs"] == 1
+    assert not (tmp_path / "b.resume.msgpack").exists()
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Fails the test if training starts: these errors must come before any work."""
+    from vae_edu import train as train_module
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(train_module, "train", refuse)
+
+
+def test_bad_outputs_are_refused_before_training(tmp_path, capsys, no_training):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    folder = tmp_path / "existing_folder"
+    folder.mkdir()
+    cases = [
+        (["--train-subset", "10"], "--batch-size 64 exceeds the 10 training images"),
+        (["--output", str(folder)], f"--output {folder} exists and is not a regular file"),
+        (["--output", str(a_file / "b.msgpack")], f"(--output) {a_file}: {a_file} is a file"),
+        (["--figures", str(a_file / "figs")], f"(--figures) {a_file / 'figs'}: {a_file} is a"),
+    ]
+    for extra, message in cases:
+        argv = TRAIN_ARGS + ["--output", str(tmp_path / "c.msgpack"), *extra]
+        if "--figures" not in extra:
+            argv.append("--no-figures")
+        assert main(argv) == 2, extra
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err, (extra, err)
+        assert "Traceback" not in err
+
+
+def test_unwritable_output_folder_is_refused_before_training(tmp_path, monkeypatch, capsys):
+    # Root ignores permission bits, so simulate a read-only folder where the probe writes.
+    import tempfile
+
+    from vae_edu import train as train_module
+
+    monkeypatch.setattr(train_module, "train", lambda *a, **k: pytest.fail("training started"))
+    real_mkstemp = tempfile.mkstemp
+
+    def mkstemp(*args, dir=None, **kwargs):
+        if dir is not None and str(dir).startswith(str(tmp_path / "readonly")):
+            raise PermissionError(13, "Permission denied")
+        return real_mkstemp(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    output = tmp_path / "readonly" / "b.msgpack"
+    assert main(TRAIN_ARGS + ["--no-figures", "--output", str(output)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write to the checkpoint folder (--output)" in err
+    assert "Permission denied" in err
+
+
+def test_bench_refuses_a_batch_larger_than_the_training_set(capsys, monkeypatch):
+    from vae_edu import bench
+
+    monkeypatch.setattr(bench, "matmul_gflops", lambda *a, **k: pytest.fail("benchmark ran"))
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(["--batch-size", "70000"])
+    assert exit_info.value.code == 2
+    assert "--batch-size 70000 exceeds the 60000 MNIST training images" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="batch_size 70000 exceeds the 60000"):
+        bench.run_benchmark(batch_size=70000)

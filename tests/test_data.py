@@ -563,3 +563,62 @@ def test_batch_iterator_errors_are_raised_at_the_call(arrays, batch_size, kwargs
 def test_batch_size_larger_than_dataset_without_drop_remainder():
     (only,) = data.batch_iterator(jax.random.key(0), 4, 10, drop_remainder=False)
     np.testing.assert_array_equal(np.sort(only), np.arange(4))
+
+
+# ------------------------------------------------------- issue 16: checksums, gzip bombs
+def test_sha256sums_that_is_a_directory_is_refused(tmp_path):
+    write_split(tmp_path, "test", small_images(3), small_labels(3))
+    (tmp_path / "SHA256SUMS").mkdir()
+    with pytest.raises(ValueError, match=r"SHA256SUMS exists but is not a regular file"):
+        data.load_mnist("test", tmp_path)
+
+
+def test_sha256sums_that_is_not_utf8_is_refused(tmp_path):
+    write_split(tmp_path, "test", small_images(3), small_labels(3))
+    (tmp_path / "SHA256SUMS").write_bytes(b"\xff\xfe" + b"0" * 64 + b"  name\n")
+    with pytest.raises(ValueError, match=r"SHA256SUMS is not UTF-8 text"):
+        data.load_mnist("test", tmp_path)
+
+
+def test_checksums_argument_cannot_override_the_shipped_digests():
+    fake = {name: "0" * 64 for name in data.MNIST_SHA256}
+    with pytest.raises(ValueError, match=r"checksums= does not apply to the shipped copy"):
+        data.load_mnist("test", checksums=fake)
+    with pytest.raises(ValueError, match=r"always verified against vae_edu.data.MNIST_SHA256"):
+        data.load_mnist("test", data.SHIPPED_DIRECTORY, checksums={})
+    # The shipped digests themselves are accepted (they are what is used anyway).
+    assert data.load_mnist("test", checksums=dict(data.MNIST_SHA256)).labels.shape == (10000,)
+
+
+def _bomb(tmp_path, *, trailer=None):
+    """A valid IDX header for 5 labels followed by 50 MB of zeros, gzipped (~50 kB)."""
+    content = idx_bytes(small_labels(5)) + bytes(50_000_000)
+    compressed = bytearray(gzip.compress(content, compresslevel=9, mtime=0))
+    if trailer is not None:  # a lying ISIZE field (the last 4 bytes of the gzip trailer)
+        compressed[-4:] = trailer.to_bytes(4, "little")
+    path = tmp_path / "labels.gz"
+    path.write_bytes(bytes(compressed))
+    assert path.stat().st_size < 100_000
+    return path
+
+
+@pytest.mark.parametrize("trailer", [None, 13])
+def test_gzip_bomb_is_refused_without_inflating_it(tmp_path, trailer):
+    import tracemalloc
+
+    path = _bomb(tmp_path, trailer=trailer)
+    tracemalloc.start()
+    try:
+        with pytest.raises(data.IDXFormatError, match="dims disagree with the payload size"):
+            data.read_idx(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 5_000_000  # the 50 MB were never inflated
+
+
+def test_multi_member_gzip_is_still_read(tmp_path):
+    content = idx_bytes(small_images(4))
+    path = tmp_path / "images.gz"
+    path.write_bytes(gzip.compress(content[:100], mtime=0) + gzip.compress(content[100:], mtime=0))
+    np.testing.assert_array_equal(data.read_idx(path), small_images(4))

@@ -573,3 +573,69 @@ def test_shape_errors_name_both_shapes():
         elbo.log_evidence_prior_sampling(key, lambda z: z[..., 0], 2, 1)
     with pytest.raises(ValueError, match=r"returned shape \(\) for z of shape \(5, 2\)"):
         elbo.log_evidence_prior_sampling(key, lambda z: jnp.sum(z), 2, 5)
+
+
+# ------------------------------------------------------- issue 16: legal inputs, bad inputs
+@pytest.mark.parametrize("log_var", [-89.0, -100.0])
+def test_gaussian_likelihood_at_the_mean_with_tiny_variance_is_finite(log_var):
+    # x = mean: the squared residual term is 0, not 0 * exp(89) = 0 * inf = NaN.
+    x = jnp.linspace(0.0, 1.0, 5)
+    value = elbo.gaussian_log_likelihood(x, x, log_var)
+    np.testing.assert_allclose(float(value), -0.5 * 5 * (np.log(2 * np.pi) + log_var), rtol=1e-6)
+    grad = jax.grad(lambda m: elbo.gaussian_log_likelihood(x, m, log_var))(x)
+    np.testing.assert_array_equal(grad, np.zeros(5))
+    # Off the mean the density is -inf (the exact value is below the float32 range), not NaN.
+    assert float(elbo.gaussian_log_likelihood(x + 1.0, x, log_var)) == -np.inf
+
+
+def test_gaussian_likelihood_ordinary_inputs_unchanged():
+    rng = np.random.default_rng(16)
+    x, mean = (rng.normal(size=(20, 6)).astype(np.float32) for _ in range(2))
+    log_var = rng.uniform(-30, 30, size=(20, 6)).astype(np.float32)
+    old = jax.jit(
+        lambda: (
+            -0.5
+            * jnp.sum(np.log(2 * np.pi) + log_var + jnp.square(x - mean) * jnp.exp(-log_var), -1)
+        )
+    )()
+    # Up to the last bit: XLA may fuse and order the float32 operations differently.
+    np.testing.assert_allclose(
+        elbo.gaussian_log_likelihood(x, mean, log_var), old, rtol=2.5e-7, atol=0
+    )
+
+
+def test_bernoulli_likelihood_refuses_values_outside_the_unit_interval():
+    with pytest.raises(ValueError, match=r"x must lie in \[0, 1\].*max 2.0"):
+        elbo.bernoulli_log_likelihood(jnp.full(3, 2.0), jnp.full(3, 5.0))
+    with pytest.raises(ValueError, match=r"x must lie in \[0, 1\].*nan"):
+        elbo.bernoulli_log_likelihood(jnp.array([0.0, np.nan]), jnp.zeros(2))
+    # Under jit the values are unknown: no check (and no error) there.
+    jax.jit(elbo.bernoulli_log_likelihood)(jnp.full(3, 2.0), jnp.zeros(3))
+
+
+def _unit_ll(z):
+    return -jnp.sum(jnp.square(z), axis=-1)
+
+
+@pytest.mark.parametrize(
+    "beta, error, message",
+    [
+        ("a", TypeError, "beta must be a real number"),
+        (None, TypeError, "beta must be a real number"),
+        (float("nan"), ValueError, "beta must be finite"),
+        (float("inf"), ValueError, "beta must be finite"),
+    ],
+)
+def test_elbo_names_a_bad_beta(beta, error, message):
+    with pytest.raises(error, match=message):
+        elbo.elbo(jax.random.key(0), jnp.zeros(2), jnp.zeros(2), _unit_ll, beta=beta)
+
+
+def test_elbo_names_a_log_likelihood_that_returns_none():
+    with pytest.raises(TypeError, match="log_likelihood_fn must return an array.*NoneType"):
+        elbo.elbo(jax.random.key(0), jnp.zeros(2), jnp.zeros(2), lambda z: None)
+
+
+def test_ragged_data_is_named():
+    with pytest.raises(ValueError, match="x is not a rectangular array.*ragged list"):
+        elbo.gaussian_log_likelihood([[0.0, 1.0], [0.0]], 0.0, 0.0)

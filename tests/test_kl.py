@@ -696,3 +696,70 @@ def test_bad_probability_vectors_are_errors_naming_the_argument():
         kl_categorical(np.array([np.nan, 1.0]), uniform)
     # Rounding-level deviations are accepted (float32 softmax outputs never sum to exactly 1).
     assert bool(np.isfinite(kl_categorical(jax.nn.softmax(np.arange(50.0) / 7), np.ones(50) / 50)))
+
+
+# ------------------------------------------------------- issue 16: legal inputs, never NaN
+@pytest.mark.parametrize("log_var", [-100.0, -89.0, -200.0])
+def test_identical_tiny_variance_gaussians_have_zero_kl(log_var):
+    # q = p = N(0, e^log_var): exp(-log_var) overflows float32, 0 * inf used to give NaN.
+    value = kl_diag_gaussians(np.zeros(3), np.full(3, log_var), 0.0, log_var)
+    assert float(value) == 0.0
+    grads = jax.grad(lambda m, lv: kl_diag_gaussians(m, lv, 0.0, log_var), argnums=(0, 1))(
+        jnp.zeros(3), jnp.full(3, log_var)
+    )
+    for g in grads:
+        np.testing.assert_array_equal(g, np.zeros(3))
+
+
+def test_kl_against_a_tiny_prior_variance_is_infinite_not_nan():
+    # Exact value 1/2 (e^100 - 1 - 100) per dimension: beyond float32, so +inf.
+    assert float(kl_diag_gaussians(np.zeros(2), np.zeros(2), 0.0, -100.0)) == np.inf
+    with jax.enable_x64(True):  # representable in float64: the exact value
+        value = kl_diag_gaussians(np.zeros(2), np.zeros(2), 0.0, -100.0)
+        np.testing.assert_allclose(float(value), np.expm1(100.0) - 100.0, rtol=1e-12)
+
+
+def test_mean_term_outside_the_float32_exponent_range_is_exact():
+    # (mu_q - mu_p)^2 / sigma_p^2 with exp(-log_var_p) overflowing (200) or underflowing
+    # (-100) float32, and a squared difference that underflows (1e-30^2) or overflows.
+    cases = [(1e-30, -200.0), (1e30, 100.0), (1e-25, -85.0)]
+    for diff, log_var in cases:
+        value = kl_diag_gaussians(np.array([diff]), np.array([log_var]), 0.0, log_var)
+        exact = 0.5 * math.exp(2 * math.log(diff) - log_var)
+        np.testing.assert_allclose(float(value), exact, rtol=1e-5)
+
+
+def test_ordinary_inputs_are_unchanged():
+    # The stable rewrite keeps the direct product (mu_q - mu_p)^2 * exp(-log_var_p)
+    # wherever both factors are normal floats: the formula it replaced, up to the last bit
+    # (XLA may fuse and order the float32 operations differently).
+    rng = np.random.default_rng(16)
+    mq, mp = (rng.normal(size=(50, 4)).astype(np.float32) for _ in range(2))
+    lq, lp = (rng.uniform(-30, 30, size=(50, 4)).astype(np.float32) for _ in range(2))
+    r = lq - lp
+    old = jax.jit(
+        lambda: jnp.sum(
+            0.5 * (jnp.expm1(r) - r + jnp.square(jnp.asarray(mq - mp)) * jnp.exp(-lp)), axis=-1
+        )
+    )()
+    np.testing.assert_allclose(kl_diag_gaussians(mq, lq, mp, lp), old, rtol=2.5e-7, atol=0)
+
+
+def test_kl_mvn_refuses_dimension_zero_and_float16():
+    with _raises_naming("d >= 1", "(0,)"):
+        kl_mvn(np.zeros(0), np.zeros((0, 0)), np.zeros(0), np.zeros((0, 0)))
+    half = np.float16
+    with pytest.raises(TypeError, match="float32 and float64 only.*mean_q is float16"):
+        kl_mvn(np.zeros(2, half), np.eye(2, dtype=half), np.zeros(2, half), np.eye(2, dtype=half))
+
+
+def test_ragged_input_is_named():
+    with _raises_naming("mean_q is not a rectangular array", "ragged list"):
+        kl_diag_gaussians([[0.0, 1.0], [0.0]], [0.0, 0.0])
+    with pytest.raises(TypeError, match="p must hold numbers"):
+        kl_categorical(np.array(["a", "b"]), [0.5, 0.5])
+
+
+def test_float64_sum_error_shows_the_difference():
+    with jax.enable_x64(True), _raises_naming("sum to 1.00000001999", "1 + 2e-08", "1.49e-08"):
+        kl_categorical(np.array([0.5, 0.5 + 2e-8]), np.array([0.5, 0.5]))

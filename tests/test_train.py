@@ -199,3 +199,19 @@ def test_bad_inputs_are_refused():
         )
     with pytest.raises(ValueError, match="resume"):
         run(config(), resume=True)
+
+
+def test_resume_names_missing_training_state(tmp_path):
+    # A checkpoint with the right configs but no history: a CheckpointError, not a KeyError.
+    train_config = config(num_epochs=1)
+    model = init_model(SMALL, train_config.seed)
+    params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    opt_state = jax.jit(make_optimizer(train_config, len(TRAIN)).init)(params)
+    path = checkpoints.save(
+        tmp_path / "run.msgpack",
+        model,
+        opt_state=opt_state,
+        training={"epoch": 0, "seed": 0, "train_config": train_config.to_dict()},
+    )
+    with pytest.raises(checkpoints.CheckpointError, match=r"lacks training\.history\.epoch, "):
+        run(train_config, checkpoint_path=path, resume=True)

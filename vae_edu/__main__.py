@@ -3,8 +3,13 @@
 ``train`` trains a VAE on dynamically binarized MNIST, writes one checkpoint file (model,
 config, training summary with test ELBO and, optionally, an IWAE estimate of the test
 log-likelihood) and the standard figures. While it runs, the state after every epoch is
-kept in ``<output>.resume.msgpack`` (removed at the end), so an interrupted run continues
-with ``--resume`` and ends with exactly the same model.
+kept in ``<output>.resume.msgpack``, so an interrupted run continues with ``--resume`` and
+ends with exactly the same model. The checkpoint is written as soon as training ends
+(then the resume file is removed) and rewritten with the test results once they are
+computed, so nothing after training can lose it. Everything that can be checked before
+training is: a batch larger than the training subset, an ``--output`` that is a folder,
+``--output`` / ``--figures`` folders that cannot be written (a real probe write) are
+refused with exit status 2 and an ``error: ...`` line.
 
 ``evaluate`` re-evaluates a checkpoint: test ELBO and the importance-weighted bound
 L_k (k = ``--k``) with standard errors.
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import sys
 import time
@@ -342,6 +348,49 @@ def _figures(model, history, name: str, directory: Path, test_images, test_label
     return written
 
 
+_NO_STD_ERROR = "a standard error needs at least 2 test images"
+
+
+def _std_error_or_none(value: float) -> float | None:
+    """A standard error, or None (JSON null) where there is none (one image gives NaN)."""
+    return value if math.isfinite(value) else None
+
+
+def _plus_minus(std_error: float | None) -> str:
+    """The text "+/- 0.12 nats", or "+/- n/a nats (why)" without a standard error."""
+    if std_error is None:
+        return f"+/- n/a nats ({_NO_STD_ERROR})"
+    return f"+/- {std_error:.2f} nats"
+
+
+def _error(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _check_outputs(args) -> str | None:
+    """Why the run could not write its results, found *before* training; None if it can.
+
+    The folders are created if missing and proven writable with a probe file (this works
+    for every user and platform, unlike permission bits).
+    """
+    from .system import ensure_writable_folder
+
+    output = args.output
+    if output.exists() and not output.is_file():
+        return (
+            f"--output {output} exists and is not a regular file (a directory?); give the "
+            f"checkpoint's file name, e.g. {output / 'vae.msgpack'}"
+        )
+    try:
+        ensure_writable_folder(output.parent, "checkpoint folder (--output)")
+        if not args.no_figures:
+            ensure_writable_folder(args.figures, "figures folder (--figures)")
+    except OSError as err:
+        return str(err)
+    return None
+
+
 def _train(args, argv: list[str]) -> int:
     import jax
 
@@ -372,20 +421,26 @@ def _train(args, argv: list[str]) -> int:
             steps_per_call=args.steps_per_call,
         )
     except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return _error(str(err))
+    resume_path = args.output.with_name(args.output.stem + ".resume.msgpack")
+    if resume_path.exists() and not args.resume:
+        return _error(
+            f"{resume_path} exists (an interrupted run); pass --resume to continue "
+            f"it or delete it to start over"
+        )
+    problem = _check_outputs(args)
+    if problem is not None:
+        return _error(problem)
     train_split, test_split = data.load_mnist("train"), data.load_mnist("test")
     train_images = train_split.images[: args.train_subset]
     test_images = test_split.images[: args.test_subset]
     test_labels = test_split.labels[: args.test_subset]
-    resume_path = args.output.with_name(args.output.stem + ".resume.msgpack")
-    if resume_path.exists() and not args.resume:
-        print(
-            f"error: {resume_path} exists (an interrupted run); pass --resume to continue "
-            f"it or delete it to start over",
-            file=sys.stderr,
+    if len(train_images) < args.batch_size:
+        return _error(
+            f"--batch-size {args.batch_size} exceeds the {len(train_images)} training images "
+            f"(--train-subset {args.train_subset}): an epoch would have no step; use a "
+            f"smaller --batch-size or more images"
         )
-        return 2
     from .system import load_average
 
     load_start = load_average()
@@ -404,11 +459,40 @@ def _train(args, argv: list[str]) -> int:
             resume=args.resume,
             progress=not args.no_progress,
         )
-    except checkpoints.CheckpointError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except (checkpoints.CheckpointError, ValueError, OSError) as err:
+        return _error(str(err))
     train_seconds = result.wall_seconds
     model = _round_to_storage(result.model, args.dtype)
+    training = {
+        "epoch": result.state.epoch,
+        "seed": args.seed,
+        "train_config": train_config.to_dict(),
+        "history": result.history,
+    }
+    summary = {
+        "epochs": result.state.epoch,
+        "seed": args.seed,
+        "test_images": int(len(test_images)),
+        "train_images": int(len(train_images)),
+        "eval_binarizations": args.eval_binarizations,
+        "train_wall_seconds": train_seconds,
+        "load_average_start": load_start,
+        "command": "python -m vae_edu " + shlex.join(argv),
+        "storage_dtype": args.dtype,
+    }
+    # The finished training is saved first, before any evaluation that could fail; the
+    # checkpoint is rewritten below with the test results added to its summary.
+    try:
+        path = checkpoints.save(
+            args.output, model, summary=summary, training=training, dtype=args.dtype
+        )
+    except (OSError, ValueError) as err:
+        return _error(
+            f"could not write the checkpoint {args.output}: {err}. The trained state "
+            f"(epoch {result.state.epoch}) is kept in {resume_path}: fix the problem and "
+            f"rerun the same command with --resume to write the checkpoint without training"
+        )
+    resume_path.unlink(missing_ok=True)
 
     eval_start = time.perf_counter()
     key = jax.random.PRNGKey(args.seed)
@@ -416,24 +500,14 @@ def _train(args, argv: list[str]) -> int:
     elbo = evaluate.test_elbo(
         model, test_images, key, binarize=binarize, num_binarizations=args.eval_binarizations
     )
-    summary = {
-        "epochs": result.state.epoch,
-        "seed": args.seed,
-        "test_elbo": elbo.mean,
-        "test_elbo_std_error": elbo.std_error,
-        "test_images": int(len(test_images)),
-        "train_images": int(len(train_images)),
-        "eval_binarizations": args.eval_binarizations,
-        "quick_test_elbo": evaluate.quick_test_elbo(model, binarize=binarize),
-        "active_units": evaluate.active_units(model, test_images, key=key).count,
-        "kl_per_dimension": [
-            float(v) for v in evaluate.kl_per_dimension(model, test_images, key=key)
-        ],
-        "train_wall_seconds": train_seconds,
-        "load_average_start": load_start,
-        "command": "python -m vae_edu " + shlex.join(argv),
-        "storage_dtype": args.dtype,
-    }
+    elbo_se = _std_error_or_none(elbo.std_error)
+    summary.update(
+        test_elbo=elbo.mean,
+        test_elbo_std_error=elbo_se,
+        quick_test_elbo=evaluate.quick_test_elbo(model, binarize=binarize),
+        active_units=evaluate.active_units(model, test_images, key=key).count,
+        kl_per_dimension=[float(v) for v in evaluate.kl_per_dimension(model, test_images, key=key)],
+    )
     if args.eval_k:
         nll = evaluate.iwae_log_likelihood(
             model,
@@ -444,10 +518,11 @@ def _train(args, argv: list[str]) -> int:
             binarize=binarize,
             progress=not args.no_progress,
         )
+        nll_se = _std_error_or_none(nll.std_error)
         summary.update(
             iwae_k=args.eval_k,
             test_log_likelihood=nll.mean,
-            test_log_likelihood_std_error=nll.std_error,
+            test_log_likelihood_std_error=nll_se,
             nll=-nll.mean,
         )
     if args.dtype != "float32":  # what the rounding to the storage dtype costs
@@ -460,33 +535,31 @@ def _train(args, argv: list[str]) -> int:
         ).mean
     summary["eval_wall_seconds"] = time.perf_counter() - eval_start
     summary["load_average_end"] = load_average()
-    training = {
-        "epoch": result.state.epoch,
-        "seed": args.seed,
-        "train_config": train_config.to_dict(),
-        "history": result.history,
-    }
-    path = checkpoints.save(
-        args.output, model, summary=summary, training=training, dtype=args.dtype
-    )
-    if resume_path.exists():
-        resume_path.unlink()
+    try:
+        path = checkpoints.save(
+            args.output, model, summary=summary, training=training, dtype=args.dtype
+        )
+    except (OSError, ValueError) as err:
+        return _error(
+            f"could not add the test results to {args.output} ({err}); the trained model "
+            f"is saved there without them: run python -m vae_edu evaluate {args.output}"
+        )
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
     print(
         f"training wall time {train_seconds:.0f} s; test ELBO {elbo.mean:.2f} "
-        f"+/- {elbo.std_error:.2f} nats"
+        f"{_plus_minus(elbo_se)}"
     )
     if args.eval_k:
-        print(
-            f"test log-likelihood (IWAE, k={args.eval_k}) {nll.mean:.2f} +/- "
-            f"{nll.std_error:.2f} nats"
-        )
+        print(f"test log-likelihood (IWAE, k={args.eval_k}) {nll.mean:.2f} {_plus_minus(nll_se)}")
     if not args.no_figures:
         name = args.name or args.output.stem
-        for fig_path in _figures(
-            model, result.history, name, args.figures, test_images, test_labels, args.seed
-        ):
-            print(f"wrote {fig_path}")
+        try:
+            for fig_path in _figures(
+                model, result.history, name, args.figures, test_images, test_labels, args.seed
+            ):
+                print(f"wrote {fig_path}")
+        except OSError as err:
+            return _error(f"could not write the figures ({err}); the checkpoint {path} is saved")
     return 0
 
 
@@ -497,9 +570,8 @@ def _evaluate(args) -> int:
 
     try:
         ckpt = checkpoints.load(args.checkpoint)
-    except (checkpoints.CheckpointError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except (checkpoints.CheckpointError, OSError) as err:
+        return _error(str(err))
     images = data.load_mnist("test").images[: args.num_images]
     key = jax.random.PRNGKey(args.seed)
     binarize = ckpt.training.get("train_config", {}).get("targets", "binarized") == "binarized"
@@ -521,20 +593,26 @@ def _evaluate(args) -> int:
         progress=not args.no_progress,
     )
     iwae_seconds = time.perf_counter() - start
+    elbo_se, nll_se = _std_error_or_none(elbo.std_error), _std_error_or_none(nll.std_error)
     result = {
         "checkpoint": str(args.checkpoint),
         "model": ckpt.config.describe(),
         "test_images": int(len(images)),
         "binarizations": args.binarizations,
         "test_elbo": elbo.mean,
-        "test_elbo_std_error": elbo.std_error,
+        "test_elbo_std_error": elbo_se,
         "k": args.k,
         "test_log_likelihood": nll.mean,
-        "test_log_likelihood_std_error": nll.std_error,
+        "test_log_likelihood_std_error": nll_se,
         "nll": -nll.mean,
         "elbo_seconds": elbo_seconds,
         "iwae_seconds": iwae_seconds,
     }
+    if elbo_se is None or nll_se is None:
+        result["std_error_note"] = (
+            "null: a standard error over images needs at least 2 test images "
+            f"(--num-images {len(images)})"
+        )
     if args.report_memory:
         result["iwae_xla_temp_mb"] = (
             evaluate.iwae_memory_bytes(
@@ -548,12 +626,12 @@ def _evaluate(args) -> int:
         )
         result["peak_rss_mb"] = _peak_rss_mb()
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps(result, indent=2, allow_nan=False))
         return 0
     print(f"{result['model']}  ({args.checkpoint})")
-    print(f"test ELBO                      {elbo.mean:9.2f} +/- {elbo.std_error:.2f} nats")
+    print(f"test ELBO                      {elbo.mean:9.2f} {_plus_minus(elbo_se)}")
     print(
-        f"test log p(x), IWAE k={args.k:<6d}  {nll.mean:9.2f} +/- {nll.std_error:.2f} nats"
+        f"test log p(x), IWAE k={args.k:<6d}  {nll.mean:9.2f} {_plus_minus(nll_se)}"
         f"   (NLL {-nll.mean:.2f})"
     )
     print(
@@ -565,7 +643,7 @@ def _evaluate(args) -> int:
         print(
             f"stored in the checkpoint: test ELBO {stored:.2f}"
             + (
-                f", NLL {ckpt.summary['nll']:.2f} (k={ckpt.summary['iwae_k']})"
+                f", NLL {ckpt.summary['nll']:.2f} (k={ckpt.summary.get('iwae_k', '?')})"
                 if "nll" in ckpt.summary
                 else ""
             )

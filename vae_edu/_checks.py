@@ -17,8 +17,19 @@ def as_float(x, name: str):
     """Converts ``x`` to a floating JAX array (keeps float64 if x64 is on), naming it on failure."""
     try:
         arr = jnp.asarray(x)
-    except TypeError as err:  # e.g. a string or a ragged list
+    except TypeError as err:  # e.g. a string, None, a dict or an array of strings
+        dtype = getattr(x, "dtype", None)
+        if dtype is not None:
+            raise TypeError(f"{name} must hold numbers, got dtype {dtype}") from err
         raise TypeError(f"{name} must be array-like, got {type(x).__name__}") from err
+    except ValueError as err:  # e.g. a ragged list [[0.0, 1.0], [0.0]]
+        raise ValueError(
+            f"{name} is not a rectangular array: a ragged {type(x).__name__} (rows of "
+            f"different lengths) or a sequence mixing numbers and arrays cannot be converted "
+            f"({err})"
+        ) from None
+    if not (jnp.issubdtype(arr.dtype, jnp.number) or jnp.issubdtype(arr.dtype, jnp.bool_)):
+        raise TypeError(f"{name} must hold numbers, got dtype {arr.dtype}")
     if not jnp.issubdtype(arr.dtype, jnp.floating):
         arr = arr.astype(jnp.result_type(float))
     return arr

@@ -117,9 +117,15 @@ def run_benchmark(
         run_epoch,
     )
 
+    train_images = data.load_mnist("train").images
+    if batch_size > len(train_images):  # checked before any timing starts
+        raise ValueError(
+            f"batch_size {batch_size} exceeds the {len(train_images)} MNIST training images: "
+            "an epoch would have no step"
+        )
     load_start = load_average()
     peak_before = matmul_gflops()
-    images = prepare_images(data.load_mnist("train").images)
+    images = prepare_images(train_images)
     num_examples = images.shape[0]
     model_config = VAEConfig(hidden_sizes=(hidden,), latent_dim=latent)
     train_config = TrainConfig(
@@ -247,6 +253,14 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("epochs", "batch_size", "hidden", "latent_dim", "steps_per_call"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be a positive integer")
+    from vae_edu import data
+
+    num_train = len(data.load_mnist("train").labels)
+    if args.batch_size > num_train:
+        parser.error(
+            f"--batch-size {args.batch_size} exceeds the {num_train} MNIST training images "
+            "(an epoch would have no step)"
+        )
     result = run_benchmark(
         args.epochs, args.batch_size, args.hidden, args.latent_dim, args.steps_per_call
     )

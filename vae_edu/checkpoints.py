@@ -29,13 +29,20 @@ File layout (a msgpack map)::
     opt_state     list of arrays (the optax state's leaves) or nil
 
 Writes are atomic (temporary file in the same folder, then ``os.replace``), so an
-interrupted save never leaves a truncated checkpoint behind.
+interrupted save never leaves a truncated checkpoint behind; the temporary a killed save
+leaves beside the checkpoint is deleted by the next successful save of that path.
+
+Loading checks the schema of the whole file, every field's type included (``dtype`` a
+string, ``summary`` and ``training`` maps with numbers where vae_edu reads numbers,
+optimizer-state leaves numeric and finite...): any malformed file is a CheckpointError
+naming the field.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 import tempfile
@@ -256,12 +263,166 @@ def save(
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    _remove_stale_temporaries(path)
     return path
 
 
+def _remove_stale_temporaries(path: Path) -> None:
+    """Deletes ``.<name>.*.tmp`` files left beside ``path`` by saves that were killed.
+
+    A save writes ``.<name>.<random>.tmp`` and renames it onto ``path``; a process killed
+    in between (power loss, kill -9) leaves the temporary behind. Once a save of ``path``
+    has succeeded, any such file is garbage. (Two processes saving the *same* path at the
+    same time is unsupported anyway: the last rename wins.)
+    """
+    prefix, suffix = f".{path.name}.", ".tmp"
+    try:
+        entries = list(path.parent.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        name = entry.name
+        if name.startswith(prefix) and name.endswith(suffix) and len(name) > len(prefix + suffix):
+            try:
+                if entry.is_file():
+                    entry.unlink()
+            except OSError:  # already gone, or not ours to delete: not worth failing a save
+                pass
+
+
 # ----------------------------------------------------------------------------- load
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    """A finite JSON number (int or float, not a bool, not NaN or inf)."""
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+def _kind(value) -> str:
+    """How a malformed field is described: its type, and for short scalars its value."""
+    if isinstance(value, (int, float, str)) and len(repr(value)) <= 40:
+        return f"{type(value).__name__} {value!r}"
+    return type(value).__name__
+
+
+# Summary fields vae_edu itself reads or prints: finite numbers (std errors may be null).
+_SUMMARY_NUMBERS = (
+    "test_elbo",
+    "quick_test_elbo",
+    "nll",
+    "test_log_likelihood",
+    "test_elbo_before_rounding",
+)
+_SUMMARY_OPTIONAL_NUMBERS = ("test_elbo_std_error", "test_log_likelihood_std_error")
+_SUMMARY_COUNTS = (
+    "epochs",
+    "iwae_k",
+    "test_images",
+    "train_images",
+    "active_units",
+    "eval_binarizations",
+)
+
+
+def _check_summary(path, summary) -> None:
+    if not isinstance(summary, dict):
+        raise CheckpointError(
+            f"{path} is corrupt: metadata field summary is {_kind(summary)}, expected a map"
+        )
+    for key in _SUMMARY_NUMBERS + _SUMMARY_OPTIONAL_NUMBERS:
+        if key not in summary or (key in _SUMMARY_OPTIONAL_NUMBERS and summary[key] is None):
+            continue
+        if not _is_number(summary[key]):
+            raise CheckpointError(
+                f"{path} is corrupt: metadata field summary.{key} is {_kind(summary[key])}, "
+                "expected a finite number"
+            )
+    for key in _SUMMARY_COUNTS:
+        if key in summary and not (_is_int(summary[key]) and summary[key] >= 0):
+            raise CheckpointError(
+                f"{path} is corrupt: metadata field summary.{key} is {_kind(summary[key])}, "
+                "expected an integer >= 0"
+            )
+
+
+def _check_training(path, training) -> None:
+    from vae_edu.train import TrainConfig  # local: train imports this module at call time
+
+    if not isinstance(training, dict):
+        raise CheckpointError(
+            f"{path} is corrupt: metadata field training is {_kind(training)}, expected a map"
+        )
+    for key in ("epoch", "seed"):
+        if key in training and not (_is_int(training[key]) and training[key] >= 0):
+            raise CheckpointError(
+                f"{path} is corrupt: metadata field training.{key} is "
+                f"{_kind(training[key])}, expected an integer >= 0"
+            )
+    if "train_config" in training:
+        train_config = training["train_config"]
+        if not isinstance(train_config, dict):
+            raise CheckpointError(
+                f"{path} is corrupt: metadata field training.train_config is "
+                f"{_kind(train_config)}, expected a map"
+            )
+        try:
+            TrainConfig.from_dict(train_config)
+        except (TypeError, ValueError) as err:
+            raise CheckpointError(
+                f"{path} is corrupt: metadata field training.train_config is invalid: {err}"
+            ) from err
+    if "history" in training:
+        history = training["history"]
+        if not isinstance(history, dict):
+            raise CheckpointError(
+                f"{path} is corrupt: metadata field training.history is {_kind(history)}, "
+                "expected a map of lists of numbers"
+            )
+        for key, values in history.items():
+            if not isinstance(values, list) or not all(_is_number(v) for v in values):
+                raise CheckpointError(
+                    f"{path} is corrupt: metadata field training.history.{key} is not a "
+                    "list of finite numbers"
+                )
+            if "epoch" in training and len(values) != training["epoch"]:
+                raise CheckpointError(
+                    f"{path} is corrupt: metadata field training.history.{key} has "
+                    f"{len(values)} entries but training.epoch is {training['epoch']}"
+                )
+
+
+def _check_opt_state(path, leaves) -> None:
+    if leaves is None:
+        return
+    if not isinstance(leaves, list):
+        raise CheckpointError(
+            f"{path} is corrupt: the field 'opt_state' is {_kind(leaves)}, expected a list "
+            "of arrays or nil"
+        )
+    for i, leaf in enumerate(leaves):
+        if not isinstance(leaf, np.ndarray) or not (
+            np.issubdtype(leaf.dtype, np.floating) or np.issubdtype(leaf.dtype, np.integer)
+        ):
+            kind = f"an array of {leaf.dtype}" if isinstance(leaf, np.ndarray) else _kind(leaf)
+            raise CheckpointError(
+                f"{path} is corrupt: optimizer state array {i} (field 'opt_state') is "
+                f"{kind}, expected a numeric array"
+            )
+        if np.issubdtype(leaf.dtype, np.floating) and not np.all(np.isfinite(leaf)):
+            raise CheckpointError(
+                f"{path} is corrupt: optimizer state array {i} (field 'opt_state') contains "
+                "NaN or inf"
+            )
+
+
 def _read(path: str | os.PathLike) -> tuple[dict, dict]:
-    """Reads and checks the envelope of a checkpoint: (payload, metadata)."""
+    """Reads and checks the whole envelope of a checkpoint: (payload, metadata).
+
+    Every field's type is checked before it is used, so a malformed file (crafted or
+    damaged) is a CheckpointError naming the field, never a TypeError from deep inside.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
@@ -277,23 +438,51 @@ def _read(path: str | os.PathLike) -> tuple[dict, dict]:
         tag = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise CheckpointError(f"{path} is not a {FORMAT} file (format tag {tag!r})")
     version = payload.get("version")
-    if version != VERSION:
+    if not _is_int(version) or version != VERSION:
         raise CheckpointError(
             f"{path} has format version {version!r}; this vae_edu reads version {VERSION}"
         )
     for key in ("metadata", "dtype", "params", "params_sha256"):
         if key not in payload:
             raise CheckpointError(f"{path} is corrupt: the field {key!r} is missing")
+    for key in ("metadata", "dtype", "params_sha256"):
+        if not isinstance(payload[key], str):
+            raise CheckpointError(
+                f"{path} is corrupt: the field {key!r} is {_kind(payload[key])}, expected a string"
+            )
+    if payload["dtype"] not in STORAGE_DTYPES:
+        raise CheckpointError(
+            f"{path} stores parameters as {payload['dtype']!r} (field 'dtype'); expected "
+            f"one of {sorted(STORAGE_DTYPES)}"
+        )
     try:
         metadata = json.loads(payload["metadata"])
+    except ValueError as err:
+        raise CheckpointError(
+            f"{path} is corrupt: the field 'metadata' is not JSON: {err}"
+        ) from err
+    if not isinstance(metadata, dict):
+        raise CheckpointError(
+            f"{path} is corrupt: the field 'metadata' holds {_kind(metadata)}, expected a map"
+        )
+    if not isinstance(metadata.get("config"), dict):
+        raise CheckpointError(
+            f"{path} has an invalid model config: metadata field config is "
+            f"{_kind(metadata.get('config'))}, expected a map"
+        )
+    try:
         config = VAEConfig.from_dict(metadata["config"])
     except (TypeError, ValueError, KeyError) as err:
         raise CheckpointError(f"{path} has an invalid model config: {err}") from err
-    if payload["dtype"] not in STORAGE_DTYPES:
+    _check_summary(path, metadata.setdefault("summary", {}))
+    _check_training(path, metadata.setdefault("training", {}))
+    versions = metadata.setdefault("library_versions", {})
+    if not isinstance(versions, dict):
         raise CheckpointError(
-            f"{path} stores parameters as {payload['dtype']!r}; expected "
-            f"one of {sorted(STORAGE_DTYPES)}"
+            f"{path} is corrupt: metadata field library_versions is {_kind(versions)}, "
+            "expected a map"
         )
+    _check_opt_state(path, payload.get("opt_state"))
     if not isinstance(payload["params"], dict):
         raise CheckpointError(f"{path} is corrupt: params is not a map")
     flat = _flatten(payload["params"])

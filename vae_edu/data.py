@@ -22,7 +22,6 @@ dimensions ``NN``), then ``NN`` big-endian int32 sizes, then the data in C order
 from __future__ import annotations
 
 import functools
-import gzip
 import hashlib
 import math
 import os
@@ -118,9 +117,74 @@ def _read_bytes(path: Path) -> tuple[bytes, bytes]:
     if path.suffix != ".gz":
         return raw, raw
     try:
-        return raw, gzip.decompress(raw)
+        return raw, _gunzip_idx(path, raw)
     except (OSError, EOFError, zlib.error) as err:  # BadGzipFile is an OSError
         raise IDXFormatError(f"{path}: corrupt gzip stream ({err})") from err
+
+
+def _gunzip_idx(path: Path, raw: bytes) -> bytes:
+    """Decompresses a gzipped IDX file, never inflating more than its IDX header announces.
+
+    A few kilobytes of gzip can inflate to gigabytes, so the stream is inflated
+    incrementally: first the IDX header (4-byte magic, 4 bytes per dimension), which fixes
+    the exact size N of the file; then the gzip trailer's declared size (ISIZE, the last 4
+    bytes: the uncompressed size mod 2^32) is compared with N *before* the payload is
+    inflated; and the payload is inflated with a cap of N + 1 bytes, so a lying trailer
+    cannot make it inflate more either. Several gzip members in a row are read as one
+    stream (as ``gzip.decompress`` does).
+    """
+    declared = int.from_bytes(raw[-4:], "little") if len(raw) >= 18 else None
+    out = bytearray()
+    limit = None  # the file size the IDX header announces, once it is known
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # gzip framing, CRC checked
+    pending = raw
+    while True:
+        if limit is not None:
+            want = limit + 1 - len(out)
+        elif len(out) < 4:
+            want = 4 - len(out)
+        else:
+            want = 4 + 4 * out[3] - len(out)
+        chunk = inflater.decompress(pending, want)
+        pending = inflater.unconsumed_tail
+        out += chunk
+        if limit is None and len(out) >= 4:
+            if out[:2] != b"\x00\x00" or out[2] not in _IDX_DTYPES:
+                _parse_idx(path, bytes(out))  # raises: wrong magic number
+            header_size = 4 + 4 * out[3]
+            if len(out) >= header_size:
+                dims = tuple(int(d) for d in np.frombuffer(bytes(out[4:header_size]), ">u4"))
+                dtype = _IDX_DTYPES[out[2]]
+                needed = math.prod(dims) * dtype.itemsize
+                limit = header_size + needed
+                if declared is not None and limit < 2**32 and declared > limit:
+                    raise IDXFormatError(
+                        f"{path}: corrupt gzip stream, or dims disagree with the payload "
+                        f"size: dims {dims} of {dtype.name} need {needed} bytes after the "
+                        f"header but the gzip trailer declares {declared - header_size} "
+                        f"({declared - limit} trailing bytes); refused before decompressing"
+                    )
+        if limit is not None and len(out) > limit:
+            raise IDXFormatError(
+                f"{path}: dims disagree with the payload size: the IDX header announces "
+                f"{limit} bytes in all but the gzip stream holds more (trailing bytes); "
+                "decompression stopped there"
+            )
+        if inflater.eof:
+            rest = inflater.unused_data
+            if rest[:2] == _GZIP_MAGIC:  # another gzip member follows
+                inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+                pending = rest
+                continue
+            if rest.strip(b"\x00"):
+                raise IDXFormatError(
+                    f"{path}: corrupt gzip stream ({len(rest)} bytes of garbage after its end)"
+                )
+            return bytes(out)
+        if not chunk and not pending:
+            raise IDXFormatError(
+                f"{path}: corrupt gzip stream (it ends before its end-of-stream marker: truncated)"
+            )
 
 
 def _verify_sha256(path: Path, data: bytes, expected: str, what: str) -> None:
@@ -224,8 +288,20 @@ def _normalize_digest(digest: Any, name: str) -> str:
 
 def _read_sha256sums(path: Path) -> dict[str, str]:
     """Parses ``sha256sum`` output: lines ``<64 hex digits> <space or *><file name>``."""
+    if not path.is_file():
+        raise ValueError(
+            f"{path} exists but is not a regular file (a directory?); a {SHA256SUMS_NAME} "
+            "file holds sha256sum output: '<sha256 hex>  <file name>' lines"
+        )
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f"{path} is not UTF-8 text ({err}); a {SHA256SUMS_NAME} file holds sha256sum "
+            "output: '<sha256 hex>  <file name>' lines"
+        ) from None
     checksums = {}
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         parts = line.split(maxsplit=1)
@@ -241,11 +317,19 @@ def _checksum_policy(
     directory: Path, checksums: Mapping[str, str] | None
 ) -> tuple[tuple[tuple[str, str], ...] | None, str]:
     """(hashable checksums or None, where they come from) for a directory; see load_mnist."""
-    if checksums is not None:
-        source = "the checksums= argument"
-    elif directory == SHIPPED_DIRECTORY:
+    if directory == SHIPPED_DIRECTORY:
+        # The shipped copy is always verified against the shipped digests: checksums= may
+        # not replace them (it is for other directories).
+        if checksums is not None and dict(checksums) != MNIST_SHA256:
+            raise ValueError(
+                f"checksums= does not apply to the shipped copy of MNIST ({directory}): it is "
+                "always verified against vae_edu.data.MNIST_SHA256; pass checksums= only "
+                "with another directory"
+            )
         checksums, source = MNIST_SHA256, "vae_edu.data.MNIST_SHA256 (the shipped copy)"
-    elif (directory / SHA256SUMS_NAME).is_file():
+    elif checksums is not None:
+        source = "the checksums= argument"
+    elif os.path.lexists(directory / SHA256SUMS_NAME):  # a directory there is refused, by name
         checksums, source = (
             _read_sha256sums(directory / SHA256SUMS_NAME),
             str(directory / SHA256SUMS_NAME),
@@ -342,7 +426,8 @@ def load_mnist(
     Checksums (always SHA-256):
 
     * ``directory=None`` (or the shipped directory itself): each file is verified against
-      :data:`MNIST_SHA256`, the SHA-256 of its uncompressed bytes.
+      :data:`MNIST_SHA256`, the SHA-256 of its uncompressed bytes, always: ``checksums=``
+      other than :data:`MNIST_SHA256` is refused for the shipped directory.
     * another directory, e.g. Fashion-MNIST under the same file names: the shipped digests
       do not apply. The files are verified against ``checksums`` if given, otherwise
       against a ``SHA256SUMS`` file (``sha256sum`` output) in that directory if there is
@@ -352,7 +437,9 @@ def load_mnist(
       compressed file as downloaded. Every file loaded must have at least one of the two.
 
     A directory may hold the files gzip-compressed (``<name>.gz``, preferred when both
-    exist) or uncompressed (``<name>``).
+    exist) or uncompressed (``<name>``). A gzipped file is never inflated beyond the size
+    its IDX header announces: the gzip trailer's declared size is checked against it
+    first (a small "gzip bomb" is refused before it is decompressed).
 
     Args:
       split: ``"train"`` (60000 examples for MNIST) or ``"test"`` (10000).
@@ -363,7 +450,9 @@ def load_mnist(
       ``MNISTSplit(images, labels)``: images (N, 28, 28) uint8 in 0..255, labels (N,) uint8.
 
     Raises:
-      ValueError: unknown split name, or a malformed checksum mapping / SHA256SUMS file.
+      ValueError: unknown split name, a malformed checksum mapping / SHA256SUMS file (one
+        that is not UTF-8 text, or not a regular file), or ``checksums=`` for the shipped
+        directory.
       FileNotFoundError: a file is missing (the message lists the expected file names).
       IDXFormatError: a malformed file (names the file and the problem: corrupt gzip
         stream, wrong magic number, truncated payload, dims that disagree with the size,

@@ -16,7 +16,9 @@ Conventions, shared by every function here:
 
 * Gaussians are parameterized by log-variances ``log_var = log sigma^2`` (never variances
   or standard deviations), Bernoulli decoders by logits. Every formula is written so that
-  log-variances in [-30, 30] and logits in [-100, 100] give finite values *and* gradients.
+  log-variances in [-30, 30] and logits in [-100, 100] give finite values *and* gradients;
+  further out (e.g. a log-variance of -100) the Gaussian densities give the right value
+  or an infinity, never NaN.
 * The last axis is the event axis (data dimension D or latent dimension d) and is summed;
   leading axes are batch axes. Monte Carlo samples are stacked on a new leading axis.
 * ``log_likelihood_fn`` is any callable mapping z of shape (L, ..., d) to log p(x | z) of
@@ -35,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vae_edu import _checks
-from vae_edu.kl import MonteCarloEstimate, kl_diag_gaussians
+from vae_edu.kl import MonteCarloEstimate, kl_diag_gaussians, squared_over_variance
 
 __all__ = [
     "ELBOTerms",
@@ -80,6 +82,39 @@ def _check_count(value, name: str, minimum: int = 1) -> int:
     return int(value)
 
 
+def _check_beta(beta):
+    """``beta`` unchanged; TypeError unless it is real, ValueError if concrete and not finite."""
+    message = f"beta must be a real number (the KL weight), got {beta!r}"
+    if isinstance(beta, (bool, np.bool_, str, bytes)):
+        raise TypeError(message)
+    if isinstance(beta, jax.core.Tracer):  # under jit / vmap / grad: only the dtype is known
+        dtype = beta.dtype
+    else:
+        try:
+            value = np.asarray(beta)
+        except (TypeError, ValueError) as err:
+            raise TypeError(message) from err
+        dtype = value.dtype
+    if not (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer)):
+        raise TypeError(f"beta must be a real number (the KL weight), got dtype {dtype}")
+    if not isinstance(beta, jax.core.Tracer) and not np.all(np.isfinite(value)):
+        raise ValueError(f"beta must be finite (the KL weight), got {beta!r}")
+    return beta
+
+
+def _check_unit_interval(x, name: str) -> None:
+    """If ``x`` is concrete, a ValueError unless every value lies in [0, 1] (NaN fails)."""
+    if isinstance(x, jax.core.Tracer):
+        return  # values do not exist yet under jit / vmap / grad
+    values = np.asarray(x)
+    if values.size and not (values.min() >= 0.0 and values.max() <= 1.0):
+        raise ValueError(
+            f"{name} must lie in [0, 1] (a Bernoulli outcome or probability), got min "
+            f"{values.min()} and max {values.max()}; outside [0, 1] the Bernoulli "
+            "log-likelihood is meaningless (it can even be positive)"
+        )
+
+
 def _check_event_axis(x, name_x: str, **others) -> tuple[int, ...]:
     """Broadcast shape of x with others; x sets the event axis, nobody may broadcast it.
 
@@ -112,7 +147,20 @@ def _evaluate_log_likelihood(log_likelihood_fn: Callable, z, *, strict: bool = T
             f"log_likelihood_fn must be callable z -> log p(x|z), got "
             f"{type(log_likelihood_fn).__name__}"
         )
-    log_lik = jnp.asarray(log_likelihood_fn(z))
+    returned = log_likelihood_fn(z)
+    try:
+        log_lik = jnp.asarray(returned)
+    except (TypeError, ValueError) as err:
+        raise TypeError(
+            f"log_likelihood_fn must return an array of log p(x|z) values, one per sample "
+            f"(shape {z.shape[:-1]}), got {type(returned).__name__}"
+        ) from err
+    if not (
+        jnp.issubdtype(log_lik.dtype, jnp.floating) or jnp.issubdtype(log_lik.dtype, jnp.integer)
+    ):
+        raise TypeError(
+            f"log_likelihood_fn must return real numbers (log p(x|z)), got dtype {log_lik.dtype}"
+        )
     expected = z.shape[:-1]
     ok = (
         log_lik.shape == expected
@@ -133,9 +181,12 @@ def _evaluate_log_likelihood(log_likelihood_fn: Callable, z, *, strict: bool = T
 
 @jax.jit
 def _diag_normal_log_prob(x, mean, log_var):
-    # -1/2 sum_j [log 2 pi + log sigma_j^2 + (x_j - mu_j)^2 / sigma_j^2]; dividing by
-    # exp(log_var) is written as multiplying by exp(-log_var) <= e^30, which cannot overflow.
-    per_dim = _LOG_2PI + log_var + jnp.square(x - mean) * jnp.exp(-log_var)
+    # -1/2 sum_j [log 2 pi + log sigma_j^2 + (x_j - mu_j)^2 / sigma_j^2]; the squared
+    # residual over the variance is kl.squared_over_variance: (x - mu)^2 * exp(-log_var) for
+    # ordinary inputs, exactly 0 when x = mu (not 0 * exp(89) = 0 * inf = NaN in float32),
+    # and exp(2 log|x - mu| - log_var) (the right value or +inf) where exp(-log_var)
+    # overflows or underflows.
+    per_dim = _LOG_2PI + log_var + squared_over_variance(x - mean, log_var)
     return -0.5 * jnp.sum(per_dim, axis=-1)
 
 
@@ -170,6 +221,12 @@ def gaussian_log_likelihood(x, mean, log_var):
     r"""Gaussian decoder log-likelihood log p(x | z) = log N(x; mu(z), diag sigma^2(z)).
 
         log p(x | z) = -1/2 sum_j [ log(2 pi) + log sigma_j^2 + (x_j - mu_j)^2 / sigma_j^2 ]
+
+    with the squared residual over the variance computed by
+    :func:`vae_edu.kl.squared_over_variance`: (x_j - mu_j)^2 * exp(-log sigma_j^2) for
+    ordinary inputs, exactly 0 where x_j = mu_j whatever the variance (not 0 * inf: x = mean
+    with log_var = -89 gives the finite -1/2 sum(log 2 pi - 89)), and
+    exp(2 log|x_j - mu_j| - log sigma_j^2) where exp(-log sigma_j^2) would overflow.
 
     summed over the data dimensions (last axis). With a fixed log_var this is, up to a
     constant, -||x - mu||^2 / (2 sigma^2): the "MSE loss" is this likelihood in disguise,
@@ -219,11 +276,13 @@ def bernoulli_log_likelihood(x, logits):
       (...) log p(x | z) in nats.
 
     Raises:
-      ValueError: if the shapes do not broadcast or would broadcast x's last axis.
+      ValueError: if the shapes do not broadcast or would broadcast x's last axis; if x is
+        concrete (not traced under jit / vmap / grad) and has a value outside [0, 1] or NaN.
     """
     x = _checks.as_float(x, "x")
     logits = _checks.as_float(logits, "logits")
     _check_event_axis(x, "x", logits=logits)
+    _check_unit_interval(x, "x")
     return _bernoulli_log_prob(x, logits)
 
 
@@ -330,11 +389,15 @@ def elbo(
 
     Raises:
       ValueError: for an unknown kl_method, num_samples < 1, mismatched shapes of mean and
-        log_var, or a log_likelihood_fn output that is not (L, ...) (names the shapes).
+        log_var, a log_likelihood_fn output that is not (L, ...) (names the shapes), or a
+        concrete beta that is NaN or infinite.
+      TypeError: a beta that is not a real number, or a log_likelihood_fn that returns
+        something other than an array of numbers (e.g. None).
     """
     if kl_method not in _KL_METHODS:
         raise ValueError(f"kl_method must be one of {_KL_METHODS}, got {kl_method!r}")
     num_samples = _check_count(num_samples, "num_samples")
+    beta = _check_beta(beta)
     mean, log_var = _check_gaussian_params(mean, log_var)
     prior_mean = _checks.as_float(prior_mean, "prior_mean")
     prior_log_var = _checks.as_float(prior_log_var, "prior_log_var")

@@ -9,7 +9,8 @@ KL(q || p) = E_q[log q(z) - log p(z)] >= 0, with equality iff q = p.
 
 All closed forms work on log-variances or Cholesky factors (never inverses or
 determinants), so that extreme but legal inputs (log-variances in [-30, 30]) neither
-overflow nor produce NaN.
+overflow nor produce NaN; further out (e.g. log-variances of -100) the diagonal
+Gaussian KL gives the right value or +inf, never NaN.
 
 Input checks that need the *values* of an array (is this covariance positive definite?
 is this a probability vector?) run only when the values are concrete, i.e. in a plain
@@ -92,6 +93,17 @@ def kl_diag_gaussians(mean_q, log_var_q, mean_p=0.0, log_var_p=0.0):
     Note the order of the terms: the form 1/2 sum(1 + log sigma^2 - mu^2 - sigma^2) that
     circulates in lecture notes is *minus* the KL (it is the term added to the ELBO).
 
+    Computed as (r_j = log sigma_q,j^2 - log sigma_p,j^2, the difference of log-variances)
+
+        KL(q || p) = 1/2 * sum_j [ expm1(r_j) - r_j + (mu_q,j - mu_p,j)^2 / sigma_p,j^2 ],
+
+    the same equation with sigma_q^2 / sigma_p^2 = exp(r) and log(sigma_p^2 / sigma_q^2)
+    = -r: the variance ratio comes from a difference of logs, never from two huge or tiny
+    exponentials, and the mean term is 0 when the means agree (not 0 * inf). So any finite
+    log-variances give the right value or +inf, never NaN: q = p = N(0, e^-100) gives
+    exactly 0, log_var_q = 0 against log_var_p = -100 gives +inf in float32 (the exact
+    value, e^100 / 2, exceeds the largest float32).
+
     Args:
       mean_q: (..., d) mean of q.
       log_var_q: (..., d) log-variance log sigma_q^2 of q.
@@ -120,18 +132,61 @@ def kl_diag_gaussians(mean_q, log_var_q, mean_p=0.0, log_var_p=0.0):
     return _kl_diag_gaussians(mean_q, log_var_q, mean_p, log_var_p)
 
 
+def squared_over_variance(diff, log_var):
+    r"""(diff^2) / exp(log_var), elementwise, without ever forming 0 * inf or inf / inf.
+
+        diff^2 / sigma^2 = diff^2 * exp(-log_var)                   (ordinary inputs)
+                         = exp(2 log|diff| - log_var)              (extreme inputs)
+                         = 0                                        (diff = 0)
+
+    The direct product is used wherever both factors are normal finite floats, so ordinary
+    inputs give exactly what ``jnp.square(diff) * jnp.exp(-log_var)`` gives. Where
+    exp(-log_var) overflows or underflows (log_var outside about [-87, 87] in float32) or
+    diff^2 does, the log form is used: it is the exact value (or +inf when that exceeds the
+    largest float), never NaN. diff = 0 gives 0 for any finite log_var, where the direct
+    form would give 0 * inf = NaN once exp(-log_var) overflows.
+
+    Gradients are finite wherever the value is: each branch only sees safe substitute
+    inputs where it is not selected (the ``jnp.where`` double-where pattern), and at
+    diff = 0 the derivative is the exact 2 diff / sigma^2 = 0.
+    """
+    dtype = jnp.result_type(diff, log_var)
+    tiny = jnp.finfo(dtype).tiny
+    inverse_variance = jnp.exp(-log_var)
+    square = jnp.square(diff)
+    zero = diff == 0
+    direct = (
+        jnp.isfinite(inverse_variance)
+        & (inverse_variance >= tiny)
+        & jnp.isfinite(square)
+        & ((square >= tiny) | zero)
+    )
+    use_log = ~direct & ~zero
+    direct_value = jnp.square(jnp.where(direct, diff, 0.0)) * jnp.exp(
+        -jnp.where(direct, log_var, 0.0)
+    )
+    safe_diff = jnp.where(use_log, diff, 1.0)
+    log_value = jnp.exp(2.0 * jnp.log(jnp.abs(safe_diff)) - jnp.where(use_log, log_var, 0.0))
+    return jnp.where(direct, direct_value, jnp.where(use_log, log_value, 0.0))
+
+
 @jax.jit
 def _kl_diag_gaussians(mean_q, log_var_q, mean_p, log_var_p):
     """The arithmetic of :func:`kl_diag_gaussians` on validated arrays."""
-    # Everything as differences of logs: exp(log_var_q - log_var_p) = sigma_q^2 / sigma_p^2,
-    # and (mu_q - mu_p)^2 * exp(-log_var_p) stays finite for log_var_p in [-30, 30].
-    # sigma_q^2/sigma_p^2 - 1 - log(sigma_q^2/sigma_p^2) = expm1(r) - r with r the log ratio:
-    # expm1 keeps this term accurate (and >= 0) when q and p are close.
+    # Everything as differences of logs (see kl_diag_gaussians' docstring):
+    # sigma_q^2/sigma_p^2 - 1 - log(sigma_q^2/sigma_p^2) = expm1(r) - r with r = log_var_q -
+    # log_var_p, so the ratio is formed from the *difference* of the log-variances (never
+    # e^-100 / e^-100); expm1 keeps this term accurate (and >= 0) when q and p are close.
+    # The mean term (mu_q - mu_p)^2 / sigma_p^2 is squared_over_variance: 0 when the means
+    # agree, whatever log_var_p, instead of 0 * exp(100) = 0 * inf = NaN.
     log_ratio = log_var_q - log_var_p
     per_dim = 0.5 * (
-        jnp.expm1(log_ratio) - log_ratio + jnp.square(mean_q - mean_p) * jnp.exp(-log_var_p)
+        jnp.expm1(log_ratio) - log_ratio + squared_over_variance(mean_q - mean_p, log_var_p)
     )
     return jnp.sum(per_dim, axis=-1)
+
+
+_MVN_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _check_mvn_shapes(mean, cov, mean_name: str, cov_name: str) -> None:
@@ -211,8 +266,10 @@ def kl_mvn(mean_q, cov_q, mean_p, cov_p):
       (...) the KL divergence in nats, one value per broadcast leading index.
 
     Raises:
+      TypeError: if an argument is not float32 or float64 (e.g. float16: there is no
+        half-precision Cholesky factorisation); the message names the argument.
       ValueError: if a mean is not (..., d) or a covariance not (..., d, d) with the same d,
-        or the leading axes do not broadcast (the message names the shapes); if the inputs
+        if d = 0, or the leading axes do not broadcast (the message names the shapes); if the inputs
         are concrete and a covariance contains NaN/inf, is not symmetric, or is not
         positive definite (the message names the argument, ``cov_q`` or ``cov_p``).
 
@@ -227,10 +284,22 @@ def kl_mvn(mean_q, cov_q, mean_p, cov_p):
     cov_p = _checks.as_float(cov_p, "cov_p")
     _check_mvn_shapes(mean_q, cov_q, "mean_q", "cov_q")
     _check_mvn_shapes(mean_p, cov_p, "mean_p", "cov_p")
+    for name, arr in (("mean_q", mean_q), ("cov_q", cov_q), ("mean_p", mean_p), ("cov_p", cov_p)):
+        if arr.dtype not in _MVN_DTYPES:
+            raise TypeError(
+                f"kl_mvn supports float32 and float64 only (the Cholesky factorisation has "
+                f"no {arr.dtype} kernel); {name} is {arr.dtype}: convert it with "
+                f".astype(jnp.float32)"
+            )
     if jnp.shape(mean_q)[-1] != jnp.shape(mean_p)[-1]:
         raise ValueError(
             f"mean_q has shape {jnp.shape(mean_q)} but mean_p has shape {jnp.shape(mean_p)}; "
             "q and p must live in the same dimension d"
+        )
+    if jnp.shape(mean_q)[-1] == 0:
+        raise ValueError(
+            f"mean_q has shape {jnp.shape(mean_q)}: kl_mvn needs dimension d >= 1 (a Gaussian "
+            "on a 0-dimensional space has no covariance to factorise)"
         )
     try:
         _mvn_batch_shape(mean_q, cov_q, mean_p, cov_p)
@@ -286,10 +355,14 @@ def _check_probability_vectors(x, name: str) -> None:
     tolerance = _tolerance(concrete.dtype)
     off = np.abs(sums - 1.0) > tolerance
     if np.any(off):
-        bad_sum = float(np.atleast_1d(sums)[np.atleast_1d(off)][0])
+        bad_sum = np.atleast_1d(sums)[np.atleast_1d(off)][0]
+        # str of a NumPy float is the shortest text that round-trips in its dtype, so a sum
+        # of 1 + 2e-8 in float64 never prints as "1" next to "not 1".
         raise ValueError(
             f"{name} is not a probability vector: its entries along the last axis sum to "
-            f"{bad_sum:.6g}, not 1 (tolerance {tolerance:.1g}); normalise it first"
+            f"{str(bad_sum)} (1 {'+' if bad_sum > 1 else '-'} {abs(float(bad_sum) - 1):.3g}), "
+            f"not 1 "
+            f"(tolerance {tolerance:.3g}); normalise it first"
         )
 
 

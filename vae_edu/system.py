@@ -11,14 +11,20 @@ the CLI and the benchmark print come from POSIX-only calls:
 Both functions return ``None`` where the platform does not have the reading, and
 :func:`describe_peak_memory` turns that into the sentence "not available on this platform".
 Nothing here is imported at the top level, so ``import vae_edu`` works without ``resource``.
+
+:func:`ensure_writable_folder` answers "can this process write into that folder?" by
+trying (create and delete a small file), which works for every platform and user:
+permission bits say nothing on Windows, nor for root, nor on a read-only mount.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import tempfile
+from pathlib import Path
 
-__all__ = ["peak_memory_mib", "describe_peak_memory", "load_average"]
+__all__ = ["peak_memory_mib", "describe_peak_memory", "load_average", "ensure_writable_folder"]
 
 # ru_maxrss units by platform (getrusage(2) on Linux, getrusage(2) on macOS/Darwin).
 _MAXRSS_BYTES_PER_UNIT = {"darwin": 1}
@@ -59,3 +65,36 @@ def load_average() -> float | None:
         return float(getloadavg()[0])
     except OSError:
         return None
+
+
+def ensure_writable_folder(folder: str | os.PathLike, what: str = "folder") -> Path:
+    """Creates ``folder`` (and its parents) if missing, then proves it is writable.
+
+    The proof is a real write: a temporary file is created in the folder and deleted
+    again. Permission bits cannot answer the question portably (root ignores them, Windows
+    has ACLs, a mount may be read-only), a probe can.
+
+    Args:
+      folder: the folder that will receive files.
+      what: what the folder is for, used in the error message (e.g. "checkpoint folder").
+
+    Returns:
+      ``folder`` as a Path.
+
+    Raises:
+      OSError: the folder cannot be created (e.g. a parent is a regular file) or is not
+        writable; the message names the folder, ``what`` and the reason.
+    """
+    path = Path(folder)
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise OSError(f"cannot write to the {what} {path}: {existing} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".vae_edu-write-probe-", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise OSError(f"cannot write to the {what} {path}: {reason}") from err
+    return path

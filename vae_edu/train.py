@@ -494,8 +494,17 @@ def train(
             )
         params = nnx.to_pure_dict(nnx.state(ckpt.model, nnx.Param))
         opt_state = ckpt.opt_state
+        saved_history = ckpt.training.get("history", {})
+        missing = [k for k in HISTORY_KEYS if k not in saved_history]
+        lacking = ["training.epoch"] * ("epoch" not in ckpt.training)
+        lacking += [f"training.history.{k}" for k in missing]
+        if lacking:
+            raise checkpoints.CheckpointError(
+                f"cannot resume from {checkpoint_path}: its training state lacks "
+                + ", ".join(lacking)
+            )
         epoch = int(ckpt.training["epoch"])
-        history = {k: list(ckpt.training["history"][k]) for k in HISTORY_KEYS}
+        history = {k: list(saved_history[k]) for k in HISTORY_KEYS}
 
     run_chunk = _cached_chunk_runner(graphdef, optimizer_spec, train_config.targets == "binarized")
     steps_per_epoch = num_examples // train_config.batch_size

@@ -9,7 +9,8 @@
 
 Exit status: 0 when the command did its job (whatever the scores), 2 for a usage problem
 (broken markup in a source notebook, no matching instructor source, a missing submission,
-bad arguments, an unwritable output, grader sources changed during grading).
+bad arguments, a --json / --executed path that cannot be written: checked before grading,
+missing folders are created; grader sources changed during grading).
 """
 
 from __future__ import annotations
@@ -114,15 +115,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _check_writable(path: str) -> None:
+def _check_writable(path: str, option: str) -> None:
+    """Refuse an output ``path`` before grading: a folder, or one that cannot be written.
+
+    Missing parent folders are created and proven writable with a probe file, so no
+    finished grading is lost at the last step.
+    """
+    from vae_edu.system import ensure_writable_folder
+
     target = Path(path)
     if target.is_dir():
-        raise OSError(f"{path} is a directory")
-    try:
-        with open(target, "a", encoding="utf-8"):
-            pass
-    except OSError as err:
-        raise OSError(f"cannot write {path}: {err.strerror or err}") from None
+        raise OSError(f"{option} {path} is a directory; give a file name")
+    ensure_writable_folder(target.parent, f"folder of {option}")
 
 
 def main(argv=None) -> int:
@@ -134,11 +138,13 @@ def main(argv=None) -> int:
             return 0
         for submission in args.submissions:
             if not Path(submission).is_file():
-                raise OSError(f"submission {submission} does not exist")
+                what = "is not a file" if Path(submission).exists() else "does not exist"
+                raise OSError(f"the submission {submission} {what}")
         if args.executed and len(args.submissions) > 1:
             raise ValueError("--executed takes one submission")
-        for path in filter(None, (args.json, args.executed)):
-            _check_writable(path)
+        for option, path in (("--json", args.json), ("--executed", args.executed)):
+            if path:
+                _check_writable(path, option)
         reports = []
         for submission in args.submissions:
             report = grade_submission(
@@ -156,9 +162,13 @@ def main(argv=None) -> int:
             reports.append(report)
         if args.json:
             data = reports[0].to_dict() if len(reports) == 1 else [r.to_dict() for r in reports]
-            Path(args.json).write_text(
-                json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8"
-            )
+            try:
+                Path(args.json).write_text(
+                    json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+                )
+            except OSError as err:  # the tables above are printed: nothing graded is lost
+                print(f"error: could not write {args.json}: {err}", file=sys.stderr)
+                return 2
     except (MarkerError, GradingError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -166,7 +166,10 @@ def plot_elbo_gap(q_mean: float, q_std: float, model, x, fig=None):
         fig.clf()
     ax_density, ax_elbo = fig.subplots(1, 2)
 
-    ax_density.plot(z, _normal_pdf(z, 0.0, 1.0), color="0.6", ls="--", label="prior p(z)")
+    # Drawn on top (zorder 3) and dashed, so it stays visible when q equals the prior.
+    ax_density.plot(
+        z, _normal_pdf(z, 0.0, 1.0), color="0.3", ls="--", lw=1.5, zorder=3, label="prior p(z)"
+    )
     ax_density.plot(
         z, _normal_pdf(z, post_mean, post_std), color="C0", lw=2, label="exact posterior p(z|x)"
     )

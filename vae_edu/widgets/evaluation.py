@@ -441,8 +441,10 @@ def plot_rate_distortion(
     levels = _elbo_levels(d_low, d_high + r_high)
     for c in levels:
         ax.plot(r_grid, c - r_grid, ls="--", color="0.65", lw=0.8, zorder=1)
-        # Label each line where it leaves the box: the right edge, else the bottom edge.
-        if d_low <= c - r_high <= d_high:
+        # Label each line where it leaves the box: the right edge, else the bottom edge; no
+        # right-edge label next to an off-scale model's triangle and label (they would overlap).
+        near_off_scale = np.any(np.abs(dists[~inside] - (c - r_high)) < 0.12 * (d_high - d_low))
+        if d_low <= c - r_high <= d_high and not near_off_scale:
             ax.text(
                 r_high,
                 c - r_high,
@@ -537,9 +539,21 @@ def plot_kl_per_dimension(
     order = np.argsort(-kl, kind="stable")
     active = act[order] > threshold
     positions = np.arange(1, kl.shape[0] + 1)
-    for mask, color, label in ((active, "C0", "active"), (~active, "0.6", "inactive")):
+    for mask, color, label in ((active, "C0", "active"), (~active, "0.6", None)):
         if mask.any():
             ax.bar(positions[mask], kl[order][mask], color=color, label=label)
+    if (~active).any():
+        # An inactive unit's bar is (nearly) 0 high and would be invisible: mark its position.
+        ax.plot(
+            positions[~active],
+            np.zeros(int((~active).sum())),
+            linestyle="none",
+            marker="^",
+            markersize=7,
+            color="0.45",
+            clip_on=False,
+            label="inactive (bar near 0)",
+        )
     ax.set_xlabel("latent dimension (sorted by KL)")
     ax.set_ylabel("E KL(q(z_j|x) || N(0,1))  (nats)")
     if ylim is not None:

@@ -346,7 +346,11 @@ def weighted_optimal_q(model, x, reconstruction_weight):
         m     = G^{-1} gamma W^T (x - b) / sigma^2,   G = I + gamma W^T W / sigma^2,
         s_j^2 = 1 / (1 + gamma ||W_{:,j}||^2 / sigma^2)      (= 1 / G_jj).
 
-    So gamma acts exactly like a decoder variance sigma^2 / gamma. gamma -> 0 gives
+    For every W this q is the best *diagonal* Gaussian for the ordinary ELBO of the same model
+    with decoder variance sigma^2 / gamma (the two objectives differ by a constant in q), so
+    for the encoder gamma acts like that decoder variance. It is that model's exact posterior
+    only when W^T W is diagonal (orthogonal columns, as for a PPCA fit): otherwise the exact
+    posterior covariance G^{-1} is not diagonal and 1 / G_jj < (G^{-1})_jj. gamma -> 0 gives
     m -> 0, s -> 1: q(z | x) = p(z) for every x (posterior collapse); gamma -> infinity
     gives s -> 0 and m -> the least-squares code: a deterministic autoencoder.
 
@@ -578,7 +582,7 @@ def plot_loss_balance(
     for k in range(num_shown):
         for row, picture in enumerate((images[k], balance.reconstructions[k])):
             ax = axes[row, k]
-            ax.imshow(np.clip(picture, 0.0, 1.0).reshape(28, 28), cmap="gray_r", vmin=0.0, vmax=1.0)
+            ax.imshow(np.clip(picture, 0.0, 1.0).reshape(28, 28), cmap="gray", vmin=0.0, vmax=1.0)
             ax.set_xticks([])
             ax.set_yticks([])
     axes[0, 0].set_ylabel("data", fontsize=8)

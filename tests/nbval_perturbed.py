@@ -19,7 +19,8 @@ residuals), 07 (the L-BFGS fit) and more: see the README's "Portability" section
 vector-ISA settings are x86-64 only; on other machines (or other OSes) the script applies
 what exists there and says what it skipped.
 
-Usage: ``python tests/nbval_perturbed.py [extra pytest arguments]``; exit code = pytest's.
+Usage: ``python tests/nbval_perturbed.py [NOTEBOOK ...] [extra pytest arguments]`` (default:
+every lesson notebook); exit code = pytest's.
 """
 
 from __future__ import annotations
@@ -59,7 +60,10 @@ def main(argv: list[str]) -> int:
         print(f"nbval_perturbed: not applied here: {item}", flush=True)
     shown = {k: env[k] for k in ("XLA_FLAGS", "NPY_DISABLE_CPU_FEATURES", "OPENBLAS_CORETYPE")}
     print(f"nbval_perturbed: {shown}", flush=True)
-    command = [sys.executable, "-m", "pytest", "notebooks", "-p", "no:cacheprovider", *argv]
+    # Notebook paths among the arguments replace the default (every lesson notebook).
+    paths = [a for a in argv if a.endswith(".ipynb") or Path(a).is_dir()]
+    command = [sys.executable, "-m", "pytest", *([] if paths else ["notebooks"])]
+    command += ["-p", "no:cacheprovider", *argv]
     return subprocess.call(command, cwd=ROOT, env=env)
 
 

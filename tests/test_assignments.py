@@ -43,6 +43,8 @@ def points_of(name: str, manual: bool) -> float:
         if c.metadata["nbgrader"]["grade"]
         and (c.cell_type == "markdown" and c.metadata["nbgrader"]["solution"]) == manual
     )
+
+
 USER_NOTE = "student code ran as the grader's own user"
 
 

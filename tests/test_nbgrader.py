@@ -1,7 +1,8 @@
 """The nbgrader route of the instructors' guide, with real nbgrader (pinned in
 requirements-dev.txt): the shipped ``nbgrader_config.py`` in a course directory,
 ``nbgrader generate_assignment`` and ``nbgrader autograde`` give every instructor notebook
-full autograded marks and its untouched release zero.
+full autograded marks and its untouched release zero, and ``nbgrader generate_feedback``
+writes the feedback.
 
 Each assignment gets its own course directory, so the three run at once (nbgrader's
 sqlite gradebook is not shared between them).
@@ -104,6 +105,15 @@ def autograded(tmp_path_factory):
     for name, (course, process) in runs.items():
         log, _ = process.communicate(timeout=1200)
         assert process.returncode == 0, log
+        feedback = subprocess.run(
+            [*NBGRADER, "generate_feedback", name, "--force"],
+            cwd=course,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert feedback.returncode == 0, feedback.stdout + feedback.stderr
         results[name] = (course, log, _scores(course, name))
     return results
 
@@ -136,3 +146,9 @@ def test_nbgrader_autograde_instructor_full_marks_release_zero(autograded, name)
     )
     assert scores["instructor"] == (auto_max, auto_max, manual_max), log
     assert scores["student"] == (0, auto_max, manual_max), log
+    course = autograded[name][0]
+    for student in ("instructor", "student"):
+        html = course / "feedback" / student / name / f"{name}.html"
+        assert html.is_file()
+        if student == "student":
+            assert "BEGIN HIDDEN TESTS" not in html.read_text(encoding="utf-8")

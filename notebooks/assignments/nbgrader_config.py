@@ -35,3 +35,10 @@ c.ExecutePreprocessor.timeout = 600
 # The stub that replaces a solution (the same as vae_edu's release writes).
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+
+# nbgrader's feedback shows the autograded notebook *with* the hidden tests (its default
+# GenerateFeedback pipeline does not remove them): remove them before the HTML is written.
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
+from nbgrader.preprocessors import ClearHiddenTests, GetGrades  # noqa: E402
+
+c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor]

@@ -39,7 +39,7 @@ def _cell_ids(nb) -> list:
 def restore_metadata(source_nb, submission_nb):
     """The submission with nbgrader metadata restored on cells that lost it.
 
-    A cell without a valid ``metadata.nbgrader.grade_id`` gets the instructor's metadata
+    A cell without ``metadata.nbgrader`` (lost, not malformed) gets the instructor's metadata
     when its cell id is the id of an instructor cell that carries a grade_id (and no other
     cell of the submission already has that grade_id), or, for a read-only or test cell of
     the instructor's, when its source is that cell's released text. Nothing else changes;
@@ -63,6 +63,9 @@ def restore_metadata(source_nb, submission_nb):
     for index, cell in enumerate(submission_nb["cells"]):
         if not isinstance(cell, dict) or _cells.grade_id(cell):
             continue
+        metadata = cell.get("metadata")
+        if isinstance(metadata, dict) and "nbgrader" in metadata:
+            continue  # malformed, not lost: ignored as before (the answer counts as unanswered)
         match, how = by_id.get(cell.get("id")), restored
         if match is None and isinstance(cell.get("source"), str | list):
             text = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])

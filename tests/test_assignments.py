@@ -29,8 +29,22 @@ from vae_edu.assignments import (
 )
 from vae_edu.assignments.__main__ import main
 
-ASSIGNMENTS = ["A1_kl_divergence", "A2_elbo_reparameterization", "A3_train_and_explore"]
+# Every assignment in the source folder is released and graded (a new A4 needs no edit here).
+ASSIGNMENTS = sorted(p.stem for p in DEFAULT_SOURCE_DIR.glob("*.ipynb"))
 SOURCES = {name: DEFAULT_SOURCE_DIR / f"{name}.ipynb" for name in ASSIGNMENTS}
+
+
+def points_of(name: str, manual: bool) -> float:
+    """The points of an assignment's autograded (or hand-graded) cells, from its metadata."""
+    source = nbformat.read(SOURCES[name], as_version=4)
+    return sum(
+        c.metadata["nbgrader"]["points"]
+        for c in source.cells
+        if c.metadata["nbgrader"]["grade"]
+        and (c.cell_type == "markdown" and c.metadata["nbgrader"]["solution"]) == manual
+    )
+
+
 USER_NOTE = "student code ran as the grader's own user"
 
 
@@ -115,7 +129,7 @@ def test_release_is_deterministic_and_byte_identical(tmp_path):
     first = release_directory(DEFAULT_SOURCE_DIR, tmp_path / "one")
     second = release_directory(DEFAULT_SOURCE_DIR, tmp_path / "two")
     assert [p.name for p in first] == [p.name for p in second]
-    assert {p.stem for p in first} >= set(ASSIGNMENTS)
+    assert {p.stem for p in first} == set(ASSIGNMENTS)
     for a, b in zip(first, second, strict=True):
         data = a.read_bytes()
         assert data == b.read_bytes(), a.name
@@ -285,7 +299,7 @@ def test_an_unreadable_submission_scores_zero_without_crashing(tmp_path):
     bad = tmp_path / "A1_kl_divergence.ipynb"
     bad.write_text("{ this is not json")
     report = grade_submission(bad)
-    assert report.score == 0 and report.max_score == 10
+    assert report.score == 0 and report.max_score == points_of("A1_kl_divergence", manual=False)
     assert all(q.points == 0 for q in report.questions)
     assert "could not be read" in report.notes[0]
 
@@ -408,7 +422,8 @@ def test_instructor_version_scores_full_marks(graded_assignments, name):
     stdout, report = graded_assignments[name, "instructor"]
     assert report["max_score"] >= 8
     assert report["score"] == report["max_score"], stdout
-    assert report["manual_max_score"] == 2
+    assert report["max_score"] == points_of(name, manual=False)
+    assert report["manual_max_score"] == points_of(name, manual=True)
     statuses = {q["status"] for q in report["questions"]}
     assert statuses == {"passed", "needs manual grading"}
     # the only note allowed: where the grader cannot switch to an unprivileged user
@@ -445,8 +460,9 @@ def test_grade_missing_submission_is_a_usage_error(tmp_path, capsys, no_grading)
     missing = tmp_path / "A1_missing.ipynb"
     assert main(["grade", str(missing)]) == 2
     assert capsys.readouterr().err == f"error: the submission {missing} does not exist\n"
+    # A folder is a class of submissions (one folder per student, or a flat folder).
     assert main(["grade", str(tmp_path)]) == 2
-    assert "is not a file" in capsys.readouterr().err
+    assert capsys.readouterr().err == f"error: no .ipynb submissions in {tmp_path}\n"
 
 
 def test_grade_refuses_unwritable_outputs_before_grading(tmp_path, capsys, no_grading):

@@ -49,6 +49,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
 from vae_edu.assignments import _cells, _channel, _policy, _sandbox
+from vae_edu.assignments import intake as _intake
 from vae_edu.assignments.release import (
     BEGIN_HIDDEN,
     END_HIDDEN,
@@ -993,7 +994,12 @@ def grade_submission(
             "not run",
             "unreadable submission",
         )
-    other = _other_assignment(source_path, source_nb, _cells.safe_cells(submission_nb))
+    # cells that lost their nbgrader metadata are matched to the source's by cell id
+    submission_nb, intake_notes = _intake.restore_metadata(source_nb, submission_nb)
+    notes += intake_notes
+    other = _other_assignment(
+        source_path, source_nb, _cells.safe_cells(submission_nb)
+    ) or _intake.other_assignment_by_ids(source_path, source_nb, submission_nb)
     if other is not None:
         notes.append(
             f"refused: this file has the cells of {other}, not of {assignment} (the "

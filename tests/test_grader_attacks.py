@@ -381,8 +381,11 @@ def test_timeout_must_be_positive(timeout, capsys, tmp_path):
 
 def test_missing_submission_and_unwritable_json_are_usage_errors(capsys, tmp_path):
     assert main(["grade", str(tmp_path / "missing.ipynb")]) == 2
-    assert "error: submission" in capsys.readouterr().err
+    assert "error: the submission" in capsys.readouterr().err
     sub = tmp_path / f"{A1}.ipynb"
     sub.write_text("{}")
-    assert main(["grade", str(sub), "--json", str(tmp_path / "no" / "dir" / "x.json")]) == 2
+    # A missing folder is created (issue 17); a folder that cannot exist is refused.
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    assert main(["grade", str(sub), "--json", str(a_file / "x.json")]) == 2
     assert "error: cannot write" in capsys.readouterr().err

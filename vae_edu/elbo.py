@@ -439,15 +439,17 @@ def _log_mean_exp(log_w):
 def iwae_bound(
     key, mean, log_var, log_likelihood_fn, num_samples, prior_mean=0.0, prior_log_var=0.0
 ):
-    r"""Importance-weighted bound L_k (Burda, Grosse & Salakhutdinov 2016, eq. 8).
+    r"""One draw of the importance-weighted estimate hat L_k (Burda, Grosse & Salakhutdinov 2016).
 
-        L_k(x) = log (1/k) sum_{i=1}^k w_i,   w_i = p(x | z_i) p(z_i) / q(z_i | x),
+        hat L_k(x) = log (1/k) sum_{i=1}^k w_i,   w_i = p(x | z_i) p(z_i) / q(z_i | x),
         z_i ~ q(z | x) i.i.d.
 
-    E[L_1] is the ELBO, E[L_k] <= E[L_{k+1}] <= log p(x), and L_k -> log p(x) as
-    k -> infinity. Computed in log space as logsumexp_i(log w_i) - log k, so weights like
-    exp(-500) or exp(+500) neither underflow nor overflow. Each call returns one draw of
-    L_k: average over keys to estimate E[L_k].
+    The bound itself is its expectation, L_k(x) = E[hat L_k(x)] (Burda et al. eq. 8; the
+    notation of notebooks 03 and 07): L_1 is the ELBO, L_k <= L_{k+1} <= log p(x), and
+    hat L_k -> log p(x) as k -> infinity. Computed in log space as
+    logsumexp_i(log w_i) - log k, so weights like exp(-500) or exp(+500) neither underflow
+    nor overflow. Each call returns one random draw hat L_k: average over keys to estimate
+    L_k.
 
     Args:
       key: a jax.random key.
@@ -459,7 +461,7 @@ def iwae_bound(
       prior_log_var: prior log-variance, broadcastable to (..., d). Default 0.
 
     Returns:
-      (...) one draw of L_k per data point.
+      (...) one draw hat L_k per data point.
 
     Raises:
       ValueError: for num_samples < 1 or inconsistent shapes (names the shapes).

@@ -6,9 +6,10 @@ of every test image (``vae_edu.data.binarize``), and estimates are averaged over
 
 * :func:`test_elbo`: ELBO(x) = E_q[log p(x|z)] - KL(q(z|x) || p(z)) with one
   reparameterized sample and the closed-form KL (a lower bound on log p(x)).
-* :func:`iwae_log_likelihood`: log p(x) ~= L_k(x) = log (1/k) sum_i p(x|z_i) p(z_i) /
-  q(z_i|x) (Burda et al. 2016, eq. 8), the standard "test NLL" of VAE papers for k = 5000.
-  L_k <= log p(x) in expectation, increasing in k, so -L_k slightly *overstates* the NLL.
+* :func:`iwae_log_likelihood`: log p(x) ~= hat L_k(x) = log (1/k) sum_i p(x|z_i) p(z_i) /
+  q(z_i|x), one draw per image whose expectation is the bound L_k (Burda et al. 2016,
+  eq. 8), the standard "test NLL" of VAE papers for k = 5000. L_k <= log p(x), increasing
+  in k, so -hat L_k slightly *overstates* the NLL on average.
 * :func:`active_units`: dimension u is active if A_u = Cov_x(E_q[z_u | x]) > 0.01
   (Burda et al. 2016, section 5.2).
 * :func:`kl_per_dimension`: E_x KL(q(z_u|x) || N(0,1)) for each latent dimension u.
@@ -325,10 +326,11 @@ def per_image_iwae(
     image_chunk: int = 8,
     progress: bool = False,
 ) -> np.ndarray:
-    """The importance-weighted bound L_k of every image, averaged over binarization draws.
+    """One draw hat L_k of the importance-weighted bound for every image.
 
-    L_k(x) = log (1/k) sum_{i=1}^k p(x|z_i) p(z_i) / q(z_i|x),  z_i ~ q(z|x)
-    (Burda et al. 2016, eq. 8; ``vae_edu.elbo.iwae_bound``), evaluated in chunks of
+    hat L_k(x) = log (1/k) sum_{i=1}^k p(x|z_i) p(z_i) / q(z_i|x),  z_i ~ q(z|x), averaged
+    over binarization draws; its expectation is the bound L_k (Burda et al. 2016, eq. 8;
+    ``vae_edu.elbo.iwae_bound``), evaluated in chunks of
     ``sample_chunk`` samples and combined exactly by log-sum-exp.
 
     Args:
@@ -346,7 +348,7 @@ def per_image_iwae(
       progress: print one tqdm step per binarization draw.
 
     Returns:
-      (N,) float64 per-image L_k in nats.
+      (N,) float64 per-image draws hat L_k in nats.
     """
     num_samples = _check_count(num_samples, "num_samples")
     num_binarizations = _check_count(num_binarizations, "num_binarizations")
@@ -411,7 +413,7 @@ def iwae_log_likelihood(
       progress: show a progress bar over binarization draws.
 
     Returns:
-      ``Estimate(mean, std_error)`` of L_k.
+      ``Estimate(mean, std_error)`` of the mean of L_k over the images.
     """
     images = _default_test_images() if images is None else images
     key = jax.random.PRNGKey(0) if key is None else key

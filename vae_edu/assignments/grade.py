@@ -639,6 +639,10 @@ class _Proxy:
             }
         )
 
+    def run_training(self, *args):
+        """A3's training run with this function as the step (see vae_edu.mlp_vae.run_training)."""
+        return self._kernel.request({"op": "train", "name": self._name}, args)
+
     def __repr__(self) -> str:
         return f"<your function {self._name}>"
 
@@ -760,9 +764,7 @@ def _run_notebook(merged, source_nb, assignment, *, timeout, workdir, memory_mb,
         for index, cell in enumerate(merged.cells[: kernel.scratch]):
             if cell.get("cell_type") != "code":
                 continue
-            if _cells.is_test(cell) and assignment in _policy.IN_KERNEL:
-                outcomes[index] = kernel.run(cell, index)  # not hardened: see _policy
-            elif _cells.is_test(cell):
+            if _cells.is_test(cell):
                 hidden = _hidden_part(cell.get("source", ""))
                 cell["source"] = released_text(cell)  # the kernel sees only the visible part
                 kernel.run(cell, index)  # for the executed notebook; decides nothing

@@ -141,11 +141,19 @@ def _run(
             f"{type(err).__name__}: {_first_line(err)}"
         ]
     if problems:
-        return CheckResult(name, False, tuple(p[:1].upper() + p[1:] for p in problems))
+        return CheckResult(name, False, tuple(_capitalized(p) for p in problems))
     return CheckResult(name, True, (success,))
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _capitalized(text: str) -> str:
+    """Capitalizes a message, unless it starts with a name (``class_means``, ``f(x)``)."""
+    first = text.split(" ", 1)[0]
+    if "_" in first or "(" in first or "`" in first:
+        return text
+    return text[:1].upper() + text[1:]
 
 
 def _first_line(err: BaseException, limit: int = 300) -> str:
@@ -303,8 +311,10 @@ def _log_sigma_mistakes(kl, args, var_indices):
 
 _LOG_SIGMA_HINT = (
     "you seem to mix up log sigma and log sigma^2. The argument log_var IS log sigma^2, so "
-    "sigma^2 = exp(log_var) and the log term log sigma^2 is log_var itself (not log_var / 2, "
-    "not 2 * log_var)."
+    "sigma^2 = exp(log_var) and log sigma = log_var / 2. In the form "
+    "1/2 sum_j (mu_j^2 + sigma_j^2 - 1 - log sigma_j^2) the log term is log_var itself; in "
+    "notebook 02's form log(sigma_p / sigma_q) + (sigma_q^2 + (mu_q - mu_p)^2) / (2 sigma_p^2) "
+    "- 1/2 it is (log_var_p - log_var_q) / 2. Halve it once: not twice, not never."
 )
 
 
@@ -1142,7 +1152,13 @@ def _negative_elbo_mistakes(x, logits, mean, log_var, extra=()):
         ),
         (
             np.mean(-recon + kl / dim_z),
-            f"your KL term is averaged over the {dim_z} latent dimensions: sum it.",
+            f"your KL term is averaged over the {dim_z} latent dimensions: sum it."
+            + (
+                " (Or you weighted it by 1/2, beta = 0.5, which gives the same number for "
+                "d = 2: the negative ELBO weights the KL by 1.)"
+                if dim_z == 2
+                else ""
+            ),
         ),
         (
             np.mean(-recon / dim_x + kl / dim_z),
@@ -1441,6 +1457,10 @@ def check_elbo_estimate(
                 if abs(average - wrong) <= tolerance:
                     hint = message
                     break
+            if hint is None:
+                hint = _elbo_estimate_mutants(
+                    model, x, mean, log_var, num_samples, average, std_error
+                )
             return [
                 f"for {description} your ELBO estimates average {average:.4f} "
                 f"(standard error {std_error:.4f} over {num_repeats} calls), but the exact "
@@ -1469,6 +1489,56 @@ def check_elbo_estimate(
         student_fn,
         "correct: unbiased for the exact ELBO of four q's (within 5 standard errors), "
         "equal to log p(x) at the exact posterior.",
+    )
+
+
+def _elbo_estimate_mutants(model, x, mean, log_var, num_samples, average, std_error):
+    """Names an ELBO estimate that is the IWAE bound, uses the average z, or counts log p(z)
+    twice: their expectations are estimated here by Monte Carlo (100,000 draws in all)."""
+    repeats = 2000
+    mean, log_var = _f32(mean), _f32(log_var)
+    eps = jax.random.normal(jax.random.key(123), (repeats, num_samples, *mean.shape))
+    z = mean + jnp.exp(0.5 * log_var) * eps
+    log_q = jax.vmap(jax.vmap(lambda v: _diag_log_density(v, mean, log_var)))(z)
+    log_p = model.log_likelihood(x, z) + model.log_prior(z)
+    log_w = np.asarray(log_p - log_q, np.float64)
+    z_bar = jnp.mean(z, axis=1)
+    at_mean = np.asarray(
+        model.log_likelihood(x, z_bar)
+        + model.log_prior(z_bar)
+        - jax.vmap(lambda v: _diag_log_density(v, mean, log_var))(z_bar),
+        np.float64,
+    )
+    twice = log_w + np.asarray(model.log_prior(z), np.float64)
+    iwae = np.log(np.mean(np.exp(log_w - log_w.max(1, keepdims=True)), 1)) + log_w.max(1)
+    for values, message in (
+        (
+            iwae,
+            "Your estimate matches the IWAE bound log (1/L) sum_l w_l (the log of the average "
+            "weight), which is above the ELBO: the ELBO averages the LOGS, "
+            "(1/L) sum_l [log p(x | z_l) + log p(z_l) - log q(z_l)].",
+        ),
+        (
+            at_mean,
+            "Your estimate matches log p(x, z_bar) - log q(z_bar) at the AVERAGE z_bar of the "
+            "L draws: average the L values of log p(x | z_l) + log p(z_l) - log q(z_l), not "
+            "the z_l themselves.",
+        ),
+        (
+            np.mean(twice, axis=1),
+            "Your estimate counts the prior twice (log p(x, z) already contains log p(z)): "
+            "use log p(x | z) + log p(z) - log q(z).",
+        ),
+    ):
+        mc_se = float(values.std(ddof=1) / math.sqrt(repeats))
+        if abs(average - float(values.mean())) <= _NUM_SE * (std_error + mc_se) + 1e-3:
+            return message
+    return None
+
+
+def _diag_log_density(z, mean, log_var):
+    return -0.5 * jnp.sum(
+        jnp.log(2 * jnp.pi) + log_var + (z - mean) ** 2 * jnp.exp(-log_var), axis=-1
     )
 
 

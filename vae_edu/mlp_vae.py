@@ -191,8 +191,11 @@ def _runner(step_fn, loss_fn, num_steps: int, budget: Budget):
     return run
 
 
+@functools.lru_cache(maxsize=2)
 def training_images(budget: Budget = BUDGET) -> np.ndarray:
-    """The binarized training images (float32 0/1, (num_train_images, 784)), shuffled once."""
+    """The binarized training images (float32 0/1, (num_train_images, 784)), shuffled once.
+
+    Cached: the same read-only array on every call."""
     from vae_edu import data
 
     images = data.to_unit_interval(data.load_mnist("train").images[: budget.num_train_images])
@@ -200,16 +203,21 @@ def training_images(budget: Budget = BUDGET) -> np.ndarray:
     key = jax.random.key(budget.data_seed)
     binary = data.binarize(key, images)
     order = jax.random.permutation(jax.random.fold_in(key, 1), binary.shape[0])
-    return np.asarray(binary[order], np.float32)
+    out = np.array(binary[order], np.float32)
+    out.flags.writeable = False
+    return out
 
 
+@functools.lru_cache(maxsize=2)
 def test_images(budget: Budget = BUDGET) -> np.ndarray:
-    """The binarized test images (float32 0/1, (num_test_images, 784))."""
+    """The binarized test images (float32 0/1, (num_test_images, 784)); cached, read-only."""
     from vae_edu import data
 
     images = data.to_unit_interval(data.load_mnist("test").images[: budget.num_test_images])
     images = jnp.asarray(images, jnp.float32).reshape(-1, 784)
-    return np.asarray(data.binarize(jax.random.key(budget.data_seed), images), np.float32)
+    out = np.array(data.binarize(jax.random.key(budget.data_seed), images), np.float32)
+    out.flags.writeable = False
+    return out
 
 
 def test_elbo(params: dict, images) -> float:

@@ -8,6 +8,7 @@ in a single kernel without JAX.
 """
 
 import json
+import re
 import subprocess
 import sys
 
@@ -430,3 +431,44 @@ def test_released_student_version_runs_and_scores_zero(graded_assignments, name)
             message = question["message"]
             assert "NotImplementedError" in message or "is not defined" in message, question
     assert "Feedback:" in stdout and "NotImplementedError" in stdout
+
+
+@pytest.mark.parametrize("name", ASSIGNMENTS)
+def test_points_in_the_text_are_the_metadata_points(name):
+    """The title table and every "(N points)" heading agree with the cells' nbgrader points."""
+    nb = nbformat.read(SOURCES[name], as_version=4)
+    graded = [c.metadata["nbgrader"]["points"] for c in nb.cells if c.metadata["nbgrader"]["grade"]]
+    table = nb.cells[0].source
+    rows = re.findall(r"^\| \d+ \|.*\| ([\d +]+) \|$", table, flags=re.M)
+    from_table = [int(p) for row in rows for p in row.split("+")]
+    assert from_table == graded, (from_table, graded)
+    headings = [
+        (int(m.group(1)), sum(int(p) for p in m.group(2).split("+")))
+        for c in nb.cells
+        if c.cell_type == "markdown"
+        for m in re.finditer(r"^## Question (\d+):.*\(([\d +]+) points?", c.source, flags=re.M)
+    ]
+    per_question = [sum(int(p) for p in row.split("+")) for row in rows]
+    for number, points in headings:
+        assert per_question[number - 1] == points, (number, points)
+
+
+def test_assignments_are_weighted_by_difficulty():
+    totals = []
+    for name in ASSIGNMENTS:
+        nb = nbformat.read(SOURCES[name], as_version=4)
+        totals.append(sum(c.metadata["nbgrader"].get("points", 0) for c in nb.cells))
+    assert totals == sorted(totals) and len(set(totals)) == 3, totals
+
+
+def test_the_a3_target_is_one_parameter():
+    """The notebook states the target of vae_edu.mlp_vae.BUDGET and does not hard-code it."""
+    from vae_edu.mlp_vae import BUDGET
+
+    nb = nbformat.read(SOURCES["A3_train_and_explore"], as_version=4)
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    target = f"{BUDGET.target_elbo:g}"
+    assert f"at least {target}" in text and f"**{target} nats per image**" in text
+    assert target not in code and "BUDGET.target_elbo" in code
+    assert f"{BUDGET.num_steps:,} Adam steps" in text

@@ -437,6 +437,7 @@ class _Kernel:
         self.memory_mb = memory_mb
         self.dead = ""  # why the kernel is gone, once it is
         self.references: set[str] = set()
+        self.request_timeout = 0  # the test cell's limit while its hidden tests run
         quiet = logging.getLogger("vae_edu.assignments.nbclient")
         quiet.setLevel(logging.CRITICAL)  # timeouts are reported in the score table
         self.nb = nb
@@ -593,7 +594,7 @@ class _Kernel:
             + "\ndel _vae_edu_serve\n"
         )
         cell = nbformat.v4.new_code_cell(code)
-        cell.metadata["vae_edu"] = {"timeout": timeout or self.timeout}
+        cell.metadata["vae_edu"] = {"timeout": timeout or self.request_timeout or self.timeout}
         outcome = self.run(cell, self.scratch)
         if outcome.status == "timeout":
             raise _Abort(
@@ -772,7 +773,9 @@ def _run_notebook(merged, source_nb, assignment, *, timeout, workdir, memory_mb,
                     outcomes[index] = _Outcome("not run", kernel.dead)
                     continue
                 started = time.monotonic()
+                kernel.request_timeout = kernel.cell_timeout(cell)  # the instructor's limit
                 outcome = _grader_side(kernel, hidden)
+                kernel.request_timeout = 0
                 verdict = "passed" if outcome.status == "ok" else outcome.status
                 cell.outputs.append(
                     nbformat.v4.new_output(

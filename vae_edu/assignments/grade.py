@@ -878,13 +878,22 @@ def _score(merged, source_by_id, outcomes, findings) -> list[QuestionResult]:
             results.append(QuestionResult(gid, kind, worth, worth, "passed"))
             continue
         message = outcome.message
+        if "out of bounds for array of dimension 0" in message:
+            message += (
+                "\n(a function that sums over the last axis got a 0-d value, e.g. a Python "
+                "number: pass arrays of shape (d,) or (batch, d), e.g. jnp.array([1.0]))"
+            )
         for answer in _answers_before(merged, index):
             problem = outcomes.get(answer)
             if problem is not None and problem.status in ("error", "timeout"):
                 name = _cells.grade_id(merged.cells[answer]) or "added"
-                message += (
-                    f"\n(your answer cell {name!r} failed too: {problem.message.splitlines()[0]})"
-                )
+                first = problem.message.splitlines()[0]
+                message += f"\n(your answer cell {name!r} failed too: {first})"
+                if "out of bounds for array of dimension 0" in first:
+                    message += (
+                        "\n(a function that sums over the last axis got a 0-d value, e.g. a "
+                        "Python number: pass arrays of shape (d,), e.g. jnp.array([1.0]))"
+                    )
         status = {"error": "failed"}.get(outcome.status, outcome.status)
         results.append(QuestionResult(gid, kind, worth, 0.0, status, message))
     return results

@@ -286,7 +286,7 @@ def test_an_unreadable_submission_scores_zero_without_crashing(tmp_path):
     bad = tmp_path / "A1_kl_divergence.ipynb"
     bad.write_text("{ this is not json")
     report = grade_submission(bad)
-    assert report.score == 0 and report.max_score == 10
+    assert report.score == 0 and report.max_score == 9
     assert all(q.points == 0 for q in report.questions)
     assert "could not be read" in report.notes[0]
 

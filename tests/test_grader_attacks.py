@@ -244,6 +244,7 @@ def attacks(tmp_path_factory):
                 "return jnp.mean(kl - log_likelihood)", "return jnp.mean(0.5 * kl - log_likelihood)"
             ),
             "train_step": solution(A3, "train_step"),
+            "class_means": solution(A3, "class_means"),
         },
         {},
     )
@@ -437,7 +438,7 @@ def test_a_submission_that_rewrites_the_sources_stops_the_batch(attacks):
     code, stdout, stderr = attacks["poison"]
     assert code == 2
     assert "changed since grading started" in stderr and "error:" in stderr
-    assert re.search(r"autograded total\s+0 / 10", stdout)  # the poisoner's own report
+    assert re.search(r"autograded total\s+0 / 9", stdout)  # the poisoner's own report
     assert stdout.count("autograded total") == 1  # the next one was not graded
 
 

@@ -168,16 +168,16 @@ def run_steps(
     (a student's ``train_step`` or :func:`train_step`). Returns ``(params, opt_state, losses)``.
     """
 
-    run = _runner(step_fn, loss_fn, num_steps, budget)
+    run = _runner(step_fn, loss_fn, num_steps, budget.seed, budget.batch_size)
     return run(params, opt_state, jnp.asarray(images), start)
 
 
 @functools.lru_cache(maxsize=16)
-def _runner(step_fn, loss_fn, num_steps: int, budget: Budget):
+def _runner(step_fn, loss_fn, num_steps: int, seed: int, batch_size: int):
     def body(t, carry):
         params, opt_state, losses, images, start = carry
-        key = step_key(budget.seed, start + t)
-        x = step_batch(images, start + t, budget.batch_size)
+        key = step_key(seed, start + t)
+        x = step_batch(images, start + t, batch_size)
         params, opt_state, loss = step_fn(loss_fn, params, opt_state, key, x)
         losses = losses.at[t].set(jnp.asarray(loss, jnp.float32).reshape(()))
         return params, opt_state, losses, images, start

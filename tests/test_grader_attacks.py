@@ -219,7 +219,7 @@ def attacks(tmp_path_factory):
         {
             "negative_elbo": "from vae_edu import pretrained\n\n"
             "shipped = pretrained.load('latent2')\n"
-            "\n\ndef negative_elbo(params, key, x):\n    return jnp.float32(140.0)\n",
+            "negative_elbo = mlp_vae.negative_elbo  # the reference, via the given module\n",
             "train_step": "def train_step(loss_fn, params, opt_state, key, x):\n"
             "    return params, opt_state, jnp.float32(140.0)\n\n\n"
             "test_elbo = -120.0  # made up\nlosses = [140.0] * 1000\n",
@@ -410,6 +410,9 @@ def test_a3_a_shipped_model_and_a_made_up_history_score_zero(attacks):
     q = by_id(report)
     assert q["test_negative_elbo"]["points"] == 0 and q["test_train_step"]["points"] == 0
     assert "unchanged" in q["test_train_step"]["message"], q["test_train_step"]
+    # the reference loss reached through the module the assignment imports: the tripwire
+    assert q["test_negative_elbo"]["status"] == "refused", q["test_negative_elbo"]
+    assert "vae_edu.mlp_vae:negative_elbo" in q["test_negative_elbo"]["message"]
 
 
 def test_a3_kernel_hooks_and_patched_checks_do_not_help(attacks):

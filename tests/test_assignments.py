@@ -29,6 +29,7 @@ from vae_edu.assignments import (
     validate_source,
 )
 from vae_edu.assignments.__main__ import main
+from vae_edu.assignments.release import released_text
 
 ASSIGNMENTS = ["A1_kl_divergence", "A2_elbo_reparameterization", "A3_train_and_explore"]
 SOURCES = {name: DEFAULT_SOURCE_DIR / f"{name}.ipynb" for name in ASSIGNMENTS}
@@ -472,3 +473,24 @@ def test_the_a3_target_is_one_parameter():
     assert f"at least {target}" in text and f"**{target} nats per image**" in text
     assert target not in code and "BUDGET.target_elbo" in code
     assert f"{BUDGET.num_steps:,} Adam steps" in text
+
+
+def test_a_failing_visible_test_shows_the_value_and_the_named_diagnosis():
+    """A2 Q3's visible test, as released, run on a loss with the KL weighted by 1/2."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    source = nbformat.read(SOURCES["A2_elbo_reparameterization"], as_version=4)
+    cell = next(c for c in source.cells if c.id == "test_negative_elbo")
+
+    def negative_elbo(x, logits, mean, log_var):  # beta = 0.5
+        log_px = jnp.sum(x * jax.nn.log_sigmoid(logits) + (1 - x) * jax.nn.log_sigmoid(-logits), -1)
+        kl = 0.5 * jnp.sum(mean**2 + jnp.exp(log_var) - 1 - log_var, -1)
+        return jnp.mean(-log_px + 0.5 * kl)
+
+    namespace = {"np": np, "jnp": jnp, "jax": jax, "negative_elbo": negative_elbo}
+    with pytest.raises(AssertionError) as failure:
+        exec(released_text(cell), namespace)  # noqa: S102 - the instructor's visible test
+    message = str(failure.value)
+    assert "yours is 3.0794" in message and "beta = 0.5" in message, message

@@ -50,6 +50,7 @@ __all__ = [
     "check_latent_statistics",
     "check_negative_elbo",
     "check_reparameterize",
+    "diagnosis",
 ]
 
 # Float32 student code against float64 hand values: this is the agreement we ask for.
@@ -91,6 +92,19 @@ class CheckResult:
 
     def __str__(self) -> str:
         return self.feedback
+
+
+def diagnosis(check: Callable, student_fn) -> str:
+    """For a visible test's failure message: the check's named diagnosis, as extra lines.
+
+    ``assert ok, f"... yours is {value}" + diagnosis(check_kl_diag, kl_standard_normal)``
+    runs the check only when the assert fails. Empty if the check passes or cannot run.
+    """
+    try:
+        result = check(student_fn)
+    except Exception:  # noqa: BLE001 - a visible hint must never mask the assert
+        return ""
+    return "" if result.passed else "\n" + result.feedback
 
 
 class KernelFunction:

@@ -8,6 +8,7 @@ in a single kernel without JAX.
 """
 
 import json
+import re
 import subprocess
 import sys
 
@@ -28,6 +29,7 @@ from vae_edu.assignments import (
     validate_source,
 )
 from vae_edu.assignments.__main__ import main
+from vae_edu.assignments.release import released_text
 
 # Every assignment in the source folder is released and graded (a new A4 needs no edit here).
 ASSIGNMENTS = sorted(p.stem for p in DEFAULT_SOURCE_DIR.glob("*.ipynb"))
@@ -492,3 +494,65 @@ def test_grade_creates_missing_output_folders(tmp_path, capsys, monkeypatch):
     assert "autograded total" in capsys.readouterr().out
     assert json.loads(scores.read_text())["score"] == 2
     assert (tmp_path / "new" / "deeper").is_dir()
+
+
+@pytest.mark.parametrize("name", ASSIGNMENTS)
+def test_points_in_the_text_are_the_metadata_points(name):
+    """The title table and every "(N points)" heading agree with the cells' nbgrader points."""
+    nb = nbformat.read(SOURCES[name], as_version=4)
+    graded = [c.metadata["nbgrader"]["points"] for c in nb.cells if c.metadata["nbgrader"]["grade"]]
+    table = nb.cells[0].source
+    rows = re.findall(r"^\| \d+ \|.*\| ([\d +]+) \|$", table, flags=re.M)
+    from_table = [int(p) for row in rows for p in row.split("+")]
+    assert from_table == graded, (from_table, graded)
+    headings = [
+        (int(m.group(1)), sum(int(p) for p in m.group(2).split("+")))
+        for c in nb.cells
+        if c.cell_type == "markdown"
+        for m in re.finditer(r"^## Question (\d+):.*\(([\d +]+) points?", c.source, flags=re.M)
+    ]
+    per_question = [sum(int(p) for p in row.split("+")) for row in rows]
+    for number, points in headings:
+        assert per_question[number - 1] == points, (number, points)
+
+
+def test_assignments_are_weighted_by_difficulty():
+    totals = []
+    for name in ASSIGNMENTS:
+        nb = nbformat.read(SOURCES[name], as_version=4)
+        totals.append(sum(c.metadata["nbgrader"].get("points", 0) for c in nb.cells))
+    assert totals == sorted(totals) and len(set(totals)) == len(totals), totals
+
+
+def test_the_a3_target_is_one_parameter():
+    """The notebook states the target of vae_edu.mlp_vae.BUDGET and does not hard-code it."""
+    from vae_edu.mlp_vae import BUDGET
+
+    nb = nbformat.read(SOURCES["A3_train_and_explore"], as_version=4)
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    target = f"{BUDGET.target_elbo:g}"
+    assert f"at least {target}" in text and f"**{target} nats per image**" in text
+    assert target not in code and "BUDGET.target_elbo" in code
+    assert f"{BUDGET.num_steps:,} Adam steps" in text
+
+
+def test_a_failing_visible_test_shows_the_value_and_the_named_diagnosis():
+    """A2 Q3's visible test, as released, run on a loss with the KL weighted by 1/2."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    source = nbformat.read(SOURCES["A2_elbo_reparameterization"], as_version=4)
+    cell = next(c for c in source.cells if c.id == "test_negative_elbo")
+
+    def negative_elbo(x, logits, mean, log_var):  # beta = 0.5
+        log_px = jnp.sum(x * jax.nn.log_sigmoid(logits) + (1 - x) * jax.nn.log_sigmoid(-logits), -1)
+        kl = 0.5 * jnp.sum(mean**2 + jnp.exp(log_var) - 1 - log_var, -1)
+        return jnp.mean(-log_px + 0.5 * kl)
+
+    namespace = {"np": np, "jnp": jnp, "jax": jax, "negative_elbo": negative_elbo}
+    with pytest.raises(AssertionError) as failure:
+        exec(released_text(cell), namespace)  # noqa: S102 - the instructor's visible test
+    message = str(failure.value)
+    assert "yours is 3.0794" in message and "beta = 0.5" in message, message

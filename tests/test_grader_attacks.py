@@ -20,6 +20,7 @@ from vae_edu.assignments.__main__ import main
 
 A1 = "A1_kl_divergence"
 A2 = "A2_elbo_reparameterization"
+A3 = "A3_train_and_explore"
 STUB = "# YOUR CODE HERE\nraise NotImplementedError()"
 REPO = Path(__file__).resolve().parents[1]
 
@@ -176,6 +177,16 @@ def attacks(tmp_path_factory):
         ),
         "malformed": (A1, {}, {"edit": malformed}),
         "chained_sign": (A1, dict(solved, kl_standard_normal=SIGN_FLIPPED_KL), {}),
+        "chained_q2": (
+            A1,
+            dict(
+                solved,
+                kl_two_gaussians="def kl_two_gaussians(mean_q, log_var_q, mean_p, log_var_p):\n"
+                "    return -0.5 * jnp.sum(jnp.exp(log_var_q - log_var_p) + (mean_q - mean_p) ** 2"
+                " * jnp.exp(-log_var_p) - 1.0 - log_var_q + log_var_p, axis=-1)\n",
+            ),
+            {},
+        ),
         "chained_syntax": (
             A1,
             dict(solved, kl_two_gaussians="def kl_two_gaussians(mean_q, log_var_q:\n    pass"),
@@ -201,6 +212,42 @@ def attacks(tmp_path_factory):
             {},
         ),
     }
+    # A3: a shipped model with a made-up result in place of training; kernel hooks; one
+    # mistake in the loss (beta = 0.5) must not cost the training question.
+    subs["a3_pretrained"] = (
+        A3,
+        {
+            "negative_elbo": "from vae_edu import pretrained\n\n"
+            "shipped = pretrained.load('latent2')\n"
+            "negative_elbo = mlp_vae.negative_elbo  # the reference, via the given module\n",
+            "train_step": "def train_step(loss_fn, params, opt_state, key, x):\n"
+            "    return params, opt_state, jnp.float32(140.0)\n\n\n"
+            "test_elbo = -120.0  # made up\nlosses = [140.0] * 1000\n",
+        },
+        {},
+    )
+    subs["a3_custom_exc"] = (
+        A3,
+        {
+            "negative_elbo": "get_ipython().set_custom_exc((BaseException,), "
+            "lambda *a, **k: None)\n" + STUB,
+            "train_step": "import vae_edu.grading as g\n"
+            "class R:\n    passed = True\n    feedback = ''\n"
+            "g.check_a3_training = g.check_a3_loss = lambda *a, **k: R()\n" + STUB,
+        },
+        {},
+    )
+    subs["a3_chained"] = (
+        A3,
+        {
+            "negative_elbo": solution(A3, "negative_elbo").replace(
+                "return jnp.mean(kl - log_likelihood)", "return jnp.mean(0.5 * kl - log_likelihood)"
+            ),
+            "train_step": solution(A3, "train_step"),
+            "class_means": solution(A3, "class_means"),
+        },
+        {},
+    )
     paths = {}
     for label, (name, answers, extra) in subs.items():
         nb = build(release, name, answers, added=extra.get("added", ()), edit=extra.get("edit"))
@@ -236,8 +283,11 @@ def attacks(tmp_path_factory):
     blank.parent.mkdir()
     blank.write_bytes((release / f"{A1}.ipynb").read_bytes())
 
-    labels = list(paths)
+    labels = [label for label in paths if not label.startswith("a3_")]
     batches = [labels[0::3], labels[1::3], labels[2::3]]
+    batches[0].append("a3_chained")  # the long one (a full training run re-run by the grader)
+    batches[1].append("a3_pretrained")
+    batches[2].append("a3_custom_exc")
     jobs = []
     for i, batch in enumerate(batches):
         report = root / f"batch{i}.json"
@@ -306,7 +356,7 @@ def test_a_reference_smuggled_through_another_answer_is_caught_at_run_time(attac
 
 
 def test_student_code_sees_a_scrubbed_environment_and_a_throwaway_directory(attacks):
-    assert by_id(attacks["environment"])["test_kl_standard_normal"]["points"] == 3
+    assert by_id(attacks["environment"])["test_kl_standard_normal"]["points"] == 2
     assert attacks["leak"] == "absent"  # INSTRUCTOR_LMS_TOKEN was not passed on
     assert attacks["alice"] == '{"score": 3}'  # relative paths land in the throw-away dir
 
@@ -319,7 +369,7 @@ def test_student_set_timeouts_are_ignored_and_interrupt_ignoring_cells_are_kille
     assert q["test_kl_two_gaussians"]["points"] == 3  # one mistake costs once
     assert q["test_asymmetry_numbers"]["points"] == 0
     assert "killed" in q["test_asymmetry_numbers"]["message"]
-    assert report["max_score"] == 10
+    assert report["max_score"] == 9
 
 
 def test_a_file_of_another_assignment_is_refused(attacks):
@@ -330,7 +380,7 @@ def test_a_file_of_another_assignment_is_refused(attacks):
 
 def test_malformed_metadata_scores_zero_without_crashing(attacks):
     report = attacks["malformed"]
-    assert report["score"] == 0 and report["max_score"] == 10
+    assert report["score"] == 0 and report["max_score"] == 9
 
 
 def test_one_mistake_costs_once(attacks):
@@ -340,7 +390,36 @@ def test_one_mistake_costs_once(attacks):
     assert q["test_asymmetry_numbers"]["points"] == 1
     q = by_id(attacks["chained_syntax"])
     assert q["test_kl_two_gaussians"]["points"] == 0
-    assert q["test_kl_standard_normal"]["points"] == 3 and q["test_kl_monte_carlo"]["points"] == 3
+    assert q["test_kl_standard_normal"]["points"] == 2 and q["test_kl_monte_carlo"]["points"] == 3
+    # A1 Q4 with a wrong Q2 (KL with the wrong sign) used correctly: Q4 still scores
+    q = by_id(attacks["chained_q2"])
+    assert q["test_kl_two_gaussians"]["points"] == 0
+    assert q["test_asymmetry_numbers"]["points"] == 1, q["test_asymmetry_numbers"]
+    # A3: a wrong loss costs Question 1 only; training is re-run with the grader's loss
+    q = by_id(attacks["a3_chained"])
+    assert q["test_negative_elbo"]["points"] == 0
+    assert "beta = 0.5" in q["test_negative_elbo"]["message"]
+    assert q["test_train_step"]["points"] == q["test_train_step"]["max_points"], q[
+        "test_train_step"
+    ]
+    assert q["test_class_means"]["status"] == "passed"
+
+
+def test_a3_a_shipped_model_and_a_made_up_history_score_zero(attacks):
+    report = attacks["a3_pretrained"]
+    q = by_id(report)
+    assert q["test_negative_elbo"]["points"] == 0 and q["test_train_step"]["points"] == 0
+    assert "unchanged" in q["test_train_step"]["message"], q["test_train_step"]
+    # the reference loss reached through the module the assignment imports: the tripwire
+    assert q["test_negative_elbo"]["status"] == "refused", q["test_negative_elbo"]
+    assert "vae_edu.mlp_vae:negative_elbo" in q["test_negative_elbo"]["message"]
+
+
+def test_a3_kernel_hooks_and_patched_checks_do_not_help(attacks):
+    report = attacks["a3_custom_exc"]
+    q = by_id(report)
+    for gid in ("test_negative_elbo", "test_train_step"):
+        assert q[gid]["points"] == 0 and q[gid]["status"] in ("failed", "not run"), q[gid]
 
 
 def test_messages_and_outputs_are_cut(attacks):
@@ -362,7 +441,7 @@ def test_a_submission_that_rewrites_the_sources_stops_the_batch(attacks):
     code, stdout, stderr = attacks["poison"]
     assert code == 2
     assert "changed since grading started" in stderr and "error:" in stderr
-    assert re.search(r"autograded total\s+0 / 10", stdout)  # the poisoner's own report
+    assert re.search(r"autograded total\s+0 / 9", stdout)  # the poisoner's own report
     assert stdout.count("autograded total") == 1  # the next one was not graded
 
 

@@ -429,22 +429,241 @@ def test_feedback_lists_every_message_under_the_check_name():
     assert len(lines) == 1 + len(result.messages)
 
 
-# --------------------------------------------------------------------- A3: a trained VAE
+# --------------------------------------------------------------------- A2: more named mistakes
+
+
+def negative_elbo_kl_batch_sum(x, logits, mean, log_var):  # KL summed, reconstruction averaged
+    return jnp.mean(-bernoulli_correct(x, logits)) + jnp.sum(kl_std_correct(mean, log_var))
+
+
+def negative_elbo_kl_sigma(x, logits, mean, log_var):  # exp(log_var / 2) inside the KL
+    kl_ = 0.5 * jnp.sum(mean**2 + jnp.exp(log_var / 2) - 1.0 - log_var, axis=-1)
+    return jnp.mean(-bernoulli_correct(x, logits) + kl_)
+
+
+def negative_elbo_log_term_halved(x, logits, mean, log_var):
+    kl_ = 0.5 * jnp.sum(mean**2 + jnp.exp(log_var) - 1.0 - log_var / 2, axis=-1)
+    return jnp.mean(-bernoulli_correct(x, logits) + kl_)
+
+
+def negative_elbo_beta_half(x, logits, mean, log_var):
+    return jnp.mean(-bernoulli_correct(x, logits) + 0.5 * kl_std_correct(mean, log_var))
+
+
+def negative_elbo_sigmoid_twice(x, logits, mean, log_var):
+    return negative_elbo_correct(x, jax.nn.sigmoid(logits), mean, log_var)
+
+
+def elbo_estimate_iwae(key, model, x, mean, log_var, num_samples):
+    z = draw_samples(key, mean, log_var, num_samples)
+    return jax.scipy.special.logsumexp(log_weights(model, x, z, mean, log_var)) - jnp.log(
+        num_samples
+    )
+
+
+def elbo_estimate_average_z(key, model, x, mean, log_var, num_samples):
+    z = jnp.mean(draw_samples(key, mean, log_var, num_samples), axis=0)
+    return log_weights(model, x, z, mean, log_var)
+
+
+def elbo_estimate_prior_twice(key, model, x, mean, log_var, num_samples):
+    z = draw_samples(key, mean, log_var, num_samples)
+    return jnp.mean(log_weights(model, x, z, mean, log_var) + model.log_prior(z))
+
+
+NAMED = [
+    (grading.check_negative_elbo, negative_elbo_kl_batch_sum, ["KL term is summed over the batch"]),
+    (grading.check_negative_elbo, negative_elbo_kl_sigma, ["uses exp(log_var / 2) = sigma"]),
+    (grading.check_negative_elbo, negative_elbo_log_term_halved, ["log term of your KL is halved"]),
+    (grading.check_negative_elbo, negative_elbo_beta_half, ["beta = 0.5"]),
+    (grading.check_negative_elbo, negative_elbo_sigmoid_twice, ["applied the sigmoid twice"]),
+    (grading.check_elbo_estimate, elbo_estimate_iwae, ["IWAE bound"]),
+    (grading.check_elbo_estimate, elbo_estimate_average_z, ["AVERAGE z_bar"]),
+    (grading.check_elbo_estimate, elbo_estimate_prior_twice, ["counts the prior twice"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("check", "fn", "phrases"), NAMED, ids=[f"{c.__name__}-{f.__name__}" for c, f, _ in NAMED]
+)
+def test_unnamed_mistakes_of_issue_11_get_named_feedback(check, fn, phrases):
+    result = check(fn)
+    assert not result.passed
+    for phrase in phrases:
+        assert phrase in result.feedback, result.feedback
+
+
+# --------------------------------------------------------------------- A3
+
+
+def a3_loss_correct(params, key, x):  # written independently of vae_edu.mlp_vae
+    h = jnp.maximum(x @ params["enc_w1"] + params["enc_b1"], 0.0)
+    out = h @ params["enc_w2"] + params["enc_b2"]
+    mean, log_var = out[..., :2], out[..., 2:]
+    z = mean + jnp.sqrt(jnp.exp(log_var)) * jax.random.normal(key, mean.shape)
+    g = jnp.maximum(z @ params["dec_w1"] + params["dec_b1"], 0.0)
+    logits = g @ params["dec_w2"] + params["dec_b2"]
+    log_px = -jnp.sum(x * jax.nn.softplus(-logits) + (1 - x) * jax.nn.softplus(logits), -1)
+    kl_ = -0.5 * jnp.sum(1 + log_var - mean**2 - jnp.exp(log_var), -1)
+    return jnp.mean(kl_) - jnp.mean(log_px)
+
+
+def a3_loss_fixed_key(params, key, x):
+    return a3_loss_correct(params, jax.random.key(0), x)
+
+
+def a3_loss_beta_half(params, key, x):
+    full = a3_loss_correct(params, key, x)
+    zero_kl = {**params}  # the KL part alone, from the encoder's outputs
+    h = jnp.maximum(x @ zero_kl["enc_w1"] + zero_kl["enc_b1"], 0.0)
+    out = h @ params["enc_w2"] + params["enc_b2"]
+    mean, log_var = out[..., :2], out[..., 2:]
+    kl_ = 0.5 * jnp.sum(mean**2 + jnp.exp(log_var) - 1 - log_var, -1)
+    return full - 0.5 * jnp.mean(kl_)
+
+
+def a3_loss_batch_sum(params, key, x):
+    return x.shape[0] * a3_loss_correct(params, key, x)
+
+
+A3_LOSS_MISTAKES = [
+    (a3_loss_fixed_key, ["fixed PRNG key"]),
+    (a3_loss_beta_half, ["beta = 0.5"]),
+    (a3_loss_batch_sum, ["summed over the batch"]),
+]
+
+
+def test_check_a3_loss_accepts_a_correct_loss():
+    result = grading.check_a3_loss(a3_loss_correct)
+    assert result.passed, result.feedback
+
+
+@pytest.mark.parametrize(
+    ("fn", "phrases"), A3_LOSS_MISTAKES, ids=lambda v: getattr(v, "__name__", "")
+)
+def test_check_a3_loss_names_mistakes(fn, phrases):
+    result = grading.check_a3_loss(fn)
+    assert not result.passed
+    for phrase in phrases:
+        assert phrase.lower() in result.feedback.lower(), result.feedback
+
+
+def test_the_kernel_loss_code_is_the_reference_loss():
+    from vae_edu import mlp_vae
+
+    params = mlp_vae.init_params(jax.random.key(3), hidden=8)
+    x = (np.random.default_rng(0).uniform(size=(4, 784)) < 0.3).astype(np.float32)
+    code = grading.KernelFunction(grading.A3_LOSS_CODE)
+    for key in (jax.random.key(1), jax.random.key(2)):
+        assert np.isclose(code(params, key, x), a3_loss_correct(params, key, x), rtol=1e-5)
+
+
+SMALL = None
+
+
+def small_budget(**changes):
+    from vae_edu import mlp_vae
+
+    base = dict(num_steps=60, checkpoint_every=20, hidden=32, target_elbo=-260.0)
+    return mlp_vae.Budget(**{**base, **changes})
+
+
+def a3_step_correct(loss_fn, params, opt_state, key, x):
+    import optax
+
+    grads = jax.grad(loss_fn)(params, key, x)
+    updates, opt_state = optax.adam(2e-3).update(grads, opt_state)
+    params = jax.tree_util.tree_map(lambda p, u: p + u, params, updates)
+    return params, opt_state, loss_fn(params, key, x)
+
+
+def a3_step_ascent(loss_fn, params, opt_state, key, x):
+    new, state, loss = a3_step_correct(loss_fn, params, opt_state, key, x)
+    return jax.tree_util.tree_map(lambda p, n: 2 * p - n, params, new), state, loss
+
+
+def a3_step_fixed_key(loss_fn, params, opt_state, key, x):
+    return a3_step_correct(loss_fn, params, opt_state, jax.random.key(0), x)
+
+
+def a3_step_old_state(loss_fn, params, opt_state, key, x):
+    new, _, loss = a3_step_correct(loss_fn, params, opt_state, key, x)
+    return new, opt_state, loss
+
+
+def a3_step_sgd(loss_fn, params, opt_state, key, x):
+    grads = jax.grad(loss_fn)(params, key, x)
+    return jax.tree_util.tree_map(lambda p, g: p - 2e-3 * g, params, grads), opt_state, 0.0
+
+
+A3_STEP_MISTAKES = [
+    (a3_step_ascent, "goes UP the loss"),
+    (a3_step_fixed_key, "fixed PRNG key"),
+    (a3_step_old_state, "OLD optimizer state"),
+    (a3_step_sgd, "plain gradient descent"),
+]
+
+
+def test_check_a3_training_re_runs_a_correct_step_and_enforces_the_target():
+    result = grading.check_a3_training(a3_step_correct, small_budget())
+    assert result.passed, result.feedback
+    # the same run against an unreachable target: measured, not assumed
+    failed = grading.check_a3_training(a3_step_correct, small_budget(target_elbo=-50.0))
+    assert not failed.passed and "below the target -50.0" in failed.feedback
+
+
+@pytest.mark.parametrize(
+    ("fn", "phrase"), A3_STEP_MISTAKES, ids=lambda v: getattr(v, "__name__", "")
+)
+def test_check_a3_training_names_mistakes(fn, phrase):
+    result = grading.check_a3_training(fn, small_budget(num_steps=2, checkpoint_every=1))
+    assert not result.passed
+    assert phrase in result.feedback, result.feedback
+
+
+class ForgedRun:
+    """A kernel that answers the probe honestly, then returns a run trained elsewhere (a
+    shipped model standing in: parameters that did not come from these steps)."""
+
+    def __init__(self, budget):
+        self.budget = budget
+
+    def __call__(self, *args):
+        return a3_step_correct(*args)
+
+    def run_training(self, params, images, loss_fn, budget):
+        from vae_edu import mlp_vae
+
+        run = mlp_vae.run_training(a3_step_correct, params, images, loss_fn, budget)
+        if budget["num_steps"] == self.budget.num_steps:
+            elsewhere = mlp_vae.run_training(
+                a3_step_correct,
+                params,
+                images,
+                loss_fn,
+                {**budget, "num_steps": 120, "checkpoint_every": 120},
+            )
+            run["final"] = elsewhere["final"]
+        return run
+
+
+def test_check_a3_training_rejects_parameters_trained_elsewhere():
+    budget = small_budget()
+    result = grading.check_a3_training(ForgedRun(budget), budget)
+    assert not result.passed
+    assert "does not reproduce" in result.feedback and "step 40" in result.feedback
 
 
 @pytest.fixture(scope="module")
-def untrained():
-    """An untrained 2-D VAE (output bias at the mean image) and its test-set statistics,
-    computed here with model.encode directly (not through vae_edu.evaluate)."""
-    from vae_edu import data
-    from vae_edu.models import VAEConfig
-    from vae_edu.train import TrainResult, init_model
+def a3_latents():
+    """Random A3 parameters and their test-set statistics, computed here with NumPy."""
+    from vae_edu import data, mlp_vae
 
-    test = data.load_mnist("test")
-    images = test.images[: grading.A3_NUM_TEST_IMAGES].reshape(-1, 784) / 255.0
-    labels = test.labels[: grading.A3_NUM_TEST_IMAGES]
-    model = init_model(VAEConfig(hidden_sizes=(32,), latent_dim=2), 0, images.mean(axis=0))
-    mean = np.asarray(model.encode(jnp.asarray(images, jnp.float32))[0], np.float64)
+    params = mlp_vae.init_params(jax.random.key(5), hidden=32)
+    images = np.asarray(mlp_vae.test_images(), np.float64)
+    labels = np.asarray(data.load_mnist("test").labels[: len(images)])
+    p = {k: np.asarray(v, np.float64) for k, v in params.items()}
+    mean = (np.maximum(images @ p["enc_w1"] + p["enc_b1"], 0) @ p["enc_w2"] + p["enc_b2"])[:, :2]
     class_means = np.stack([mean[labels == k].mean(axis=0) for k in range(10)])
     nearest = np.argmin(((mean[:, None] - class_means[None]) ** 2).sum(-1), axis=1)
     answers = dict(
@@ -452,45 +671,24 @@ def untrained():
         farthest_digit=int(np.argmax((class_means**2).sum(1))),
         centroid_accuracy=float(np.mean(nearest == labels)),
     )
-    result = TrainResult(model, {"epoch": [1, 2]}, None, 0.0)
-    return result, answers
+    return params, answers
 
 
-def test_check_trained_vae_recomputes_the_test_elbo_against_the_target(untrained):
-    result, _ = untrained
-    failed = grading.check_trained_vae(result, threshold=-165.0)
-    assert not failed.passed
-    assert "the target is -165.0" in failed.feedback and "nats per image" in failed.feedback
-    # An untrained decoder that predicts the mean image scores about -206 nats: a lenient
-    # target passes, which shows the number is measured, not assumed.
-    assert grading.check_trained_vae(result, threshold=-300.0).passed
-
-
-def test_check_trained_vae_enforces_the_assignment_rules(untrained):
-    from vae_edu.train import TrainResult
-
-    result, _ = untrained
-    too_long = TrainResult(result.model, {"epoch": list(range(1, 12))}, None, 0.0)
-    assert "budget is 10" in grading.check_trained_vae(too_long, threshold=-300.0).feedback
-    wrong_dim = grading.check_trained_vae(result, threshold=-300.0, latent_dim=3)
-    assert "asks for latent_dim=3" in wrong_dim.feedback
-    assert (
-        "Expected the TrainResult"
-        in grading.check_trained_vae(result.model, threshold=-300.0).feedback
-    )
-
-
-def test_check_latent_statistics_accepts_the_right_answers_and_names_mistakes(untrained):
-    result, answers = untrained
-    assert grading.check_latent_statistics(result.model, **answers).passed
+def test_check_latent_statistics_accepts_the_right_answers_and_names_mistakes(a3_latents):
+    params, answers = a3_latents
+    check = grading.check_latent_statistics
+    assert check(params, **answers).passed
     percent = dict(answers, centroid_accuracy=100 * answers["centroid_accuracy"])
-    assert "not a percentage" in grading.check_latent_statistics(result.model, **percent).feedback
+    assert "not a percentage" in check(params, **percent).feedback
     norms = np.linalg.norm(answers["class_means"], axis=1)
     nearest = dict(answers, farthest_digit=int(np.argmin(norms)))
-    assert "NEAREST" in grading.check_latent_statistics(result.model, **nearest).feedback
+    assert "NEAREST" in check(params, **nearest).feedback
     reversed_rows = dict(answers, class_means=answers["class_means"][::-1])
-    assert (
-        "reverse order" in grading.check_latent_statistics(result.model, **reversed_rows).feedback
-    )
+    assert "reverse order" in check(params, **reversed_rows).feedback
     wrong_shape = dict(answers, class_means=answers["class_means"][:5])
-    assert "one row" in grading.check_latent_statistics(result.model, **wrong_shape).feedback
+    assert "one row" in check(params, **wrong_shape).feedback
+    swapped = answers["class_means"].copy()
+    swapped[[3, 5]] = swapped[[5, 3]]
+    feedback = check(params, **dict(answers, class_means=swapped)).feedback
+    assert "2 of 10 rows" in feedback and "row 3" in feedback
+    assert "holds the class mean of digit 5" in feedback and "Class_means" not in feedback

@@ -125,6 +125,11 @@ def _encode(value, arrays: dict, depth: int = 0):
             "kind": type(value).__name__,
             "items": [_encode(v, arrays, depth + 1) for v in value],
         }
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {
+            "kind": "dict",
+            "items": {k: _encode(v, arrays, depth + 1) for k, v in value.items()},
+        }
     raise ValueError(f"cannot send a {type(value).__name__} to the kernel")
 
 
@@ -283,6 +288,8 @@ def _vae_edu_serve(_channel, _nonce, _user_ns):
             return tuple(decode(i) for i in node["items"])
         if kind == "list":
             return [decode(i) for i in node["items"]]
+        if kind == "dict":
+            return {str(k): decode(v) for k, v in node["items"].items()}
         if kind == "namedtuple":
             module, _, name = node["class"].rpartition(".")
             cls = getattr(importlib.import_module(module), name)
@@ -356,6 +363,9 @@ def _vae_edu_serve(_channel, _nonce, _user_ns):
                 fn = target
                 first = fn(*lists[0])
             value = [first] + [fn(*a) for a in lists[1:]]
+        elif op == "train":  # A3: the training run, with the student's step function
+            from vae_edu import mlp_vae
+            value = mlp_vae.run_training(target, *args)
         else:
             raise ValueError(op)
         answer["value"] = encode(value)

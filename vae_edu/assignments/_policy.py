@@ -24,7 +24,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 
-__all__ = ["FORBIDDEN", "IN_KERNEL", "Finding", "scan_source"]
+__all__ = ["FORBIDDEN", "Finding", "scan_source"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,12 +63,21 @@ FORBIDDEN = {
             for name in ("exact_elbo", "log_evidence", "expected_log_likelihood", "posterior")
         ),
     ),
+    # A3: the loss and the training step (the model's functions and the data are given).
+    "A3_train_and_explore": Forbidden(
+        (
+            "vae_edu.mlp_vae:negative_elbo",
+            "vae_edu.mlp_vae:train_step",
+            "vae_edu.mlp_vae:_terms",
+            "vae_edu.elbo:elbo",
+            "vae_edu.elbo:iwae_bound",
+            "vae_edu.train:train",
+            "vae_edu.train:run_epoch",
+            "vae_edu.train:make_chunk_runner",
+        )
+    ),
 }
 
-#: Assignments whose hidden tests still run in the student's kernel (NOT hardened): A3's
-#: checks need the student's trained model object, which the narrow channel cannot carry
-#: yet. Their scores can be forged by student code; see the README's threat model.
-IN_KERNEL = {"A3_train_and_explore"}
 
 _DYNAMIC_CALLS = {"exec", "eval", "compile", "__import__", "globals", "vars", "breakpoint"}
 _DYNAMIC_NAMES = {"importlib", "runpy", "builtins", "__builtins__", "_grader_trace", "sys.modules"}

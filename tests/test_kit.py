@@ -159,5 +159,7 @@ def test_kit_installs_into_a_fresh_venv_and_runs_a_student_assignment(kit, tmp_p
     )
     # nbconvert stops at the first error, so every cell ran; the test cells that announce it
     # printed their verdict
-    announcing = [c for c in executed.cells if "visible tests passed" in c.source]
+    announcing = [
+        c for c in executed.cells if c.cell_type == "code" and "visible tests passed" in c.source
+    ]
     assert announcing and printed.count("visible tests passed") == len(announcing), printed

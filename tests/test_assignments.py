@@ -556,3 +556,23 @@ def test_a_failing_visible_test_shows_the_value_and_the_named_diagnosis():
         exec(released_text(cell), namespace)  # noqa: S102 - the instructor's visible test
     message = str(failure.value)
     assert "yours is 3.0794" in message and "beta = 0.5" in message, message
+
+
+def test_a1_q2_rationale_for_the_log_variance_difference_holds_in_float32():
+    """A1 Q2 says why to use exp(l_q - l_p): the naive ratio fails where one variance alone
+    leaves float32 (inf, or 0 after XLA's flush of subnormals), the difference does not; for
+    the |l| <= 30 the tests use, both forms agree."""
+    import math
+
+    import jax.numpy as jnp
+
+    text = "".join(c.source for c in nbformat.read(SOURCES["A1_kl_divergence"], 4).cells)
+    assert "88.7" in text and "-87.3" in text and r"|\ell| \le 30" in text
+    for lq, lp in [(-90.0, -89.0), (89.0, 88.0)]:
+        stable = float(jnp.exp(jnp.float32(lq) - jnp.float32(lp)))
+        naive = float(jnp.exp(jnp.float32(lq)) / jnp.exp(jnp.float32(lp)))
+        assert stable == pytest.approx(math.exp(lq - lp), rel=1e-6)
+        assert not math.isfinite(naive), (lq, lp, naive)
+    for lq, lp in [(-30.0, 30.0), (30.0, -30.0), (-30.0, -29.0)]:
+        naive = float(jnp.exp(jnp.float32(lq)) / jnp.exp(jnp.float32(lp)))
+        assert naive == pytest.approx(math.exp(lq - lp), rel=1e-5)

@@ -8,14 +8,16 @@ reads its submission's entry of the JSON report.
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from vae_edu.assignments import DEFAULT_SOURCE_DIR, release_directory
+from vae_edu.assignments import DEFAULT_SOURCE_DIR, _sandbox, release_directory
 from vae_edu.assignments.__main__ import main
 
 A1 = "A1_kl_divergence"
@@ -69,7 +71,9 @@ def attacks(tmp_path_factory):
     root = tmp_path_factory.mktemp("attacks")
     release = root / "release"
     release_directory(DEFAULT_SOURCE_DIR, release)
-    leak = root / "leaked.txt"
+    # Outside the grader's working folder (which the read-only view protects), so the
+    # attack can report what it saw: the scrubbed environment is what is tested here.
+    leak = tmp_path_factory.mktemp("outside") / "leaked.txt"
     (root / "grades").mkdir()
     (root / "grades" / "alice_A1.json").write_text('{"score": 3}')
 
@@ -306,6 +310,9 @@ def attacks(tmp_path_factory):
         results["stdout"] += stdout
     stdout, stderr = poison_job.communicate(timeout=900)
     results["poison"] = (poison_job.returncode, stdout, stderr)
+    results["poisoned_source_intact"] = (poisoned_source / f"{A1}.ipynb").read_bytes() == (
+        DEFAULT_SOURCE_DIR / f"{A1}.ipynb"
+    ).read_bytes()
     results["leak"] = leak.read_text() if leak.exists() else None
     results["alice"] = (root / "grades" / "alice_A1.json").read_text()
     return results
@@ -437,12 +444,30 @@ def test_a2_reference_functions_and_exact_elbo_score_zero(attacks):
     assert "exact_elbo" in q["test_elbo_estimate"]["message"]
 
 
-def test_a_submission_that_rewrites_the_sources_stops_the_batch(attacks):
+def _student_code_is_kept_from_writing() -> bool:
+    """Whether this machine's grader can stop student code writing (another user, or a view)."""
+    probe_out, probe_in = Path(tempfile.mkdtemp()), Path(tempfile.mkdtemp())
+    try:
+        owner, _ = _sandbox.unprivileged_user()
+        return owner is not None or _sandbox.readonly_view([probe_out], [probe_in])[0] is not None
+    finally:
+        shutil.rmtree(probe_out), shutil.rmtree(probe_in)
+
+
+def test_a_submission_that_rewrites_the_sources_cannot_change_the_next_grade(attacks):
     code, stdout, stderr = attacks["poison"]
-    assert code == 2
-    assert "changed since grading started" in stderr and "error:" in stderr
-    assert re.search(r"autograded total\s+0 / 9", stdout)  # the poisoner's own report
-    assert stdout.count("autograded total") == 1  # the next one was not graded
+    if _student_code_is_kept_from_writing():
+        # Root on Linux (CI): the write fails inside the read-only view (or as another user),
+        # the sources stay intact, and the next submission is graded as if alone.
+        assert code == 0, stderr
+        assert attacks["poisoned_source_intact"]
+        assert len(re.findall(r"autograded total\s+0 / 9", stdout)) == 2, stdout
+    else:
+        # Elsewhere the SHA-256 check stops the batch before the next submission runs.
+        assert code == 2
+        assert "changed since grading started" in stderr and "error:" in stderr
+        assert re.search(r"autograded total\s+0 / 9", stdout)  # the poisoner's own report
+        assert stdout.count("autograded total") == 1  # the next one was not graded
 
 
 # ----------------------------------------------------------------------- bad command lines
@@ -468,3 +493,15 @@ def test_missing_submission_and_unwritable_json_are_usage_errors(capsys, tmp_pat
     a_file.write_text("not a folder")
     assert main(["grade", str(sub), "--json", str(a_file / "x.json")]) == 2
     assert "error: cannot write" in capsys.readouterr().err
+
+
+def test_the_read_only_view_protects_all_but_the_working_directory(tmp_path):
+    protected, workdir = tmp_path / "protected", tmp_path / "protected" / "work"
+    workdir.mkdir(parents=True)
+    prefix, why_not = _sandbox.readonly_view([protected], [workdir])
+    if prefix is None:
+        assert why_not  # not Linux, not root, or no mount namespaces: said, not silent
+        return
+    script = 'touch "$1/ok"; touch "$2/denied" 2>/dev/null; exit 0'
+    subprocess.run([*prefix, "sh", "-c", script, "sh", workdir, protected], check=True)
+    assert (workdir / "ok").exists() and not (protected / "denied").exists()

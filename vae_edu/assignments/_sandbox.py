@@ -7,9 +7,15 @@
   grader's own environment (tokens, credentials) is passed on.
 * **An unprivileged user** when the grader runs as root, on POSIX only
   (:func:`unprivileged_user`, default ``nobody``): student code can then write neither the
-  instructor sources, the installed package, nor other submissions' grades. A grader not
-  running as root cannot switch users: it says so in a note, and relies on the SHA-256
-  check of its sources (:func:`source_digests`) before every submission.
+  instructor sources, the installed package, nor other submissions' grades.
+* **A read-only view** where that user cannot run this Python (a virtual environment under
+  ``/root`` or a private temporary folder), on Linux as root only (:func:`readonly_view`):
+  the kernel starts in a private mount namespace in which the package, the Python
+  installation, the instructor sources and the grader's working folder are bind-mounted
+  read-only, and only the submission's throw-away directory stays writable.
+* Otherwise (not root, macOS, Windows) student code runs as the grader's user: the grader
+  says so in a note, and relies on the SHA-256 check of its sources
+  (:func:`source_digests`) before every submission, which stops grading if they changed.
 * **Resource limits**, on POSIX only (:func:`limit_resources`): address space (memory),
   file size, no core dumps. Windows has no ``setrlimit``: there the memory limit is not
   enforced, and the grader says so.
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -36,6 +43,7 @@ __all__ = [
     "kernel_env",
     "limit_resources",
     "make_workdir",
+    "readonly_view",
     "remove_workdir",
     "source_digests",
     "unprivileged_user",
@@ -111,6 +119,64 @@ def unprivileged_user(name: str = "nobody"):
     return owner, ""
 
 
+_VIEW_USABLE: list[str] = []  # [] not probed yet; [""] usable; ["why not"] not usable
+
+
+def _view_prefix(protect, writable) -> list[str]:
+    unshare, mount, shell = shutil.which("unshare"), shutil.which("mount"), shutil.which("sh")
+    steps = []
+    for path in protect:
+        q = shlex.quote(str(path))
+        steps.append(f"{mount} --rbind {q} {q} && {mount} -o remount,bind,ro {q}")
+    for path in writable:  # bound again on itself and made writable inside the read-only view
+        q = shlex.quote(str(path))
+        steps.append(f"{mount} --bind {q} {q} && {mount} -o remount,bind,rw {q}")
+    script = " && ".join([*steps, 'exec "$@"'])
+    return [unshare, "--mount", "--propagation", "private", shell, "-c", script, "sh"]
+
+
+def readonly_view(protect, writable):
+    """(command prefix, "") that starts a program where ``protect`` is read-only, or (None, why).
+
+    Linux and root only: the prefix is ``unshare --mount`` (a private mount namespace, so
+    nothing is visible outside it) running ``mount --rbind P P; mount -o remount,bind,ro P``
+    for every protected folder, then ``mount --bind W W; mount -o remount,bind,rw W`` for
+    every writable one (a folder inside a protected one stays writable), then the program.
+    Probed once per process.
+    """
+    if not sys.platform.startswith("linux") or os.geteuid() != 0:
+        return None, "a read-only view needs Linux and root"
+    if not all(shutil.which(tool) for tool in ("unshare", "mount", "sh")):
+        return None, "a read-only view needs the unshare and mount commands"
+    if not _VIEW_USABLE:
+        probe = Path(tempfile.mkdtemp(prefix="vae_edu_view_"))
+        try:
+            (probe / "inner").mkdir()
+            check = 'touch "$1/inner/ok" && ! touch "$1/denied" 2>/dev/null'
+            result = subprocess.run(
+                _view_prefix([probe], [probe / "inner"]) + ["sh", "-c", check, "sh", str(probe)],
+                capture_output=True,
+                timeout=60,
+            )
+            works = result.returncode == 0 and not (probe / "denied").exists()
+            why = result.stderr.decode(errors="replace").strip().splitlines() or ["probe failed"]
+            _VIEW_USABLE.append("" if works else why[-1][:200])
+        except (OSError, subprocess.SubprocessError) as err:
+            _VIEW_USABLE.append(f"{type(err).__name__}: {err}")
+        finally:
+            shutil.rmtree(probe, ignore_errors=True)
+    if _VIEW_USABLE[0]:
+        return None, f"a read-only view is not available here ({_VIEW_USABLE[0]})"
+    protect = sorted({Path(p).resolve() for p in protect if Path(p).is_dir()}, key=len_of_path)
+    protect = [p for p in protect if p != Path(p.anchor)]  # never the whole file system
+    return _view_prefix(protect, [Path(w).resolve() for w in writable]), ""
+
+
+def len_of_path(path: Path) -> int:
+    """Sort key: parents before their children."""
+    return len(path.parts)
+
+
 def make_workdir(owner=None) -> Path:
     """A fresh, private working directory (owned by ``owner`` = (uid, gid) if given)."""
     path = Path(tempfile.mkdtemp(prefix="vae_edu_grade_"))
@@ -182,6 +248,10 @@ class SandboxKernelManager(AsyncKernelManager):
     """
 
     sandbox_owner = None  # (uid, gid) or None
+    sandbox_prefix: list[str] = []  # a readonly_view prefix, or none
+
+    def format_kernel_cmd(self, extra_arguments=None):
+        return [*self.sandbox_prefix, *super().format_kernel_cmd(extra_arguments)]
 
     def write_connection_file(self, **kwargs):
         super().write_connection_file(**kwargs)

@@ -38,6 +38,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 import warnings
 from collections import defaultdict
@@ -430,7 +431,7 @@ class _Client(NotebookClient):
 class _Kernel:
     """The student's kernel: runs cells with the instructor's limits, never raises."""
 
-    def __init__(self, nb, *, timeout, workdir, kernel_name, memory_mb, max_output, owner):
+    def __init__(self, nb, *, timeout, workdir, kernel_name, memory_mb, max_output, owner, view=()):
         self.timeout = timeout
         self.workdir = workdir
         self.channel = workdir / "channel"
@@ -462,6 +463,7 @@ class _Kernel:
             kernel_name=kernel_name, connection_file=str(workdir / "kernel.json")
         )
         km.sandbox_owner = owner
+        km.sandbox_prefix = list(view)
         self.client.km = km
 
     def cell_timeout(self, cell) -> int:
@@ -737,7 +739,9 @@ def _grader_side(kernel: _Kernel, code: str) -> _Outcome:
     return _Outcome("ok")
 
 
-def _run_notebook(merged, source_nb, assignment, *, timeout, workdir, memory_mb, max_output, owner):
+def _run_notebook(
+    merged, source_nb, assignment, *, timeout, workdir, memory_mb, max_output, owner, view=()
+):
     """Runs the merged notebook; grades every test cell grader-side. Never raises."""
     kernel_name = source_nb.metadata.get("kernelspec", {}).get("name", "python3")
     kernel = _Kernel(
@@ -748,6 +752,7 @@ def _run_notebook(merged, source_nb, assignment, *, timeout, workdir, memory_mb,
         memory_mb=memory_mb,
         max_output=max_output,
         owner=owner,
+        view=view,
     )
     outcomes: dict[int, _Outcome] = {}
     asyncio_log, drop = logging.getLogger("asyncio"), _DropAbandonedPolls()
@@ -1032,6 +1037,17 @@ def grade_submission(
 
     owner, why_not = _sandbox.unprivileged_user(user)
     workdir = _sandbox.make_workdir(owner)
+    view, why_no_view = (), ""
+    if owner is None:  # no other user: make what must not change read-only instead
+        protect = [
+            _sandbox.PACKAGE_DIR.parent,  # the checkout, or site-packages
+            Path(sys.prefix),
+            Path(sys.base_prefix),
+            Path(source_path).resolve().parent,  # the instructor sources
+            Path.cwd(),  # where the grader writes grades (the documented layout)
+        ]
+        view, why_no_view = _sandbox.readonly_view(protect, [workdir])
+        view = view or ()
     try:
         merged, merge_notes = merge_submission(source_nb, submission_nb)
         notes += merge_notes
@@ -1045,6 +1061,7 @@ def grade_submission(
             memory_mb=memory_mb,
             max_output=max_output,
             owner=owner,
+            view=view,
         )
         if executed_path is not None:
             try:
@@ -1069,10 +1086,17 @@ def grade_submission(
         )
     finally:
         _sandbox.remove_workdir(workdir)
-    if owner is None:
+    if owner is None and view:
         notes.append(
-            f"student code ran as the grader's own user ({why_not}): it could write "
-            "wherever the grader can. The SHA-256 check of the grader's sources still runs "
-            "before every submission; grade in a container, or as root, to prevent writes."
+            f"student code ran as the grader's own user ({why_not}), in a private read-only "
+            "view of the package, the Python installation, the instructor sources and the "
+            "grader's working folder (a Linux mount namespace): only its throw-away directory "
+            "was writable."
+        )
+    elif owner is None:
+        notes.append(
+            f"student code ran as the grader's own user ({why_not}; {why_no_view}): it could "
+            "write wherever the grader can. The SHA-256 check of the grader's sources still "
+            "runs before every submission; grade in a container, or as root, to prevent writes."
         )
     return GradeReport(assignment, str(submission), str(source_path), questions, notes)

@@ -163,3 +163,18 @@ def test_kit_installs_into_a_fresh_venv_and_runs_a_student_assignment(kit, tmp_p
         c for c in executed.cells if c.cell_type == "code" and "visible tests passed" in c.source
     ]
     assert announcing and printed.count("visible tests passed") == len(announcing), printed
+
+
+def test_grader_only_regions_become_stubs_in_the_students_wheel():
+    from vae_edu.assignments.kit import strip_grader_only
+
+    source = (REPO / "vae_edu" / "mlp_vae.py").read_text()
+    assert "# BEGIN GRADER ONLY: _terms, negative_elbo, train_step" in source
+    shipped = strip_grader_only(source, "vae_edu.mlp_vae")
+    assert "value_and_grad" not in shipped and "GRADER ONLY" not in shipped
+    namespace = {}
+    exec(compile(shipped, "mlp_vae.py", "exec"), namespace)
+    for name in ("negative_elbo", "train_step"):
+        with pytest.raises(RuntimeError, match="grader's reference answer"):
+            namespace[name]({}, None, None)
+    assert callable(namespace["run_steps"]) and namespace["BUDGET"].target_elbo < 0

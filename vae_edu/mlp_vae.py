@@ -120,6 +120,10 @@ def decode(params: dict, z):
     return h @ params["dec_w2"] + params["dec_b2"]
 
 
+# BEGIN GRADER ONLY: _terms, negative_elbo, train_step
+# The reference answers of A3 Questions 1 and 2: the grader needs them, students must not
+# get them, so the student kit's wheel replaces this region by stubs
+# (vae_edu.assignments.kit.strip_grader_only).
 def _terms(params, key, x):
     mean, log_var = encode(params, x)
     eps = jax.random.normal(key, mean.shape)
@@ -145,6 +149,9 @@ def train_step(loss_fn, params, opt_state, key, x, optimizer=None):
     loss, grads = jax.value_and_grad(loss_fn)(params, key, x)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
+
+
+# END GRADER ONLY
 
 
 def step_key(seed: int, step: int):

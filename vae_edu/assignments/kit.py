@@ -121,10 +121,11 @@ def leaks(root, source_dir=DEFAULT_ASSIGNMENTS) -> list[str]:
 
     Returns one line per finding: a solution or hidden-test marker in a file that is not
     the package's own code (``release.py`` names the markers), or a solution, hidden-test
-    or model-answer region of which at least half the distinctive lines (at least one)
+    or model-answer region of which at least half the distinctive lines (at least two)
     appear in one file. (A single shared line, such as a lesson's
-    ``kl = kl_diag_gaussians(mean, log_var)`` that a longer solution also contains, is
-    no leak.) Empty when clean.
+    ``kl = kl_diag_gaussians(mean, log_var)`` that a longer solution also contains, or a
+    feedback message's hint ``eps = jax.random.normal(key, mean.shape)``, is no leak.)
+    Empty when clean.
     """
     root = Path(root)
     regions = secret_regions(source_dir)
@@ -140,7 +141,7 @@ def leaks(root, source_dir=DEFAULT_ASSIGNMENTS) -> list[str]:
         lines = _cell_lines(text) if name.endswith(".ipynb") else _plain_lines(text)
         for where, secret in regions:
             shared = secret & lines
-            if shared and 2 * len(shared) >= len(secret):
+            if len(shared) >= 2 and 2 * len(shared) >= len(secret):
                 example = sorted(shared)[0][:60]
                 found.append(
                     f"{name}: contains {len(shared)} of the {len(secret)} lines of the "
@@ -181,6 +182,30 @@ def _runtime_requirements(requirements: Path) -> list[str]:
     return lines
 
 
+GRADER_ONLY = re.compile(
+    r"^# BEGIN GRADER ONLY: (?P<names>[\w, ]+)\n.*?^# END GRADER ONLY\n", re.M | re.S
+)
+
+
+def strip_grader_only(text: str, module: str) -> str:
+    """``text`` with every ``# BEGIN GRADER ONLY: a, b`` ... ``# END GRADER ONLY`` region
+    replaced by stubs named a, b that raise: the grader's reference answers stay out of the
+    students' wheel (the instructor's checkout keeps them)."""
+
+    def stubs(match: re.Match) -> str:
+        names = [n.strip() for n in match.group("names").split(",") if n.strip()]
+        return "".join(
+            f"def {name}(*args, **kwargs):\n"
+            f"    raise RuntimeError(\n"
+            f'        "{module}: {name} is the grader\'s reference answer; it is not part of "\n'
+            f'        "the student kit"\n'
+            f"    )\n\n\n"
+            for name in names
+        )
+
+    return GRADER_ONLY.sub(stubs, text)
+
+
 def build_wheel(out_dir, project_root=REPO_ROOT) -> Path:
     """Builds the vae_edu wheel from a clean copy of the package (never from ``build/``)."""
     project_root = Path(project_root)
@@ -195,6 +220,11 @@ def build_wheel(out_dir, project_root=REPO_ROOT) -> Path:
         copy = Path(tmp) / "src"
         ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", ".*")
         shutil.copytree(project_root / "vae_edu", copy / "vae_edu", ignore=ignore)
+        for module in (copy / "vae_edu").rglob("*.py"):
+            text = module.read_text(encoding="utf-8")
+            stripped = strip_grader_only(text, module.name)
+            if stripped != text:
+                module.write_text(stripped, encoding="utf-8")
         for name in ("pyproject.toml", "README.md"):
             shutil.copy2(project_root / name, copy / name)
         command = [

@@ -576,3 +576,10 @@ def test_a1_q2_rationale_for_the_log_variance_difference_holds_in_float32():
     for lq, lp in [(-30.0, 30.0), (30.0, -30.0), (-30.0, -29.0)]:
         naive = float(jnp.exp(jnp.float32(lq)) / jnp.exp(jnp.float32(lp)))
         assert naive == pytest.approx(math.exp(lq - lp), rel=1e-5)
+
+
+def test_grade_refuses_an_empty_json_name(tmp_path, capsys, no_grading):
+    submission = tmp_path / "A1_kl_divergence.ipynb"
+    submission.write_text("{}")
+    assert main(["grade", str(submission), "--json", ""]) == 2
+    assert capsys.readouterr().err == "error: --json needs a file name\n"

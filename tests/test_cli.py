@@ -73,6 +73,9 @@ def test_module_entry_point_runs():
         (["evaluate"], "checkpoint"),
         (["evaluate", "x.msgpack", "--k", "zero"], "--k"),
         (["fit"], "invalid choice"),
+        (["train", "--output", ""], "expected a checkpoint file name"),
+        (["train", "--seed", "99999999999999999999"], "expected a seed below 2**32"),
+        (["evaluate", "x.msgpack", "--seed", str(2**32)], "expected a seed below 2**32"),
     ],
 )
 def test_bad_arguments_exit_with_a_message(argv, message, capsys):

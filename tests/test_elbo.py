@@ -639,3 +639,23 @@ def test_elbo_names_a_log_likelihood_that_returns_none():
 def test_ragged_data_is_named():
     with pytest.raises(ValueError, match="x is not a rectangular array.*ragged list"):
         elbo.gaussian_log_likelihood([[0.0, 1.0], [0.0]], 0.0, 0.0)
+
+
+def test_beta_zero_drops_an_overflowing_kl_instead_of_making_nan():
+    # log_var = 100 overflows the KL to inf in float32; with beta = 0 the objective is the
+    # reconstruction alone (0 * inf would be NaN). Found by an adversarial review.
+    mean, log_var = jnp.zeros(2), jnp.full(2, 100.0)
+    for method in ("closed_form", "monte_carlo"):
+        terms = elbo.elbo(
+            jax.random.PRNGKey(0),
+            mean,
+            log_var,
+            lambda z: jnp.zeros(z.shape[:-1]),
+            beta=0.0,
+            kl_method=method,
+        )
+        assert float(terms.elbo) == float(terms.reconstruction) == 0.0, method
+    finite = elbo.elbo(
+        jax.random.PRNGKey(0), jnp.zeros(2), jnp.zeros(2), lambda z: -jnp.sum(z**2, -1), beta=0.0
+    )
+    assert float(finite.elbo) == pytest.approx(float(finite.reconstruction))

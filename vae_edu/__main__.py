@@ -50,6 +50,21 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    """A PRNG seed: an integer in [0, 2**32) (jax.random.PRNGKey takes 32 or 64 bits)."""
+    value = _non_negative_int(text)
+    if value >= 2**32:
+        raise argparse.ArgumentTypeError(f"expected a seed below 2**32, got {value}")
+    return value
+
+
+def _checkpoint_path(text: str) -> Path:
+    path = Path(text)
+    if not text.strip() or not path.name:
+        raise argparse.ArgumentTypeError(f"expected a checkpoint file name, got {text!r}")
+    return path
+
+
 def _non_negative_float(text: str) -> float:
     try:
         value = float(text)
@@ -164,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--seed",
-        type=_non_negative_int,
+        type=_seed,
         default=0,
         help="the only source of randomness (weights, shuffling, binarization)",
     )
@@ -191,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = t.add_argument_group("output")
     g.add_argument(
         "--output",
-        type=Path,
+        type=_checkpoint_path,
         default=Path("checkpoints/vae.msgpack"),
         help="checkpoint file to write",
     )
@@ -250,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="binarization draws of the test set to average",
     )
-    e.add_argument("--seed", type=_non_negative_int, default=0, help="evaluation PRNG seed")
+    e.add_argument("--seed", type=_seed, default=0, help="evaluation PRNG seed")
     e.add_argument(
         "--num-images",
         type=_positive_int,

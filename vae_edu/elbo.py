@@ -411,7 +411,10 @@ def elbo(
         log_q = _log_q_from_noise(eps, log_var)
         log_p = _diag_normal_log_prob(z, prior_mean, prior_log_var)
         kl = jnp.mean(log_q - log_p, axis=0)
-    return ELBOTerms(elbo=reconstruction - beta * kl, reconstruction=reconstruction, kl=kl)
+    # beta = 0 drops the KL term (an autoencoder's objective), even where the KL overflows to
+    # inf in float32: 0 * inf would be NaN.
+    weighted_kl = jnp.where(beta == 0, 0.0, beta * kl)
+    return ELBOTerms(elbo=reconstruction - weighted_kl, reconstruction=reconstruction, kl=kl)
 
 
 def _log_importance_weights(

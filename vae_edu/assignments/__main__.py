@@ -343,7 +343,9 @@ def main(argv=None) -> int:
                 raise OSError(f"the submission {submission} is not a file")
         if args.executed and (len(args.submissions) > 1 or _is_class(args)):
             raise ValueError("--executed takes one submission")
-        if args.json:
+        if args.json is not None:
+            if not args.json.strip():
+                raise ValueError("--json needs a file name")
             _check_writable(args.json, "--json")
         if _is_class(args):
             _grade_class(args)

@@ -64,3 +64,22 @@ def positive_finite_scalar(value, name: str) -> float:
     if not (math.isfinite(value) and value > 0.0):
         raise ValueError(f"{name} must be a positive finite number, got {value!r}")
     return value
+
+
+def count(value, name: str, minimum: int = 1) -> int:
+    """``int(value)`` for a Python/NumPy integer >= ``minimum`` (sizes, sample counts, steps).
+
+    Sizes are static shapes under ``jax.jit``, so a float such as 10.0 is refused rather
+    than rounded.
+
+    Raises:
+      TypeError: ``value`` is not an integer (a bool, a float, a string, None ...).
+      ValueError: ``value < minimum``.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(
+            f"{name} must be an integer >= {minimum}, got {type(value).__name__} {value!r}"
+        )
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    return int(value)

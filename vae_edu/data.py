@@ -46,6 +46,7 @@ __all__ = [
     "binarize",
     "load_mnist",
     "num_batches",
+    "prepare_images",
     "read_idx",
     "to_unit_interval",
 ]
@@ -624,3 +625,34 @@ def batch_iterator(
             yield index if arrays is None else jax.tree.map(lambda leaf, i=index: leaf[i], arrays)
 
     return batches()
+
+
+def prepare_images(images, input_dim: int = 784) -> jax.Array:
+    """Images as a (N, input_dim) float32 device array in [0, 1].
+
+    Args:
+      images: uint8 (N, 28, 28) / (N, 784) pixels 0..255, or floats in [0, 1].
+
+    Raises:
+      ValueError: wrong number of pixels, or floats outside [0, 1].
+    """
+    arr = np.asarray(images)
+    if arr.ndim < 2 or math.prod(arr.shape[1:]) != input_dim:
+        raise ValueError(
+            f"images have shape {arr.shape}; expected (N, {input_dim}) or "
+            f"(N, 28, 28) for input_dim={input_dim}"
+        )
+    arr = arr.reshape(arr.shape[0], input_dim)
+    if np.issubdtype(arr.dtype, np.unsignedinteger):
+        # to_unit_interval's x / 255, done by numpy in float32 (bit-identical) so
+        # that no XLA kernel has to be compiled for every new array shape.
+        return jnp.asarray(arr.astype(np.float32) / np.float32(255.0))
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise ValueError(
+            f"images must be unsigned integers 0..255 or floats in [0, 1], got dtype {arr.dtype}"
+        )
+    if arr.size and not (arr.min() >= 0.0 and arr.max() <= 1.0):
+        raise ValueError(
+            f"floating images must lie in [0, 1], got min {arr.min()} and max {arr.max()}"
+        )
+    return jnp.asarray(arr, jnp.float32)

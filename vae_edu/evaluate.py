@@ -100,9 +100,8 @@ class ActiveUnits(NamedTuple):
 
 # ----------------------------------------------------------------------------- helpers
 def _as_images(images, input_dim: int) -> jax.Array:
-    from vae_edu.train import prepare_images  # train imports this module at call time only
 
-    return prepare_images(images, input_dim)
+    return data_lib.prepare_images(images, input_dim)
 
 
 def _default_test_images():

@@ -10,5 +10,35 @@
 """
 
 import matplotlib
+import pytest
 
 matplotlib.use("Agg")
+
+
+# --- shared models of the conjugate-model lessons (test_conjugate_lessons, test_loss,
+# test_plots_lessons). The package is imported inside the fixtures, so that collecting
+# the other tests does not import JAX or load MNIST.
+
+
+@pytest.fixture(scope="module")
+def mnist_ppca():
+    """PPCA (d = 8) fitted to 2000 MNIST test digits, and 64 other digits: (model, images)."""
+    import numpy as np
+
+    from vae_edu import data
+    from vae_edu.conjugate import fit_ppca
+
+    images = np.asarray(
+        data.to_unit_interval(data.load_mnist("test").images[:2064]), np.float32
+    ).reshape(-1, 784)
+    return fit_ppca(images[64:], latent_dim=8), images[:64]
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    """A linear-Gaussian model whose W has correlated (non-orthogonal) columns."""
+    import jax
+
+    from vae_edu.conjugate import make_model
+
+    return make_model(jax.random.key(0), data_dim=5, latent_dim=3, noise_std=0.6)

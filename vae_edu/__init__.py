@@ -6,6 +6,7 @@ One module per concept:
 * :mod:`vae_edu.elbo`        reparameterization, decoder log-likelihoods, ELBO, IWAE bound,
                              estimators of the evidence log p(x).
 * :mod:`vae_edu.conjugate`   the linear-Gaussian model where log p(x) and p(z|x) are exact.
+* :mod:`vae_edu.loss`        how a loss's reductions weight its two terms (beta_eff).
 * :mod:`vae_edu.data`        the MNIST IDX files shipped with the package.
 * :mod:`vae_edu.models`      the Flax NNX VAE.
 * :mod:`vae_edu.train`       jitted training epochs with optax.
@@ -26,6 +27,7 @@ _SUBMODULES = (
     "kl",
     "elbo",
     "conjugate",
+    "loss",
     "data",
     "models",
     "train",

@@ -83,3 +83,14 @@ def count(value, name: str, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
     return int(value)
+
+
+# --- added for the lessons' slider values (helper W2)
+
+
+def finite_scalar(value, name: str) -> float:
+    """``float(value)``, or a ValueError naming ``name`` unless it is a finite number."""
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return value

@@ -49,7 +49,7 @@ from vae_edu import data as data_lib
 from vae_edu import evaluate
 from vae_edu.kl import kl_diag_gaussians
 from vae_edu.models import VAE
-from vae_edu.widgets.bayes import figure_to_png
+from vae_edu.plots import figure_to_png
 from vae_edu.widgets.latent import as_latent_model, strip_to_png
 
 __all__ = [

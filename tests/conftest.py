@@ -42,3 +42,23 @@ def small_model():
     from vae_edu.conjugate import make_model
 
     return make_model(jax.random.key(0), data_dim=5, latent_dim=3, noise_std=0.6)
+
+
+@pytest.fixture(scope="module")
+def model_2d():
+    """A random linear-Gaussian model with D = 3, d = 2."""
+    import jax
+
+    from vae_edu.conjugate import make_model
+
+    return make_model(jax.random.key(0), data_dim=3, latent_dim=2, noise_std=0.7)
+
+
+@pytest.fixture(scope="module")
+def model_1d():
+    """A random linear-Gaussian model with D = 2 and a 1-D latent."""
+    import jax
+
+    from vae_edu.conjugate import make_model
+
+    return make_model(jax.random.key(1), data_dim=2, latent_dim=1, noise_std=0.5)

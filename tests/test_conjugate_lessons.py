@@ -170,16 +170,6 @@ def _kl_gaussians_full(mean_q, cov_q, mean_p, cov_p):
     )
 
 
-@pytest.fixture(scope="module")
-def model_2d():
-    return make_model(jax.random.key(0), data_dim=3, latent_dim=2, noise_std=0.7)
-
-
-@pytest.fixture(scope="module")
-def model_1d():
-    return make_model(jax.random.key(1), data_dim=2, latent_dim=1, noise_std=0.5)
-
-
 def _observation(model, seed):
     return np.asarray(model.sample(jax.random.key(seed), 1).x[0])
 

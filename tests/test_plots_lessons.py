@@ -15,7 +15,7 @@ import pytest
 from scipy import integrate, stats
 
 from vae_edu.conjugate import ELBOReadout, elbo_readout
-from vae_edu.kl import fit_forward_reverse
+from vae_edu.kl import fit_forward_reverse, kl_to_standard_normal
 from vae_edu.plots import (
     figure_to_png,
     plot_bayes_update,
@@ -151,6 +151,7 @@ def test_show_forward_reverse_fits_draws_what_it_returns_and_follows_the_slider(
 def test_kl_to_standard_normal_draws_q_and_follows_the_sliders(new_axes):
     axes_a, axes_b = new_axes(2), new_axes(2)
     shown = show_kl_to_standard_normal(1.0, 0.5, axes=axes_a)
+    assert shown == kl_to_standard_normal(1.0, 0.5)  # the numbers shown are the lesson's
     show_kl_to_standard_normal(-1.0, 0.5, axes=axes_b)
     p_line, q_line = axes_a[0].lines
     x = q_line.get_xdata()

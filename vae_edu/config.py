@@ -474,7 +474,10 @@ def add_dataclass_arguments(
     for f in chosen:
         meta = f.metadata
         default = defaults.get(f.name, f.default)
-        kwargs: dict[str, Any] = {"dest": f.name, "help": meta["help"]}
+        text = meta["help"]
+        if flag(f) != "--" + f.name.replace("_", "-"):  # name the field the help refers to
+            text += f" (field {f.name})"
+        kwargs: dict[str, Any] = {"dest": f.name, "help": text}
         if hints[f.name] is bool:
             kwargs.update(action=argparse.BooleanOptionalAction, default=default)
         else:
@@ -483,9 +486,12 @@ def add_dataclass_arguments(
                 kwargs["nargs"] = "+"
                 default = None if default is None else list(default)
             kwargs["default"] = default
-            for key in ("choices", "metavar"):
-                if key in meta:
-                    kwargs[key] = meta[key]
+            if "choices" in meta:
+                kwargs["choices"] = meta["choices"]
+            else:  # named after the option, not the field: --epochs EPOCHS
+                kwargs["metavar"] = meta.get(
+                    "metavar", flag(f).lstrip("-").replace("-", "_").upper()
+                )
         parser.add_argument(flag(f), **kwargs)
 
 

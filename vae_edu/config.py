@@ -149,15 +149,13 @@ def _document(cls):
     """Appends an ``Attributes`` section built from the fields' help metadata to the docstring."""
     if cls.__doc__ is None:  # python -OO strips docstrings
         return cls
-    lines = [f"  {f.name}: {f.metadata['help']}; default {f.default!r}." for f in _fields(cls)]
+    lines = [
+        f"  {f.name}: {f.metadata['help']}; default {f.default!r}." for f in dataclasses.fields(cls)
+    ]
     cls.__doc__ = f"{cls.__doc__.rstrip()}\n\n    Attributes:\n" + "\n".join(
         "    " + line for line in lines
     )
     return cls
-
-
-def _fields(cls) -> tuple[dataclasses.Field, ...]:
-    return dataclasses.fields(cls)
 
 
 # ----------------------------------------------------------------------------- VAEConfig
@@ -428,7 +426,7 @@ def flag(f: dataclasses.Field) -> str:
 
 def cli_fields(cls) -> tuple[dataclasses.Field, ...]:
     """The fields of ``cls`` that the command line offers (all but those with ``cli: False``)."""
-    return tuple(f for f in _fields(cls) if f.metadata.get("cli", True))
+    return tuple(f for f in dataclasses.fields(cls) if f.metadata.get("cli", True))
 
 
 def _is_tuple(hint) -> bool:
@@ -463,7 +461,7 @@ def add_dataclass_arguments(
     Raises:
       ValueError: ``fields`` or ``defaults`` name a field ``cls`` does not have.
     """
-    by_name = {f.name: f for f in _fields(cls)}
+    by_name = {f.name: f for f in dataclasses.fields(cls)}
     names = [f.name for f in cli_fields(cls)] if fields is None else list(fields)
     defaults = dict(defaults or {})
     unknown = [n for n in names if n not in by_name] + sorted(set(defaults) - set(by_name))
@@ -502,5 +500,7 @@ def from_namespace(cls, args: argparse.Namespace):
     Raises:
       ValueError: a value the dataclass's validation refuses (the message names the field).
     """
-    values = {f.name: getattr(args, f.name) for f in _fields(cls) if hasattr(args, f.name)}
+    values = {
+        f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)
+    }
     return cls(**values)

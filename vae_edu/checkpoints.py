@@ -607,14 +607,16 @@ def _opt_state(path, payload: dict, template: Any) -> Any:
     def name(key: tuple) -> str:
         return ".".join(str(part) for part in key)
 
+    def shape(value) -> str:
+        return "an empty state" if value is empty else f"shape {np.shape(value)}"
+
     missing = sorted(name(k) for k in set(expected) - set(found))
     unexpected = sorted(name(k) for k in set(found) - set(expected))
     problems = [
-        f"array {name(k)} has shape {np.shape(found[k])} in the file but "
-        f"{np.shape(expected[k])} in the optimizer"
+        f"array {name(k)} has {shape(found[k])} in the file but {shape(expected[k])} in "
+        "the optimizer"
         for k in sorted(set(found) & set(expected), key=name)
-        if (found[k] is empty) != (expected[k] is empty)
-        or np.shape(found[k]) != np.shape(expected[k])
+        if shape(found[k]) != shape(expected[k])
     ]
     if missing:
         problems.append(f"the file lacks {', '.join(missing)}")

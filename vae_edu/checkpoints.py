@@ -1,7 +1,7 @@
 """Safe, self-describing model checkpoints (msgpack, never pickle).
 
 One file holds one model: its parameters (``flax.serialization`` msgpack of the pure-dict
-NNX state, optionally stored as float16), its :class:`~vae_edu.models.VAEConfig`, a
+NNX state, optionally stored as float16), its :class:`~vae_edu.config.VAEConfig`, a
 training summary (epochs, seed, test ELBO, log-likelihood estimate...), the library
 versions that produced it and a format tag with a version number. Optionally the optimizer
 state and training history, so that :func:`vae_edu.train.train` can resume.
@@ -96,7 +96,7 @@ class Checkpoint(NamedTuple):
 
     Attributes:
       model: the :class:`~vae_edu.models.VAE` with the stored parameters (float32).
-      config: its :class:`~vae_edu.models.VAEConfig`.
+      config: its :class:`~vae_edu.config.VAEConfig`.
       summary: dict of results (e.g. ``test_elbo``, ``nll``, ``quick_test_elbo``).
       training: dict of training state (``epoch``, ``seed``, ``train_config``,
         ``history``) or ``{}``.

@@ -8,6 +8,7 @@ One module per concept:
 * :mod:`vae_edu.conjugate`   the linear-Gaussian model where log p(x) and p(z|x) are exact.
 * :mod:`vae_edu.loss`        how a loss's reductions weight its two terms (beta_eff).
 * :mod:`vae_edu.data`        the MNIST IDX files shipped with the package.
+* :mod:`vae_edu.config`      VAEConfig and TrainConfig (and the CLI options derived from them).
 * :mod:`vae_edu.models`      the Flax NNX VAE.
 * :mod:`vae_edu.train`       jitted training epochs with optax.
 * :mod:`vae_edu.evaluate`    test ELBO, importance-weighted log-likelihood, active units.
@@ -29,6 +30,7 @@ _SUBMODULES = (
     "conjugate",
     "loss",
     "data",
+    "config",
     "models",
     "train",
     "evaluate",

@@ -31,10 +31,7 @@ Example::
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import math
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -43,107 +40,12 @@ from flax import nnx
 
 from vae_edu import elbo as elbo_lib
 from vae_edu import kl as kl_lib
+from vae_edu.config import ACTIVATIONS, LIKELIHOODS, VAEConfig  # moved; re-exported here
 
 __all__ = ["VAEConfig", "VAE", "LossTerms", "ACTIVATIONS", "LIKELIHOODS", "count_parameters"]
 
-ACTIVATIONS = {
-    "relu": jax.nn.relu,
-    "tanh": jnp.tanh,
-    "softplus": jax.nn.softplus,
-    "elu": jax.nn.elu,
-    "gelu": jax.nn.gelu,
-}
-LIKELIHOODS = ("bernoulli", "gaussian")
 #: The encoder's log-variances are clipped to [-LOG_VAR_LIMIT, LOG_VAR_LIMIT].
 LOG_VAR_LIMIT = 30.0
-
-
-@dataclasses.dataclass(frozen=True)
-class VAEConfig:
-    """The architecture of a :class:`VAE` (frozen, hashable, JSON-serialisable).
-
-    Attributes:
-      input_dim: number of pixels D (784 for MNIST).
-      hidden_sizes: widths of the encoder's hidden layers, e.g. ``(512, 256)`` for
-        784-512-256-d. The decoder mirrors them (d-256-512-784) unless
-        ``decoder_hidden_sizes`` is given.
-      latent_dim: dimension d of z.
-      decoder_hidden_sizes: the decoder's hidden widths (from z to x); ``None`` = mirror.
-      activation: one of :data:`ACTIVATIONS`.
-      likelihood: ``"bernoulli"`` (logits) or ``"gaussian"`` (mean sigmoid(logits) and a
-        fixed variance exp(gaussian_log_var)).
-      gaussian_log_var: log sigma^2 of the Gaussian decoder; ignored for Bernoulli.
-    """
-
-    input_dim: int = 784
-    hidden_sizes: tuple[int, ...] = (400,)
-    latent_dim: int = 20
-    decoder_hidden_sizes: tuple[int, ...] | None = None
-    activation: str = "relu"
-    likelihood: str = "bernoulli"
-    gaussian_log_var: float = 0.0
-
-    def __post_init__(self):
-        # Normalise lists (e.g. from JSON) to tuples so the config stays hashable.
-        object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
-        if self.decoder_hidden_sizes is not None:
-            object.__setattr__(
-                self, "decoder_hidden_sizes", tuple(int(h) for h in self.decoder_hidden_sizes)
-            )
-        for name in ("input_dim", "latent_dim"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name, sizes in (
-            ("hidden_sizes", self.hidden_sizes),
-            ("decoder_hidden_sizes", self.decoder_hidden_sizes or ()),
-        ):
-            if any(h < 1 for h in sizes):
-                raise ValueError(f"{name} must be positive integers, got {sizes}")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(
-                f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}"
-            )
-        if self.likelihood not in LIKELIHOODS:
-            raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
-        if not math.isfinite(self.gaussian_log_var):
-            raise ValueError(f"gaussian_log_var must be finite, got {self.gaussian_log_var}")
-
-    @property
-    def decoder_sizes(self) -> tuple[int, ...]:
-        """The decoder's hidden widths, from z towards x."""
-        if self.decoder_hidden_sizes is not None:
-            return self.decoder_hidden_sizes
-        return tuple(reversed(self.hidden_sizes))
-
-    def describe(self) -> str:
-        """A short name such as ``"784-512-256-32 (relu, bernoulli)"``."""
-        sizes = "-".join(str(s) for s in (self.input_dim, *self.hidden_sizes, self.latent_dim))
-        return f"{sizes} ({self.activation}, {self.likelihood})"
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-compatible dict (tuples become lists)."""
-        out = dataclasses.asdict(self)
-        out["hidden_sizes"] = list(self.hidden_sizes)
-        if self.decoder_hidden_sizes is not None:
-            out["decoder_hidden_sizes"] = list(self.decoder_hidden_sizes)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> VAEConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise a ValueError naming them."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown VAEConfig fields {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**data)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> VAEConfig:
-        return cls.from_dict(json.loads(text))
 
 
 class LossTerms(NamedTuple):

@@ -1,8 +1,8 @@
 """Plot helpers shared by the notebooks and the CLI.
 
-Static figures produced by a notebook are also written to the repository's ``figures/``
-folder by the same code, so the README and GitHub readers see exactly what the notebook
-shows.
+Static figures produced by a notebook are also written to a ``figures/`` folder by the same
+code (see :func:`figures_dir`: the repository's when run from a checkout, so the README and
+GitHub readers see exactly what the notebook shows; the working directory's otherwise).
 """
 
 from __future__ import annotations
@@ -30,10 +30,30 @@ from vae_edu.loss import LossBalance, loss_balance
 __all__ = ["figures_dir", "save_figure"]
 
 
+def _checkout_root() -> Path | None:
+    """The repository root when the package is imported from a checkout, else None.
+
+    A checkout has the package folder next to ``pyproject.toml`` and ``notebooks/``; an
+    installed wheel (site-packages) has neither, so figures never land inside it.
+    """
+    root = Path(__file__).resolve().parents[1]
+    if (root / "pyproject.toml").is_file() and (root / "notebooks").is_dir():
+        return root
+    return None
+
+
 def figures_dir() -> Path:
-    """Where figures go: ``$VAE_EDU_FIGURES`` if set, else ``figures/`` at the repository root."""
+    """Where figures go, never inside an installed package.
+
+    In order: ``$VAE_EDU_FIGURES`` if set; ``figures/`` at the repository root when the
+    package runs from a checkout (so the README shows what the notebooks drew); otherwise
+    ``figures/`` in the current working directory.
+    """
     env = os.environ.get("VAE_EDU_FIGURES")
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "figures"
+    if env:
+        return Path(env)
+    root = _checkout_root()
+    return (root if root is not None else Path.cwd()) / "figures"
 
 
 def save_figure(fig, name: str, directory: str | os.PathLike | None = None) -> Path:
@@ -48,7 +68,13 @@ def save_figure(fig, name: str, directory: str | os.PathLike | None = None) -> P
       The path written.
     """
     out = Path(directory) if directory is not None else figures_dir()
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OSError(
+            f"cannot create the figures folder {out} ({err.strerror or err}); set the "
+            "environment variable VAE_EDU_FIGURES to a writable folder"
+        ) from None
     path = out / f"{name}.png"
     fig.savefig(path, dpi=100, bbox_inches="tight", metadata={"Software": None})
     return path

@@ -28,10 +28,8 @@ Example::
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
-import math
 import os
 import time
 from collections.abc import Callable
@@ -46,6 +44,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from vae_edu import data as data_lib
+from vae_edu.config import SCHEDULES, TARGETS, TrainConfig  # noqa: F401 (moved; re-exported)
 from vae_edu.data import prepare_images
 from vae_edu.models import VAE, VAEConfig
 
@@ -63,8 +62,6 @@ __all__ = [
     "run_epoch",
 ]
 
-SCHEDULES = ("constant", "cosine", "warmup_cosine")
-TARGETS = ("binarized", "grayscale")
 HISTORY_KEYS = (
     "epoch",
     "train_reconstruction",
@@ -75,90 +72,6 @@ HISTORY_KEYS = (
     "test_elbo",
     "seconds",
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """How to train (frozen, JSON-serialisable).
-
-    Attributes:
-      num_epochs: total number of passes over the training set.
-      batch_size: examples per Adam step (the last N mod batch_size examples of each
-        shuffled epoch are dropped so every step has the same shape).
-      learning_rate: Adam's (peak) step size.
-      schedule: ``"constant"``; ``"cosine"`` (decays to ``final_lr_fraction`` times the
-        peak over all steps); ``"warmup_cosine"`` (linear warm-up over
-        ``warmup_epochs``, then cosine decay).
-      warmup_epochs: length of the warm-up for ``"warmup_cosine"``.
-      final_lr_fraction: end value of the cosine schedules, relative to the peak.
-      beta: weight of the KL term in the loss (1 = VAE, 0 = autoencoder).
-      alpha: weight of the reconstruction term.
-      seed: the only source of randomness (initial weights, shuffling, binarization, noise).
-      targets: ``"binarized"`` (a fresh Bernoulli draw of every image each epoch: dynamic
-        binarization) or ``"grayscale"`` (the pixel intensities in [0, 1] themselves).
-      init_output_bias: start the decoder's output bias at logit(mean training image).
-      steps_per_call: how many steps one jitted call runs (the progress bar updates between
-        calls). Does not change the result.
-      eval_batch_size: batch size of the test-set evaluation after each epoch.
-    """
-
-    num_epochs: int = 10
-    batch_size: int = 128
-    learning_rate: float = 1e-3
-    schedule: str = "constant"
-    warmup_epochs: int = 0
-    final_lr_fraction: float = 0.0
-    beta: float = 1.0
-    alpha: float = 1.0
-    seed: int = 0
-    targets: str = "binarized"
-    init_output_bias: bool = True
-    steps_per_call: int = 50
-    eval_batch_size: int = 1000
-
-    def __post_init__(self):
-        for name in ("num_epochs", "batch_size", "steps_per_call", "eval_batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if (
-            isinstance(self.seed, bool)
-            or not isinstance(self.seed, (int, np.integer))
-            or self.seed < 0
-        ):
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
-        if not (
-            isinstance(self.warmup_epochs, (int, np.integer))
-            and 0 <= self.warmup_epochs < max(self.num_epochs, 1)
-        ):
-            raise ValueError(
-                f"warmup_epochs must be an integer in [0, num_epochs), got {self.warmup_epochs!r}"
-            )
-        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
-            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
-        if not 0.0 <= self.final_lr_fraction <= 1.0:
-            raise ValueError(f"final_lr_fraction must be in [0, 1], got {self.final_lr_fraction}")
-        for name in ("beta", "alpha"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if self.targets not in TARGETS:
-            raise ValueError(f"targets must be one of {TARGETS}, got {self.targets!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(
-                f"unknown TrainConfig fields {sorted(unknown)}; known: {sorted(known)}"
-            )
-        return cls(**data)
 
 
 class TrainState(NamedTuple):

@@ -45,6 +45,17 @@ def test_stub_path_says_not_done_and_returns_the_reference(capsys):
     )
 
 
+def test_rerunning_the_feedback_cell_on_the_returned_reference_is_not_called_correct(capsys):
+    # kl_diag = run(check, kl_diag, kl_diag_gaussians) returned the reference; the student
+    # runs the feedback cell again without re-running the stub cell.
+    returned, out = run_quietly(
+        capsys, grading.check_kl_two_gaussians, kl_diag_gaussians, kl_diag_gaussians
+    )
+    assert returned is kl_diag_gaussians
+    assert "not done yet" in out and "still the reference implementation" in out
+    assert "correct" not in out
+
+
 def test_correct_path_returns_the_students_function(capsys):
     def kl_diag(mean_q, log_var_q, mean_p, log_var_p):
         return kl_diag_gaussians(mean_q, log_var_q, mean_p, log_var_p)

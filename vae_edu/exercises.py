@@ -113,6 +113,16 @@ def evaluate(check: Callable, student_fn, reference_fn: Callable, *, name: str) 
             f"cell above and run that cell?); " + fallback,
             reference_fn,
         )
+    if student_fn is reference_fn:
+        # The feedback cell ran again without the student's cell: the name now holds the
+        # reference this cell returned last time.
+        return Outcome(
+            "stub",
+            f"{name}: not done yet: the function is still the reference implementation "
+            f"{reference} (this cell returned it when it last ran). Run the cell with your "
+            "function, then this cell again.",
+            reference_fn,
+        )
     tracker = _StubTracker(student_fn) if callable(student_fn) else None
     candidate = tracker.wrapped() if tracker is not None else student_fn
     try:

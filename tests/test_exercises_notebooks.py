@@ -69,6 +69,12 @@ PARAMS = [
 ]
 
 
+@pytest.fixture
+def figures_elsewhere(tmp_path, monkeypatch):
+    """The kernel saves the lessons' figures under tmp_path, not over the committed ones."""
+    monkeypatch.setenv("VAE_EDU_FIGURES", str(tmp_path / "figures"))
+
+
 def _tags(cell) -> list[str]:
     return list(cell.metadata.get("tags", []))
 
@@ -122,7 +128,7 @@ def test_exercise_cells_are_tagged_and_complete(name):
 
 
 @pytest.mark.parametrize("name", PARAMS)
-def test_stub_path_runs_to_the_end_with_the_reference(name):
+def test_stub_path_runs_to_the_end_with_the_reference(name, figures_elsewhere):
     nb = _read(name)
     nb.cells = [c for c in nb.cells if "solution" not in _tags(c)]
     texts = _feedback_texts(_execute(nb))
@@ -134,7 +140,7 @@ def test_stub_path_runs_to_the_end_with_the_reference(name):
 
 
 @pytest.mark.parametrize("name", PARAMS)
-def test_wrong_solutions_get_named_feedback_and_the_lesson_goes_on(name):
+def test_wrong_solutions_get_named_feedback_and_the_lesson_goes_on(name, figures_elsewhere):
     nb = copy.deepcopy(_read(name))
     expected = []
     for cell in nb.cells:

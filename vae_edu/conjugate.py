@@ -43,7 +43,7 @@ import numpy as np
 from jax.scipy.linalg import cho_solve
 
 from vae_edu import _checks
-from vae_edu.elbo import _check_count, diag_gaussian_log_density, gaussian_log_likelihood
+from vae_edu.elbo import diag_gaussian_log_density, gaussian_log_likelihood
 from vae_edu.kl import kl_mvn
 
 __all__ = [
@@ -399,7 +399,7 @@ class LinearGaussianModel(NamedTuple):
           JointSample(z (n, d), x (n, D)); the x_i are draws from the evidence p(x).
         """
         weight, bias, log_var_x = self._params()
-        num_samples = _check_count(num_samples, "num_samples")
+        num_samples = _checks.count(num_samples, "num_samples")
         key_z, key_x = jax.random.split(key)
         data_dim, latent_dim = weight.shape
         z = jax.random.normal(key_z, (num_samples, latent_dim), dtype=weight.dtype)
@@ -439,8 +439,8 @@ def make_model(key, data_dim, latent_dim, noise_std) -> LinearGaussianModel:
     Raises:
       ValueError: for non-positive dimensions or noise_std.
     """
-    data_dim = _check_count(data_dim, "data_dim")
-    latent_dim = _check_count(latent_dim, "latent_dim")
+    data_dim = _checks.count(data_dim, "data_dim")
+    latent_dim = _checks.count(latent_dim, "latent_dim")
     noise_std = _check_positive(noise_std, "noise_std")
     weight, bias = _random_parameters(key, data_dim, latent_dim)
     return LinearGaussianModel(

@@ -34,7 +34,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -43,8 +43,9 @@ from flax import nnx
 
 from vae_edu import elbo as elbo_lib
 from vae_edu import kl as kl_lib
+from vae_edu.elbo import ELBOTerms
 
-__all__ = ["VAEConfig", "VAE", "LossTerms", "ACTIVATIONS", "LIKELIHOODS", "count_parameters"]
+__all__ = ["VAEConfig", "VAE", "ACTIVATIONS", "LIKELIHOODS", "count_parameters"]
 
 ACTIVATIONS = {
     "relu": jax.nn.relu,
@@ -144,20 +145,6 @@ class VAEConfig:
     @classmethod
     def from_json(cls, text: str) -> VAEConfig:
         return cls.from_dict(json.loads(text))
-
-
-class LossTerms(NamedTuple):
-    """Batch averages (nats per example) returned next to the loss.
-
-    Attributes:
-      reconstruction: mean over the batch of log p(x | z), z ~ q(z | x) (one sample).
-      kl: mean over the batch of KL(q(z | x) || p(z)) (closed form).
-      elbo: reconstruction - kl, the *unweighted* ELBO whatever alpha and beta are.
-    """
-
-    reconstruction: jax.Array
-    kl: jax.Array
-    elbo: jax.Array
 
 
 class MLP(nnx.Module):
@@ -285,7 +272,7 @@ class VAE(nnx.Module):
         )
 
     # ----------------------------------------------------------------------------- the loss
-    def elbo_terms(self, key: jax.Array, x: jax.Array) -> elbo_lib.ELBOTerms:
+    def elbo_terms(self, key: jax.Array, x: jax.Array) -> ELBOTerms:
         """Per-example ELBO terms with one reparameterized sample and the closed-form KL.
 
         ELBO(x) = E_q[log p(x | z)] - KL(q(z | x) || N(0, I))   (Kingma & Welling eq. 10)
@@ -310,7 +297,7 @@ class VAE(nnx.Module):
 
     def loss(
         self, key: jax.Array, x: jax.Array, *, beta: float = 1.0, alpha: float = 1.0
-    ) -> tuple[jax.Array, LossTerms]:
+    ) -> tuple[jax.Array, ELBOTerms]:
         """The training loss: mean over the batch of -alpha * recon + beta * KL.
 
         Args:
@@ -320,14 +307,16 @@ class VAE(nnx.Module):
           alpha: weight of the reconstruction term.
 
         Returns:
-          ``(loss, LossTerms)``: a scalar to minimise and the batch-averaged, unweighted
-          reconstruction, KL and ELBO (for logging).
+          ``(loss, ELBOTerms(elbo, reconstruction, kl))``: a scalar to minimise and the
+          batch averages (nats per example, for logging) of the *unweighted* ELBO
+          reconstruction - kl (whatever alpha and beta are), of log p(x | z) with one
+          z ~ q(z | x), and of the closed-form KL(q(z | x) || p(z)).
         """
         terms = self.elbo_terms(key, x)
         reconstruction = jnp.mean(terms.reconstruction)
         kl = jnp.mean(terms.kl)
         loss = -alpha * reconstruction + beta * kl
-        return loss, LossTerms(reconstruction, kl, reconstruction - kl)
+        return loss, ELBOTerms(elbo=reconstruction - kl, reconstruction=reconstruction, kl=kl)
 
     def kl_per_dimension(self, x: jax.Array) -> jax.Array:
         """KL(q(z_j | x) || N(0, 1)) for each latent dimension j: (..., latent_dim)."""

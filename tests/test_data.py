@@ -540,23 +540,24 @@ def test_batches_of_a_dict_and_of_one_jax_array():
 
 
 @pytest.mark.parametrize(
-    "arrays, batch_size, kwargs, problem",
+    "arrays, batch_size, kwargs, error, problem",
     [
         (
             (np.zeros(5), np.zeros(4)),
             2,
             {},
+            ValueError,
             r"disagree on the number of examples: shapes \[\(5,\), \(4,\)\]",
         ),
-        (10, 0, {}, "batch_size must be a positive integer"),
-        (10, 2.5, {}, "batch_size must be a positive integer"),
-        (0, 1, {}, "at least one example"),
-        (10, 11, {}, "epoch would be empty"),
-        (np.float32(3.0), 1, {}, "leading example axis"),
+        (10, 0, {}, ValueError, "batch_size must be an integer >= 1, got 0"),
+        (10, 2.5, {}, TypeError, "batch_size must be an integer >= 1, got float 2.5"),
+        (0, 1, {}, ValueError, "at least one example"),
+        (10, 11, {}, ValueError, "epoch would be empty"),
+        (np.float32(3.0), 1, {}, ValueError, "leading example axis"),
     ],
 )
-def test_batch_iterator_errors_are_raised_at_the_call(arrays, batch_size, kwargs, problem):
-    with pytest.raises(ValueError, match=problem):
+def test_batch_iterator_errors_are_raised_at_the_call(arrays, batch_size, kwargs, error, problem):
+    with pytest.raises(error, match=problem):
         data.batch_iterator(jax.random.key(0), arrays, batch_size, **kwargs)
 
 

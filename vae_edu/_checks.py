@@ -31,7 +31,7 @@ def as_float(x, name: str):
         ) from None
     if not (jnp.issubdtype(arr.dtype, jnp.number) or jnp.issubdtype(arr.dtype, jnp.bool_)):
         raise TypeError(f"{name} must hold numbers, got dtype {arr.dtype}")
-    if jnp.issubdtype(arr.dtype, jnp.complexfloating):  # astype(float) would drop the imaginary part
+    if jnp.issubdtype(arr.dtype, jnp.complexfloating):  # astype(float) drops the imaginary part
         raise TypeError(f"{name} must hold real numbers, got complex dtype {arr.dtype}")
     if not jnp.issubdtype(arr.dtype, jnp.floating):
         arr = arr.astype(jnp.result_type(float))

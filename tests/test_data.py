@@ -623,3 +623,22 @@ def test_multi_member_gzip_is_still_read(tmp_path):
     path = tmp_path / "images.gz"
     path.write_bytes(gzip.compress(content[:100], mtime=0) + gzip.compress(content[100:], mtime=0))
     np.testing.assert_array_equal(data.read_idx(path), small_images(4))
+
+
+# ---------------------------------------------------------------- issue 16 review follow-ups
+def test_a_label_that_is_not_a_digit_is_refused_naming_the_file(tmp_path):
+    labels = small_labels(5)
+    labels[3] = 200
+    write_split(tmp_path, "test", small_images(5), labels)
+    label_file = data.MNIST_FILES["test"][1]
+    with pytest.raises(
+        data.IDXFormatError, match=rf"{label_file}\.gz: label 200 at index 3 is not a digit 0\.\.9"
+    ):
+        data.load_mnist("test", tmp_path)
+
+
+def test_a_split_without_images_is_refused_naming_the_file(tmp_path):
+    write_split(tmp_path, "test", small_images(0), small_labels(0))
+    image_file = data.MNIST_FILES["test"][0]
+    with pytest.raises(data.IDXFormatError, match=rf"{image_file}\.gz: holds 0 images"):
+        data.load_mnist("test", tmp_path)

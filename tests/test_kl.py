@@ -763,3 +763,32 @@ def test_ragged_input_is_named():
 def test_float64_sum_error_shows_the_difference():
     with jax.enable_x64(True), _raises_naming("sum to 1.00000001999", "1 + 2e-08", "1.49e-08"):
         kl_categorical(np.array([0.5, 0.5 + 2e-8]), np.array([0.5, 0.5]))
+
+
+# ------------------------------------------------- issue 16 review: non-finite and complex
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+@pytest.mark.parametrize("argument", ["mean_q", "log_var_q", "mean_p", "log_var_p"])
+def test_kl_diag_refuses_non_finite_inputs_naming_argument_and_batch_index(argument, bad):
+    arrays = {name: np.zeros((3, 2), np.float32) for name in ("mean_q", "log_var_q")}
+    arrays |= {"mean_p": np.zeros(2, np.float32), "log_var_p": np.zeros((3, 2), np.float32)}
+    arrays[argument][..., -1] = bad  # the last entry of every row (one p row for mean_p)
+    if arrays[argument].ndim == 2:
+        arrays[argument][:2] = 0.0  # only row 2 is bad
+    where = r" at batch index \(2,\)" if arrays[argument].ndim == 2 else ""
+    with pytest.raises(ValueError, match=rf"{argument} must be finite, got -?(inf|nan){where}"):
+        kl_diag_gaussians(**arrays)
+
+
+def test_kl_diag_non_finite_check_does_not_touch_traced_inputs():
+    # Under jit the values are unknown: no error, and finite inputs give the closed form.
+    mean_q, log_var_q = np.array([[0.5, -1.0]]), np.array([[0.3, -0.2]])
+    expected = 0.5 * np.sum(mean_q**2 + np.exp(log_var_q) - 1.0 - log_var_q, axis=-1)
+    np.testing.assert_allclose(jax.jit(kl_diag_gaussians)(mean_q, log_var_q), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("argument", ["mean_q", "log_var_q"])
+def test_complex_input_is_refused_not_truncated(argument):
+    arrays = {"mean_q": np.zeros(2), "log_var_q": np.zeros(2)}
+    arrays[argument] = np.array([1.0 + 2.0j, 0.0])
+    with pytest.raises(TypeError, match=rf"{argument} must hold real numbers, got complex"):
+        kl_diag_gaussians(**arrays)

@@ -408,12 +408,10 @@ class LinearGaussianModel(NamedTuple):
 
 
 def _check_positive(value, name: str):
+    """``value`` as a float array; a ValueError naming it if concrete and not all > 0."""
     value = _checks.as_float(value, name)
-    try:
-        positive = bool(jnp.all(value > 0))
-    except jax.errors.ConcretizationTypeError:  # traced under jit: values are unknown
-        return value
-    if not positive:
+    concrete = _checks.concrete(value)  # None under jit / vmap / grad: values unknown
+    if concrete is not None and not np.all(concrete > 0):
         raise ValueError(f"{name} must be positive, got {value}")
     return value
 

@@ -28,7 +28,6 @@ part of the per-image spread).
 from __future__ import annotations
 
 import functools
-import math
 from typing import NamedTuple
 
 import jax
@@ -37,13 +36,17 @@ import numpy as np
 from flax import nnx
 from tqdm.auto import tqdm
 
+from vae_edu import _checks
 from vae_edu import data as data_lib
 from vae_edu import elbo as elbo_lib
+from vae_edu.elbo import ELBOTerms
+from vae_edu.estimate import Estimate, mean_estimate
+from vae_edu.kl import kl_diag_gaussians
 from vae_edu.models import VAE
 
 __all__ = [
     "Estimate",
-    "ELBOSummary",
+    "ELBOTerms",
     "ActiveUnits",
     "QUICK_NUM_IMAGES",
     "QUICK_SEED",
@@ -63,24 +66,6 @@ __all__ = [
 #: QUICK_NUM_IMAGES test images, binarized and sampled with PRNGKey(QUICK_SEED).
 QUICK_NUM_IMAGES = 500
 QUICK_SEED = 0
-
-
-class Estimate(NamedTuple):
-    """A mean over test images (nats) and its standard error."""
-
-    mean: float
-    std_error: float
-
-    def __str__(self) -> str:
-        return f"{self.mean:.2f} +/- {self.std_error:.2f}"
-
-
-class ELBOSummary(NamedTuple):
-    """Dataset averages (nats per image) of the ELBO and its two terms."""
-
-    reconstruction: float
-    kl: float
-    elbo: float
 
 
 class ActiveUnits(NamedTuple):
@@ -115,12 +100,6 @@ def _split(model: VAE):
     return graphdef, nnx.to_pure_dict(state)
 
 
-def _check_count(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 def _pad_chunks(x: jax.Array, chunk: int) -> jax.Array:
     """(N, ...) -> (ceil(N / chunk), chunk, ...), zero-padded at the end."""
     n = x.shape[0]
@@ -136,32 +115,32 @@ def _targets(images: jax.Array, key: jax.Array, draw: int, binarize: bool) -> ja
 
 
 def _summarise(per_image: np.ndarray) -> Estimate:
+    """``estimate.mean_estimate`` of the per-image values; one image gives SE = NaN."""
     per_image = np.asarray(per_image, np.float64)
-    n = per_image.shape[0]
-    se = float(np.std(per_image, ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
-    return Estimate(float(np.mean(per_image)), se)
+    if per_image.shape[0] == 1:  # no spread to measure from a single image
+        return Estimate(float(per_image[0]), float("nan"))
+    return mean_estimate(per_image)
 
 
 # ----------------------------------------------------------------------------- ELBO
 @functools.partial(jax.jit, static_argnames=("graphdef", "batch_size", "binarize"))
 def _per_image_elbo_terms(graphdef, params, x, key, draw, batch_size, binarize):
-    """ELBO terms (3, N) of binarization draw ``draw`` of x (N, D); see per_image_elbo."""
+    """ELBOTerms of (N,) arrays for binarization draw ``draw`` of x (N, D); see per_image_elbo."""
     n = x.shape[0]
     x = _targets(x, jax.random.fold_in(key, 0), draw, binarize)
     key = jax.random.fold_in(jax.random.fold_in(key, 1), draw)
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n))
     model = nnx.merge(graphdef, params)
 
-    def one(k, xi):
-        t = model.elbo_terms(k, xi[None])
-        return jnp.stack([t.elbo[0], t.reconstruction[0], t.kl[0]])
+    def one(k, xi):  # one image: ELBOTerms of scalars
+        return jax.tree.map(lambda t: t[0], model.elbo_terms(k, xi[None]))
 
     def chunk(args):
         ks, xs = args
         return jax.vmap(one)(ks, xs)
 
     out = jax.lax.map(chunk, (_pad_chunks(keys, batch_size), _pad_chunks(x, batch_size)))
-    return out.reshape(-1, 3)[:n].T
+    return jax.tree.map(lambda t: t.reshape(-1)[:n], out)
 
 
 def per_image_elbo(
@@ -172,7 +151,7 @@ def per_image_elbo(
     binarize: bool = True,
     num_binarizations: int = 1,
     batch_size: int = 1000,
-) -> np.ndarray:
+) -> ELBOTerms:
     """ELBO terms of every image, averaged over binarization draws.
 
     ELBO(x) = log p(x | z) - KL(q(z|x) || N(0, I)),  z = mu + sigma * eps (one sample),
@@ -188,32 +167,32 @@ def per_image_elbo(
       batch_size: images per vectorised chunk (memory only; results do not depend on it).
 
     Returns:
-      (3, N) float64 array: rows elbo, reconstruction, kl.
+      ``ELBOTerms(elbo, reconstruction, kl)`` of (N,) float64 arrays (nats per image).
     """
-    num_binarizations = _check_count(num_binarizations, "num_binarizations")
-    batch_size = _check_count(batch_size, "batch_size")
+    num_binarizations = _checks.count(num_binarizations, "num_binarizations")
+    batch_size = _checks.count(batch_size, "batch_size")
     graphdef, params = _split(model)
     x = _as_images(images, model.config.input_dim)
     draws = num_binarizations if binarize else 1
     total = np.zeros((3, x.shape[0]))
     for r in range(draws):
-        total += np.asarray(
-            _per_image_elbo_terms(
-                graphdef, params, x, key, r, min(batch_size, x.shape[0]), binarize
-            ),
-            np.float64,
+        terms = _per_image_elbo_terms(
+            graphdef, params, x, key, r, min(batch_size, x.shape[0]), binarize
         )
-    return total / draws
+        total += np.stack([np.asarray(t, np.float64) for t in terms])
+    return ELBOTerms(*(total / draws))
 
 
 def elbo_terms_mean(
     model: VAE, images, key: jax.Array, *, binarize: bool = True, batch_size: int = 1000
-) -> ELBOSummary:
-    """Dataset means of the ELBO, reconstruction and KL terms (one binarization draw)."""
-    elbo, rec, kl = per_image_elbo(
-        model, images, key, binarize=binarize, batch_size=batch_size
-    ).mean(axis=1)
-    return ELBOSummary(float(rec), float(kl), float(elbo))
+) -> ELBOTerms:
+    """Dataset means of the ELBO, reconstruction and KL terms (one binarization draw).
+
+    Returns:
+      ``ELBOTerms(elbo, reconstruction, kl)`` of Python floats (nats per image).
+    """
+    terms = per_image_elbo(model, images, key, binarize=binarize, batch_size=batch_size)
+    return ELBOTerms(*(float(np.mean(t)) for t in terms))
 
 
 def test_elbo(
@@ -248,7 +227,7 @@ def test_elbo(
             binarize=binarize,
             num_binarizations=num_binarizations,
             batch_size=batch_size,
-        )[0]
+        ).elbo
     )
 
 
@@ -266,7 +245,7 @@ def quick_test_elbo(model: VAE, *, binarize: bool = True) -> float:
             jax.random.PRNGKey(QUICK_SEED),
             binarize=binarize,
             batch_size=QUICK_NUM_IMAGES,
-        )[0].mean()
+        ).elbo.mean()
     )
 
 
@@ -349,10 +328,10 @@ def per_image_iwae(
     Returns:
       (N,) float64 per-image draws hat L_k in nats.
     """
-    num_samples = _check_count(num_samples, "num_samples")
-    num_binarizations = _check_count(num_binarizations, "num_binarizations")
-    sample_chunk = _divisor_at_most(num_samples, _check_count(sample_chunk, "sample_chunk"))
-    image_chunk = _check_count(image_chunk, "image_chunk")
+    num_samples = _checks.count(num_samples, "num_samples")
+    num_binarizations = _checks.count(num_binarizations, "num_binarizations")
+    sample_chunk = _divisor_at_most(num_samples, _checks.count(sample_chunk, "sample_chunk"))
+    image_chunk = _checks.count(image_chunk, "image_chunk")
     graphdef, params = _split(model)
     x = _as_images(images, model.config.input_dim)
     draws = num_binarizations if binarize else 1
@@ -490,7 +469,7 @@ def encode_dataset(
         x = data_lib.binarize(key, x)
     graphdef, params = _split(model)
     mean, log_var = _encode_all(
-        graphdef, params, x, min(_check_count(batch_size, "batch_size"), x.shape[0])
+        graphdef, params, x, min(_checks.count(batch_size, "batch_size"), x.shape[0])
     )
     return np.asarray(mean), np.asarray(log_var)
 
@@ -532,8 +511,6 @@ def kl_per_dimension(model: VAE, images=None, *, key: jax.Array | None = None) -
       images: default the MNIST test images.
       key: binarize the images with this key first (None: use them as they are).
     """
-    from vae_edu.kl import kl_diag_gaussians
-
     images = _default_test_images() if images is None else images
     mean, log_var = encode_dataset(model, images, key=key)
     per_dim = kl_diag_gaussians(jnp.asarray(mean)[..., None], jnp.asarray(log_var)[..., None])

@@ -31,8 +31,6 @@ Example::
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -41,25 +39,12 @@ from flax import nnx
 from vae_edu import elbo as elbo_lib
 from vae_edu import kl as kl_lib
 from vae_edu.config import ACTIVATIONS, LIKELIHOODS, VAEConfig  # moved; re-exported here
+from vae_edu.elbo import ELBOTerms
 
-__all__ = ["VAEConfig", "VAE", "LossTerms", "ACTIVATIONS", "LIKELIHOODS", "count_parameters"]
+__all__ = ["VAEConfig", "VAE", "ACTIVATIONS", "LIKELIHOODS", "count_parameters"]
 
 #: The encoder's log-variances are clipped to [-LOG_VAR_LIMIT, LOG_VAR_LIMIT].
 LOG_VAR_LIMIT = 30.0
-
-
-class LossTerms(NamedTuple):
-    """Batch averages (nats per example) returned next to the loss.
-
-    Attributes:
-      reconstruction: mean over the batch of log p(x | z), z ~ q(z | x) (one sample).
-      kl: mean over the batch of KL(q(z | x) || p(z)) (closed form).
-      elbo: reconstruction - kl, the *unweighted* ELBO whatever alpha and beta are.
-    """
-
-    reconstruction: jax.Array
-    kl: jax.Array
-    elbo: jax.Array
 
 
 class MLP(nnx.Module):
@@ -187,7 +172,7 @@ class VAE(nnx.Module):
         )
 
     # ----------------------------------------------------------------------------- the loss
-    def elbo_terms(self, key: jax.Array, x: jax.Array) -> elbo_lib.ELBOTerms:
+    def elbo_terms(self, key: jax.Array, x: jax.Array) -> ELBOTerms:
         """Per-example ELBO terms with one reparameterized sample and the closed-form KL.
 
         ELBO(x) = E_q[log p(x | z)] - KL(q(z | x) || N(0, I))   (Kingma & Welling eq. 10)
@@ -212,7 +197,7 @@ class VAE(nnx.Module):
 
     def loss(
         self, key: jax.Array, x: jax.Array, *, beta: float = 1.0, alpha: float = 1.0
-    ) -> tuple[jax.Array, LossTerms]:
+    ) -> tuple[jax.Array, ELBOTerms]:
         """The training loss: mean over the batch of -alpha * recon + beta * KL.
 
         Args:
@@ -222,14 +207,16 @@ class VAE(nnx.Module):
           alpha: weight of the reconstruction term.
 
         Returns:
-          ``(loss, LossTerms)``: a scalar to minimise and the batch-averaged, unweighted
-          reconstruction, KL and ELBO (for logging).
+          ``(loss, ELBOTerms(elbo, reconstruction, kl))``: a scalar to minimise and the
+          batch averages (nats per example, for logging) of the *unweighted* ELBO
+          reconstruction - kl (whatever alpha and beta are), of log p(x | z) with one
+          z ~ q(z | x), and of the closed-form KL(q(z | x) || p(z)).
         """
         terms = self.elbo_terms(key, x)
         reconstruction = jnp.mean(terms.reconstruction)
         kl = jnp.mean(terms.kl)
         loss = -alpha * reconstruction + beta * kl
-        return loss, LossTerms(reconstruction, kl, reconstruction - kl)
+        return loss, ELBOTerms(elbo=reconstruction - kl, reconstruction=reconstruction, kl=kl)
 
     def kl_per_dimension(self, x: jax.Array) -> jax.Array:
         """KL(q(z_j | x) || N(0, 1)) for each latent dimension j: (..., latent_dim)."""

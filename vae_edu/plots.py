@@ -11,6 +11,7 @@ import io
 import math
 import os
 from pathlib import Path
+from statistics import NormalDist
 from typing import NamedTuple
 
 import jax.numpy as jnp
@@ -94,8 +95,6 @@ __all__ += [
 
 
 def _as_square_images(images):
-    import numpy as np
-
     arr = np.asarray(images, dtype=np.float32)
     side = int(round(np.sqrt(arr[0].size)))
     return arr.reshape(arr.shape[0], side, side)
@@ -134,8 +133,6 @@ def plot_reconstructions(originals, reconstructions, *, title: str | None = None
     Args:
       originals, reconstructions: (n, 784) or (n, 28, 28) in [0, 1], same n.
     """
-    import numpy as np
-
     a, b = _as_square_images(originals), _as_square_images(reconstructions)
     if a.shape != b.shape:
         raise ValueError(f"originals have shape {a.shape} but reconstructions {b.shape}")
@@ -161,10 +158,6 @@ def plot_manifold(
       grid_size: images per side.
       quantile: the outermost prior quantile shown.
     """
-    from statistics import NormalDist
-
-    import numpy as np
-
     u = np.linspace(1.0 - quantile, quantile, grid_size)
     values = np.array([NormalDist().inv_cdf(p) for p in u])
     # Row r (top to bottom) has z_2 decreasing, column c has z_1 increasing.
@@ -219,7 +212,6 @@ def plot_loss_curves(history: dict, *, title: str | None = None):
 
 def plot_latent_scatter(means, labels, *, title: str | None = None, max_points: int = 5000):
     """Posterior means of a 2-D latent space, coloured by digit label."""
-    import numpy as np
     from matplotlib.figure import Figure
 
     means, labels = np.asarray(means)[:max_points], np.asarray(labels)[:max_points]

@@ -1303,3 +1303,49 @@ def plot_kl_per_dimension(
     )
     ax.legend(fontsize=8)
     return ax.figure
+
+
+__all__ += ["plot_sweep"]
+
+
+def plot_sweep(
+    name: str,
+    entries: Sequence[SweepEntry],
+    *,
+    max_rate: float | None = None,
+    fig: Figure | None = None,
+) -> tuple[Figure, SweepEntry]:
+    """One model of a sweep: the rate-distortion plane with it circled, and its KL per dimension.
+
+    Left: :func:`plot_rate_distortion` (``highlight=name``); right:
+    :func:`plot_kl_per_dimension` of the selected entry.
+
+    Args:
+      name: the selected entry's name.
+      entries: all evaluated models (:class:`vae_edu.evaluate.SweepEntry`).
+      max_rate: right end of the rate axis (see :func:`plot_rate_distortion`).
+      fig: optional Figure to draw into (cleared first).
+
+    Returns:
+      ``(figure, the selected entry)``.
+
+    Raises:
+      ValueError: an unknown ``name``.
+    """
+    names = [e.name for e in entries]
+    if name not in names:
+        raise ValueError(f"unknown model {name!r}; choose one of {names}")
+    entry = entries[names.index(name)]
+    if fig is None:
+        fig = Figure(figsize=(10.5, 3.9), layout="constrained")
+    fig.clear()
+    left, right = fig.subplots(1, 2)
+    plot_rate_distortion(entries, highlight=name, ax=left, max_rate=max_rate)
+    plot_kl_per_dimension(
+        entry.kl_per_dimension,
+        entry.activity,
+        threshold=entry.threshold,
+        ax=right,
+        title=f"{entry.name}: {entry.active_units} of {entry.activity.shape[0]} units active",
+    )
+    return fig, entry

@@ -14,11 +14,9 @@ import pytest
 from scipy import stats
 from vae_test_models import (
     LATENT_DIM,
-    evaluated_sweep,
     flat_unit,
     numpy_kl,
     posterior_params,
-    random_images,
     sweep_vae,
     whitened,
 )
@@ -37,15 +35,8 @@ from vae_edu.evaluate import (
 )
 from vae_edu.latent import prior_cell_edges
 
-
-@pytest.fixture(scope="module")
-def images():
-    return random_images()
-
-
-@pytest.fixture(scope="module")
-def sweep(images):
-    return evaluated_sweep(images)
+# The shared fixtures (vae_2d, vae_5d, test_set, images, sweep, bounds).
+pytest_plugins = ["vae_test_models"]
 
 
 # ----------------------------------------------------------------------------- moments

@@ -8,11 +8,7 @@ import numpy as np
 import pytest
 from flax import nnx
 from scipy import stats
-from vae_test_models import (
-    encoding,
-    random_test_set,
-    tiny_vae,
-)
+from vae_test_models import encoding
 
 from vae_edu import plots
 from vae_edu.latent import (
@@ -25,15 +21,8 @@ from vae_edu.latent import (
     traverse,
 )
 
-
-@pytest.fixture(scope="module")
-def vae_5d():
-    return tiny_vae(5, 1)
-
-
-@pytest.fixture(scope="module")
-def test_set():
-    return random_test_set()
+# The shared fixtures (vae_2d, vae_5d, test_set, images, sweep, bounds).
+pytest_plugins = ["vae_test_models"]
 
 
 # ----------------------------------------------------------------------------- the grid

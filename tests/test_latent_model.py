@@ -5,22 +5,11 @@ Checked against the VAE's own ``mean_image`` and ``encode`` (not through the jit
 
 import numpy as np
 import pytest
-from vae_test_models import (
-    random_test_set,
-    tiny_vae,
-)
 
 from vae_edu.models import LatentModel, as_latent_model
 
-
-@pytest.fixture(scope="module")
-def vae_5d():
-    return tiny_vae(5, 1)
-
-
-@pytest.fixture(scope="module")
-def test_set():
-    return random_test_set()
+# The shared fixtures (vae_2d, vae_5d, test_set, images, sweep, bounds).
+pytest_plugins = ["vae_test_models"]
 
 
 @pytest.mark.parametrize("batch", [(), (3,), (2, 3)])

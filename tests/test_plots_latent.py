@@ -12,12 +12,10 @@ import pytest
 from matplotlib.colors import to_rgba
 from scipy import stats
 from vae_test_models import (
-    evaluated_sweep,
     expected_pixels,
     png_pixels,
     posterior_params,
-    random_images,
-    tiny_vae,
+    selected_marker,
 )
 
 from vae_edu.evaluate import aggregate_kl_to_prior
@@ -37,31 +35,14 @@ from vae_edu.plots import (
     tile_images,
 )
 
+# The shared fixtures (vae_2d, vae_5d, test_set, images, sweep, bounds).
+pytest_plugins = ["vae_test_models"]
+
 
 @pytest.fixture(autouse=True)
 def _close_figures():
     yield
     plt.close("all")
-
-
-@pytest.fixture(scope="module")
-def vae_2d():
-    return tiny_vae(2, 0)
-
-
-@pytest.fixture(scope="module")
-def vae_5d():
-    return tiny_vae(5, 1)
-
-
-@pytest.fixture(scope="module")
-def images():
-    return random_images()
-
-
-@pytest.fixture(scope="module")
-def sweep(images):
-    return evaluated_sweep(images)
 
 
 # ----------------------------------------------------------------------------- PNG bytes
@@ -231,18 +212,6 @@ def test_every_named_view_draws_and_labels_are_checked():
 
 
 # ----------------------------------------------------------------------------- IWAE gap
-@pytest.fixture(scope="module")
-def bounds():
-    """Synthetic per-image bounds with gaps growing in k (only their arithmetic matters)."""
-    rng = np.random.default_rng(2)
-    elbo = rng.normal(-100.0, 15.0, size=300)
-    out = {k: elbo + np.log10(k) * 1.5 + rng.normal(0.0, 1.0, size=300) for k in (1, 10, 100, 1000)}
-    return out, elbo
-
-
-def selected_marker(ax):
-    (line,) = [ln for ln in ax.get_lines() if str(ln.get_label()).startswith("selected")]
-    return float(line.get_xdata()[0]), float(line.get_ydata()[0])
 
 
 def test_iwae_gap_view_numbers_match_independent_computation(bounds):

@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 from vae_test_models import (
     LATENT_DIM,
-    evaluated_sweep,
     png_pixels,
-    random_images,
+    selected_marker,
 )
 
 from vae_edu import widgets
@@ -22,29 +21,8 @@ from vae_edu.widgets.evaluation import (
     sweep_view,
 )
 
-
-@pytest.fixture(scope="module")
-def images():
-    return random_images()
-
-
-@pytest.fixture(scope="module")
-def sweep(images):
-    return evaluated_sweep(images)
-
-
-@pytest.fixture(scope="module")
-def bounds():
-    """Synthetic per-image bounds with gaps growing in k (only their arithmetic matters)."""
-    rng = np.random.default_rng(2)
-    elbo = rng.normal(-100.0, 15.0, size=300)
-    out = {k: elbo + np.log10(k) * 1.5 + rng.normal(0.0, 1.0, size=300) for k in (1, 10, 100, 1000)}
-    return out, elbo
-
-
-def selected_marker(ax):
-    (line,) = [ln for ln in ax.get_lines() if str(ln.get_label()).startswith("selected")]
-    return float(line.get_xdata()[0]), float(line.get_ydata()[0])
+# The shared fixtures (vae_2d, vae_5d, test_set, images, sweep, bounds).
+pytest_plugins = ["vae_test_models"]
 
 
 def test_everything_reexported_from_widgets_package():

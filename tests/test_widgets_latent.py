@@ -13,8 +13,6 @@ from vae_test_models import (
     encoding,
     expected_pixels,
     png_pixels,
-    random_test_set,
-    tiny_vae,
 )
 
 from vae_edu import widgets
@@ -30,20 +28,8 @@ from vae_edu.widgets.latent import (
     digit_choices,
 )
 
-
-@pytest.fixture(scope="module")
-def vae_2d():
-    return tiny_vae(2, 0)
-
-
-@pytest.fixture(scope="module")
-def vae_5d():
-    return tiny_vae(5, 1)
-
-
-@pytest.fixture(scope="module")
-def test_set():
-    return random_test_set()
+# The shared fixtures (vae_2d, vae_5d, test_set, images, sweep, bounds).
+pytest_plugins = ["vae_test_models"]
 
 
 def test_everything_reexported_from_widgets_package():

@@ -35,9 +35,6 @@ from vae_edu.evaluate import (
 )
 from vae_edu.latent import prior_cell_edges
 
-# The shared fixtures (vae_2d, vae_5d, test_set, images, sweep, bounds).
-pytest_plugins = ["vae_test_models"]
-
 
 # ----------------------------------------------------------------------------- moments
 def test_aggregate_moments_match_monte_carlo_draws_from_the_mixture():

@@ -21,9 +21,6 @@ from vae_edu.latent import (
     traverse,
 )
 
-# The shared fixtures (vae_2d, vae_5d, test_set, images, sweep, bounds).
-pytest_plugins = ["vae_test_models"]
-
 
 # ----------------------------------------------------------------------------- the grid
 @pytest.mark.parametrize("n", [1, 2, 5, 20, 101])

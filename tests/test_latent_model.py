@@ -8,9 +8,6 @@ import pytest
 
 from vae_edu.models import LatentModel, as_latent_model
 
-# The shared fixtures (vae_2d, vae_5d, test_set, images, sweep, bounds).
-pytest_plugins = ["vae_test_models"]
-
 
 @pytest.mark.parametrize("batch", [(), (3,), (2, 3)])
 def test_latent_model_decode_equals_model_mean_image(vae_5d, batch):

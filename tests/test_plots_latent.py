@@ -35,9 +35,6 @@ from vae_edu.plots import (
     tile_images,
 )
 
-# The shared fixtures (vae_2d, vae_5d, test_set, images, sweep, bounds).
-pytest_plugins = ["vae_test_models"]
-
 
 @pytest.fixture(autouse=True)
 def _close_figures():

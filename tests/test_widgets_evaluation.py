@@ -21,9 +21,6 @@ from vae_edu.widgets.evaluation import (
     sweep_view,
 )
 
-# The shared fixtures (vae_2d, vae_5d, test_set, images, sweep, bounds).
-pytest_plugins = ["vae_test_models"]
-
 
 def test_everything_reexported_from_widgets_package():
     for name in evaluation.__all__:

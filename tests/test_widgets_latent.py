@@ -28,9 +28,6 @@ from vae_edu.widgets.latent import (
     digit_choices,
 )
 
-# The shared fixtures (vae_2d, vae_5d, test_set, images, sweep, bounds).
-pytest_plugins = ["vae_test_models"]
-
 
 def test_everything_reexported_from_widgets_package():
     for name in latent.__all__:

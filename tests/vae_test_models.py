@@ -8,7 +8,6 @@ import io
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 from flax import nnx
 from PIL import Image
 
@@ -121,42 +120,6 @@ def posterior_params(n=300, seed=0):
     means[:, 1] += 0.6 * means[:, 0]  # correlated centres
     log_vars = rng.uniform(-3.0, 1.0, size=(n, 2))
     return means, log_vars
-
-
-# ----------------------------------------------------------------------------- pytest fixtures
-# Imported by name into the test modules that use them (pytest finds them there).
-@pytest.fixture(scope="module")
-def vae_2d():
-    return tiny_vae(2, 0)
-
-
-@pytest.fixture(scope="module")
-def vae_5d():
-    return tiny_vae(5, 1)
-
-
-@pytest.fixture(scope="module")
-def test_set():
-    return random_test_set()
-
-
-@pytest.fixture(scope="module")
-def images():
-    return random_images()
-
-
-@pytest.fixture(scope="module")
-def sweep(images):
-    return evaluated_sweep(images)
-
-
-@pytest.fixture(scope="module")
-def bounds():
-    """Synthetic per-image bounds with gaps growing in k (only their arithmetic matters)."""
-    rng = np.random.default_rng(2)
-    elbo = rng.normal(-100.0, 15.0, size=300)
-    out = {k: elbo + np.log10(k) * 1.5 + rng.normal(0.0, 1.0, size=300) for k in (1, 10, 100, 1000)}
-    return out, elbo
 
 
 def selected_marker(ax):

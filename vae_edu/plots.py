@@ -1,4 +1,12 @@
-"""Plot helpers shared by the notebooks and the CLI.
+"""Figures and pictures shared by the notebooks, their widgets and the CLI.
+
+* saving (:func:`save_figure`) and the VAE figures of ``python -m vae_edu train``
+  (reconstructions, samples, loss curves, the decoded manifold on the prior's quantile
+  grid of :mod:`vae_edu.latent`);
+* PNG bytes for ``ipywidgets.Image`` (:func:`pixels_to_png`, :func:`strip_to_png`,
+  :func:`decode_to_png`) and the latent-space and evaluation figures of notebooks 05-07
+  (:func:`plot_latent_view`, :func:`iwae_gap_view`, :func:`plot_rate_distortion`,
+  :func:`plot_kl_per_dimension`), which draw numbers computed by :mod:`vae_edu.evaluate`.
 
 Static figures produced by a notebook are also written to a ``figures/`` folder by the same
 code (see :func:`figures_dir`: the repository's when run from a checkout, so the README and
@@ -111,8 +119,6 @@ __all__ += [
 
 
 def _as_square_images(images):
-    import numpy as np
-
     arr = np.asarray(images, dtype=np.float32)
     side = int(round(np.sqrt(arr[0].size)))
     return arr.reshape(arr.shape[0], side, side)
@@ -130,8 +136,6 @@ def image_grid(images, ncols: int = 10, *, title: str | None = None, scale: floa
     Returns:
       A matplotlib Figure.
     """
-    from matplotlib.figure import Figure
-
     arr = _as_square_images(images)
     nrows = -(-arr.shape[0] // ncols)
     fig = Figure(figsize=(ncols * scale, nrows * scale + (0.4 if title else 0.0)))
@@ -151,8 +155,6 @@ def plot_reconstructions(originals, reconstructions, *, title: str | None = None
     Args:
       originals, reconstructions: (n, 784) or (n, 28, 28) in [0, 1], same n.
     """
-    import numpy as np
-
     a, b = _as_square_images(originals), _as_square_images(reconstructions)
     if a.shape != b.shape:
         raise ValueError(f"originals have shape {a.shape} but reconstructions {b.shape}")
@@ -196,8 +198,6 @@ def plot_loss_curves(history: dict, *, title: str | None = None):
       history: the dict returned by vae_edu.train.train (keys epoch, train_elbo,
         test_elbo, train_reconstruction, test_reconstruction, train_kl, test_kl).
     """
-    from matplotlib.figure import Figure
-
     epochs = history["epoch"]
     fig = Figure(figsize=(11, 3.6))
     axes = fig.subplots(1, 3)
@@ -220,9 +220,6 @@ def plot_loss_curves(history: dict, *, title: str | None = None):
 
 def plot_latent_scatter(means, labels, *, title: str | None = None, max_points: int = 5000):
     """Posterior means of a 2-D latent space, coloured by digit label."""
-    import numpy as np
-    from matplotlib.figure import Figure
-
     means, labels = np.asarray(means)[:max_points], np.asarray(labels)[:max_points]
     if means.ndim != 2 or means.shape[1] != 2:
         raise ValueError(f"means must have shape (n, 2), got {means.shape}")

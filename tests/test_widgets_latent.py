@@ -9,6 +9,7 @@ import ipywidgets
 import numpy as np
 import pytest
 from IPython.core.formatters import DisplayFormatter
+from scipy import stats
 from vae_test_models import (
     encoding,
     expected_pixels,
@@ -182,3 +183,11 @@ def test_explorers_display_their_widget_with_a_fixed_text(vae_2d, vae_5d, test_s
         # A sentence, not the repr of the NamedTuple or widget (state nbval would compare).
         assert bundle["text/plain"].startswith("[") and "Voila" in bundle["text/plain"]
         assert "children" not in bundle["text/plain"]
+
+
+def test_2d_explorer_readout_shows_the_norm_and_the_prior_log_density(vae_2d):
+    explorer = build_2d_explorer(vae_2d, np.zeros((3, 2)), np.arange(3), start=(1.5, -0.5))
+    z = np.array([1.5, -0.5])
+    log_prior = stats.multivariate_normal(np.zeros(2), np.eye(2)).logpdf(z)
+    assert f"||z|| = {np.linalg.norm(z):.2f}" in explorer.readout.value
+    assert f"log p(z) = {log_prior:.2f}" in explorer.readout.value

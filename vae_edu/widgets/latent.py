@@ -33,6 +33,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from vae_edu import _checks
+from vae_edu.elbo import diag_gaussian_log_density
 from vae_edu.latent import as_code, as_values, interpolate, traverse
 from vae_edu.models import LatentModel, as_latent_model
 from vae_edu.plots import LatentScatter, decode_to_png, pixels_to_png, strip_to_png
@@ -114,9 +115,9 @@ def _image(css_class: str, width: int | None = None) -> widgets.Image:
 
 
 def _norm_readout(z: np.ndarray) -> str:
-    """HTML: z itself (if short), ||z|| against sqrt(d), and log N(z; 0, I)."""
+    """HTML: z itself (if short), ||z|| against sqrt(d), and log p(z) = log N(z; 0, I)."""
     d = z.shape[0]
-    log_prior = -0.5 * float(np.dot(z, z)) - 0.5 * d * math.log(2 * math.pi)
+    log_prior = float(diag_gaussian_log_density(z, 0.0, 0.0))
     code = f"z = ({', '.join(f'{v:+.2f}' for v in z)})<br>" if d <= 4 else ""
     return (
         f"{code}||z|| = {float(np.linalg.norm(z)):.2f} (prior draws: about "

@@ -3,6 +3,8 @@
 * saving (:func:`save_figure`) and the VAE figures of ``python -m vae_edu train``
   (reconstructions, samples, loss curves, the decoded manifold on the prior's quantile
   grid of :mod:`vae_edu.latent`);
+* the lessons' slider figures of notebooks 01-04 (math in :mod:`vae_edu.conjugate`,
+  :mod:`vae_edu.kl`, :mod:`vae_edu.loss`) and :func:`figure_to_png`;
 * PNG bytes for ``ipywidgets.Image`` (:func:`pixels_to_png`, :func:`strip_to_png`,
   :func:`decode_to_png`) and the latent-space and evaluation figures of notebooks 05-07
   (:func:`plot_latent_view`, :func:`iwae_gap_view`, :func:`plot_rate_distortion`,

@@ -62,3 +62,55 @@ def model_1d():
     from vae_edu.conjugate import make_model
 
     return make_model(jax.random.key(1), data_dim=2, latent_dim=1, noise_std=0.5)
+
+
+# ----------------------------------------------------------------------------- shared fixtures
+# Tiny random VAEs and data of the latent-space and evaluation tests (tests/vae_test_models.py
+# builds them; imported inside each fixture so that other tests do not import JAX for them).
+@pytest.fixture(scope="module")
+def vae_2d():
+    from vae_test_models import tiny_vae
+
+    return tiny_vae(2, 0)
+
+
+@pytest.fixture(scope="module")
+def vae_5d():
+    from vae_test_models import tiny_vae
+
+    return tiny_vae(5, 1)
+
+
+@pytest.fixture(scope="module")
+def test_set():
+    """40 random 'test images' (uint8) with labels 0..9 repeating."""
+    from vae_test_models import random_test_set
+
+    return random_test_set()
+
+
+@pytest.fixture(scope="module")
+def images():
+    """60 random grayscale 'test images' (uint8, 28 x 28)."""
+    from vae_test_models import random_images
+
+    return random_images()
+
+
+@pytest.fixture(scope="module")
+def sweep(images):
+    """Three evaluated tiny models playing beta = 0.5, 1, 2 (the last has a dead unit)."""
+    from vae_test_models import evaluated_sweep
+
+    return evaluated_sweep(images)
+
+
+@pytest.fixture(scope="module")
+def bounds():
+    """Synthetic per-image bounds with gaps growing in k (only their arithmetic matters)."""
+    import numpy as np
+
+    rng = np.random.default_rng(2)
+    elbo = rng.normal(-100.0, 15.0, size=300)
+    out = {k: elbo + np.log10(k) * 1.5 + rng.normal(0.0, 1.0, size=300) for k in (1, 10, 100, 1000)}
+    return out, elbo

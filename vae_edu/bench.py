@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from . import _checks
 from .system import load_average, peak_memory_mib
 
 __all__ = ["dense_flops_per_step", "matmul_gflops", "run_benchmark", "main"]
@@ -275,3 +276,37 @@ if __name__ == "__main__":
 def _or_na(value: float | None, spec: str) -> str:
     """``value`` formatted with ``spec``, or "n/a" where the platform has no such reading."""
     return "n/a (not available on this platform)" if value is None else format(value, spec)
+
+
+# --------------------------------------------------------------------------------------
+# Timing of one call (notebooks 05 and 06)
+# --------------------------------------------------------------------------------------
+
+__all__ += ["median_seconds"]
+
+
+def median_seconds(fn, repeats: int = 200, warmup: int = 3) -> float:
+    """Median wall-clock time of ``fn()`` over ``repeats`` calls, after ``warmup`` calls.
+
+    The warm-up calls absorb compilation; the median ignores the odd slow call (another
+    process on the CPU). ``fn`` should return numpy arrays or bytes, i.e. finish its
+    device work before returning (``LatentModel.decode`` does).
+
+    Args:
+      fn: a function of no arguments.
+      repeats: timed calls (>= 1).
+      warmup: untimed calls before them (>= 0).
+
+    Returns:
+      Seconds (a float).
+    """
+    repeats = _checks.count(repeats, "repeats")
+    warmup = _checks.count(warmup, "warmup", minimum=0)
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))

@@ -43,7 +43,7 @@ import numpy as np
 from jax.scipy.linalg import cho_solve
 
 from vae_edu import _checks
-from vae_edu.elbo import _check_count, diag_gaussian_log_density, gaussian_log_likelihood
+from vae_edu.elbo import diag_gaussian_log_density, gaussian_log_likelihood
 from vae_edu.kl import kl_diag_gaussians, kl_mvn
 
 __all__ = [
@@ -399,7 +399,7 @@ class LinearGaussianModel(NamedTuple):
           JointSample(z (n, d), x (n, D)); the x_i are draws from the evidence p(x).
         """
         weight, bias, log_var_x = self._params()
-        num_samples = _check_count(num_samples, "num_samples")
+        num_samples = _checks.count(num_samples, "num_samples")
         key_z, key_x = jax.random.split(key)
         data_dim, latent_dim = weight.shape
         z = jax.random.normal(key_z, (num_samples, latent_dim), dtype=weight.dtype)
@@ -408,12 +408,10 @@ class LinearGaussianModel(NamedTuple):
 
 
 def _check_positive(value, name: str):
+    """``value`` as a float array; a ValueError naming it if concrete and not all > 0."""
     value = _checks.as_float(value, name)
-    try:
-        positive = bool(jnp.all(value > 0))
-    except jax.errors.ConcretizationTypeError:  # traced under jit: values are unknown
-        return value
-    if not positive:
+    concrete = _checks.concrete(value)  # None under jit / vmap / grad: values unknown
+    if concrete is not None and not np.all(concrete > 0):
         raise ValueError(f"{name} must be positive, got {value}")
     return value
 
@@ -439,8 +437,8 @@ def make_model(key, data_dim, latent_dim, noise_std) -> LinearGaussianModel:
     Raises:
       ValueError: for non-positive dimensions or noise_std.
     """
-    data_dim = _check_count(data_dim, "data_dim")
-    latent_dim = _check_count(latent_dim, "latent_dim")
+    data_dim = _checks.count(data_dim, "data_dim")
+    latent_dim = _checks.count(latent_dim, "latent_dim")
     noise_std = _check_positive(noise_std, "noise_std")
     weight, bias = _random_parameters(key, data_dim, latent_dim)
     return LinearGaussianModel(

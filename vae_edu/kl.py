@@ -36,10 +36,10 @@ from jax.scipy.special import logsumexp, rel_entr
 from jax.scipy.stats import norm
 
 from vae_edu import _checks
+from vae_edu.estimate import Estimate, mean_and_standard_error
 from vae_edu.optimize import lbfgs_minimize
 
 __all__ = [
-    "MonteCarloEstimate",
     "kl_categorical",
     "kl_diag_gaussians",
     "kl_monte_carlo",
@@ -47,36 +47,9 @@ __all__ = [
 ]
 
 
-class MonteCarloEstimate(NamedTuple):
-    """A Monte Carlo estimate with its standard error.
-
-    Attributes:
-      estimate: (...) the sample mean (1/n) sum_i f(z_i).
-      std_error: (...) its standard error, sample std (ddof=1) / sqrt(n). An interval
-        estimate +- 2 std_error covers the exact value about 95% of the time.
-    """
-
-    estimate: jax.Array
-    std_error: jax.Array
-
-
-def _concrete(x) -> np.ndarray | None:
-    """``x`` as a NumPy array, or None when it is a tracer (inside jit / vmap / grad)."""
-    if isinstance(x, jax.core.Tracer):
-        return None
-    return np.asarray(x)
-
-
 def _tolerance(dtype) -> float:
     """Relative tolerance for "equal up to rounding" checks: sqrt(machine epsilon)."""
     return float(np.sqrt(np.finfo(dtype).eps))
-
-
-def _batch_index(bad: np.ndarray) -> str:
-    """Names the batch index of the first True entry of ``bad`` ("" if unbatched)."""
-    if np.ndim(bad) == 0:
-        return ""
-    return f" at batch index {tuple(int(i) for i in np.argwhere(bad)[0])}"
 
 
 def kl_diag_gaussians(mean_q, log_var_q, mean_p=0.0, log_var_p=0.0):
@@ -116,7 +89,11 @@ def kl_diag_gaussians(mean_q, log_var_q, mean_p=0.0, log_var_p=0.0):
       (...) the KL divergence in nats, one value per leading index.
 
     Raises:
-      ValueError: if the arguments have no event axis or do not broadcast (names the shapes).
+      TypeError: an argument that is not real numbers (e.g. complex; names it).
+      ValueError: if the arguments have no event axis or do not broadcast (names the shapes);
+        if an argument is concrete (not traced under jit / vmap / grad) and holds NaN or
+        inf (names the argument and the batch index). Under a transformation a NaN or
+        inf input gives a NaN or inf KL.
     """
     mean_q = _checks.as_float(mean_q, "mean_q")
     log_var_q = _checks.as_float(log_var_q, "log_var_q")
@@ -131,6 +108,13 @@ def kl_diag_gaussians(mean_q, log_var_q, mean_p=0.0, log_var_p=0.0):
             f"mean_p {jnp.shape(mean_p)} / log_var_p {jnp.shape(log_var_p)} have more axes "
             f"than mean_q {jnp.shape(mean_q)}"
         )
+    for name, arr in (
+        ("mean_q", mean_q),
+        ("log_var_q", log_var_q),
+        ("mean_p", mean_p),
+        ("log_var_p", log_var_p),
+    ):
+        _checks.finite(arr, name)
     return _kl_diag_gaussians(mean_q, log_var_q, mean_p, log_var_p)
 
 
@@ -204,7 +188,7 @@ def _check_mvn_shapes(mean, cov, mean_name: str, cov_name: str) -> None:
 
 def _check_covariance_values(cov, name: str) -> None:
     """If ``cov`` is concrete, a ValueError unless it is finite and symmetric."""
-    concrete = _concrete(cov)
+    concrete = _checks.concrete(cov)
     if concrete is None:
         return
     if not np.all(np.isfinite(concrete)):
@@ -214,14 +198,14 @@ def _check_covariance_values(cov, name: str) -> None:
     not_symmetric = asymmetry > _tolerance(concrete.dtype) * scale
     if np.any(not_symmetric):
         raise ValueError(
-            f"{name} is not symmetric{_batch_index(not_symmetric)}: "
+            f"{name} is not symmetric{_checks.batch_index(not_symmetric)}: "
             "a covariance matrix must equal its transpose"
         )
 
 
 def _check_cholesky_factor(factor, name: str) -> None:
     """If ``factor`` is concrete, a ValueError unless the factorisation of ``name`` succeeded."""
-    values = _concrete(factor)
+    values = _checks.concrete(factor)
     if values is None:
         return
     diagonal = np.diagonal(values, axis1=-2, axis2=-1)
@@ -229,7 +213,7 @@ def _check_cholesky_factor(factor, name: str) -> None:
     failed = ~np.all(np.isfinite(values), axis=(-2, -1)) | np.any(diagonal <= 0, axis=-1)
     if np.any(failed):
         raise ValueError(
-            f"{name} is not positive definite{_batch_index(failed)}: its Cholesky "
+            f"{name} is not positive definite{_checks.batch_index(failed)}: its Cholesky "
             "factorisation failed (a covariance needs all eigenvalues > 0, numerically "
             "well above rounding)"
         )
@@ -343,7 +327,7 @@ def _kl_mvn_and_cholesky_factors(mean_q, cov_q, mean_p, cov_p):
 
 def _check_probability_vectors(x, name: str) -> None:
     """If ``x`` is concrete, a ValueError unless every row (last axis) is a probability vector."""
-    concrete = _concrete(x)
+    concrete = _checks.concrete(x)
     if concrete is None:
         return
     if not np.all(np.isfinite(concrete)):
@@ -420,7 +404,7 @@ def _kl_categorical(p, q):
     return jnp.sum(rel_entr(p, q), axis=-1)
 
 
-def kl_monte_carlo(samples_q, log_q: Callable, log_p: Callable) -> MonteCarloEstimate:
+def kl_monte_carlo(samples_q, log_q: Callable, log_p: Callable) -> Estimate:
     r"""Monte Carlo estimate of KL(q || p) from draws z_1, ..., z_n ~ q.
 
         KL(q || p) ~= (1/n) sum_i [ log q(z_i) - log p(z_i) ]
@@ -438,8 +422,10 @@ def kl_monte_carlo(samples_q, log_q: Callable, log_p: Callable) -> MonteCarloEst
       log_p: callable mapping the (n, ...) samples to log p(z_i), same shape as log_q's.
 
     Returns:
-      MonteCarloEstimate(estimate, std_error), each of the shape of log_q(samples_q)
-      without its leading sample axis.
+      ``vae_edu.estimate.Estimate(mean, std_error)``, each of the shape of
+      log_q(samples_q) without its leading sample axis (a NamedTuple: ``est, se =
+      kl_monte_carlo(...)`` unpacks it). mean +- 2 std_error covers the exact value about
+      95% of the time.
 
     Raises:
       ValueError: if there are fewer than 2 samples, or log_q / log_p return arrays whose
@@ -460,16 +446,7 @@ def kl_monte_carlo(samples_q, log_q: Callable, log_p: Callable) -> MonteCarloEst
             f"samples_q has shape {samples_q.shape} but log_q(samples_q) has shape "
             f"{log_q_values.shape}; the log densities must keep the leading sample axis ({n})"
         )
-    return _mean_and_standard_error(log_q_values - log_p_values)
-
-
-@jax.jit
-def _mean_and_standard_error(values) -> MonteCarloEstimate:
-    """Sample mean over the leading axis and its standard error std(ddof=1) / sqrt(n)."""
-    n = values.shape[0]
-    return MonteCarloEstimate(
-        jnp.mean(values, axis=0), jnp.std(values, axis=0, ddof=1) / np.sqrt(n)
-    )
+    return mean_and_standard_error(log_q_values - log_p_values)
 
 
 # --------------------------------------------------------------------------------------

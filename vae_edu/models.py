@@ -31,7 +31,8 @@ Example::
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -41,25 +42,13 @@ from flax import nnx
 from vae_edu import elbo as elbo_lib
 from vae_edu import kl as kl_lib
 from vae_edu.config import ACTIVATIONS, LIKELIHOODS, VAEConfig  # moved; re-exported here
+from vae_edu.data import prepare_images
+from vae_edu.elbo import ELBOTerms
 
-__all__ = ["VAEConfig", "VAE", "LossTerms", "ACTIVATIONS", "LIKELIHOODS", "count_parameters"]
+__all__ = ["VAEConfig", "VAE", "ACTIVATIONS", "LIKELIHOODS", "count_parameters"]
 
 #: The encoder's log-variances are clipped to [-LOG_VAR_LIMIT, LOG_VAR_LIMIT].
 LOG_VAR_LIMIT = 30.0
-
-
-class LossTerms(NamedTuple):
-    """Batch averages (nats per example) returned next to the loss.
-
-    Attributes:
-      reconstruction: mean over the batch of log p(x | z), z ~ q(z | x) (one sample).
-      kl: mean over the batch of KL(q(z | x) || p(z)) (closed form).
-      elbo: reconstruction - kl, the *unweighted* ELBO whatever alpha and beta are.
-    """
-
-    reconstruction: jax.Array
-    kl: jax.Array
-    elbo: jax.Array
 
 
 class MLP(nnx.Module):
@@ -187,7 +176,7 @@ class VAE(nnx.Module):
         )
 
     # ----------------------------------------------------------------------------- the loss
-    def elbo_terms(self, key: jax.Array, x: jax.Array) -> elbo_lib.ELBOTerms:
+    def elbo_terms(self, key: jax.Array, x: jax.Array) -> ELBOTerms:
         """Per-example ELBO terms with one reparameterized sample and the closed-form KL.
 
         ELBO(x) = E_q[log p(x | z)] - KL(q(z | x) || N(0, I))   (Kingma & Welling eq. 10)
@@ -212,7 +201,7 @@ class VAE(nnx.Module):
 
     def loss(
         self, key: jax.Array, x: jax.Array, *, beta: float = 1.0, alpha: float = 1.0
-    ) -> tuple[jax.Array, LossTerms]:
+    ) -> tuple[jax.Array, ELBOTerms]:
         """The training loss: mean over the batch of -alpha * recon + beta * KL.
 
         Args:
@@ -222,14 +211,16 @@ class VAE(nnx.Module):
           alpha: weight of the reconstruction term.
 
         Returns:
-          ``(loss, LossTerms)``: a scalar to minimise and the batch-averaged, unweighted
-          reconstruction, KL and ELBO (for logging).
+          ``(loss, ELBOTerms(elbo, reconstruction, kl))``: a scalar to minimise and the
+          batch averages (nats per example, for logging) of the *unweighted* ELBO
+          reconstruction - kl (whatever alpha and beta are), of log p(x | z) with one
+          z ~ q(z | x), and of the closed-form KL(q(z | x) || p(z)).
         """
         terms = self.elbo_terms(key, x)
         reconstruction = jnp.mean(terms.reconstruction)
         kl = jnp.mean(terms.kl)
         loss = -alpha * reconstruction + beta * kl
-        return loss, LossTerms(reconstruction, kl, reconstruction - kl)
+        return loss, ELBOTerms(elbo=reconstruction - kl, reconstruction=reconstruction, kl=kl)
 
     def kl_per_dimension(self, x: jax.Array) -> jax.Array:
         """KL(q(z_j | x) || N(0, 1)) for each latent dimension j: (..., latent_dim)."""
@@ -261,3 +252,114 @@ class VAE(nnx.Module):
 def count_parameters(model: nnx.Module) -> int:
     """Number of trainable scalars in ``model``."""
     return int(sum(np.size(p) for p in jax.tree.leaves(nnx.state(model, nnx.Param))))
+
+
+# --------------------------------------------------------------------------------------
+# Inference: the jitted encode / decode view of a trained VAE (notebooks 06 and 07)
+# --------------------------------------------------------------------------------------
+
+__all__ += ["LatentModel", "as_latent_model"]
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _decode_mean(graphdef, params, z):
+    return nnx.merge(graphdef, params).mean_image(z)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _encode_mean(graphdef, params, x):
+    return nnx.merge(graphdef, params).encode(x)[0]
+
+
+class LatentModel:
+    """A VAE's encoder mean and decoder mean as jitted numpy-in, numpy-out calls.
+
+    encode:  x -> mu(x), the mean of q(z | x) = N(mu(x), diag sigma^2(x));
+    decode:  z -> E[x | z] = sigmoid(f_theta(z)), the decoded image.
+
+    The parameters are split from the NNX module once, here (``nnx.split``), and passed to
+    one compiled function per call (compiled once per graph and input shape, shared by
+    every ``LatentModel`` of the same architecture), so decoding a code is a single XLA
+    call with no Python work per layer: a slider update costs well under a millisecond.
+    The parameters are a snapshot: train the VAE further and you need a new
+    ``LatentModel``.
+
+    Args:
+      model: a :class:`VAE`.
+
+    Attributes:
+      config: the model's :class:`VAEConfig`.
+      latent_dim: d.
+      image_shape: (28, 28) for MNIST (square images), else ``(input_dim,)``.
+    """
+
+    def __init__(self, model: VAE):
+        if not isinstance(model, VAE):
+            raise TypeError(f"model must be a vae_edu.models.VAE, got {type(model).__name__}")
+        graphdef, state = nnx.split(model, nnx.Param)
+        self._graphdef = graphdef
+        self._params = nnx.to_pure_dict(state)
+        self.config = model.config
+        self.latent_dim = model.config.latent_dim
+        side = math.isqrt(model.config.input_dim)
+        self.image_shape = (
+            (side, side) if side * side == model.config.input_dim else (model.config.input_dim,)
+        )
+
+    def decode(self, z) -> np.ndarray:
+        """E[x | z] = sigmoid(f_theta(z)) as images.
+
+        Args:
+          z: (..., latent_dim) codes.
+
+        Returns:
+          (..., *image_shape) float32 pixel means in [0, 1].
+
+        Raises:
+          ValueError: if the last axis of ``z`` is not ``latent_dim``.
+        """
+        z = np.asarray(z, np.float32)
+        if z.ndim < 1 or z.shape[-1] != self.latent_dim:
+            raise ValueError(
+                f"z has shape {z.shape} but the model expects (..., {self.latent_dim})"
+            )
+        out = np.asarray(_decode_mean(self._graphdef, self._params, z))
+        return out.reshape(z.shape[:-1] + self.image_shape)
+
+    def encode(self, images) -> np.ndarray:
+        """The posterior means mu(x) of q(z | x) = N(mu(x), diag sigma^2(x)).
+
+        Pixels are scaled by :func:`vae_edu.data.prepare_images` (uint8 / 255).
+
+        Args:
+          images: (..., 28, 28) uint8 pixels 0..255, or floats in [0, 1] of shape
+            (..., 28, 28) or (..., input_dim).
+
+        Returns:
+          (..., latent_dim) float32 means.
+
+        Raises:
+          ValueError: if the trailing axes do not hold ``input_dim`` pixels.
+        """
+        arr = np.asarray(images)
+        num_pixels = self.config.input_dim
+        pixel_ndim = len(self.image_shape)
+        if arr.shape[arr.ndim - pixel_ndim :] == self.image_shape:
+            batch = arr.shape[: arr.ndim - pixel_ndim]
+        elif arr.ndim >= 1 and arr.shape[-1] == num_pixels:
+            batch = arr.shape[:-1]
+        else:
+            raise ValueError(
+                f"images have shape {arr.shape} but the model expects "
+                f"(..., {', '.join(map(str, self.image_shape))}) or "
+                f"(..., {num_pixels})"
+            )
+        pixels = prepare_images(arr.reshape((math.prod(batch), num_pixels)), num_pixels)
+        # The encoder sees the batch shape the caller gave (one image stays unbatched).
+        pixels = np.asarray(pixels).reshape(batch + (num_pixels,))
+        return np.asarray(_encode_mean(self._graphdef, self._params, pixels))
+
+
+def as_latent_model(model) -> LatentModel:
+    """``model`` itself if it is a :class:`LatentModel`, else ``LatentModel(model)``."""
+    return model if isinstance(model, LatentModel) else LatentModel(model)

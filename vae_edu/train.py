@@ -43,6 +43,7 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
+from vae_edu import checkpoints, evaluate
 from vae_edu import data as data_lib
 from vae_edu.config import SCHEDULES, TARGETS, TrainConfig  # noqa: F401 (moved; re-exported)
 from vae_edu.data import prepare_images
@@ -58,6 +59,7 @@ __all__ = [
     "init_model",
     "prepare_images",
     "epoch_key",
+    "test_key",
     "make_chunk_runner",
     "run_epoch",
 ]
@@ -112,8 +114,16 @@ def epoch_key(seed: int, epoch: int) -> jax.Array:
     return jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), 1), epoch)
 
 
-def _test_key(seed: int) -> jax.Array:
+def test_key(seed: int) -> jax.Array:
+    """The fixed PRNG key of the test-set ELBO after every epoch: fold_in(PRNGKey(seed), 2).
+
+    The same key every epoch (its binarization and its reparameterization noise), so the
+    per-epoch test ELBOs differ only because the model changed.
+    """
     return jax.random.fold_in(jax.random.PRNGKey(seed), 2)
+
+
+test_key.__test__ = False  # a key maker, not a test: keeps pytest from collecting an import
 
 
 def init_model(model_config: VAEConfig, seed: int, pixel_mean=None) -> VAE:
@@ -326,8 +336,6 @@ def train(
     Returns:
       :class:`TrainResult` ``(model, history, state, wall_seconds)``.
     """
-    from vae_edu import checkpoints, evaluate  # local: both import this module's types
-
     start_time = time.perf_counter()
     if not isinstance(model_config, VAEConfig):
         raise TypeError(f"model_config must be a VAEConfig, got {type(model_config).__name__}")
@@ -391,7 +399,7 @@ def train(
 
     run_chunk = _cached_chunk_runner(graphdef, optimizer_spec, train_config.targets == "binarized")
     steps_per_epoch = num_examples // train_config.batch_size
-    test_key = _test_key(train_config.seed)
+    evaluation_key = test_key(train_config.seed)
     binarize_test = train_config.targets == "binarized"
     bar = tqdm(
         total=steps_per_epoch * train_config.num_epochs,
@@ -417,7 +425,7 @@ def train(
             test_terms = evaluate.elbo_terms_mean(
                 model,
                 test,
-                test_key,
+                evaluation_key,
                 binarize=binarize_test,
                 batch_size=min(train_config.eval_batch_size, test.shape[0]),
             )

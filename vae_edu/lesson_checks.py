@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vae_edu.elbo import elbo
 from vae_edu.grading import CheckResult
 
 __all__ = [
@@ -98,8 +99,6 @@ def elbo_estimate(key, model, x, mean, log_var, num_samples: int) -> jax.Array:
     Returns:
       () the estimate.
     """
-    from vae_edu.elbo import elbo
-
     return elbo(
         key, mean, log_var, lambda z: model.log_likelihood(x, z), num_samples=num_samples
     ).elbo

@@ -92,9 +92,16 @@ class Stop(Exception):
 
 
 def run_check(
-    name: str, body: Callable, student_fn, success: str, *, needs_function: bool = True
+    name: str,
+    steps: Sequence[Callable],
+    student_fn,
+    success: str,
+    *,
+    needs_function: bool = True,
 ) -> CheckResult:
-    """Runs ``body(student_fn)`` -> list of problems, turning every failure into a result."""
+    """Runs a check: each ``step(student_fn)`` returns a list of problems (empty when the
+    step passes); the first step with problems ends the check. Every failure, a
+    :class:`Stop` or an exception of the student's function alike, becomes a result."""
     if needs_function and not callable(student_fn):
         return CheckResult(
             name,
@@ -105,7 +112,11 @@ def run_check(
             ),
         )
     try:
-        problems = list(body(student_fn))
+        problems = []
+        for step in steps:
+            problems = list(step(student_fn))
+            if problems:
+                break
     except Stop as stop:
         problems = [str(stop.args[0])]
     except Exception as err:  # noqa: BLE001 - a check must never crash on odd student output

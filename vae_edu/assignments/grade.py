@@ -30,6 +30,7 @@ import ast
 import builtins
 import copy
 import dataclasses
+import functools
 import gc
 import json
 import logging
@@ -269,13 +270,7 @@ def _other_assignment(source_path: Path, source_nb, submission_cells) -> str | N
     ids = _graded_ids(submission_cells)
     if not ids or ids & _graded_ids(source_nb.cells):
         return None
-    for path in sorted(source_path.parent.glob("*.ipynb")):
-        if path.resolve() == source_path.resolve():
-            continue
-        try:
-            other = nbformat.read(path, as_version=4)
-        except Exception:  # noqa: BLE001
-            continue
+    for path, other in _intake.sibling_sources(source_path):
         if ids & _graded_ids(other.cells):
             return path.stem
     return "another assignment"
@@ -1002,17 +997,13 @@ def grade_submission(
     source_nb = _read_source(source_path)
     assignment = source_path.stem
     source_by_id = {_cells.grade_id(c): c for c in source_nb.cells if _cells.grade_id(c)}
+    # every question at zero with one status and message (the notes are read when returned)
+    zero_report = functools.partial(
+        _zero_report, assignment, submission, source_path, source_by_id, notes
+    )
 
     if submission_nb is None:
-        return _zero_report(
-            assignment,
-            submission,
-            source_path,
-            source_by_id,
-            notes,
-            "not run",
-            "unreadable submission",
-        )
+        return zero_report("not run", "unreadable submission")
     # cells that lost their nbgrader metadata are matched to the source's by cell id
     submission_nb, intake_notes = _intake.restore_metadata(source_nb, submission_nb)
     notes += intake_notes
@@ -1025,15 +1016,7 @@ def grade_submission(
             "assignment is identified by the instructor's release, whatever the file's "
             "metadata says); hand in the notebook of this assignment."
         )
-        return _zero_report(
-            assignment,
-            submission,
-            source_path,
-            source_by_id,
-            notes,
-            "refused",
-            f"this file is not assignment {assignment}",
-        )
+        return zero_report("refused", f"this file is not assignment {assignment}")
 
     owner, why_not = _sandbox.unprivileged_user(user)
     workdir = _sandbox.make_workdir(owner)
@@ -1075,15 +1058,7 @@ def grade_submission(
         notes.append(
             f"internal grader error while grading this submission: {type(err).__name__}: {err}"
         )
-        return _zero_report(
-            assignment,
-            submission,
-            source_path,
-            source_by_id,
-            notes,
-            "not run",
-            "the grader could not grade this submission (see the notes)",
-        )
+        return zero_report("not run", "the grader could not grade this submission (see the notes)")
     finally:
         _sandbox.remove_workdir(workdir)
     if owner is None and view:

@@ -114,12 +114,6 @@ def check_kl_diag(student_fn) -> CheckResult:
     of shape (...), agree with :func:`vae_edu.kl.kl_diag_gaussians` on seeded random
     inputs, stay finite for log-variances in [-30, 30], and be differentiable by jax.grad
     (dKL/dmu = mu, dKL/dlog_var = (sigma^2 - 1) / 2).
-
-    Args:
-      student_fn: the student's function.
-
-    Returns:
-      A :class:`CheckResult`.
     """
     return run_check(
         "check_kl_diag",
@@ -271,12 +265,6 @@ def check_kl_two_gaussians(student_fn) -> CheckResult:
     of shape (...). Compared with hand values (including an asymmetric pair, where
     KL(q || p) != KL(p || q)), with :func:`vae_edu.kl.kl_diag_gaussians` on seeded random
     inputs, with the standard-normal special case, and through jax.grad.
-
-    Args:
-      student_fn: the student's function.
-
-    Returns:
-      A :class:`CheckResult`.
     """
     return run_check(
         "check_kl_two_gaussians",

@@ -54,12 +54,6 @@ def check_reparameterize(student_fn) -> CheckResult:
     errors of mu and sigma^2), for independent noise per example, for reproducibility under
     a fixed key, for finite draws at log-variances of +-30, and for the gradients that make
     the trick worth doing: dz/dmu = 1 and dz/dlog_var = (z - mu) / 2.
-
-    Args:
-      student_fn: the student's function.
-
-    Returns:
-      A :class:`CheckResult`.
     """
     return run_check(
         "check_reparameterize",
@@ -258,12 +252,6 @@ def check_bernoulli_log_likelihood(student_fn) -> CheckResult:
     Checked on hand values (logits 0 give -D log 2), on logits of +-100 (where the
     probability form gives -inf or NaN), against :func:`vae_edu.elbo.bernoulli_log_likelihood`
     on seeded random inputs, and through jax.grad (d/dl = x - sigmoid(l), finite).
-
-    Args:
-      student_fn: the student's function.
-
-    Returns:
-      A :class:`CheckResult`.
     """
     return run_check(
         "check_bernoulli_log_likelihood",
@@ -501,12 +489,6 @@ def check_negative_elbo(student_fn) -> CheckResult:
     and the mean over the B examples of the batch (Odaibo 2019, eq. 43). x, logits: (B, D);
     mean, log_var: (B, d); loss: a scalar. Checked on hand values, against the package's
     reference on seeded random inputs, at logits of +-100, and through jax.grad.
-
-    Args:
-      student_fn: the student's function.
-
-    Returns:
-      A :class:`CheckResult`.
     """
 
     return run_check(

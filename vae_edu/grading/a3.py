@@ -27,6 +27,7 @@ from vae_edu.grading.core import (
     f32,
     first_line,
     fmt,
+    gradient_tree,
     log_sigmoid,
     run_check,
     scalar,
@@ -197,18 +198,9 @@ def _a3_loss_gradients(fn) -> list[str]:
     params = _a3_probe_params(13)
     x = jnp.asarray(_a3_probe_batch(13))
     key = jax.random.key(13)
-    try:
-        if hasattr(fn, "grad"):
-            grads = fn.grad((params, key, x), 0)
-        else:
-            grads = jax.grad(lambda p: jnp.sum(jnp.asarray(fn(p, key, x))))(params)
-    except NotImplementedError:
-        raise Stop("not implemented yet: your function raises NotImplementedError.") from None
-    except Exception as err:  # noqa: BLE001
-        raise Stop(
-            f"your loss cannot be differentiated by jax.grad ({type(err).__name__}: "
-            f"{first_line(err)}). Use jax.numpy and jax.random only."
-        ) from None
+    grads = gradient_tree(
+        fn, (params, key, x), 0, "your loss", advice="Use jax.numpy and jax.random only."
+    )
     expected_grads = _A3_JIT["grad"](params, key, x)
     if not isinstance(grads, dict) or set(grads) != set(expected_grads):
         return ["the gradient of your loss is not a dict like params."]

@@ -210,27 +210,31 @@ def diagnose(values: np.ndarray, mistakes: Sequence[tuple[np.ndarray, str]]) -> 
     return None
 
 
-def gradient(fn, args, argnum: int, what: str):
-    """d/d args[argnum] of sum(fn(*args)), or a Stop explaining why it cannot be taken."""
+GRADIENT_ADVICE = (
+    "Training a VAE needs gradients through it: use jax.numpy (jnp) and jax.random, "
+    "not numpy, math or Python floats, inside your function."
+)
 
-    def total(*a):
-        return jnp.sum(jnp.asarray(fn(*a)))
 
+def gradient_tree(fn, args, argnum: int, what: str, advice: str = GRADIENT_ADVICE):
+    """d/d args[argnum] of sum(fn(*args)), shaped like args[argnum] (a dict of parameters
+    gives a dict), or a Stop explaining why it cannot be taken."""
     try:
         if hasattr(fn, "grad"):  # the grader's proxy: jax.grad runs in the student's kernel
-            grad = fn.grad(args, argnum)
-        else:
-            grad = jax.grad(total, argnums=argnum)(*args)
+            return fn.grad(args, argnum)
+        return jax.grad(lambda *a: jnp.sum(jnp.asarray(fn(*a))), argnums=argnum)(*args)
     except NotImplementedError:
         raise Stop("not implemented yet: your function raises NotImplementedError.") from None
     except Exception as err:  # noqa: BLE001
         raise Stop(
             f"{what} cannot be differentiated by jax.grad ({type(err).__name__}: "
-            f"{first_line(err)}). "
-            "Training a VAE needs gradients through it: use jax.numpy (jnp) and jax.random, "
-            "not numpy, math or Python floats, inside your function."
+            f"{first_line(err)}). " + advice
         ) from None
-    return np.asarray(grad, np.float64)
+
+
+def gradient(fn, args, argnum: int, what: str):
+    """:func:`gradient_tree` of an array argument, as a float64 array."""
+    return np.asarray(gradient_tree(fn, args, argnum, what), np.float64)
 
 
 def seeded_rng(seed: int) -> np.random.Generator:

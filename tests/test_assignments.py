@@ -677,3 +677,22 @@ def test_the_gaussian_notation_check_can_fail():
     assert _gaussian_notation_problems("q = N(mu, diag exp(log_var)), p = N(0, I)") == []
     assert _LOG_STD.search("log_var: the log standard deviation")
     assert not _LOG_STD.search("log_var: log-variances log sigma^2")
+
+
+def test_the_checks_are_loaded_before_the_students_kernel_starts(tmp_path, monkeypatch):
+    # a cell that rewrites a check module must not reach this submission's own grading
+    from vae_edu.assignments import grade
+
+    grade._checks.cache_clear()
+    loaded = []
+
+    def run_notebook(merged, kernel, assignment):
+        loaded.append(grade._checks.cache_info().currsize)
+        return {}
+
+    monkeypatch.setattr(grade, "_run_notebook", run_notebook)
+    name = ASSIGNMENTS[0]
+    released = tmp_path / f"{name}.ipynb"
+    nbformat.write(release_notebook(nbformat.read(SOURCES[name], as_version=4)), released)
+    grade_submission(released, DEFAULT_SOURCE_DIR)
+    assert loaded == [1]

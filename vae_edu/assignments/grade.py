@@ -688,7 +688,16 @@ class _Proxy:
 _PRESET = ("np", "jnp", "jax", "math", "grading")
 
 
-def _preset_namespace() -> dict:
+@functools.cache
+def _checks() -> dict:
+    """The modules the hidden tests see, imported once per process.
+
+    Imported here rather than at the top so that ``import vae_edu.assignments`` (release,
+    kit, merge) does not load JAX; :func:`grade_submission` calls this after verifying the
+    sources and before the student's kernel starts, so no student code has run when the
+    checks are loaded (a check module rewritten by a cell would otherwise be imported at the
+    first test cell, poisoned, for that very submission).
+    """
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -696,6 +705,10 @@ def _preset_namespace() -> dict:
     from vae_edu import grading
 
     return {"np": np, "jnp": jnp, "jax": jax, "math": math, "grading": grading}
+
+
+def _preset_namespace() -> dict:
+    return dict(_checks())
 
 
 def _free_names(tree) -> list[str]:
@@ -1011,6 +1024,7 @@ def grade_submission(
         )
     source_path = find_source(submission, submission_nb, source)
     verify_sources([source_path])
+    _checks()  # loaded now, before any student code runs
     source_nb = _read_source(source_path)
     assignment = source_path.stem
     source_by_id = {_cells.grade_id(c): c for c in source_nb.cells if _cells.grade_id(c)}

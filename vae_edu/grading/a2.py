@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vae_edu.conjugate import make_model
-from vae_edu.elbo import bernoulli_log_likelihood
+from vae_edu.elbo import bernoulli_log_likelihood, diag_gaussian_log_density
 from vae_edu.grading.core import (
     ATOL,
     NUM_SE,
@@ -783,14 +783,14 @@ def _elbo_estimate_mutants(model, x, mean, log_var, num_samples, average, std_er
     mean, log_var = f32(mean), f32(log_var)
     eps = jax.random.normal(jax.random.key(123), (repeats, num_samples, *mean.shape))
     z = mean + jnp.exp(0.5 * log_var) * eps
-    log_q = jax.vmap(jax.vmap(lambda v: _diag_log_density(v, mean, log_var)))(z)
+    log_q = jax.vmap(jax.vmap(lambda v: diag_gaussian_log_density(v, mean, log_var)))(z)
     log_p = model.log_likelihood(x, z) + model.log_prior(z)
     log_w = np.asarray(log_p - log_q, np.float64)
     z_bar = jnp.mean(z, axis=1)
     at_mean = np.asarray(
         model.log_likelihood(x, z_bar)
         + model.log_prior(z_bar)
-        - jax.vmap(lambda v: _diag_log_density(v, mean, log_var))(z_bar),
+        - jax.vmap(lambda v: diag_gaussian_log_density(v, mean, log_var))(z_bar),
         np.float64,
     )
     twice = log_w + np.asarray(model.log_prior(z), np.float64)
@@ -818,9 +818,3 @@ def _elbo_estimate_mutants(model, x, mean, log_var, num_samples, average, std_er
         if abs(average - float(values.mean())) <= NUM_SE * (std_error + mc_se) + 1e-3:
             return message
     return None
-
-
-def _diag_log_density(z, mean, log_var):
-    return -0.5 * jnp.sum(
-        jnp.log(2 * jnp.pi) + log_var + (z - mean) ** 2 * jnp.exp(-log_var), axis=-1
-    )

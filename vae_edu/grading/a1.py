@@ -24,6 +24,7 @@ from vae_edu.grading.core import (
     f32,
     fmt,
     gradient,
+    kl_standard_normal_by_hand,
     negative_case,
     run_check,
     scalar,
@@ -40,12 +41,6 @@ _SIGN_HINT = (
     "expression 1/2 sum_j (1 + log sigma_j^2 - mu_j^2 - sigma_j^2) is MINUS the KL (it is "
     "the term the ELBO adds)."
 )
-
-
-def _kl_std_hand(mean, log_var):
-    """1/2 sum (mu^2 + sigma^2 - 1 - log sigma^2) in float64 (numpy), the hand formula."""
-    mean, log_var = np.asarray(mean, np.float64), np.asarray(log_var, np.float64)
-    return 0.5 * np.sum(mean**2 + np.exp(log_var) - 1.0 - log_var, axis=-1)
 
 
 def _kl_two_hand(mean_q, log_var_q, mean_p, log_var_p):
@@ -167,10 +162,10 @@ def _kl_diag_values(fn) -> list[str]:
             (reference / dim, _mean_dims_hint(dim)),
             *(
                 (m, _LOG_SIGMA_HINT)
-                for m in _log_sigma_mistakes(_kl_std_hand, (mean, log_var), (1,))
+                for m in _log_sigma_mistakes(kl_standard_normal_by_hand, (mean, log_var), (1,))
             ),
             (
-                _kl_std_hand(mean, log_var) + 0.5 * dim,
+                kl_standard_normal_by_hand(mean, log_var) + 0.5 * dim,
                 ("your KL is not 0 for q = N(0, I): the -1 in each dimension is missing."),
             ),
         ],
@@ -185,7 +180,7 @@ def _kl_diag_extremes(fn) -> list[str]:
     got = as_array(
         call_student(fn, f32(extreme_mean), f32(extreme_log_var), call=_KL_DIAG_CALL), "your KL"
     )
-    expected = _kl_std_hand(extreme_mean, extreme_log_var)
+    expected = kl_standard_normal_by_hand(extreme_mean, extreme_log_var)
     if close(got, expected, rtol=1e-4, atol=1e-3):
         return []
     return [
@@ -358,12 +353,12 @@ def _kl_two_standard_case(fn) -> list[str]:
     standard = as_array(
         call_student(fn, f32(mq), f32(lq), zeros, zeros, call=_KL_TWO_CALL), "your KL"
     )
-    if close(standard, _kl_std_hand(mq, lq)):
+    if close(standard, kl_standard_normal_by_hand(mq, lq)):
         return []
     return [
         "with p = N(0, I) (mean_p = 0, log_var_p = 0) your KL does not reduce to "
         f"the standard-normal case: {fmt(standard)} instead of "
-        f"{fmt(_kl_std_hand(mq, lq))}."
+        f"{fmt(kl_standard_normal_by_hand(mq, lq))}."
     ]
 
 

@@ -19,6 +19,7 @@ from vae_edu.grading.core import (
     CheckResult,
     Stop,
     as_array,
+    bernoulli_by_hand,
     call_student,
     check_event_shape,
     close,
@@ -27,7 +28,7 @@ from vae_edu.grading.core import (
     f32,
     fmt,
     gradient,
-    log_sigmoid,
+    kl_standard_normal_by_hand,
     run_check,
     scalar,
     seeded_rng,
@@ -237,11 +238,6 @@ _LOGITS_HINT = (
 )
 
 
-def _bernoulli_hand(x, logits):
-    x, logits = np.asarray(x, np.float64), np.asarray(logits, np.float64)
-    return np.sum(x * logits - np.logaddexp(0.0, logits), axis=-1)
-
-
 def check_bernoulli_log_likelihood(student_fn) -> CheckResult:
     r"""Checks ``student_fn(x, logits) -> log p(x | logits)``, summed over the last axis.
 
@@ -291,7 +287,7 @@ def _bernoulli_values(fn) -> list[str]:
     if hand:
         problems.append(hand)
     value = _bernoulli_of(fn, _EXTREME_X, _EXTREME_LOGITS)
-    expected = _bernoulli_hand(_EXTREME_X, _EXTREME_LOGITS)
+    expected = bernoulli_by_hand(_EXTREME_X, _EXTREME_LOGITS)
     if not np.all(np.isfinite(value)):
         problems.insert(
             0,
@@ -355,7 +351,7 @@ def _bernoulli_mistakes(x, logits, reference):
             "term 784-fold against the KL on MNIST).",
         ),
         (
-            _bernoulli_hand(1.0 - x, logits),
+            bernoulli_by_hand(1.0 - x, logits),
             "you swapped x and 1 - x: the term x_j log "
             "sigmoid(l_j) belongs to pixels that are on "
             "(x_j = 1).",
@@ -378,11 +374,6 @@ def _bernoulli_gradient(fn) -> list[str]:
 # ------------------------------------------------- the negative ELBO of a batch
 
 
-def _log_likelihood(x, logits):
-    """log p(x | logits) of binary x, summed over the last axis, in float64."""
-    return np.sum(x * log_sigmoid(logits) + (1.0 - x) * log_sigmoid(-logits), axis=-1)
-
-
 def negative_elbo_mistakes(x, logits, mean, log_var, extra=()):
     """(value, message) for the known mistakes in a batch's negative ELBO (float64)."""
     x, logits = np.asarray(x, np.float64), np.asarray(logits, np.float64)
@@ -390,8 +381,8 @@ def negative_elbo_mistakes(x, logits, mean, log_var, extra=()):
     batch, dim_x = x.shape
     dim_z = mean.shape[-1]
 
-    recon = _log_likelihood(x, logits)
-    kl = 0.5 * np.sum(mean**2 + np.exp(log_var) - 1.0 - log_var, axis=-1)
+    recon = bernoulli_by_hand(x, logits)
+    kl = kl_standard_normal_by_hand(mean, log_var)
     reference = float(np.mean(-recon + kl))
     return [
         *extra,
@@ -449,7 +440,7 @@ def negative_elbo_mistakes(x, logits, mean, log_var, extra=()):
             "the KL formula.",
         ),
         (
-            np.mean(-_log_likelihood(x, 1.0 / (1.0 + np.exp(-logits))) + kl),
+            np.mean(-bernoulli_by_hand(x, 1.0 / (1.0 + np.exp(-logits))) + kl),
             "you applied the sigmoid twice: the decoder's outputs are LOGITS, and the "
             "log-likelihood from logits uses log_sigmoid(logits) and log_sigmoid(-logits) "
             "directly (do not pass sigmoid(logits) as the logits).",

@@ -21,6 +21,7 @@ from vae_edu.grading.core import (
     KernelFunction,
     Stop,
     as_array,
+    bernoulli_by_hand,
     call_student,
     close,
     diagnose,
@@ -28,7 +29,7 @@ from vae_edu.grading.core import (
     first_line,
     fmt,
     gradient_tree,
-    log_sigmoid,
+    kl_standard_normal_by_hand,
     run_check,
     scalar,
     seeded_rng,
@@ -156,9 +157,8 @@ def _a3_loss_mistakes(params, key, x):
     eps = jax.random.normal(key, mean.shape)
     logits = mlp_vae.decode(params, mean + jnp.exp(0.5 * log_var) * eps)
     at_mean = np.asarray(mlp_vae.decode(params, mean), np.float64)
-    m, lv = np.asarray(mean, np.float64), np.asarray(log_var, np.float64)
-    kl = 0.5 * np.sum(m**2 + np.exp(lv) - 1.0 - lv, axis=-1)
-    recon_at_mean = np.sum(x * log_sigmoid(at_mean) + (1 - x) * log_sigmoid(-at_mean), -1)
+    kl = kl_standard_normal_by_hand(mean, log_var)
+    recon_at_mean = bernoulli_by_hand(x, at_mean)
     extra = [
         (
             float(_A3_JIT["loss"](params, jax.random.key(0), x)),

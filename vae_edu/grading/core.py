@@ -291,5 +291,15 @@ def negative_case(cases, values) -> str | None:
     return None
 
 
-def log_sigmoid(v):
-    return -np.logaddexp(0.0, -np.asarray(v, np.float64))
+def bernoulli_by_hand(x, logits):
+    """log p(x | logits) = sum_j [x_j l_j - softplus(l_j)] over the last axis, in float64
+    (numpy): the hand formula the checks compare with."""
+    x, logits = np.asarray(x, np.float64), np.asarray(logits, np.float64)
+    return np.sum(x * logits - np.logaddexp(0.0, logits), axis=-1)
+
+
+def kl_standard_normal_by_hand(mean, log_var):
+    """KL(N(mu, diag sigma^2) || N(0, I)) = 1/2 sum (mu^2 + sigma^2 - 1 - log sigma^2) over
+    the last axis, in float64 (numpy): the hand formula the checks compare with."""
+    mean, log_var = np.asarray(mean, np.float64), np.asarray(log_var, np.float64)
+    return 0.5 * np.sum(mean**2 + np.exp(log_var) - 1.0 - log_var, axis=-1)

@@ -80,7 +80,7 @@ MAX_MESSAGE = 1000  # characters of a message in the report
 DEFAULT_SOURCE_DIR = Path(__file__).resolve().parents[2] / "notebooks" / "assignments"
 _PROBE_TIMEOUT = 15  # seconds for a kernel to answer again after an interrupt
 # Grader sources as they were when the grader was loaded, before any student code ran.
-_BASELINE = _sandbox.source_digests(sorted(DEFAULT_SOURCE_DIR.glob("*.ipynb")))
+SOURCE_BASELINE = _sandbox.source_digests(sorted(DEFAULT_SOURCE_DIR.glob("*.ipynb")))
 
 
 class GradingError(Exception):
@@ -702,7 +702,7 @@ def _checks() -> dict:
     import jax.numpy as jnp
     import numpy as np
 
-    from vae_edu import grading
+    from vae_edu import grading  # lazy: loaded after the sources' SHA-256 is verified
 
     return {"np": np, "jnp": jnp, "jax": jax, "math": math, "grading": grading}
 
@@ -951,14 +951,14 @@ def verify_sources(extra=()) -> None:
     paths = sorted(set(DEFAULT_SOURCE_DIR.glob("*.ipynb")) | {Path(p).resolve() for p in extra})
     now = _sandbox.source_digests(paths)
     for path, digest in now.items():
-        before = _BASELINE.setdefault(path, digest)  # a new --source: its digest from now on
+        before = SOURCE_BASELINE.setdefault(path, digest)  # a new --source: its digest from now on
         if before != digest:
             raise SourcesChangedError(
                 f"the grader's source {path} changed since grading started (SHA-256 "
                 f"{before[:12]}... is now {digest[:12]}...): a submission may have "
                 "tampered with it. Grading stopped; restore the file and grade again."
             )
-    missing = [p for p in _BASELINE if p not in now and p.endswith(".py")]
+    missing = [p for p in SOURCE_BASELINE if p not in now and p.endswith(".py")]
     if missing:
         raise SourcesChangedError(
             f"the grader's source {missing[0]} disappeared since grading started. Grading stopped."

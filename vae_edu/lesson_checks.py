@@ -27,6 +27,7 @@ import numpy as np
 
 from vae_edu.elbo import elbo
 from vae_edu.grading import CheckResult
+from vae_edu.grading.core import diagnose
 
 __all__ = [
     "check_iwae_estimate",
@@ -38,8 +39,6 @@ __all__ = [
 
 _RTOL = 1e-4
 _ATOL = 1e-4
-_MISTAKE_RTOL = 1e-3
-_MISTAKE_ATOL = 1e-3
 
 
 # --------------------------------------------------------------------- reference solutions
@@ -166,16 +165,6 @@ def _fmt(x) -> str:
 def _close(a, b, rtol=_RTOL, atol=_ATOL) -> bool:
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     return a.shape == b.shape and bool(np.all(np.isfinite(a))) and np.allclose(a, b, rtol, atol)
-
-
-def _diagnose(values, mistakes) -> str | None:
-    for expected, message in mistakes:
-        expected = np.asarray(expected, np.float64)
-        if values.shape == expected.shape and np.allclose(
-            values, expected, rtol=_MISTAKE_RTOL, atol=_MISTAKE_ATOL
-        ):
-            return message
-    return None
 
 
 # ------------------------------------------------------------------ notebook 00: the keys
@@ -379,7 +368,7 @@ def check_iwae_estimate(student_fn) -> CheckResult:
                     "every weight counts, " + _LSE_HINT,
                 ),
             ]
-            hint = _diagnose(got, mistakes)
+            hint = diagnose(got, mistakes)
             if hint is not None:
                 problems.append(hint)
             else:

@@ -201,6 +201,11 @@ def run_benchmark(
     }
 
 
+def _or_na(value: float | None, spec: str) -> str:
+    """``value`` formatted with ``spec``, or "n/a" where the platform has no such reading."""
+    return "n/a (not available on this platform)" if value is None else format(value, spec)
+
+
 def _report(r: dict) -> str:
     xla = r["flops_per_step_xla_cost_analysis"]
     lines = [
@@ -270,8 +275,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-def _or_na(value: float | None, spec: str) -> str:
-    """``value`` formatted with ``spec``, or "n/a" where the platform has no such reading."""
-    return "n/a (not available on this platform)" if value is None else format(value, spec)

@@ -227,10 +227,27 @@ def rewrite_metadata(path, **changes):
         ({"params_sha256": 5}, "field 'params_sha256' is int 5"),
         ({"version": 1.0}, "format version 1.0"),
         ({"opt_state": "adam"}, "field 'opt_state' is str 'adam'"),
-        ({"opt_state": ["a", "b"]}, "optimizer state array 0 (field 'opt_state') is str 'a'"),
-        ({"opt_state": [{"mu": 1}]}, "optimizer state array 0 (field 'opt_state') is dict"),
+        ({"opt_state": ["a"]}, "field 'opt_state' is list, expected a map of arrays or nil"),
         (
-            {"opt_state": [np.full(3, np.nan, np.float32)]},
+            {"opt_state": {"0": {"mu": "a"}}},
+            "optimizer state array 0.mu (field 'opt_state') is str 'a'",
+        ),
+        (
+            {"opt_state": {"0": {"count": np.full(3, np.nan, np.float32)}}},
+            "array 0.count (field 'opt_state') contains NaN",
+        ),
+        # Version 1 files (the optimizer state as a list of leaves) are checked as before.
+        ({"version": 1, "opt_state": {"0": 1}}, "field 'opt_state' is dict, expected a list"),
+        (
+            {"version": 1, "opt_state": ["a", "b"]},
+            "optimizer state array 0 (field 'opt_state') is str 'a'",
+        ),
+        (
+            {"version": 1, "opt_state": [{"mu": 1}]},
+            "optimizer state array 0 (field 'opt_state') is dict",
+        ),
+        (
+            {"version": 1, "opt_state": [np.full(3, np.nan, np.float32)]},
             "array 0 (field 'opt_state') contains NaN",
         ),
     ],
@@ -289,3 +306,155 @@ def test_a_killed_save_leaves_a_temporary_that_the_next_save_removes(model, save
     other.write_bytes(b"")
     checkpoints.save(saved, model)
     assert sorted(p.name for p in saved.parent.iterdir()) == [other.name, saved.name]
+
+
+# --------------------------------------------- issue 12: format version 2 (named optimizer
+# state via flax.serialization), one rounding function, no umask change
+def adam_state(model, optimizer=None, steps=1):
+    """An optax state after ``steps`` updates (non-trivial moments and counts)."""
+    params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    optimizer = optimizer or optax.adam(1e-3)
+    state = jax.jit(optimizer.init)(params)
+    update = jax.jit(optimizer.update)
+    for step in range(steps):
+        grads = jax.tree.map(lambda a, s=step: np.full_like(a, s + 1.0), params)
+        _, state = update(grads, state, params)
+    return params, optimizer, state
+
+
+def test_optimizer_state_is_stored_as_a_named_tree_and_round_trips(model, tmp_path):
+    from vae_edu.train import TrainConfig, make_optimizer
+
+    # The training optimizer with a schedule: a chain whose state holds two step counts.
+    optimizer = make_optimizer(
+        TrainConfig(num_epochs=3, schedule="warmup_cosine", warmup_epochs=1), 1000
+    )
+    params, _, state = adam_state(model, optimizer, steps=3)
+    path = checkpoints.save(tmp_path / "opt.msgpack", model, opt_state=state)
+    stored = serialization.msgpack_restore(path.read_bytes())
+    assert stored["version"] == checkpoints.VERSION == 2
+    # Named by the state's own fields and the parameter paths, not by position.
+    np.testing.assert_array_equal(
+        stored["opt_state"]["0"]["mu"]["encoder"]["output"]["kernel"],
+        state[0].mu["encoder"]["output"]["kernel"],
+    )
+    assert int(stored["opt_state"]["0"]["count"]) == 3
+    ckpt = checkpoints.load(path, opt_state_template=jax.jit(optimizer.init)(params))
+    assert jax.tree.structure(ckpt.opt_state) == jax.tree.structure(state)
+    for got, want in zip(jax.tree.leaves(ckpt.opt_state), jax.tree.leaves(state), strict=True):
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+
+
+def test_optimizer_state_of_another_structure_is_refused_with_the_mismatch_named(model, tmp_path):
+    params, _, state = adam_state(model)
+    path = checkpoints.save(tmp_path / "opt.msgpack", model, opt_state=state)
+    # SGD with momentum keeps a trace, not Adam's count / mu / nu.
+    sgd = optax.sgd(0.1, momentum=0.9)
+    with pytest.raises(CheckpointError) as info:
+        checkpoints.load(path, opt_state_template=sgd.init(params))
+    message = str(info.value)
+    assert "the optimizer state does not fit the optimizer" in message
+    assert "the file lacks 0.trace.decoder.hidden_0.bias" in message
+    assert "the file has 0.count, 0.mu.decoder.hidden_0.bias" in message
+    # Adam for a wider model: every array is named with both shapes.
+    wider = nnx.to_pure_dict(nnx.state(make(VAEConfig(hidden_sizes=(32,), latent_dim=3))))
+    with pytest.raises(
+        CheckpointError,
+        match=r"array 0\.mu\.encoder\.hidden_0\.kernel has shape \(784, 16\) in the file but "
+        r"shape \(784, 32\) in the optimizer",
+    ):
+        checkpoints.load(path, opt_state_template=optax.adam(1e-3).init(wider))
+
+
+def test_version_1_files_with_a_list_of_leaves_still_load(model, tmp_path):
+    params, optimizer, state = adam_state(model, steps=2)
+    path = checkpoints.save(tmp_path / "v1.msgpack", model, opt_state=state)
+    # What version 1 wrote: the leaves in jax.tree.leaves order.
+    rewrite(path, version=1, opt_state=[np.asarray(leaf) for leaf in jax.tree.leaves(state)])
+    template = jax.jit(optimizer.init)(params)
+    ckpt = checkpoints.load(path, opt_state_template=template)
+    assert ckpt.metadata["version"] == 1
+    assert jax.tree.structure(ckpt.opt_state) == jax.tree.structure(state)
+    jax.tree.map(np.testing.assert_array_equal, ckpt.opt_state, state)
+    jax.tree.map(np.testing.assert_array_equal, params_of(ckpt.model), params_of(model))
+    leaves = [np.asarray(leaf) for leaf in jax.tree.leaves(state)]
+    rewrite(path, opt_state=leaves[:-1])
+    expected = f"has {len(leaves) - 1} arrays, the optimizer expects {len(leaves)}"
+    with pytest.raises(CheckpointError, match=expected):
+        checkpoints.load(path, opt_state_template=template)
+
+
+@pytest.mark.parametrize("name", ["main", "latent2", "beta_1"])
+def test_shipped_version_1_files_load_bit_for_bit_and_resave_identically(name, tmp_path):
+    from vae_edu import pretrained
+
+    file = pretrained.path(name)
+    raw = serialization.msgpack_restore(file.read_bytes())
+    assert raw["version"] == 1 and raw["opt_state"] is None
+    ckpt = checkpoints.load(file)
+    # Independent route: the file's own float16 arrays, widened by NumPy.
+    expected = jax.tree.map(lambda a: a.astype(np.float32), raw["params"])
+    jax.tree.map(np.testing.assert_array_equal, params_of(ckpt.model), expected)
+    # Saved again (now version 2) at the storage dtype: the same bytes, digest and summary.
+    again = checkpoints.save(
+        tmp_path / "again.msgpack",
+        ckpt.model,
+        summary=ckpt.summary,
+        training=ckpt.training,
+        dtype=ckpt.metadata["dtype"],
+    )
+    resaved = serialization.msgpack_restore(again.read_bytes())
+    assert resaved["version"] == 2 and resaved["params_sha256"] == raw["params_sha256"]
+    jax.tree.map(np.testing.assert_array_equal, resaved["params"], raw["params"])
+    assert checkpoints.read_metadata(again)["summary"] == ckpt.summary
+
+
+def test_as_stored_is_what_load_returns(tmp_path):
+    model = make(seed=3)
+    for dtype in ("float16", "float32"):
+        path = checkpoints.save(tmp_path / f"{dtype}.msgpack", model, dtype=dtype)
+        jax.tree.map(
+            np.testing.assert_array_equal,
+            params_of(checkpoints.as_stored(model, dtype)),
+            params_of(checkpoints.load(path).model),
+        )
+    # The model itself is untouched, and float16 really rounds.
+    kernel = params_of(model)["encoder"]["output"]["kernel"]
+    rounded = params_of(checkpoints.as_stored(model, "float16"))["encoder"]["output"]["kernel"]
+    np.testing.assert_array_equal(rounded, kernel.astype(np.float16).astype(np.float32))
+    assert not np.array_equal(rounded, kernel)
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        checkpoints.as_stored(model, "bfloat16")
+
+
+def test_save_never_changes_the_umask_and_gives_the_usual_permissions(model, tmp_path, monkeypatch):
+    import os
+
+    current = os.umask(0o027)
+    try:
+        monkeypatch.setattr(os, "umask", lambda *a: pytest.fail("save changed the umask"))
+        path = checkpoints.save(tmp_path / "m.msgpack", model)
+        monkeypatch.undo()
+        assert os.umask(0o027) == 0o027  # unchanged (and set back to the same value)
+    finally:
+        os.umask(current)
+    if os.name == "posix":  # elsewhere the mode bits only say read-only or not
+        assert path.stat().st_mode & 0o777 == 0o640
+    assert checkpoints.load(path).config == CONFIG
+
+
+def test_a_failed_write_leaves_the_old_checkpoint_and_no_temporary(model, saved, monkeypatch):
+    import os
+
+    before = saved.read_bytes()
+
+    def refuse(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(OSError, match="disk full"):
+        checkpoints.save(saved, make(seed=4))
+    monkeypatch.undo()
+    assert sorted(p.name for p in saved.parent.iterdir()) == [saved.name]
+    assert saved.read_bytes() == before

@@ -177,9 +177,10 @@ def test_figure_helpers_draw_what_they_are_given():
     fig = plots.plot_manifold(decode, grid_size=5)
     z = seen[0]
     assert z.shape == (25, 2)
-    # Columns increase in z_1, rows decrease in z_2, symmetric quantiles of N(0, 1).
+    # Columns increase in z_1, rows decrease in z_2, symmetric quantiles of N(0, 1): the
+    # first of 5 equal-mass cells has its midpoint at probability 1/10, Phi^-1(0.1) = -1.28155.
     assert z[0, 0] < z[1, 0] and z[0, 1] > z[5, 1]
-    np.testing.assert_allclose(z[0], [-1.6448536, 1.6448536], rtol=1e-6)
+    np.testing.assert_allclose(z[0], [-1.2815516, 1.2815516], rtol=1e-6)
     history = {
         k: [1, 2]
         for k in (
@@ -333,3 +334,114 @@ def test_bench_refuses_a_batch_larger_than_the_training_set(capsys, monkeypatch)
     assert "--batch-size 70000 exceeds the 60000 MNIST training images" in capsys.readouterr().err
     with pytest.raises(ValueError, match="batch_size 70000 exceeds the 60000"):
         bench.run_benchmark(batch_size=70000)
+
+
+# --------------------------------------------- issue 12: options derived from the configs
+def _train_parser():
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return parser, subparsers.choices["train"]
+
+
+@pytest.mark.parametrize("cls_name", ["VAEConfig", "TrainConfig"])
+def test_every_config_field_is_a_train_option_with_its_default_and_help(cls_name):
+    import dataclasses
+
+    from vae_edu import config
+
+    cls = getattr(config, cls_name)
+    _, train_parser = _train_parser()
+    actions = {a.dest: a for a in train_parser._actions}
+    offered = {f.name for f in config.cli_fields(cls)}
+    # The one field the command line leaves out: the CLI trains on 784-pixel MNIST.
+    assert {f.name for f in dataclasses.fields(cls)} - offered == (
+        {"input_dim"} if cls is config.VAEConfig else set()
+    )
+    for field in dataclasses.fields(cls):
+        if field.name not in offered:
+            continue
+        action = actions[field.name]
+        assert config.flag(field) in action.option_strings
+        assert field.metadata["help"] in action.help
+        default = action.default
+        assert (tuple(default) if isinstance(default, list) else default) == field.default
+    # Nothing on the command line: exactly the default configs.
+    args = build_parser().parse_args(["train"])
+    assert config.from_namespace(cls, args) == cls()
+
+
+def test_train_options_become_the_configs():
+    from vae_edu.config import TrainConfig, VAEConfig, from_namespace
+
+    argv = ["train", "--hidden", "512", "256", "--decoder-hidden", "64", "--latent-dim", "2"]
+    argv += ["--activation", "tanh", "--likelihood", "gaussian", "--gaussian-log-var", "-1.5"]
+    argv += ["--epochs", "4", "--batch-size", "32", "--lr", "0.01", "--schedule", "cosine"]
+    argv += ["--warmup-epochs", "1", "--final-lr-fraction", "0.1", "--beta", "0.5"]
+    argv += ["--alpha", "2", "--seed", "7", "--targets", "grayscale", "--no-output-bias-init"]
+    argv += ["--steps-per-call", "3", "--eval-batch-size", "100"]
+    args = build_parser().parse_args(argv)
+    assert from_namespace(VAEConfig, args) == VAEConfig(
+        hidden_sizes=(512, 256),
+        decoder_hidden_sizes=(64,),
+        latent_dim=2,
+        activation="tanh",
+        likelihood="gaussian",
+        gaussian_log_var=-1.5,
+    )
+    assert from_namespace(TrainConfig, args) == TrainConfig(
+        num_epochs=4,
+        batch_size=32,
+        learning_rate=0.01,
+        schedule="cosine",
+        warmup_epochs=1,
+        final_lr_fraction=0.1,
+        beta=0.5,
+        alpha=2.0,
+        seed=7,
+        targets="grayscale",
+        init_output_bias=False,
+        steps_per_call=3,
+        eval_batch_size=100,
+    )
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--gaussian-log-var", "nan"], "argument --gaussian-log-var: expected a finite"),
+        (["train", "--decoder-hidden", "0"], "argument --decoder-hidden: expected a positive"),
+        (["train", "--eval-batch-size", "1.5"], "argument --eval-batch-size: expected a positive"),
+        (["train", "--hidden"], "argument --hidden: expected at least one argument"),
+    ],
+)
+def test_bad_values_of_the_derived_options_exit_with_a_message(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_config_validation_across_options_is_a_clear_error(capsys, no_training):
+    # Each value parses; the combination is what TrainConfig refuses.
+    assert main(["train", "--epochs", "2", "--warmup-epochs", "2", "--no-figures"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: warmup_epochs must be an integer in [0, num_epochs)")
+    assert main(["train", "--final-lr-fraction", "1.5", "--no-figures"]) == 2
+    assert "final_lr_fraction must be in [0, 1]" in capsys.readouterr().err
+
+
+def test_add_dataclass_arguments_offers_chosen_fields_with_other_defaults():
+    # What a second command line (e.g. the benchmark's) does with the same configs.
+    from vae_edu.config import TrainConfig, VAEConfig, add_dataclass_arguments, from_namespace
+
+    parser = argparse.ArgumentParser()
+    add_dataclass_arguments(parser, VAEConfig, fields=("hidden_sizes", "latent_dim"))
+    add_dataclass_arguments(parser, TrainConfig, fields=["batch_size"], defaults={"batch_size": 7})
+    args = parser.parse_args(["--latent-dim", "3"])
+    assert from_namespace(VAEConfig, args) == VAEConfig(latent_dim=3)
+    assert from_namespace(TrainConfig, args) == TrainConfig(batch_size=7)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--epochs", "3"])  # not offered
+    with pytest.raises(ValueError, match=r"TrainConfig has no fields \['epoch'\]"):
+        add_dataclass_arguments(parser, TrainConfig, fields=["epoch"])

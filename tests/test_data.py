@@ -540,23 +540,24 @@ def test_batches_of_a_dict_and_of_one_jax_array():
 
 
 @pytest.mark.parametrize(
-    "arrays, batch_size, kwargs, problem",
+    "arrays, batch_size, kwargs, error, problem",
     [
         (
             (np.zeros(5), np.zeros(4)),
             2,
             {},
+            ValueError,
             r"disagree on the number of examples: shapes \[\(5,\), \(4,\)\]",
         ),
-        (10, 0, {}, "batch_size must be a positive integer"),
-        (10, 2.5, {}, "batch_size must be a positive integer"),
-        (0, 1, {}, "at least one example"),
-        (10, 11, {}, "epoch would be empty"),
-        (np.float32(3.0), 1, {}, "leading example axis"),
+        (10, 0, {}, ValueError, "batch_size must be an integer >= 1, got 0"),
+        (10, 2.5, {}, TypeError, "batch_size must be an integer >= 1, got float 2.5"),
+        (0, 1, {}, ValueError, "at least one example"),
+        (10, 11, {}, ValueError, "epoch would be empty"),
+        (np.float32(3.0), 1, {}, ValueError, "leading example axis"),
     ],
 )
-def test_batch_iterator_errors_are_raised_at_the_call(arrays, batch_size, kwargs, problem):
-    with pytest.raises(ValueError, match=problem):
+def test_batch_iterator_errors_are_raised_at_the_call(arrays, batch_size, kwargs, error, problem):
+    with pytest.raises(error, match=problem):
         data.batch_iterator(jax.random.key(0), arrays, batch_size, **kwargs)
 
 
@@ -622,3 +623,22 @@ def test_multi_member_gzip_is_still_read(tmp_path):
     path = tmp_path / "images.gz"
     path.write_bytes(gzip.compress(content[:100], mtime=0) + gzip.compress(content[100:], mtime=0))
     np.testing.assert_array_equal(data.read_idx(path), small_images(4))
+
+
+# ---------------------------------------------------------------- issue 16 review follow-ups
+def test_a_label_that_is_not_a_digit_is_refused_naming_the_file(tmp_path):
+    labels = small_labels(5)
+    labels[3] = 200
+    write_split(tmp_path, "test", small_images(5), labels)
+    label_file = data.MNIST_FILES["test"][1]
+    with pytest.raises(
+        data.IDXFormatError, match=rf"{label_file}\.gz: label 200 at index 3 is not a digit 0\.\.9"
+    ):
+        data.load_mnist("test", tmp_path)
+
+
+def test_a_split_without_images_is_refused_naming_the_file(tmp_path):
+    write_split(tmp_path, "test", small_images(0), small_labels(0))
+    image_file = data.MNIST_FILES["test"][0]
+    with pytest.raises(data.IDXFormatError, match=rf"{image_file}\.gz: holds 0 images"):
+        data.load_mnist("test", tmp_path)

@@ -15,6 +15,7 @@ import pytest
 from scipy import special, stats
 
 from vae_edu import conjugate, elbo, kl
+from vae_edu.estimate import Estimate
 
 
 def _mean_and_se(values):
@@ -446,9 +447,9 @@ def test_evidence_estimators_agree_with_the_exact_evidence():
         return prior, importance
 
     for estimate in both(jax.random.key(35), jax.random.key(37)):
-        assert isinstance(estimate, kl.MonteCarloEstimate)
-        assert estimate.estimate.shape == (3,)
-        assert np.all(np.abs(estimate.estimate - log_evidence) < 5 * estimate.std_error)
+        assert isinstance(estimate, Estimate)
+        assert estimate.mean.shape == (3,)
+        assert np.all(np.abs(estimate.mean - log_evidence) < 5 * estimate.std_error)
         assert np.all(estimate.std_error < 0.1)
 
 
@@ -464,10 +465,10 @@ def test_delta_method_standard_error_is_calibrated():
             )
         )
     )(_keys(40, num_keys))
-    spread = np.std(np.asarray(draws.estimate, np.float64), axis=0, ddof=1)
+    spread = np.std(np.asarray(draws.mean, np.float64), axis=0, ddof=1)
     ratio = spread / np.mean(np.asarray(draws.std_error, np.float64), axis=0)
     assert np.all((0.7 < ratio) & (ratio < 1.4))
-    bias = np.mean(draws.estimate, axis=0) - DIAG_MODEL.log_evidence(DIAG_X)
+    bias = np.mean(draws.mean, axis=0) - DIAG_MODEL.log_evidence(DIAG_X)
     assert np.all(np.abs(bias) < 5 * spread / np.sqrt(num_keys) + spread**2)  # Jensen: -SE^2/2
 
 
@@ -493,9 +494,9 @@ def test_prior_sampling_degrades_with_latent_dimension_but_importance_sampling_d
         prior, importance, log_evidence = _prior_and_importance_sampling(
             model, x, jax.random.key(43)
         )
-        assert np.all(np.abs(importance.estimate - log_evidence) < 5 * importance.std_error + 1e-4)
+        assert np.all(np.abs(importance.mean - log_evidence) < 5 * importance.std_error + 1e-4)
         prior_se.append(float(np.mean(prior.std_error)))
-        prior_error.append(float(np.mean(np.abs(prior.estimate - log_evidence))))
+        prior_error.append(float(np.mean(np.abs(prior.mean - log_evidence))))
         importance_se.append(float(np.mean(importance.std_error)))
     # The (relative) standard error of naive prior sampling grows with d ...
     assert np.all(np.diff(prior_se) > 0)
@@ -540,7 +541,7 @@ def test_functions_work_under_jit_and_vmap():
         importance = elbo.log_evidence_importance_sampling(
             key, mean, log_var, lambda z: MODEL.log_likelihood(X + theta, z), 1000
         )
-        return jnp.stack([jnp.sum(prior.estimate), jnp.sum(importance.estimate)])
+        return jnp.stack([jnp.sum(prior.mean), jnp.sum(importance.mean)])
 
     step = 1e-2
     finite_difference = (estimate(step) - estimate(-step)) / (2 * step)
@@ -567,9 +568,9 @@ def test_shape_errors_name_both_shapes():
         )
     with pytest.raises(ValueError, match="kl_method"):
         elbo.elbo(key, jnp.zeros(2), jnp.zeros(2), lambda z: z[..., 0], kl_method="exact")
-    with pytest.raises(ValueError, match="num_samples must be at least 1"):
+    with pytest.raises(ValueError, match="num_samples must be an integer >= 1"):
         elbo.elbo(key, jnp.zeros(2), jnp.zeros(2), lambda z: z[..., 0], num_samples=0)
-    with pytest.raises(ValueError, match="num_samples must be at least 2"):
+    with pytest.raises(ValueError, match="num_samples must be an integer >= 2"):
         elbo.log_evidence_prior_sampling(key, lambda z: z[..., 0], 2, 1)
     with pytest.raises(ValueError, match=r"returned shape \(\) for z of shape \(5, 2\)"):
         elbo.log_evidence_prior_sampling(key, lambda z: jnp.sum(z), 2, 5)
@@ -659,3 +660,90 @@ def test_beta_zero_drops_an_overflowing_kl_instead_of_making_nan():
         jax.random.PRNGKey(0), jnp.zeros(2), jnp.zeros(2), lambda z: -jnp.sum(z**2, -1), beta=0.0
     )
     assert float(finite.elbo) == pytest.approx(float(finite.reconstruction))
+
+
+# ---------------------------------------------------------------- issue 16 review follow-ups
+def test_bernoulli_likelihood_is_exact_at_infinite_logits():
+    # log p(x | l) = x log sigmoid(l) + (1 - x) log sigmoid(-l): a certain, correct pixel
+    # contributes log 1 = 0, a certain, wrong one log 0 = -inf (never NaN).
+    on_off = jnp.array([1.0, 0.0])
+    assert float(elbo.bernoulli_log_likelihood(on_off, jnp.array([jnp.inf, -jnp.inf]))) == 0.0
+    assert float(elbo.bernoulli_log_likelihood(on_off, jnp.array([-jnp.inf, -jnp.inf]))) == -np.inf
+    assert float(elbo.bernoulli_log_likelihood(on_off, jnp.array([jnp.inf, jnp.inf]))) == -np.inf
+    # A grey value has mass on both outcomes: -inf at either infinite logit.
+    for logit in (jnp.inf, -jnp.inf):
+        assert float(elbo.bernoulli_log_likelihood(jnp.array([0.5]), jnp.array([logit]))) == -np.inf
+    # Gradients d/dl = x - sigmoid(l) stay finite at saturated logits, for binary and grey x.
+    x = jnp.array([1.0, 0.0, 1.0, 0.5])
+    logits = jnp.array([200.0, -200.0, -3.0, 0.7])
+    grad = jax.grad(lambda logit: elbo.bernoulli_log_likelihood(x, logit))(logits)
+    np.testing.assert_allclose(grad, x - special.expit(np.asarray(logits)), rtol=1e-6, atol=1e-7)
+
+
+def test_bernoulli_likelihood_matches_scipy_for_binary_and_grey_values():
+    rng = np.random.default_rng(12)
+    logits = rng.normal(scale=4.0, size=(6, 10)).astype(np.float32)
+    for x in (rng.integers(0, 2, size=(6, 10)), rng.uniform(size=(6, 10))):
+        x = x.astype(np.float32)
+        p = special.expit(logits.astype(np.float64))
+        expected = np.sum(x * np.log(p) + (1 - x) * np.log1p(-p), axis=-1)
+        np.testing.assert_allclose(elbo.bernoulli_log_likelihood(x, logits), expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [-np.inf, np.inf, np.nan])
+@pytest.mark.parametrize("function", ["gaussian_log_likelihood", "diag_gaussian_log_density"])
+def test_gaussian_densities_refuse_non_finite_log_variance(function, bad):
+    log_var = np.zeros((2, 3), np.float32)
+    log_var[1, 2] = bad
+    with pytest.raises(ValueError, match=r"log_var must be finite, got .* at batch index \(1, 2\)"):
+        getattr(elbo, function)(np.zeros((2, 3)), np.zeros((2, 3)), log_var)
+
+
+def _zero_log_likelihood(z):
+    return jnp.zeros(z.shape[:-1])
+
+
+@pytest.mark.parametrize(
+    "beta, error, message",
+    [
+        (-0.5, ValueError, r"beta must be >= 0"),
+        (np.float32(-1.0), ValueError, r"beta must be >= 0"),
+        (np.array([1.0, 2.0]), ValueError, r"beta must be a scalar .* got shape \(2,\)"),
+        ([1.0, 2.0], ValueError, r"beta must be a scalar .* got shape \(2,\)"),
+        (1.0 + 1.0j, TypeError, r"beta must be a real number"),
+    ],
+)
+def test_elbo_refuses_a_negative_or_non_scalar_beta(beta, error, message):
+    mean = jnp.zeros((3, 2))
+    with pytest.raises(error, match=message):
+        elbo.elbo(jax.random.key(0), mean, mean, _zero_log_likelihood, beta=beta)
+
+
+def test_elbo_accepts_beta_zero_and_a_traced_scalar_beta():
+    mean, log_var = jnp.ones((3, 2)), jnp.zeros((3, 2))
+    exact_kl = 0.5 * 2 * 1.0  # 1/2 sum(mu^2 + sigma^2 - 1 - log sigma^2) with mu = 1, sigma = 1
+    terms = jax.jit(
+        lambda beta: elbo.elbo(jax.random.key(0), mean, log_var, _zero_log_likelihood, beta=beta)
+    )(2.0)
+    np.testing.assert_allclose(terms.elbo, -2.0 * exact_kl, rtol=1e-6)
+    zero = elbo.elbo(jax.random.key(0), mean, log_var, _zero_log_likelihood, beta=0)
+    np.testing.assert_array_equal(zero.elbo, np.zeros(3))
+
+
+def test_counts_are_integers_with_type_errors_and_minimums_with_value_errors():
+    key, mean = jax.random.key(0), jnp.zeros(2)
+    with pytest.raises(TypeError, match="num_samples must be an integer >= 1, got float 2.0"):
+        elbo.reparameterize(key, mean, mean, num_samples=2.0)
+    with pytest.raises(TypeError, match="latent_dim must be an integer >= 1, got bool"):
+        elbo.log_evidence_prior_sampling(key, _zero_log_likelihood, True, 4)
+    with pytest.raises(ValueError, match="num_samples must be an integer >= 2, got 1"):
+        elbo.log_evidence_importance_sampling(key, mean, mean, _zero_log_likelihood, 1)
+
+
+def test_log_evidence_estimators_return_the_one_estimate_type():
+    estimate = elbo.log_evidence_prior_sampling(
+        jax.random.key(0), lambda z: jnp.zeros(z.shape[:-1]), 2, 8
+    )
+    # p(x | z) = 1 for every z: every weight is 1, log p(x) = 0 exactly, with no spread.
+    assert isinstance(estimate, Estimate) and estimate._fields == ("mean", "std_error")
+    assert float(estimate.mean) == 0.0 and float(estimate.std_error) == 0.0

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from vae_edu import elbo, evaluate
+from vae_edu import elbo, estimate, evaluate
+from vae_edu.elbo import ELBOTerms
 from vae_edu.models import VAEConfig
 from vae_edu.train import init_model
 
@@ -170,6 +171,46 @@ def test_bad_arguments(model):
         evaluate.per_image_elbo(model, X[:, :5], jax.random.PRNGKey(0))
     with pytest.raises(TypeError, match="VAE"):
         evaluate.test_elbo("not a model", X)
+
+
+# ----------------------------------------------------------------- one type per idea
+def test_per_image_elbo_returns_elbo_terms_of_per_image_arrays(model):
+    terms = evaluate.per_image_elbo(model, X, jax.random.PRNGKey(5), num_binarizations=2)
+    assert type(terms) is ELBOTerms
+    assert all(np.shape(t) == (X.shape[0],) for t in terms)
+    np.testing.assert_allclose(terms.elbo, terms.reconstruction - terms.kl, rtol=1e-6, atol=1e-6)
+    # The KL term is the closed form on the encoder's posterior (independent of the key).
+    mean, log_var = model.encode(jnp.asarray(X))
+    closed_form = 0.5 * np.sum(mean**2 + np.exp(log_var) - 1.0 - log_var, axis=-1)
+    np.testing.assert_allclose(terms.kl, closed_form, rtol=1e-5, atol=1e-6)
+    means = evaluate.elbo_terms_mean(model, X, jax.random.PRNGKey(5))
+    one_draw = evaluate.per_image_elbo(model, X, jax.random.PRNGKey(5))
+    assert type(means) is ELBOTerms
+    for name in ELBOTerms._fields:
+        assert isinstance(getattr(means, name), float)
+        np.testing.assert_allclose(getattr(means, name), np.mean(getattr(one_draw, name)))
+
+
+def test_evaluate_estimate_is_the_one_estimate_type(model):
+    assert evaluate.Estimate is estimate.Estimate
+    result = evaluate.test_elbo(model, X, jax.random.PRNGKey(6))
+    per_image = evaluate.per_image_elbo(model, X, jax.random.PRNGKey(6)).elbo
+    assert type(result) is estimate.Estimate
+    np.testing.assert_allclose(result.mean, np.mean(per_image), rtol=1e-12)
+    np.testing.assert_allclose(
+        result.std_error, np.std(per_image, ddof=1) / np.sqrt(X.shape[0]), rtol=1e-12
+    )
+    single = evaluate.test_elbo(model, X[:1], jax.random.PRNGKey(6))
+    assert np.isfinite(single.mean) and np.isnan(single.std_error)  # no spread from 1 image
+
+
+@pytest.mark.parametrize(
+    "kwargs, error",
+    [({"batch_size": 0}, ValueError), ({"batch_size": 2.0}, TypeError)],
+)
+def test_per_image_elbo_counts_use_the_shared_check(model, kwargs, error):
+    with pytest.raises(error, match="batch_size must be an integer >= 1"):
+        evaluate.per_image_elbo(model, X, jax.random.PRNGKey(0), **kwargs)
 
 
 def test_iwae_pads_the_last_sample_chunk_for_a_prime_k(model):

@@ -27,8 +27,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from vae_edu.estimate import Estimate
 from vae_edu.kl import (
-    MonteCarloEstimate,
     kl_categorical,
     kl_diag_gaussians,
     kl_monte_carlo,
@@ -278,9 +278,9 @@ def test_kl_monte_carlo_is_the_sample_mean_with_its_standard_error():
     samples = rng.normal(size=(50, 3, 2))
     log_q_values, log_p_values = rng.normal(size=(2, 50, 3))
     result = kl_monte_carlo(samples, lambda z: log_q_values, lambda z: log_p_values)
-    assert isinstance(result, MonteCarloEstimate)
+    assert isinstance(result, Estimate)
     ratio = log_q_values - log_p_values
-    np.testing.assert_allclose(result.estimate, ratio.mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(result.mean, ratio.mean(axis=0), rtol=1e-5)
     np.testing.assert_allclose(
         result.std_error, ratio.std(axis=0, ddof=1) / math.sqrt(50), rtol=1e-5
     )
@@ -295,7 +295,7 @@ def test_kl_monte_carlo_agrees_with_closed_form():
     log_p = _normal_log_density(mean_p, log_var_p)
     result = jax.jit(lambda samples: kl_monte_carlo(samples, log_q, log_p))(z)
     exact = kl_diag_gaussians(mean_q, log_var_q, mean_p, log_var_p)
-    assert abs(float(result.estimate - exact)) < 5 * float(result.std_error)
+    assert abs(float(result.mean - exact)) < 5 * float(result.std_error)
 
 
 def test_kl_monte_carlo_standard_error_is_calibrated():
@@ -312,7 +312,7 @@ def test_kl_monte_carlo_standard_error_is_calibrated():
         return kl_monte_carlo(z, log_q, log_p)
 
     runs = jax.jit(jax.vmap(one_run))(jax.random.split(jax.random.key(1), 1000))
-    coverage = float(np.mean(np.abs(runs.estimate - exact) < 2 * runs.std_error))
+    coverage = float(np.mean(np.abs(runs.mean - exact) < 2 * runs.std_error))
     assert 0.915 < coverage < 0.985, coverage
 
 
@@ -327,7 +327,7 @@ def test_kl_monte_carlo_pathwise_gradient():
         z = mean + jnp.exp(0.5 * log_var) * eps
         return kl_monte_carlo(
             z, _normal_log_density(mean, log_var), _normal_log_density(0.0, np.zeros(1))
-        ).estimate
+        ).mean
 
     mean = np.array([0.7])
     expected = mean + np.exp(0.5 * log_var) * np.mean(eps, axis=0)
@@ -614,7 +614,7 @@ def test_all_functions_jit_and_vmap():
     np.testing.assert_allclose(estimate_fn(samples), expected, rtol=1e-5)
     stacked = np.stack([samples, samples[::-1]])
     mapped = jax.jit(jax.vmap(lambda z: kl_monte_carlo(z, log_q, log_p)))(stacked)
-    assert mapped.estimate.shape == mapped.std_error.shape == (2,)
+    assert mapped.mean.shape == mapped.std_error.shape == (2,)
     np.testing.assert_allclose(np.stack(mapped, axis=-1), [expected, expected], rtol=1e-5)
 
 
@@ -763,3 +763,32 @@ def test_ragged_input_is_named():
 def test_float64_sum_error_shows_the_difference():
     with jax.enable_x64(True), _raises_naming("sum to 1.00000001999", "1 + 2e-08", "1.49e-08"):
         kl_categorical(np.array([0.5, 0.5 + 2e-8]), np.array([0.5, 0.5]))
+
+
+# ------------------------------------------------- issue 16 review: non-finite and complex
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+@pytest.mark.parametrize("argument", ["mean_q", "log_var_q", "mean_p", "log_var_p"])
+def test_kl_diag_refuses_non_finite_inputs_naming_argument_and_batch_index(argument, bad):
+    arrays = {name: np.zeros((3, 2), np.float32) for name in ("mean_q", "log_var_q")}
+    arrays |= {"mean_p": np.zeros(2, np.float32), "log_var_p": np.zeros((3, 2), np.float32)}
+    arrays[argument][..., -1] = bad  # the last entry of every row (one p row for mean_p)
+    if arrays[argument].ndim == 2:
+        arrays[argument][:2] = 0.0  # only row 2 is bad
+    where = r" at batch index \(2,\)" if arrays[argument].ndim == 2 else ""
+    with pytest.raises(ValueError, match=rf"{argument} must be finite, got -?(inf|nan){where}"):
+        kl_diag_gaussians(**arrays)
+
+
+def test_kl_diag_non_finite_check_does_not_touch_traced_inputs():
+    # Under jit the values are unknown: no error, and finite inputs give the closed form.
+    mean_q, log_var_q = np.array([[0.5, -1.0]]), np.array([[0.3, -0.2]])
+    expected = 0.5 * np.sum(mean_q**2 + np.exp(log_var_q) - 1.0 - log_var_q, axis=-1)
+    np.testing.assert_allclose(jax.jit(kl_diag_gaussians)(mean_q, log_var_q), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("argument", ["mean_q", "log_var_q"])
+def test_complex_input_is_refused_not_truncated(argument):
+    arrays = {"mean_q": np.zeros(2), "log_var_q": np.zeros(2)}
+    arrays[argument] = np.array([1.0 + 2.0j, 0.0])
+    with pytest.raises(TypeError, match=rf"{argument} must hold real numbers, got complex"):
+        kl_diag_gaussians(**arrays)

@@ -18,6 +18,7 @@ import scipy.stats
 from flax import nnx
 from jax.flatten_util import ravel_pytree
 
+from vae_edu.elbo import ELBOTerms
 from vae_edu.models import VAE, VAEConfig, count_parameters
 from vae_edu.train import init_model
 
@@ -267,3 +268,17 @@ def test_exploding_weights_stay_finite():
     loss, grads = jax.jit(jax.value_and_grad(loss_fn))(params)
     assert np.isfinite(float(loss))
     assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
+
+
+def test_loss_returns_the_batch_means_of_the_per_example_elbo_terms():
+    # One type, one field order: VAE.loss's terms are ELBOTerms(elbo, reconstruction, kl),
+    # the batch means of VAE.elbo_terms (the same key, so the same sample z).
+    model, x, key = make(), binary_images(), jax.random.PRNGKey(4)
+    _, terms = loss_of(model, key, x)
+    per_example = call(model, "elbo_terms", key, x)
+    assert type(terms) is ELBOTerms and type(per_example) is ELBOTerms
+    assert terms._fields == ("elbo", "reconstruction", "kl")
+    for name in terms._fields:
+        np.testing.assert_allclose(
+            getattr(terms, name), np.mean(getattr(per_example, name)), rtol=1e-6
+        )

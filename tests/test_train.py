@@ -20,6 +20,7 @@ from vae_edu.train import (
     init_model,
     make_optimizer,
     prepare_images,
+    test_key,
     train,
 )
 
@@ -215,3 +216,20 @@ def test_resume_names_missing_training_state(tmp_path):
     )
     with pytest.raises(checkpoints.CheckpointError, match=r"lacks training\.history\.epoch, "):
         run(train_config, checkpoint_path=path, resume=True)
+
+
+def test_test_key_is_the_documented_fold_in():
+    for seed in (0, 7):
+        np.testing.assert_array_equal(
+            jax.random.key_data(test_key(seed)),
+            jax.random.key_data(jax.random.fold_in(jax.random.PRNGKey(seed), 2)),
+        )
+    assert not np.array_equal(test_key(0), epoch_key(0, 0))
+
+
+def test_history_test_terms_are_elbo_terms_mean_with_the_test_key(two_epochs):
+    model = two_epochs.model
+    terms = evaluate.elbo_terms_mean(model, TEST, test_key(0))
+    h = two_epochs.history
+    for name in ("elbo", "reconstruction", "kl"):
+        np.testing.assert_allclose(h[f"test_{name}"][-1], getattr(terms, name), rtol=1e-5)

@@ -6,12 +6,17 @@ One module per concept:
 * :mod:`vae_edu.elbo`        reparameterization, decoder log-likelihoods, ELBO, IWAE bound,
                              estimators of the evidence log p(x).
 * :mod:`vae_edu.conjugate`   the linear-Gaussian model where log p(x) and p(z|x) are exact.
+* :mod:`vae_edu.loss`        how a loss's reductions weight its two terms (beta_eff).
 * :mod:`vae_edu.data`        the MNIST IDX files shipped with the package.
-* :mod:`vae_edu.models`      the Flax NNX VAE.
+* :mod:`vae_edu.config`      VAEConfig and TrainConfig (and the CLI options derived from them).
+* :mod:`vae_edu.models`      the Flax NNX VAE, and its jitted encode/decode view LatentModel.
+* :mod:`vae_edu.latent`      the prior's quantile grid, latent traversals and interpolations.
 * :mod:`vae_edu.train`       jitted training epochs with optax.
-* :mod:`vae_edu.evaluate`    test ELBO, importance-weighted log-likelihood, active units.
+* :mod:`vae_edu.evaluate`    test ELBO, importance-weighted log-likelihood, active units,
+                             latent-space statistics, rate and distortion.
 * :mod:`vae_edu.checkpoints` safe (msgpack) checkpoints.
-* :mod:`vae_edu.widgets`     the update functions behind the notebooks' sliders.
+* :mod:`vae_edu.plots`       figures, and PNG pictures for the widgets.
+* :mod:`vae_edu.widgets`     the notebooks' interactive widgets (built and wired only).
 * :mod:`vae_edu.grading`     autograder checks for the classroom assignments.
 
 Submodules are imported lazily, so ``import vae_edu`` is cheap and
@@ -26,8 +31,11 @@ _SUBMODULES = (
     "kl",
     "elbo",
     "conjugate",
+    "loss",
     "data",
+    "config",
     "models",
+    "latent",
     "train",
     "evaluate",
     "checkpoints",

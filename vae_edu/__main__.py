@@ -27,35 +27,22 @@ import sys
 import time
 from pathlib import Path
 
+import jax
+import numpy as np
+
+from vae_edu import checkpoints, data, evaluate, plots, system
+from vae_edu import train as train_lib
+from vae_edu.config import (
+    TrainConfig,
+    VAEConfig,
+    add_dataclass_arguments,
+    from_namespace,
+    non_negative_int,
+    positive_int,
+    prng_seed,
+)
+
 __all__ = ["main", "build_parser"]
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
-
-
-def _seed(text: str) -> int:
-    """A PRNG seed: an integer in [0, 2**32) (jax.random.PRNGKey takes 32 or 64 bits)."""
-    value = _non_negative_int(text)
-    if value >= 2**32:
-        raise argparse.ArgumentTypeError(f"expected a seed below 2**32, got {value}")
-    return value
 
 
 def _checkpoint_path(text: str) -> Path:
@@ -65,28 +52,14 @@ def _checkpoint_path(text: str) -> Path:
     return path
 
 
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = _non_negative_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("expected a number > 0, got 0")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
-    """The argparse parser of ``python -m vae_edu`` (subcommands train and evaluate)."""
-    from vae_edu.models import ACTIVATIONS, LIKELIHOODS
-    from vae_edu.train import SCHEDULES, TARGETS
+    """The argparse parser of ``python -m vae_edu`` (subcommands train and evaluate).
 
+    The options of ``train``'s groups "architecture" and "optimisation" are the fields of
+    :class:`~vae_edu.config.VAEConfig` and :class:`~vae_edu.config.TrainConfig`, with their
+    defaults and help texts (see :func:`vae_edu.config.add_dataclass_arguments`); the
+    parsed arguments become the configs through :func:`vae_edu.config.from_namespace`.
+    """
     parser = argparse.ArgumentParser(
         prog="python -m vae_edu",
         description="Train and evaluate the vae_edu variational autoencoder on MNIST.",
@@ -103,102 +76,19 @@ def build_parser() -> argparse.ArgumentParser:
         "standard figures (reconstructions, prior samples, loss curves, and the "
         "latent manifold when --latent-dim is 2).",
     )
-    g = t.add_argument_group("architecture")
-    g.add_argument(
-        "--hidden",
-        type=_positive_int,
-        nargs="+",
-        default=[400],
-        metavar="WIDTH",
-        help="hidden layer widths of the encoder, e.g. --hidden 512 256; the decoder mirrors them",
-    )
-    g.add_argument(
-        "--latent-dim", type=_positive_int, default=20, help="dimension of the latent code z"
-    )
-    g.add_argument(
-        "--activation",
-        choices=sorted(ACTIVATIONS),
-        default="relu",
-        help="hidden-layer nonlinearity",
-    )
-    g.add_argument(
-        "--likelihood",
-        choices=LIKELIHOODS,
-        default="bernoulli",
-        help="decoder distribution: Bernoulli logits, or a Gaussian with mean "
-        "sigmoid(logits) and fixed variance exp(--gaussian-log-var)",
-    )
-    g.add_argument(
-        "--gaussian-log-var",
-        type=float,
-        default=0.0,
-        help="log sigma^2 of the Gaussian decoder (ignored for bernoulli)",
-    )
-    g = t.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=_positive_int, default=10, help="passes over the data")
-    g.add_argument("--batch-size", type=_positive_int, default=128, help="images per step")
-    g.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam (peak) learning rate")
-    g.add_argument(
-        "--schedule",
-        choices=SCHEDULES,
-        default="constant",
-        help="learning-rate schedule over all steps",
-    )
-    g.add_argument(
-        "--warmup-epochs",
-        type=_non_negative_int,
-        default=0,
-        help="linear warm-up length for --schedule warmup_cosine",
-    )
-    g.add_argument(
-        "--final-lr-fraction",
-        type=_non_negative_float,
-        default=0.0,
-        help="final learning rate of the cosine schedules, as a fraction of --lr",
-    )
-    g.add_argument(
-        "--beta",
-        type=_non_negative_float,
-        default=1.0,
-        help="weight of the KL term (1 = VAE, 0 = autoencoder)",
-    )
-    g.add_argument(
-        "--alpha", type=_non_negative_float, default=1.0, help="weight of the reconstruction term"
-    )
-    g.add_argument(
-        "--targets",
-        choices=TARGETS,
-        default="binarized",
-        help="binarized: fresh Bernoulli draws each epoch; grayscale: the pixel "
-        "intensities in [0, 1]",
-    )
-    g.add_argument(
-        "--no-output-bias-init",
-        action="store_true",
-        help="do not start the decoder's output bias at logit(mean image)",
-    )
-    g.add_argument(
-        "--seed",
-        type=_seed,
-        default=0,
-        help="the only source of randomness (weights, shuffling, binarization)",
-    )
-    g.add_argument(
-        "--steps-per-call",
-        type=_positive_int,
-        default=50,
-        help="training steps per jitted call (progress-bar granularity only)",
-    )
+    add_dataclass_arguments(t.add_argument_group("architecture (VAEConfig)"), VAEConfig)
+    g = t.add_argument_group("optimisation (TrainConfig)")
+    add_dataclass_arguments(g, TrainConfig)
     g.add_argument(
         "--train-subset",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="train on the first N training images only (for quick trials)",
     )
     g.add_argument(
         "--test-subset",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="evaluate on the first N test images only",
@@ -217,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-figures", action="store_true", help="skip the figures")
     g.add_argument(
         "--dtype",
-        choices=("float32", "float16"),
+        choices=tuple(checkpoints.STORAGE_DTYPES),
         default="float32",
         help="storage dtype of the parameters; every number in the summary is "
         "computed from the stored (rounded) parameters",
@@ -229,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--eval-k",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=0,
         metavar="K",
         help="after training, estimate the test log-likelihood with the IWAE "
@@ -237,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--eval-binarizations",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         help="binarization draws of the test set averaged in the final test "
         "ELBO and IWAE estimates",
@@ -255,32 +145,32 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("checkpoint", type=Path, help="a .msgpack file written by vae_edu")
     e.add_argument(
         "--k",
-        type=_positive_int,
+        type=positive_int,
         default=1000,
         help="importance samples per image for the IWAE bound",
     )
     e.add_argument(
         "--binarizations",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         help="binarization draws of the test set to average",
     )
-    e.add_argument("--seed", type=_seed, default=0, help="evaluation PRNG seed")
+    e.add_argument("--seed", type=prng_seed, default=0, help="evaluation PRNG seed")
     e.add_argument(
         "--num-images",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="use the first N test images (default: all 10,000)",
     )
     e.add_argument(
         "--sample-chunk",
-        type=_positive_int,
+        type=positive_int,
         default=500,
         help="importance samples per vectorised chunk (memory only)",
     )
     e.add_argument(
         "--image-chunk",
-        type=_positive_int,
+        type=positive_int,
         default=8,
         help="images per vectorised chunk (memory only)",
     )
@@ -295,34 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _peak_rss_mb() -> float | None:
-    """Peak resident memory in MiB, or None where the platform has no such reading."""
-    from .system import peak_memory_mib
-
-    return peak_memory_mib()
-
-
-def _round_to_storage(model, dtype: str):
-    """The model with its parameters rounded as they will be stored (float16 or not)."""
-    if dtype == "float32":
-        return model
-    import jax
-    import numpy as np
-    from flax import nnx
-
-    graphdef, state = nnx.split(model, nnx.Param)
-    rounded = jax.tree.map(
-        lambda a: np.asarray(a).astype(np.float16).astype(np.float32), nnx.to_pure_dict(state)
-    )
-    return nnx.merge(graphdef, rounded)
-
-
 def _figures(model, history, name: str, directory: Path, test_images, test_labels, seed):
-    import jax
-    import numpy as np
-
-    from vae_edu import data, evaluate, plots
-
     written = []
     x = np.asarray(test_images[:10]).reshape(10, -1).astype(np.float32) / 255.0
     binary = np.asarray(data.binarize(jax.random.PRNGKey(seed), x))
@@ -389,8 +252,6 @@ def _check_outputs(args) -> str | None:
     The folders are created if missing and proven writable with a probe file (this works
     for every user and platform, unlike permission bits).
     """
-    from .system import ensure_writable_folder
-
     output = args.output
     if output.exists() and not output.is_file():
         return (
@@ -398,43 +259,18 @@ def _check_outputs(args) -> str | None:
             f"checkpoint's file name, e.g. {output / 'vae.msgpack'}"
         )
     try:
-        ensure_writable_folder(output.parent, "checkpoint folder (--output)")
+        system.ensure_writable_folder(output.parent, "checkpoint folder (--output)")
         if not args.no_figures:
-            ensure_writable_folder(args.figures, "figures folder (--figures)")
+            system.ensure_writable_folder(args.figures, "figures folder (--figures)")
     except OSError as err:
         return str(err)
     return None
 
 
 def _train(args, argv: list[str]) -> int:
-    import jax
-
-    from vae_edu import checkpoints, data, evaluate
-    from vae_edu.models import VAEConfig
-    from vae_edu.train import TrainConfig, train
-
     try:
-        model_config = VAEConfig(
-            hidden_sizes=tuple(args.hidden),
-            latent_dim=args.latent_dim,
-            activation=args.activation,
-            likelihood=args.likelihood,
-            gaussian_log_var=args.gaussian_log_var,
-        )
-        train_config = TrainConfig(
-            num_epochs=args.epochs,
-            batch_size=args.batch_size,
-            learning_rate=args.lr,
-            schedule=args.schedule,
-            warmup_epochs=args.warmup_epochs,
-            final_lr_fraction=args.final_lr_fraction,
-            beta=args.beta,
-            alpha=args.alpha,
-            seed=args.seed,
-            targets=args.targets,
-            init_output_bias=not args.no_output_bias_init,
-            steps_per_call=args.steps_per_call,
-        )
+        model_config = from_namespace(VAEConfig, args)
+        train_config = from_namespace(TrainConfig, args)
     except ValueError as err:
         return _error(str(err))
     resume_path = args.output.with_name(args.output.stem + ".resume.msgpack")
@@ -450,22 +286,21 @@ def _train(args, argv: list[str]) -> int:
     train_images = train_split.images[: args.train_subset]
     test_images = test_split.images[: args.test_subset]
     test_labels = test_split.labels[: args.test_subset]
-    if len(train_images) < args.batch_size:
+    if len(train_images) < train_config.batch_size:
         return _error(
-            f"--batch-size {args.batch_size} exceeds the {len(train_images)} training images "
-            f"(--train-subset {args.train_subset}): an epoch would have no step; use a "
+            f"--batch-size {train_config.batch_size} exceeds the {len(train_images)} training "
+            f"images (--train-subset {args.train_subset}): an epoch would have no step; use a "
             f"smaller --batch-size or more images"
         )
-    from .system import load_average
-
-    load_start = load_average()
+    load_start = system.load_average()
     load_text = "n/a on this platform" if load_start is None else f"{load_start:.1f}"
     print(
-        f"training {model_config.describe()} for {args.epochs} epochs (load average {load_text})",
+        f"training {model_config.describe()} for {train_config.num_epochs} epochs "
+        f"(load average {load_text})",
         flush=True,
     )
     try:
-        result = train(
+        result = train_lib.train(
             model_config,
             train_config,
             train_images=train_images,
@@ -477,16 +312,15 @@ def _train(args, argv: list[str]) -> int:
     except (checkpoints.CheckpointError, ValueError, OSError) as err:
         return _error(str(err))
     train_seconds = result.wall_seconds
-    model = _round_to_storage(result.model, args.dtype)
     training = {
         "epoch": result.state.epoch,
-        "seed": args.seed,
+        "seed": train_config.seed,
         "train_config": train_config.to_dict(),
         "history": result.history,
     }
     summary = {
         "epochs": result.state.epoch,
-        "seed": args.seed,
+        "seed": train_config.seed,
         "test_images": int(len(test_images)),
         "train_images": int(len(train_images)),
         "eval_binarizations": args.eval_binarizations,
@@ -498,6 +332,8 @@ def _train(args, argv: list[str]) -> int:
     # The finished training is saved first, before any evaluation that could fail; the
     # checkpoint is rewritten below with the test results added to its summary.
     try:
+        # Every number below is computed from the parameters exactly as stored.
+        model = checkpoints.as_stored(result.model, args.dtype)
         path = checkpoints.save(
             args.output, model, summary=summary, training=training, dtype=args.dtype
         )
@@ -510,8 +346,8 @@ def _train(args, argv: list[str]) -> int:
     resume_path.unlink(missing_ok=True)
 
     eval_start = time.perf_counter()
-    key = jax.random.PRNGKey(args.seed)
-    binarize = args.targets == "binarized"
+    key = jax.random.PRNGKey(train_config.seed)
+    binarize = train_config.targets == "binarized"
     elbo = evaluate.test_elbo(
         model, test_images, key, binarize=binarize, num_binarizations=args.eval_binarizations
     )
@@ -549,7 +385,7 @@ def _train(args, argv: list[str]) -> int:
             num_binarizations=args.eval_binarizations,
         ).mean
     summary["eval_wall_seconds"] = time.perf_counter() - eval_start
-    summary["load_average_end"] = load_average()
+    summary["load_average_end"] = system.load_average()
     try:
         path = checkpoints.save(
             args.output, model, summary=summary, training=training, dtype=args.dtype
@@ -570,7 +406,13 @@ def _train(args, argv: list[str]) -> int:
         name = args.name or args.output.stem
         try:
             for fig_path in _figures(
-                model, result.history, name, args.figures, test_images, test_labels, args.seed
+                model,
+                result.history,
+                name,
+                args.figures,
+                test_images,
+                test_labels,
+                train_config.seed,
             ):
                 print(f"wrote {fig_path}")
         except OSError as err:
@@ -579,10 +421,6 @@ def _train(args, argv: list[str]) -> int:
 
 
 def _evaluate(args) -> int:
-    import jax
-
-    from vae_edu import checkpoints, data, evaluate
-
     try:
         ckpt = checkpoints.load(args.checkpoint)
     except (checkpoints.CheckpointError, OSError) as err:
@@ -639,7 +477,7 @@ def _evaluate(args) -> int:
             )
             / 1e6
         )
-        result["peak_rss_mb"] = _peak_rss_mb()
+        result["peak_rss_mb"] = system.peak_memory_mib()
     if args.json:
         print(json.dumps(result, indent=2, allow_nan=False))
         return 0

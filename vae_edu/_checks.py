@@ -1,4 +1,4 @@
-"""Input validation shared by the math modules.
+"""Input validation shared by the package's modules (private by name, shared by design).
 
 Shapes are static under ``jax.jit``, so these checks run at trace time and cost nothing
 inside compiled code. Each error names the arguments and their shapes, so a student sees
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -30,6 +31,8 @@ def as_float(x, name: str):
         ) from None
     if not (jnp.issubdtype(arr.dtype, jnp.number) or jnp.issubdtype(arr.dtype, jnp.bool_)):
         raise TypeError(f"{name} must hold numbers, got dtype {arr.dtype}")
+    if jnp.issubdtype(arr.dtype, jnp.complexfloating):  # astype(float) drops the imaginary part
+        raise TypeError(f"{name} must hold real numbers, got complex dtype {arr.dtype}")
     if not jnp.issubdtype(arr.dtype, jnp.floating):
         arr = arr.astype(jnp.result_type(float))
     return arr
@@ -83,3 +86,55 @@ def count(value, name: str, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
     return int(value)
+
+
+# --- added for the lessons' slider values (helper W2)
+
+
+def finite_scalar(value, name: str) -> float:
+    """``float(value)``, or a ValueError naming ``name`` unless it is a finite number."""
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return value
+
+
+# --------------------------------------------------------------------------------------
+# Value checks that need concrete arrays (skipped under jit / vmap / grad)
+# --------------------------------------------------------------------------------------
+
+
+def concrete(x) -> np.ndarray | None:
+    """``x`` as a NumPy array, or None when it is a tracer (inside jit / vmap / grad).
+
+    Checks that need the *values* of an array run only on concrete arrays: under a JAX
+    transformation the values do not exist yet (shapes, checked elsewhere, always do).
+    """
+    if isinstance(x, jax.core.Tracer):
+        return None
+    return np.asarray(x)
+
+
+def batch_index(bad) -> str:
+    """`` at batch index (i, j)`` naming the first True entry of ``bad`` ("" if a scalar)."""
+    if np.ndim(bad) == 0:
+        return ""
+    return f" at batch index {tuple(int(i) for i in np.argwhere(bad)[0])}"
+
+
+def finite(x, name: str, *, event_axis: bool = True) -> None:
+    """A ValueError naming ``name`` (and the batch index) if concrete ``x`` has NaN or inf.
+
+    With ``event_axis`` the last axis is the event axis, so the reported batch index is the
+    index of the leading axes; otherwise it is the index of the entry itself.
+    """
+    values = concrete(x)
+    if values is None or values.size == 0:
+        return
+    bad = ~np.isfinite(values)
+    if not np.any(bad):
+        return
+    first = values[tuple(np.argwhere(bad)[0])] if values.ndim else values
+    if event_axis and values.ndim >= 1:
+        bad = np.any(bad, axis=-1)
+    raise ValueError(f"{name} must be finite, got {first}{batch_index(bad)}")

@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from vae_edu import data
+from vae_edu import _checks, data
 from vae_edu.data import prepare_images
 from vae_edu.models import VAEConfig
 from vae_edu.system import load_average, peak_memory_mib
@@ -404,6 +404,40 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(json.dumps(result, indent=2) if args.json else _report(result))
     return 0
+
+
+# --------------------------------------------------------------------------------------
+# Timing of one call (notebooks 05 and 06)
+# --------------------------------------------------------------------------------------
+
+__all__ += ["median_seconds"]
+
+
+def median_seconds(fn, repeats: int = 200, warmup: int = 3) -> float:
+    """Median wall-clock time of ``fn()`` over ``repeats`` calls, after ``warmup`` calls.
+
+    The warm-up calls absorb compilation; the median ignores the odd slow call (another
+    process on the CPU). ``fn`` should return numpy arrays or bytes, i.e. finish its
+    device work before returning (``LatentModel.decode`` does).
+
+    Args:
+      fn: a function of no arguments.
+      repeats: timed calls (>= 1).
+      warmup: untimed calls before them (>= 0).
+
+    Returns:
+      Seconds (a float).
+    """
+    repeats = _checks.count(repeats, "repeats")
+    warmup = _checks.count(warmup, "warmup", minimum=0)
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Safe, self-describing model checkpoints (msgpack, never pickle).
 
 One file holds one model: its parameters (``flax.serialization`` msgpack of the pure-dict
-NNX state, optionally stored as float16), its :class:`~vae_edu.models.VAEConfig`, a
+NNX state, optionally stored as float16), its :class:`~vae_edu.config.VAEConfig`, a
 training summary (epochs, seed, test ELBO, log-likelihood estimate...), the library
 versions that produced it and a format tag with a version number. Optionally the optimizer
 state and training history, so that :func:`vae_edu.train.train` can resume.
@@ -20,17 +20,27 @@ first and only then written into the model.
 File layout (a msgpack map)::
 
     format        "vae_edu.checkpoint"
-    version       1
+    version       2  (files of version 1 are read too; see below)
     metadata      JSON text: {"config": ..., "summary": ..., "training": ...,
                   "library_versions": ...}
     dtype         "float32" | "float16"  (storage dtype of params)
     params        nested map  layer -> {"kernel": array, "bias": array}
     params_sha256 hex digest of the parameter bytes (see _params_digest)
-    opt_state     list of arrays (the optax state's leaves) or nil
+    opt_state     nested map (``flax.serialization.to_state_dict`` of the optax state,
+                  e.g. {"0": {"count": a, "mu": {...}, "nu": {...}}, "1": {}}) or nil
+
+Version 1 differs only in ``opt_state``: an anonymous list of the optax state's leaves in
+``jax.tree.leaves`` order. Such files (the shipped pretrained models among them, which hold
+no optimizer state) still load; every save writes version 2. The named tree of version 2
+is checked against the optimizer's own state before it is restored: a missing or extra
+entry, or an array of another shape, is a CheckpointError naming it (e.g.
+``0.mu.encoder.output.kernel``), where version 1 could only count leaves.
 
 Writes are atomic (temporary file in the same folder, then ``os.replace``), so an
 interrupted save never leaves a truncated checkpoint behind; the temporary a killed save
-leaves beside the checkpoint is deleted by the next successful save of that path.
+leaves beside the checkpoint is deleted by the next successful save of that path. The file
+gets the permissions of any new file (0o666 minus the process umask, applied by the
+operating system); the umask itself is never touched.
 
 Loading checks the schema of the whole file, every field's type included (``dtype`` a
 string, ``summary`` and ``training`` maps with numbers where vae_edu reads numbers,
@@ -45,16 +55,17 @@ import json
 import math
 import os
 import platform
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx, serialization
+from flax import nnx, serialization, traverse_util
 
-from vae_edu.models import VAE, VAEConfig
+from vae_edu.config import TrainConfig, VAEConfig
+from vae_edu.models import VAE
 
 __all__ = [
     "FORMAT",
@@ -66,10 +77,13 @@ __all__ = [
     "restore",
     "read_metadata",
     "library_versions",
+    "as_stored",
 ]
 
 FORMAT = "vae_edu.checkpoint"
-VERSION = 1
+VERSION = 2
+#: The versions load() reads (1: the optimizer state as a list of leaves; 2: a named tree).
+READABLE_VERSIONS = (1, 2)
 STORAGE_DTYPES = {"float32": np.float32, "float16": np.float16}
 
 
@@ -82,7 +96,7 @@ class Checkpoint(NamedTuple):
 
     Attributes:
       model: the :class:`~vae_edu.models.VAE` with the stored parameters (float32).
-      config: its :class:`~vae_edu.models.VAEConfig`.
+      config: its :class:`~vae_edu.config.VAEConfig`.
       summary: dict of results (e.g. ``test_elbo``, ``nll``, ``quick_test_elbo``).
       training: dict of training state (``epoch``, ``seed``, ``train_config``,
         ``history``) or ``{}``.
@@ -120,27 +134,19 @@ def library_versions() -> dict[str, str]:
 
 
 # ----------------------------------------------------------------------------- helpers
-def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    """{"encoder": {"hidden_0": {"kernel": a}}} -> {"encoder.hidden_0.kernel": a}."""
-    flat = {}
-    for key in sorted(tree, key=str):
-        value, name = tree[key], f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, name + "."))
-        else:
-            flat[name] = value
-    return flat
+def _flatten(tree: dict, *, keep_empty_nodes: bool = False) -> dict[str, Any]:
+    """{"encoder": {"hidden_0": {"kernel": a}}} -> {"encoder.hidden_0.kernel": a}.
+
+    ``flax.traverse_util.flatten_dict``, with the key path joined by dots (a crafted file
+    may hold non-string keys, so they are converted rather than trusted).
+    """
+    flat = traverse_util.flatten_dict(tree, keep_empty_nodes=keep_empty_nodes)
+    return {".".join(str(part) for part in key): value for key, value in flat.items()}
 
 
 def _unflatten(flat: dict[str, Any]) -> dict:
-    tree: dict = {}
-    for name, value in flat.items():
-        node = tree
-        *parents, leaf = name.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return tree
+    """Inverse of :func:`_flatten` (``flax.traverse_util.unflatten_dict``), keys sorted."""
+    return traverse_util.unflatten_dict(dict(sorted(flat.items())), sep=".")
 
 
 def _params_digest(flat: dict[str, np.ndarray]) -> str:
@@ -156,6 +162,49 @@ def _params_digest(flat: dict[str, np.ndarray]) -> str:
 def _abstract_model(config: VAEConfig) -> VAE:
     """A model with ``config`` whose parameters are shapes only (nothing is computed)."""
     return nnx.eval_shape(lambda: VAE(config, rngs=nnx.Rngs(0)))
+
+
+def _storage_arrays(model: VAE, dtype: str) -> dict[str, np.ndarray]:
+    """The parameters of ``model`` as stored with ``dtype``: {"encoder.output.kernel": array}.
+
+    The one place where parameters are rounded to the storage dtype (float16 rounds to
+    nearest); :func:`save` stores these arrays and :func:`as_stored` gives the model they
+    load back as.
+
+    Raises:
+      ValueError: unknown dtype, or parameters that are not finite or do not fit float16.
+    """
+    if dtype not in STORAGE_DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(STORAGE_DTYPES)}, got {dtype!r}")
+    if not isinstance(model, VAE):
+        raise TypeError(f"model must be a vae_edu.models.VAE, got {type(model).__name__}")
+    flat = {
+        k: np.asarray(v) for k, v in _flatten(nnx.to_pure_dict(nnx.state(model, nnx.Param))).items()
+    }
+    for name, arr in flat.items():
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"parameter {name} contains NaN or inf; refusing to save it")
+        if dtype == "float16" and np.max(np.abs(arr), initial=0.0) > np.finfo(np.float16).max:
+            raise ValueError(f"parameter {name} exceeds the float16 range; save as float32")
+    return {k: v.astype(STORAGE_DTYPES[dtype]) for k, v in flat.items()}
+
+
+def _float32_state(flat: dict[str, np.ndarray]) -> dict:
+    """Stored arrays -> the nested float32 parameter dict of a model (what load builds)."""
+    return _unflatten({k: jnp.asarray(v.astype(np.float32)) for k, v in flat.items()})
+
+
+def as_stored(model: VAE, dtype: str) -> VAE:
+    """A copy of ``model`` with the parameters :func:`load` returns after ``save(..., dtype)``.
+
+    With ``dtype="float16"`` every parameter is rounded to the nearest float16 (and widened
+    back to float32), so numbers computed from the result are those of the saved file.
+
+    Raises:
+      ValueError: as :func:`save` (unknown dtype, NaN/inf, outside the float16 range).
+    """
+    graphdef = nnx.graphdef(model)
+    return nnx.merge(graphdef, _float32_state(_storage_arrays(model, dtype)))
 
 
 def _shapes(model: VAE) -> dict[str, tuple[int, ...]]:
@@ -200,7 +249,8 @@ def save(
       model: the VAE to save.
       summary: JSON-serialisable results to keep with the model (e.g. ``test_elbo``).
       training: JSON-serialisable training state (epoch, seed, train config, history).
-      opt_state: optional optax state; its leaves are stored as float32/int arrays.
+      opt_state: optional optax state, stored as its named tree of arrays
+        (``flax.serialization.to_state_dict``).
       dtype: storage dtype of the parameters, ``"float32"`` or ``"float16"`` (half the
         size; parameters are rounded to the nearest float16).
 
@@ -210,19 +260,7 @@ def save(
     Raises:
       ValueError: unknown dtype, non-JSON metadata, or parameters that do not fit float16.
     """
-    if dtype not in STORAGE_DTYPES:
-        raise ValueError(f"dtype must be one of {sorted(STORAGE_DTYPES)}, got {dtype!r}")
-    if not isinstance(model, VAE):
-        raise TypeError(f"model must be a vae_edu.models.VAE, got {type(model).__name__}")
-    flat = {
-        k: np.asarray(v) for k, v in _flatten(nnx.to_pure_dict(nnx.state(model, nnx.Param))).items()
-    }
-    for name, arr in flat.items():
-        if not np.all(np.isfinite(arr)):
-            raise ValueError(f"parameter {name} contains NaN or inf; refusing to save it")
-        if dtype == "float16" and np.max(np.abs(arr), initial=0.0) > np.finfo(np.float16).max:
-            raise ValueError(f"parameter {name} exceeds the float16 range; save as float32")
-    flat = {k: v.astype(STORAGE_DTYPES[dtype]) for k, v in flat.items()}
+    flat = _storage_arrays(model, dtype)
     metadata = {
         "config": model.config.to_dict(),
         "summary": summary or {},
@@ -244,27 +282,42 @@ def save(
         "params_sha256": _params_digest(flat),
         "opt_state": None
         if opt_state is None
-        else [np.asarray(leaf) for leaf in jax.tree.leaves(opt_state)],
+        else jax.tree.map(np.asarray, serialization.to_state_dict(opt_state)),
     }
     data = serialization.msgpack_serialize(payload)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
+    _write_atomically(path, data)
+    _remove_stale_temporaries(path)
+    return path
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Writes ``data`` to a new ``.<name>.<random>.tmp`` beside ``path``, then renames it.
+
+    The temporary is created with mode 0o666, from which the operating system removes the
+    process umask: the permissions of any new file, without reading or changing the umask
+    (which is process-wide, so changing it races with other threads). On Windows the mode
+    only decides read-only, and 0o666 is writable. If anything fails the temporary is
+    deleted and ``path`` is untouched.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+        try:
+            fd = os.open(tmp, flags, 0o666)
+            break
+        except FileExistsError:  # 2**-64 odds: draw another name
+            continue
     try:
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
-    _remove_stale_temporaries(path)
-    return path
 
 
 def _remove_stale_temporaries(path: Path) -> None:
@@ -348,8 +401,6 @@ def _check_summary(path, summary) -> None:
 
 
 def _check_training(path, training) -> None:
-    from vae_edu.train import TrainConfig  # local: train imports this module at call time
-
     if not isinstance(training, dict):
         raise CheckpointError(
             f"{path} is corrupt: metadata field training is {_kind(training)}, expected a map"
@@ -393,26 +444,40 @@ def _check_training(path, training) -> None:
                 )
 
 
-def _check_opt_state(path, leaves) -> None:
-    if leaves is None:
+def _check_opt_state(path, opt_state, version: int) -> None:
+    """Checks the stored optimizer state: nil, or numeric finite arrays (named in version 2)."""
+    if opt_state is None:
         return
-    if not isinstance(leaves, list):
-        raise CheckpointError(
-            f"{path} is corrupt: the field 'opt_state' is {_kind(leaves)}, expected a list "
-            "of arrays or nil"
-        )
-    for i, leaf in enumerate(leaves):
+    if version == 1:
+        if not isinstance(opt_state, list):
+            raise CheckpointError(
+                f"{path} is corrupt: the field 'opt_state' is {_kind(opt_state)}, expected a "
+                "list of arrays or nil"
+            )
+        arrays = dict(enumerate(opt_state))
+    else:
+        if not isinstance(opt_state, dict):
+            raise CheckpointError(
+                f"{path} is corrupt: the field 'opt_state' is {_kind(opt_state)}, expected a "
+                "map of arrays or nil"
+            )
+        arrays = {
+            name: leaf
+            for name, leaf in _flatten(opt_state, keep_empty_nodes=True).items()
+            if leaf is not traverse_util.empty_node  # e.g. the empty state of scale_by_lr
+        }
+    for name, leaf in arrays.items():
         if not isinstance(leaf, np.ndarray) or not (
             np.issubdtype(leaf.dtype, np.floating) or np.issubdtype(leaf.dtype, np.integer)
         ):
             kind = f"an array of {leaf.dtype}" if isinstance(leaf, np.ndarray) else _kind(leaf)
             raise CheckpointError(
-                f"{path} is corrupt: optimizer state array {i} (field 'opt_state') is "
+                f"{path} is corrupt: optimizer state array {name} (field 'opt_state') is "
                 f"{kind}, expected a numeric array"
             )
         if np.issubdtype(leaf.dtype, np.floating) and not np.all(np.isfinite(leaf)):
             raise CheckpointError(
-                f"{path} is corrupt: optimizer state array {i} (field 'opt_state') contains "
+                f"{path} is corrupt: optimizer state array {name} (field 'opt_state') contains "
                 "NaN or inf"
             )
 
@@ -438,9 +503,10 @@ def _read(path: str | os.PathLike) -> tuple[dict, dict]:
         tag = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise CheckpointError(f"{path} is not a {FORMAT} file (format tag {tag!r})")
     version = payload.get("version")
-    if not _is_int(version) or version != VERSION:
+    if not _is_int(version) or version not in READABLE_VERSIONS:
+        readable = " and ".join(str(v) for v in READABLE_VERSIONS)
         raise CheckpointError(
-            f"{path} has format version {version!r}; this vae_edu reads version {VERSION}"
+            f"{path} has format version {version!r}; this vae_edu reads versions {readable}"
         )
     for key in ("metadata", "dtype", "params", "params_sha256"):
         if key not in payload:
@@ -482,7 +548,7 @@ def _read(path: str | os.PathLike) -> tuple[dict, dict]:
             f"{path} is corrupt: metadata field library_versions is {_kind(versions)}, "
             "expected a map"
         )
-    _check_opt_state(path, payload.get("opt_state"))
+    _check_opt_state(path, payload.get("opt_state"), version)
     if not isinstance(payload["params"], dict):
         raise CheckpointError(f"{path} is corrupt: params is not a map")
     flat = _flatten(payload["params"])
@@ -508,7 +574,12 @@ def read_metadata(path: str | os.PathLike) -> dict:
       ``library_versions``, ``dtype``, ``format``, ``version``.
     """
     payload, metadata = _read(path)
-    return {**metadata, "dtype": payload["dtype"], "format": FORMAT, "version": VERSION}
+    return _info(payload, metadata)
+
+
+def _info(payload: dict, metadata: dict) -> dict:
+    """The metadata with the file's format, version and storage dtype."""
+    return {**metadata, "dtype": payload["dtype"], "format": FORMAT, "version": payload["version"]}
 
 
 def _new_state(path, payload: dict, expected: dict[str, tuple], where: str) -> dict:
@@ -517,18 +588,62 @@ def _new_state(path, payload: dict, expected: dict[str, tuple], where: str) -> d
     for name, arr in flat.items():
         if not np.all(np.isfinite(arr)):
             raise CheckpointError(f"{path}: parameter {name} contains NaN or inf")
-    return _unflatten({k: jnp.asarray(v.astype(np.float32)) for k, v in flat.items()})
+    return _float32_state(flat)
 
 
 def _opt_state(path, payload: dict, template: Any) -> Any:
-    leaves = payload.get("opt_state")
-    if leaves is None or template is None:
+    """The stored optimizer state in the structure and dtypes of ``template``."""
+    stored = payload.get("opt_state")
+    if stored is None or template is None:
         return None
-    template_leaves, treedef = jax.tree.flatten(template)
-    if not isinstance(leaves, list) or len(leaves) != len(template_leaves):
-        count = len(leaves) if isinstance(leaves, list) else type(leaves).__name__
+    if payload["version"] == 1:
+        return _opt_state_from_leaves(path, stored, template)
+    empty = traverse_util.empty_node  # an empty sub-state, e.g. that of scale_by_learning_rate
+    expected = traverse_util.flatten_dict(
+        serialization.to_state_dict(template), keep_empty_nodes=True
+    )
+    found = traverse_util.flatten_dict(stored, keep_empty_nodes=True)
+
+    def name(key: tuple) -> str:
+        return ".".join(str(part) for part in key)
+
+    def shape(value) -> str:
+        return "an empty state" if value is empty else f"shape {np.shape(value)}"
+
+    missing = sorted(name(k) for k in set(expected) - set(found))
+    unexpected = sorted(name(k) for k in set(found) - set(expected))
+    problems = [
+        f"array {name(k)} has {shape(found[k])} in the file but {shape(expected[k])} in "
+        "the optimizer"
+        for k in sorted(set(found) & set(expected), key=name)
+        if shape(found[k]) != shape(expected[k])
+    ]
+    if missing:
+        problems.append(f"the file lacks {', '.join(missing)}")
+    if unexpected:
+        problems.append(f"the file has {', '.join(unexpected)} that the optimizer does not have")
+    if problems:
         raise CheckpointError(
-            f"{path}: the optimizer state has {count} arrays, the "
+            f"{path}: the optimizer state does not fit the optimizer: " + "; ".join(problems)
+        )
+    restored = {
+        k: v if v is empty else jnp.asarray(v, dtype=jnp.asarray(expected[k]).dtype)
+        for k, v in found.items()
+    }
+    try:
+        return serialization.from_state_dict(template, traverse_util.unflatten_dict(restored))
+    except (ValueError, TypeError, KeyError) as err:  # a structure the flat keys cannot show
+        raise CheckpointError(
+            f"{path}: the optimizer state does not fit the optimizer: {err}"
+        ) from err
+
+
+def _opt_state_from_leaves(path, leaves: list, template: Any) -> Any:
+    """Version 1: the optimizer state as a positional list of ``jax.tree.leaves``."""
+    template_leaves, treedef = jax.tree.flatten(template)
+    if len(leaves) != len(template_leaves):
+        raise CheckpointError(
+            f"{path}: the optimizer state has {len(leaves)} arrays, the "
             f"optimizer expects {len(template_leaves)}"
         )
     restored = []
@@ -567,7 +682,7 @@ def load(path: str | os.PathLike, *, opt_state_template: Any = None) -> Checkpoi
     model = nnx.merge(nnx.graphdef(abstract), state)
     info = {
         "format": FORMAT,
-        "version": VERSION,
+        "version": payload["version"],
         "dtype": payload["dtype"],
         "library_versions": metadata.get("library_versions", {}),
     }
@@ -603,4 +718,4 @@ def restore(path: str | os.PathLike, model: VAE) -> dict:
         )
         raise CheckpointError(f"config mismatch: {diffs}")
     nnx.update(model, state)
-    return {**metadata, "dtype": payload["dtype"], "format": FORMAT, "version": VERSION}
+    return _info(payload, metadata)

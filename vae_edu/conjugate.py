@@ -43,8 +43,8 @@ import numpy as np
 from jax.scipy.linalg import cho_solve
 
 from vae_edu import _checks
-from vae_edu.elbo import _check_count, diag_gaussian_log_density, gaussian_log_likelihood
-from vae_edu.kl import kl_mvn
+from vae_edu.elbo import diag_gaussian_log_density, gaussian_log_likelihood
+from vae_edu.kl import kl_diag_gaussians, kl_mvn
 
 __all__ = [
     "GaussianPosterior",
@@ -399,7 +399,7 @@ class LinearGaussianModel(NamedTuple):
           JointSample(z (n, d), x (n, D)); the x_i are draws from the evidence p(x).
         """
         weight, bias, log_var_x = self._params()
-        num_samples = _check_count(num_samples, "num_samples")
+        num_samples = _checks.count(num_samples, "num_samples")
         key_z, key_x = jax.random.split(key)
         data_dim, latent_dim = weight.shape
         z = jax.random.normal(key_z, (num_samples, latent_dim), dtype=weight.dtype)
@@ -408,12 +408,10 @@ class LinearGaussianModel(NamedTuple):
 
 
 def _check_positive(value, name: str):
+    """``value`` as a float array; a ValueError naming it if concrete and not all > 0."""
     value = _checks.as_float(value, name)
-    try:
-        positive = bool(jnp.all(value > 0))
-    except jax.errors.ConcretizationTypeError:  # traced under jit: values are unknown
-        return value
-    if not positive:
+    concrete = _checks.concrete(value)  # None under jit / vmap / grad: values unknown
+    if concrete is not None and not np.all(concrete > 0):
         raise ValueError(f"{name} must be positive, got {value}")
     return value
 
@@ -439,8 +437,8 @@ def make_model(key, data_dim, latent_dim, noise_std) -> LinearGaussianModel:
     Raises:
       ValueError: for non-positive dimensions or noise_std.
     """
-    data_dim = _check_count(data_dim, "data_dim")
-    latent_dim = _check_count(latent_dim, "latent_dim")
+    data_dim = _checks.count(data_dim, "data_dim")
+    latent_dim = _checks.count(latent_dim, "latent_dim")
     noise_std = _check_positive(noise_std, "noise_std")
     weight, bias = _random_parameters(key, data_dim, latent_dim)
     return LinearGaussianModel(
@@ -474,3 +472,308 @@ def make_scalar_model(weight, bias, noise_std) -> LinearGaussianModel:
         bias=bias.reshape(1).astype(dtype),
         log_var_x=(2.0 * jnp.log(noise_std)).astype(dtype),
     )
+
+
+# --------------------------------------------------------------------------------------
+# Lessons on the conjugate model (notebooks 01, 03, 04): the 1-D Bayes update, the
+# exact ELBO readout of a diagonal q, probabilistic PCA and the tempered optimal q.
+# --------------------------------------------------------------------------------------
+
+__all__ += [
+    "ELBOReadout",
+    "GaussianBayesUpdate",
+    "elbo_readout",
+    "expected_log_likelihood_per_pixel",
+    "fit_ppca",
+    "gaussian_bayes_update",
+    "weighted_optimal_q",
+]
+
+
+class GaussianBayesUpdate(NamedTuple):
+    """Exact Bayes update of the 1-D conjugate Gaussian model (Python floats).
+
+    The posterior p(z | x) = N(mean, std^2) together with the evidence p(x): for the
+    posterior alone, in any dimension, see :class:`GaussianPosterior`.
+
+    Attributes:
+      mean: posterior mean E[z | x].
+      std: posterior standard deviation sqrt(Var[z | x]).
+      evidence: p(x), the marginal density of the observation.
+      log_evidence: log p(x) (finite even where p(x) underflows to 0).
+    """
+
+    mean: float
+    std: float
+    evidence: float
+    log_evidence: float
+
+
+def gaussian_bayes_update(prior_mean, prior_std, noise_std, x) -> GaussianBayesUpdate:
+    r"""Exact posterior and evidence of the 1-D conjugate Gaussian model (notebook 01, step 4).
+
+    Prior z ~ N(m_0, s_0^2), likelihood x | z ~ N(z, sigma^2). Completing the square in
+    log p(x | z) + log p(z) gives precisions that add and a precision-weighted mean:
+
+        1 / s_post^2 = 1 / s_0^2 + 1 / sigma^2
+        m_post       = s_post^2 * (m_0 / s_0^2 + x / sigma^2)
+
+    and the evidence is the integral of the joint over z,
+
+        p(x) = int N(x; z, sigma^2) N(z; m_0, s_0^2) dz = N(x; m_0, s_0^2 + sigma^2).
+
+    This is :class:`LinearGaussianModel` with d = D = 1 written for z = m_0 + s_0 u (W = s_0,
+    b = m_0), in float64 scalar arithmetic: the closed form that notebook 01 checks the
+    general (float32, matrix) model against.
+
+    Args:
+      prior_mean: scalar m_0.
+      prior_std: scalar s_0 > 0 (a standard deviation, not a variance).
+      noise_std: scalar sigma > 0, the likelihood's noise standard deviation.
+      x: scalar observation.
+
+    Returns:
+      GaussianBayesUpdate(mean, std, evidence, log_evidence) as Python floats.
+
+    Raises:
+      ValueError: if a standard deviation is not positive and finite, or a location is
+        not finite.
+    """
+    prior_mean = _checks.finite_scalar(prior_mean, "prior_mean")
+    prior_std = _checks.positive_finite_scalar(prior_std, "prior_std")
+    noise_std = _checks.positive_finite_scalar(noise_std, "noise_std")
+    x = _checks.finite_scalar(x, "x")
+    prior_var, noise_var = prior_std**2, noise_std**2
+    # s_post^2 = s_0^2 sigma^2 / (s_0^2 + sigma^2): the same as 1 / (1/s_0^2 + 1/sigma^2),
+    # written so that neither tiny nor huge standard deviations overflow.
+    marginal_var = prior_var + noise_var
+    post_var = prior_var * (noise_var / marginal_var)
+    post_mean = (prior_mean * noise_var + x * prior_var) / marginal_var
+    marginal_std = math.sqrt(marginal_var)
+    log_evidence = (
+        -0.5 * ((x - prior_mean) / marginal_std) ** 2 - math.log(marginal_std) - 0.5 * _LOG_2PI
+    )
+    return GaussianBayesUpdate(
+        mean=float(post_mean),
+        std=math.sqrt(post_var),
+        evidence=math.exp(log_evidence),
+        log_evidence=log_evidence,
+    )
+
+
+class ELBOReadout(NamedTuple):
+    """The exact ELBO of a Gaussian q and its gap to log p(x), all in nats.
+
+    Attributes:
+      log_evidence: log p(x), exact.
+      elbo: ELBO(q) = reconstruction - kl, exact (closed form).
+      gap: log p(x) - ELBO(q), which equals KL(q(z|x) || p(z|x)) >= 0.
+      reconstruction: E_q[log p(x|z)].
+      kl: KL(q(z|x) || p(z)), the regulariser.
+    """
+
+    log_evidence: object
+    elbo: object
+    gap: object
+    reconstruction: object
+    kl: object
+
+
+def elbo_readout(model, x, q_mean, q_log_var) -> ELBOReadout:
+    r"""Exact log p(x), ELBO and gap of q(z|x) = N(m, diag s^2) on the linear-Gaussian model.
+
+    With x | z ~ N(W z + b, sigma_x^2 I_D) and z ~ N(0, I_d) both ELBO terms are Gaussian
+    integrals with closed forms (E_q[z] = m, Cov_q[z] = diag s^2):
+
+        E_q[log p(x|z)] = -D/2 log(2 pi sigma_x^2)
+                          - 1/(2 sigma_x^2) * ( ||x - W m - b||^2 + sum_j s_j^2 ||W_{:,j}||^2 )
+
+        KL(q || p(z))   = 1/2 * sum_j ( m_j^2 + s_j^2 - 1 - log s_j^2 )
+
+        ELBO = E_q[log p(x|z)] - KL(q || p(z)),    gap = log p(x) - ELBO = KL(q || p(z|x)).
+
+    The first is ``model.expected_log_likelihood``, the second
+    :func:`vae_edu.kl.kl_diag_gaussians` (log-variance form, finite for log s^2 in
+    [-30, 30]), log p(x) is ``model.log_evidence``.
+
+    Args:
+      model: a :class:`LinearGaussianModel` (weight (D, d), bias (D,), scalar log_var_x).
+      x: (..., D) observation(s).
+      q_mean: (..., d) mean m of q.
+      q_log_var: (..., d) log-variance log s^2 of q.
+
+    Returns:
+      An :class:`ELBOReadout` of (...)-shaped arrays (log_evidence, elbo, gap,
+      reconstruction, kl).
+
+    Raises:
+      ValueError: if x's last axis is not D, q_mean's last axis is not d, or q_mean and
+        q_log_var differ in shape (the message names the shapes).
+    """
+    weight = _checks.as_float(model.weight, "model.weight")
+    x = _checks.as_float(x, "x")
+    q_mean = _checks.as_float(q_mean, "q_mean")
+    q_log_var = _checks.as_float(q_log_var, "q_log_var")
+    _checks.at_least_1d(x, "x")
+    _checks.at_least_1d(q_mean, "q_mean")
+    _checks.same_shape(q_mean, q_log_var, "q_mean", "q_log_var")
+    if weight.ndim != 2:
+        raise ValueError(f"model.weight must have shape (D, d), got {weight.shape}")
+    data_dim, latent_dim = weight.shape
+    if x.shape[-1] != data_dim:
+        raise ValueError(
+            f"x has shape {x.shape} but model.weight has shape {weight.shape}; "
+            f"x's last axis must be D = {data_dim}"
+        )
+    if q_mean.shape[-1] != latent_dim:
+        raise ValueError(
+            f"q_mean has shape {q_mean.shape} but model.weight has shape {weight.shape}; "
+            f"q_mean's last axis must be d = {latent_dim}"
+        )
+
+    q_cov = jnp.exp(q_log_var)[..., :, None] * jnp.eye(latent_dim, dtype=q_log_var.dtype)
+    reconstruction = model.expected_log_likelihood(x, q_mean, q_cov)
+    kl = kl_diag_gaussians(q_mean, q_log_var)
+    elbo = reconstruction - kl
+    log_evidence = model.log_evidence(x)
+    return ELBOReadout(
+        log_evidence=log_evidence,
+        elbo=elbo,
+        gap=log_evidence - elbo,
+        reconstruction=reconstruction,
+        kl=kl,
+    )
+
+
+def fit_ppca(images, latent_dim) -> LinearGaussianModel:
+    r"""Maximum-likelihood probabilistic PCA (Tipping & Bishop 1999, eqs. 7-8).
+
+    For x | z ~ N(W z + b, sigma^2 I_D), z ~ N(0, I_d), the likelihood of data with sample
+    mean x_bar and covariance S = (1/N) sum_n (x_n - x_bar)(x_n - x_bar)^T (eigenvalues
+    lambda_1 >= ... >= lambda_D, eigenvectors U) is maximised by
+
+        b = x_bar,   sigma^2 = (1 / (D - d)) sum_{k > d} lambda_k,
+        W = U_d (Lambda_d - sigma^2 I)^{1/2}            (up to a rotation, here none).
+
+    W's columns are orthogonal, so W^T W is diagonal and so is the exact posterior
+    covariance: a VAE's diagonal q(z | x) can match it exactly.
+
+    Args:
+      images: (N, D) data, e.g. MNIST pixels in [0, 1] (computed in float64 with numpy).
+      latent_dim: d with 1 <= d < D.
+
+    Returns:
+      A :class:`LinearGaussianModel` (float32 weight (D, d), bias (D,), scalar log_var_x).
+
+    Raises:
+      ValueError: if images is not 2-D with N >= 2, or d is not in [1, D).
+      TypeError: if latent_dim is not an integer.
+    """
+    x = np.asarray(images, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise ValueError(f"images must have shape (N, D) with N >= 2, got {x.shape}")
+    data_dim = x.shape[1]
+    latent_dim = _checks.count(latent_dim, "latent_dim")
+    if latent_dim >= data_dim:
+        raise ValueError(
+            f"latent_dim must be below the data dimension {data_dim}, got {latent_dim}"
+        )
+    mean = x.mean(axis=0)
+    centred = x - mean
+    covariance = centred.T @ centred / x.shape[0]
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)  # ascending
+    eigenvalues, eigenvectors = eigenvalues[::-1], eigenvectors[:, ::-1]
+    noise_var = float(np.mean(eigenvalues[latent_dim:]))
+    if noise_var <= 0.0:
+        raise ValueError("the data span at most latent_dim directions: sigma^2 would be 0")
+    scales = np.sqrt(np.maximum(eigenvalues[:latent_dim] - noise_var, 0.0))
+    weight = eigenvectors[:, :latent_dim] * scales
+    return LinearGaussianModel(
+        weight=jnp.asarray(weight, jnp.float32),
+        bias=jnp.asarray(mean, jnp.float32),
+        log_var_x=jnp.asarray(math.log(noise_var), jnp.float32),
+    )
+
+
+def _model_and_data(model, x):
+    """(weight, bias, log_var_x, x) after the model's own shape checks (names both shapes)."""
+    weight, bias, log_var_x = model._params()
+    return weight, bias, log_var_x, model._data(x, weight)
+
+
+def weighted_optimal_q(model, x, reconstruction_weight):
+    r"""The best diagonal Gaussian q(z | x) under a re-weighted ELBO, in closed form.
+
+    Maximises, over q = N(m, diag s^2),
+
+        gamma * E_q[log p(x | z)] - KL(q || N(0, I)),    p(x | z) = N(W z + b, sigma^2 I),
+
+    (gamma = 1 / beta_eff; gamma = 1 is the ELBO). Setting the derivatives to zero,
+
+        m     = G^{-1} gamma W^T (x - b) / sigma^2,   G = I + gamma W^T W / sigma^2,
+        s_j^2 = 1 / (1 + gamma ||W_{:,j}||^2 / sigma^2)      (= 1 / G_jj).
+
+    For every W this q is the best *diagonal* Gaussian for the ordinary ELBO of the same model
+    with decoder variance sigma^2 / gamma (the two objectives differ by a constant in q), so
+    for the encoder gamma acts like that decoder variance. It is that model's exact posterior
+    only when W^T W is diagonal (orthogonal columns, as for a PPCA fit): otherwise the exact
+    posterior covariance G^{-1} is not diagonal and 1 / G_jj < (G^{-1})_jj. gamma -> 0 gives
+    m -> 0, s -> 1: q(z | x) = p(z) for every x (posterior collapse); gamma -> infinity
+    gives s -> 0 and m -> the least-squares code: a deterministic autoencoder.
+
+    The mean is the posterior mean of the tempered model (log sigma^2 - log gamma in place
+    of log sigma^2), computed by the same Cholesky solve as :meth:`LinearGaussianModel.posterior`.
+
+    Args:
+      model: a :class:`LinearGaussianModel` (weight (D, d), bias (D,), log_var_x).
+      x: (..., D) data.
+      reconstruction_weight: gamma > 0 (a float or a traced scalar).
+
+    Returns:
+      (mean, log_var), each (..., d).
+
+    Raises:
+      ValueError: if x's last axis is not D (names both shapes) or the model's shapes are
+        inconsistent.
+    """
+    weight, bias, log_var_x, x = _model_and_data(model, x)
+    if not isinstance(reconstruction_weight, jax.core.Tracer):
+        _checks.positive_finite_scalar(reconstruction_weight, "reconstruction_weight")
+    return _weighted_optimal_q(weight, bias, log_var_x, x, reconstruction_weight)
+
+
+@jax.jit
+def _weighted_optimal_q(weight, bias, log_var_x, x, gamma):
+    # The tempered decoder variance sigma^2 / gamma, in log space so that a tiny sigma^2 or
+    # a huge gamma cannot overflow early.
+    tempered = LinearGaussianModel(weight, bias, log_var_x - jnp.log(gamma))
+    mean, _, _, _ = tempered._evidence_terms(x - bias, weight, tempered.log_var_x)
+    log_var = -jnp.log1p(jnp.exp(-tempered.log_var_x) * jnp.sum(jnp.square(weight), axis=0))
+    return mean, jnp.broadcast_to(log_var, mean.shape)
+
+
+def expected_log_likelihood_per_pixel(model, x, mean, log_var):
+    r"""E_q[log N(x_i; (W z + b)_i, sigma^2)] for each pixel i, q = N(m, diag s^2).
+
+        E_q[log p(x_i | z)] = -1/2 [ log(2 pi sigma^2)
+                                     + ((x_i - (W m + b)_i)^2 + sum_j W_ij^2 s_j^2) / sigma^2 ]
+
+    (the variance of (W z)_i under q is sum_j W_ij^2 s_j^2). Summed over i it is
+    :meth:`LinearGaussianModel.expected_log_likelihood` with a diagonal covariance.
+
+    Args:
+      model: a :class:`LinearGaussianModel`.
+      x: (..., D) data.
+      mean: (..., d) mean of q.
+      log_var: (..., d) log-variance of q.
+
+    Returns:
+      (..., D) expected log-likelihood of each pixel, nats.
+    """
+    weight, bias, log_var_x, x = _model_and_data(model, x)
+    mean = model._latent(mean, "mean", weight)
+    log_var = _checks.as_float(log_var, "log_var")
+    _checks.same_shape(mean, log_var, "mean", "log_var")
+    decoded = mean @ weight.T + bias
+    spread = jnp.exp(log_var) @ jnp.square(weight).T
+    return -0.5 * (_LOG_2PI + log_var_x + (jnp.square(x - decoded) + spread) * jnp.exp(-log_var_x))

@@ -35,6 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vae_edu import _checks
+
 __all__ = [
     "MNIST_FILES",
     "MNIST_SHA256",
@@ -403,10 +405,17 @@ def _load_split(
             f"{label_path}: expected (N,) uint8 labels (magic 0x00000801), "
             f"got shape {labels.shape} of {labels.dtype}"
         )
+    if images.shape[0] == 0:
+        raise IDXFormatError(f"{image_path}: holds 0 images; an MNIST split needs at least one")
     if images.shape[0] != labels.shape[0]:
         raise IDXFormatError(
             f"images/labels count mismatch: {image_path} holds {images.shape[0]} images "
             f"but {label_path} holds {labels.shape[0]} labels"
+        )
+    if labels.max() > 9:
+        bad = int(np.argmax(labels > 9))
+        raise IDXFormatError(
+            f"{label_path}: label {int(labels[bad])} at index {bad} is not a digit 0..9"
         )
     return MNISTSplit(images, labels)
 
@@ -583,6 +592,7 @@ def batch_iterator(
       shape (B,) (int64 numpy), or pytrees whose leaves have shape (B, ...).
 
     Raises:
+      TypeError: B is not an integer.
       ValueError: N < 1, B < 1, leaves with different leading sizes (named with their
         shapes), or ``drop_remainder=True`` with B > N (the epoch would be empty).
     """
@@ -603,12 +613,7 @@ def batch_iterator(
                 f"batch_iterator: arrays disagree on the number of examples: shapes {shapes}"
             )
         num_examples = shapes[0][0]
-    if (
-        isinstance(batch_size, bool)
-        or not isinstance(batch_size, (int, np.integer))
-        or batch_size < 1
-    ):
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    batch_size = _checks.count(batch_size, "batch_size")
     if num_examples < 1:
         raise ValueError(f"batch_iterator needs at least one example, got {num_examples}")
     if drop_remainder and batch_size > num_examples:
@@ -617,7 +622,7 @@ def batch_iterator(
             "with drop_remainder=True the epoch would be empty"
         )
     order = np.asarray(jax.random.permutation(key, num_examples)).astype(np.int64)
-    count = num_batches(num_examples, int(batch_size), drop_remainder=drop_remainder)
+    count = num_batches(num_examples, batch_size, drop_remainder=drop_remainder)
 
     def batches():
         for b in range(count):

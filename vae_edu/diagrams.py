@@ -142,6 +142,34 @@ def vae_architecture():
     return fig
 
 
+def _sampling_graph(ax, node_text, node_color, *, width):
+    """mu and sigma into a sampling node centred at (0.5, 0.55), the node into f(z), and the
+    gradient of f(z) back to the node (dashed green); returns the node's left edge, where
+    gradients towards mu and sigma start."""
+    left_edge, right_edge = 0.5 - width / 2, 0.5 + width / 2
+    _box(ax, 0.15, 0.72, "$\\mu$", _DATA, width=0.12, height=0.11)
+    _box(ax, 0.15, 0.38, "$\\sigma$", _DATA, width=0.12, height=0.11)
+    _box(ax, 0.5, 0.55, node_text, node_color, width=width)
+    _box(ax, 0.85, 0.55, "$f(z)$", _DETERMINISTIC, width=0.12, height=0.11)
+    _arrow(ax, (0.21, 0.72), (left_edge, 0.6))
+    _arrow(ax, (0.21, 0.38), (left_edge, 0.5))
+    _arrow(ax, (right_edge, 0.55), (0.79, 0.55))
+    _arrow(
+        ax,
+        (0.79, 0.47),
+        (right_edge + 0.01, 0.47),
+        color="tab:green",
+        linestyle="--",
+        label="$\\partial f/\\partial z$",
+    )
+    return left_edge
+
+
+def _caption(ax, text, color):
+    """A small coloured note at the bottom centre of a diagram panel."""
+    ax.text(0.5, 0.12, text, ha="center", fontsize=9, color=color)
+
+
 def reparameterization_graph():
     """The sampling step as a computation graph, without and with the reparameterization trick.
 
@@ -158,64 +186,34 @@ def reparameterization_graph():
         _blank_axes(ax)
     left, right = axes
     # Without the trick.
-    _box(left, 0.15, 0.72, "$\\mu$", _DATA, width=0.12, height=0.11)
-    _box(left, 0.15, 0.38, "$\\sigma$", _DATA, width=0.12, height=0.11)
-    _box(left, 0.5, 0.55, "sample\n$z \\sim \\mathcal{N}(\\mu, \\sigma^2)$", _RANDOM, width=0.24)
-    _box(left, 0.85, 0.55, "$f(z)$", _DETERMINISTIC, width=0.12, height=0.11)
-    _arrow(left, (0.21, 0.72), (0.38, 0.6))
-    _arrow(left, (0.21, 0.38), (0.38, 0.5))
-    _arrow(left, (0.62, 0.55), (0.79, 0.55))
-    _arrow(
-        left,
-        (0.79, 0.47),
-        (0.63, 0.47),
-        color="tab:green",
-        linestyle="--",
-        label="$\\partial f/\\partial z$",
+    node_edge = _sampling_graph(
+        left, "sample\n$z \\sim \\mathcal{N}(\\mu, \\sigma^2)$", _RANDOM, width=0.24
     )
-    _arrow(left, (0.38, 0.44), (0.22, 0.33), color="tab:red", linestyle="--")
+    _arrow(left, (node_edge, 0.44), (0.22, 0.33), color="tab:red", linestyle="--")
     left.text(
         0.31, 0.38, "X", color="tab:red", fontsize=22, fontweight="bold", ha="center", va="center"
     )
-    left.text(
-        0.5,
-        0.12,
+    _caption(
+        left,
         "no gradient through a random draw:\n$\\partial z/\\partial\\mu$ is not defined",
-        ha="center",
-        fontsize=9,
-        color="tab:red",
+        "tab:red",
     )
     left.set_title("without the trick")
     # With the trick.
-    _box(right, 0.15, 0.72, "$\\mu$", _DATA, width=0.12, height=0.11)
-    _box(right, 0.15, 0.38, "$\\sigma$", _DATA, width=0.12, height=0.11)
+    node_edge = _sampling_graph(
+        right, "$z = \\mu + \\sigma\\,\\varepsilon$", _DETERMINISTIC, width=0.22
+    )
     _box(
         right, 0.5, 0.88, "$\\varepsilon \\sim \\mathcal{N}(0, 1)$", _RANDOM, width=0.22, height=0.1
     )
-    _box(right, 0.5, 0.55, "$z = \\mu + \\sigma\\,\\varepsilon$", _DETERMINISTIC, width=0.22)
-    _box(right, 0.85, 0.55, "$f(z)$", _DETERMINISTIC, width=0.12, height=0.11)
-    _arrow(right, (0.21, 0.72), (0.39, 0.6))
-    _arrow(right, (0.21, 0.38), (0.39, 0.5))
     _arrow(right, (0.5, 0.83), (0.5, 0.615))
-    _arrow(right, (0.61, 0.55), (0.79, 0.55))
-    _arrow(
+    _arrow(right, (node_edge, 0.46), (0.22, 0.33), color="tab:green", linestyle="--")
+    _arrow(right, (node_edge, 0.64), (0.22, 0.78), color="tab:green", linestyle="--")
+    _caption(
         right,
-        (0.79, 0.47),
-        (0.62, 0.47),
-        color="tab:green",
-        linestyle="--",
-        label="$\\partial f/\\partial z$",
-    )
-    _arrow(right, (0.39, 0.46), (0.22, 0.33), color="tab:green", linestyle="--")
-    _arrow(right, (0.39, 0.64), (0.22, 0.78), color="tab:green", linestyle="--")
-    right.text(
-        0.5,
-        0.12,
         "$\\partial z/\\partial\\mu = 1$, $\\partial z/\\partial\\sigma = \\varepsilon$:\n"
         "the gradient reaches $\\mu$ and $\\sigma$",
-        ha="center",
-        fontsize=9,
-        color="tab:green",
+        "tab:green",
     )
     right.set_title("with the reparameterization trick")
     fig.suptitle("The same sample, two computation graphs (solid: forward, dashed: gradient)")

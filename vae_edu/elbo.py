@@ -37,11 +37,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from vae_edu import _checks
-from vae_edu.kl import MonteCarloEstimate, kl_diag_gaussians, squared_over_variance
+from vae_edu.estimate import Estimate
+from vae_edu.kl import kl_diag_gaussians, squared_over_variance
 
 __all__ = [
     "ELBOTerms",
-    "MonteCarloEstimate",
     "bernoulli_log_likelihood",
     "diag_gaussian_log_density",
     "elbo",
@@ -73,40 +73,42 @@ class ELBOTerms(NamedTuple):
 # --------------------------------------------------------------------------- validation
 
 
-def _check_count(value, name: str, minimum: int = 1) -> int:
-    """A Python int >= minimum (sample counts and dimensions are static shapes under jit)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be a Python int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {value}")
-    return int(value)
-
-
 def _check_beta(beta):
-    """``beta`` unchanged; TypeError unless it is real, ValueError if concrete and not finite."""
+    """``beta`` unchanged; TypeError unless it is a real scalar, ValueError if concrete and
+    negative or not finite (the KL weight of the beta-VAE objective is a number >= 0)."""
     message = f"beta must be a real number (the KL weight), got {beta!r}"
     if isinstance(beta, (bool, np.bool_, str, bytes)):
         raise TypeError(message)
-    if isinstance(beta, jax.core.Tracer):  # under jit / vmap / grad: only the dtype is known
-        dtype = beta.dtype
+    values = None
+    if isinstance(beta, jax.core.Tracer):  # under jit / vmap / grad: only dtype and shape
+        dtype, shape = beta.dtype, beta.shape
     else:
         try:
-            value = np.asarray(beta)
+            values = np.asarray(beta)
         except (TypeError, ValueError) as err:
             raise TypeError(message) from err
-        dtype = value.dtype
+        dtype, shape = values.dtype, values.shape
     if not (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer)):
         raise TypeError(f"beta must be a real number (the KL weight), got dtype {dtype}")
-    if not isinstance(beta, jax.core.Tracer) and not np.all(np.isfinite(value)):
+    if shape != ():
+        raise ValueError(
+            f"beta must be a scalar (one KL weight for every data point), got shape {shape}"
+        )
+    if values is not None and not np.isfinite(values):
         raise ValueError(f"beta must be finite (the KL weight), got {beta!r}")
+    if values is not None and values < 0:
+        raise ValueError(
+            f"beta must be >= 0 (the KL weight; a negative weight rewards a large KL and "
+            f"the objective has no maximum), got {beta!r}"
+        )
     return beta
 
 
 def _check_unit_interval(x, name: str) -> None:
     """If ``x`` is concrete, a ValueError unless every value lies in [0, 1] (NaN fails)."""
-    if isinstance(x, jax.core.Tracer):
+    values = _checks.concrete(x)
+    if values is None:
         return  # values do not exist yet under jit / vmap / grad
-    values = np.asarray(x)
     if values.size and not (values.min() >= 0.0 and values.max() <= 1.0):
         raise ValueError(
             f"{name} must lie in [0, 1] (a Bernoulli outcome or probability), got min "
@@ -214,6 +216,7 @@ def diag_gaussian_log_density(z, mean, log_var):
     mean = _checks.as_float(mean, "mean")
     log_var = _checks.as_float(log_var, "log_var")
     _check_event_axis(z, "z", mean=mean, log_var=log_var)
+    _checks.finite(log_var, "log_var", event_axis=False)
     return _diag_normal_log_prob(z, mean, log_var)
 
 
@@ -248,6 +251,7 @@ def gaussian_log_likelihood(x, mean, log_var):
     mean = _checks.as_float(mean, "mean")
     log_var = _checks.as_float(log_var, "log_var")
     _check_event_axis(x, "x", mean=mean, log_var=log_var)
+    _checks.finite(log_var, "log_var", event_axis=False)
     return _diag_normal_log_prob(x, mean, log_var)
 
 
@@ -288,7 +292,14 @@ def bernoulli_log_likelihood(x, logits):
 
 @jax.jit
 def _bernoulli_log_prob(x, logits):
-    per_dim = x * jax.nn.log_sigmoid(logits) + (1.0 - x) * jax.nn.log_sigmoid(-logits)
+    # -[x softplus(-l) + (1 - x) softplus(l)] (= x log_sigmoid(l) + (1 - x) log_sigmoid(-l)),
+    # each term dropped where its weight x or 1 - x is 0: a logit of +inf then gives exactly
+    # 0 for a pixel that is on (instead of 0 * inf = NaN) and -inf for one that is off.
+    # The dropped branch sees logit 0 (the double-where pattern), so gradients stay finite.
+    on, off = x > 0, x < 1
+    term_on = x * jax.nn.softplus(-jnp.where(on, logits, 0.0))
+    term_off = (1.0 - x) * jax.nn.softplus(jnp.where(off, logits, 0.0))
+    per_dim = -(jnp.where(on, term_on, 0.0) + jnp.where(off, term_off, 0.0))
     return jnp.sum(per_dim, axis=-1)
 
 
@@ -327,7 +338,7 @@ def reparameterize(key, mean, log_var, num_samples=None):
     log_var = _checks.as_float(log_var, "log_var")
     _checks.same_shape(mean, log_var, "mean", "log_var")
     if num_samples is not None:
-        num_samples = _check_count(num_samples, "num_samples")
+        num_samples = _checks.count(num_samples, "num_samples")
     z, _ = _draw(key, mean, log_var, num_samples)
     return z
 
@@ -396,7 +407,7 @@ def elbo(
     """
     if kl_method not in _KL_METHODS:
         raise ValueError(f"kl_method must be one of {_KL_METHODS}, got {kl_method!r}")
-    num_samples = _check_count(num_samples, "num_samples")
+    num_samples = _checks.count(num_samples, "num_samples")
     beta = _check_beta(beta)
     mean, log_var = _check_gaussian_params(mean, log_var)
     prior_mean = _checks.as_float(prior_mean, "prior_mean")
@@ -469,7 +480,7 @@ def iwae_bound(
     Raises:
       ValueError: for num_samples < 1 or inconsistent shapes (names the shapes).
     """
-    num_samples = _check_count(num_samples, "num_samples")
+    num_samples = _checks.count(num_samples, "num_samples")
     log_w = _log_importance_weights(
         key, mean, log_var, log_likelihood_fn, num_samples, prior_mean, prior_log_var
     )
@@ -480,7 +491,7 @@ def iwae_bound(
 
 
 @jax.jit
-def _log_mean_exp_with_error(log_w) -> MonteCarloEstimate:
+def _log_mean_exp_with_error(log_w) -> Estimate:
     r"""log m_hat, m_hat = (1/n) sum_i w_i, with the delta-method standard error.
 
     SE(log m_hat) ~= SE(m_hat) / m_hat = std(w) / (sqrt(n) m_hat). Both numerator and
@@ -496,7 +507,7 @@ def _log_mean_exp_with_error(log_w) -> MonteCarloEstimate:
     std_error = jnp.where(positive, jnp.sqrt(jnp.where(positive, variance, 1.0)), 0.0)
     mean_ratio = jnp.mean(ratio, axis=0)  # 0 only if every weight is 0: then SE is infinite
     std_error = jnp.where(mean_ratio > 0, std_error / (mean_ratio * math.sqrt(n)), jnp.inf)
-    return MonteCarloEstimate(estimate=estimate, std_error=std_error)
+    return Estimate(mean=estimate, std_error=std_error)
 
 
 def log_evidence_prior_sampling(
@@ -527,14 +538,15 @@ def log_evidence_prior_sampling(
       prior_log_var: prior log-variance, broadcastable to (latent_dim,). Default 0.
 
     Returns:
-      MonteCarloEstimate(estimate, std_error), each of shape (...).
+      ``vae_edu.estimate.Estimate(mean, std_error)``, each of shape (...): ``mean`` is
+      the estimate of log p(x).
 
     Raises:
       ValueError: for latent_dim < 1, num_samples < 2 or a log_likelihood_fn output whose
         leading axis is not n.
     """
-    latent_dim = _check_count(latent_dim, "latent_dim")
-    num_samples = _check_count(num_samples, "num_samples", minimum=2)
+    latent_dim = _checks.count(latent_dim, "latent_dim")
+    num_samples = _checks.count(num_samples, "num_samples", minimum=2)
     prior_mean = _checks.as_float(prior_mean, "prior_mean")
     prior_log_var = _checks.as_float(prior_log_var, "prior_log_var")
     shape = _checks.broadcast_shape(
@@ -574,12 +586,13 @@ def log_evidence_importance_sampling(
       prior_log_var: prior log-variance, broadcastable to (..., d). Default 0.
 
     Returns:
-      MonteCarloEstimate(estimate, std_error), each of shape (...).
+      ``vae_edu.estimate.Estimate(mean, std_error)``, each of shape (...): ``mean`` is
+      the estimate of log p(x).
 
     Raises:
       ValueError: for num_samples < 2 or inconsistent shapes (names the shapes).
     """
-    num_samples = _check_count(num_samples, "num_samples", minimum=2)
+    num_samples = _checks.count(num_samples, "num_samples", minimum=2)
     log_w = _log_importance_weights(
         key, mean, log_var, log_likelihood_fn, num_samples, prior_mean, prior_log_var
     )

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
 import jax
@@ -37,13 +38,19 @@ import numpy as np
 from flax import nnx
 from tqdm.auto import tqdm
 
+from vae_edu import _checks
 from vae_edu import data as data_lib
 from vae_edu import elbo as elbo_lib
-from vae_edu.models import VAE
+from vae_edu.elbo import ELBOTerms
+from vae_edu.estimate import Estimate, mean_estimate, paired_difference
+from vae_edu.kl import kl_diag_gaussians, kl_mvn
+from vae_edu.latent import prior_cell_edges
+from vae_edu.models import VAE, as_latent_model
+from vae_edu.optimize import lbfgs_minimize
 
 __all__ = [
     "Estimate",
-    "ELBOSummary",
+    "ELBOTerms",
     "ActiveUnits",
     "QUICK_NUM_IMAGES",
     "QUICK_SEED",
@@ -64,24 +71,6 @@ __all__ = [
 #: QUICK_NUM_IMAGES test images, binarized and sampled with PRNGKey(QUICK_SEED).
 QUICK_NUM_IMAGES = 500
 QUICK_SEED = 0
-
-
-class Estimate(NamedTuple):
-    """A mean over test images (nats) and its standard error."""
-
-    mean: float
-    std_error: float
-
-    def __str__(self) -> str:
-        return f"{self.mean:.2f} +/- {self.std_error:.2f}"
-
-
-class ELBOSummary(NamedTuple):
-    """Dataset averages (nats per image) of the ELBO and its two terms."""
-
-    reconstruction: float
-    kl: float
-    elbo: float
 
 
 class ActiveUnits(NamedTuple):
@@ -116,12 +105,6 @@ def _split(model: VAE):
     return graphdef, nnx.to_pure_dict(state)
 
 
-def _check_count(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 def _pad_chunks(x: jax.Array, chunk: int) -> jax.Array:
     """(N, ...) -> (ceil(N / chunk), chunk, ...), zero-padded at the end."""
     n = x.shape[0]
@@ -131,38 +114,39 @@ def _pad_chunks(x: jax.Array, chunk: int) -> jax.Array:
 
 
 def _targets(images: jax.Array, key: jax.Array, draw: int, binarize: bool) -> jax.Array:
+    """Binarization draw ``draw`` of the evaluation key ``key`` (see binarization_key)."""
     if not binarize:
         return images
-    return data_lib.binarize(jax.random.fold_in(key, draw), images)
+    return data_lib.binarize(binarization_key(key, draw), images)
 
 
 def _summarise(per_image: np.ndarray) -> Estimate:
+    """``estimate.mean_estimate`` of the per-image values; one image gives SE = NaN."""
     per_image = np.asarray(per_image, np.float64)
-    n = per_image.shape[0]
-    se = float(np.std(per_image, ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
-    return Estimate(float(np.mean(per_image)), se)
+    if per_image.shape[0] == 1:  # no spread to measure from a single image
+        return Estimate(float(per_image[0]), float("nan"))
+    return mean_estimate(per_image)
 
 
 # ----------------------------------------------------------------------------- ELBO
 @functools.partial(jax.jit, static_argnames=("graphdef", "batch_size", "binarize"))
 def _per_image_elbo_terms(graphdef, params, x, key, draw, batch_size, binarize):
-    """ELBO terms (3, N) of binarization draw ``draw`` of x (N, D); see per_image_elbo."""
+    """ELBOTerms of (N,) arrays for binarization draw ``draw`` of x (N, D); see per_image_elbo."""
     n = x.shape[0]
-    x = _targets(x, jax.random.fold_in(key, 0), draw, binarize)
+    x = _targets(x, key, draw, binarize)
     key = jax.random.fold_in(jax.random.fold_in(key, 1), draw)
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n))
     model = nnx.merge(graphdef, params)
 
-    def one(k, xi):
-        t = model.elbo_terms(k, xi[None])
-        return jnp.stack([t.elbo[0], t.reconstruction[0], t.kl[0]])
+    def one(k, xi):  # one image: ELBOTerms of scalars
+        return jax.tree.map(lambda t: t[0], model.elbo_terms(k, xi[None]))
 
     def chunk(args):
         ks, xs = args
         return jax.vmap(one)(ks, xs)
 
     out = jax.lax.map(chunk, (_pad_chunks(keys, batch_size), _pad_chunks(x, batch_size)))
-    return out.reshape(-1, 3)[:n].T
+    return jax.tree.map(lambda t: t.reshape(-1)[:n], out)
 
 
 def per_image_elbo(
@@ -173,7 +157,7 @@ def per_image_elbo(
     binarize: bool = True,
     num_binarizations: int = 1,
     batch_size: int = 1000,
-) -> np.ndarray:
+) -> ELBOTerms:
     """ELBO terms of every image, averaged over binarization draws.
 
     ELBO(x) = log p(x | z) - KL(q(z|x) || N(0, I)),  z = mu + sigma * eps (one sample),
@@ -189,32 +173,32 @@ def per_image_elbo(
       batch_size: images per vectorised chunk (memory only; results do not depend on it).
 
     Returns:
-      (3, N) float64 array: rows elbo, reconstruction, kl.
+      ``ELBOTerms(elbo, reconstruction, kl)`` of (N,) float64 arrays (nats per image).
     """
-    num_binarizations = _check_count(num_binarizations, "num_binarizations")
-    batch_size = _check_count(batch_size, "batch_size")
+    num_binarizations = _checks.count(num_binarizations, "num_binarizations")
+    batch_size = _checks.count(batch_size, "batch_size")
     graphdef, params = _split(model)
     x = _as_images(images, model.config.input_dim)
     draws = num_binarizations if binarize else 1
     total = np.zeros((3, x.shape[0]))
     for r in range(draws):
-        total += np.asarray(
-            _per_image_elbo_terms(
-                graphdef, params, x, key, r, min(batch_size, x.shape[0]), binarize
-            ),
-            np.float64,
+        terms = _per_image_elbo_terms(
+            graphdef, params, x, key, r, min(batch_size, x.shape[0]), binarize
         )
-    return total / draws
+        total += np.stack([np.asarray(t, np.float64) for t in terms])
+    return ELBOTerms(*(total / draws))
 
 
 def elbo_terms_mean(
     model: VAE, images, key: jax.Array, *, binarize: bool = True, batch_size: int = 1000
-) -> ELBOSummary:
-    """Dataset means of the ELBO, reconstruction and KL terms (one binarization draw)."""
-    elbo, rec, kl = per_image_elbo(
-        model, images, key, binarize=binarize, batch_size=batch_size
-    ).mean(axis=1)
-    return ELBOSummary(float(rec), float(kl), float(elbo))
+) -> ELBOTerms:
+    """Dataset means of the ELBO, reconstruction and KL terms (one binarization draw).
+
+    Returns:
+      ``ELBOTerms(elbo, reconstruction, kl)`` of Python floats (nats per image).
+    """
+    terms = per_image_elbo(model, images, key, binarize=binarize, batch_size=batch_size)
+    return ELBOTerms(*(float(np.mean(t)) for t in terms))
 
 
 def test_elbo(
@@ -249,7 +233,7 @@ def test_elbo(
             binarize=binarize,
             num_binarizations=num_binarizations,
             batch_size=batch_size,
-        )[0]
+        ).elbo
     )
 
 
@@ -267,7 +251,7 @@ def quick_test_elbo(model: VAE, *, binarize: bool = True) -> float:
             jax.random.PRNGKey(QUICK_SEED),
             binarize=binarize,
             batch_size=QUICK_NUM_IMAGES,
-        )[0].mean()
+        ).elbo.mean()
     )
 
 
@@ -286,7 +270,7 @@ def _per_image_iwae(
     counts exactly the k real samples.
     """
     n = x.shape[0]
-    x = _targets(x, jax.random.fold_in(key, 0), draw, binarize)
+    x = _targets(x, key, draw, binarize)
     key = jax.random.fold_in(jax.random.fold_in(key, 1), draw)
     num_sample_chunks = -(-num_samples // sample_chunk)
     model = nnx.merge(graphdef, params)
@@ -332,8 +316,8 @@ def iwae_chunks(num_samples: int, sample_chunk: int) -> tuple[int, int]:
     get log weight -inf), so a prime k such as 997 with sample_chunk = 500 runs 2 chunks
     of 500, not 997 chunks of 1.
     """
-    num_samples = _check_count(num_samples, "num_samples")
-    size = min(_check_count(sample_chunk, "sample_chunk"), num_samples)
+    num_samples = _checks.count(num_samples, "num_samples")
+    size = min(_checks.count(sample_chunk, "sample_chunk"), num_samples)
     return size, -(-num_samples // size)
 
 
@@ -374,10 +358,10 @@ def per_image_iwae(
     Returns:
       (N,) float64 per-image draws hat L_k in nats.
     """
-    num_samples = _check_count(num_samples, "num_samples")
-    num_binarizations = _check_count(num_binarizations, "num_binarizations")
+    num_samples = _checks.count(num_samples, "num_samples")
+    num_binarizations = _checks.count(num_binarizations, "num_binarizations")
     sample_chunk, _ = iwae_chunks(num_samples, sample_chunk)
-    image_chunk = _check_count(image_chunk, "image_chunk")
+    image_chunk = _checks.count(image_chunk, "image_chunk")
     graphdef, params = _split(model)
     x = _as_images(images, model.config.input_dim)
     draws = num_binarizations if binarize else 1
@@ -515,7 +499,7 @@ def encode_dataset(
         x = data_lib.binarize(key, x)
     graphdef, params = _split(model)
     mean, log_var = _encode_all(
-        graphdef, params, x, min(_check_count(batch_size, "batch_size"), x.shape[0])
+        graphdef, params, x, min(_checks.count(batch_size, "batch_size"), x.shape[0])
     )
     return np.asarray(mean), np.asarray(log_var)
 
@@ -557,9 +541,520 @@ def kl_per_dimension(model: VAE, images=None, *, key: jax.Array | None = None) -
       images: default the MNIST test images.
       key: binarize the images with this key first (None: use them as they are).
     """
-    from vae_edu.kl import kl_diag_gaussians
-
     images = _default_test_images() if images is None else images
     mean, log_var = encode_dataset(model, images, key=key)
     per_dim = kl_diag_gaussians(jnp.asarray(mean)[..., None], jnp.asarray(log_var)[..., None])
     return np.asarray(per_dim, np.float64).mean(axis=0)
+
+
+# --------------------------------------------------------------------------------------
+# Latent space and model comparison (notebooks 05 and 07)
+# --------------------------------------------------------------------------------------
+#
+# The aggregate posterior q(z) = (1/N) sum_n N(z ; mu_n, diag sigma_n^2) is the
+# distribution of the code of a random image. Its moments (law of total variance)
+#
+#     E_q[z] = (1/N) sum_n mu_n,
+#     Cov_q[z] = (1/N) sum_n (mu_n - E_q[z]) (mu_n - E_q[z])^T + diag((1/N) sum_n sigma_n^2),
+#
+# and the codes counted in the n x n equal-prior-mass cells of vae_edu.latent say how
+# prior-like a latent space is. A model trained on alpha * D + beta * R sits at a point
+# (R, D) of the rate-distortion plane (Alemi et al. 2018):
+#
+#     rate R = E_x KL(q(z|x) || p(z)),  distortion D = -E_x E_q[log p(x|z)],
+#     ELBO = -(D + R).
+
+__all__ += [
+    "LatentSpaceStats",
+    "aggregate_posterior_moments",
+    "aggregate_kl_to_prior",
+    "prior_cell_fractions",
+    "latent_space_stats",
+    "binarization_key",
+    "IWAEGap",
+    "iwae_gaps",
+    "iwae_gap",
+    "RateDistortion",
+    "rate_distortion",
+    "SweepEntry",
+    "evaluate_sweep_entry",
+    "ImageRows",
+    "reconstructions_and_samples",
+    "PosteriorFit",
+    "optimal_posterior",
+]
+
+
+class LatentSpaceStats(NamedTuple):
+    """How prior-like a set of 2-D codes is.
+
+    Attributes:
+      code_mean: (d,) mean of the posterior means mu_n.
+      code_std: (d,) standard deviation of the posterior means.
+      aggregate_kl: KL(N(E_q[z], Cov_q[z]) || N(0, I)) of the aggregate posterior's
+        moments, nats: a lower bound on KL(q(z) || N(0, I)) itself (the Gaussian has the
+        largest entropy for given moments).
+      underpopulated_fraction: fraction of the n x n equal-prior-mass cells holding fewer
+        than ``min_share`` times their share 1/n^2 of the codes.
+      total_variation: (1/2) sum over cells of |fraction of codes - 1/n^2|, in [0, 1):
+        the fraction of codes that would have to move to other cells to match the prior.
+      cell_fractions: (n, n) fraction of the codes in each cell (row i: z_1, column j: z_2).
+    """
+
+    code_mean: np.ndarray
+    code_std: np.ndarray
+    aggregate_kl: float
+    underpopulated_fraction: float
+    total_variation: float
+    cell_fractions: np.ndarray
+
+
+def as_codes(means, name: str = "means", dim: int | None = None) -> np.ndarray:
+    """(N, d) finite codes with N >= 2 as float64 (``dim``: required d), else a ValueError."""
+    codes = np.asarray(means, np.float64)
+    if codes.ndim != 2 or codes.shape[0] < 2 or codes.shape[1] < 1:
+        raise ValueError(f"{name} must have shape (N, d) with N >= 2, got {codes.shape}")
+    if not np.all(np.isfinite(codes)):
+        raise ValueError(f"{name} contains NaN or inf")
+    if dim is not None and codes.shape[1] != dim:
+        raise ValueError(f"{name} must have shape (N, {dim}) for the 2-D grid, got {codes.shape}")
+    return codes
+
+
+def aggregate_posterior_moments(means, log_vars=None) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance of the aggregate posterior q(z) = (1/N) sum_n N(mu_n, diag sigma_n^2).
+
+    E_q[z]   = (1/N) sum_n mu_n
+    Cov_q[z] = (1/N) sum_n (mu_n - E_q[z])(mu_n - E_q[z])^T + diag((1/N) sum_n sigma_n^2)
+    (law of total variance: the spread of the centres plus the average width).
+
+    Args:
+      means: (N, d) posterior means mu_n.
+      log_vars: (N, d) posterior log-variances log sigma_n^2, or None for point codes
+        (sigma_n = 0).
+
+    Returns:
+      ``(mean (d,), cov (d, d))`` float64.
+
+    Raises:
+      ValueError: bad shapes (both named) or non-finite values.
+    """
+    codes = as_codes(means)
+    centre = codes.mean(axis=0)
+    deviations = codes - centre
+    cov = deviations.T @ deviations / codes.shape[0]
+    if log_vars is not None:
+        log_vars = np.asarray(log_vars, np.float64)
+        _checks.same_shape(log_vars, codes, "log_vars", "means")
+        if not np.all(np.isfinite(log_vars)):
+            raise ValueError("log_vars contains NaN or inf")
+        cov = cov + np.diag(np.exp(log_vars).mean(axis=0))
+    return centre, cov
+
+
+def aggregate_kl_to_prior(means, log_vars=None) -> float:
+    """KL(N(m, S) || N(0, I)) for the moments (m, S) of the aggregate posterior.
+
+    KL = 1/2 [ tr S + m^T m - d - log det S ]  (vae_edu.kl.kl_mvn with p = N(0, I)).
+
+    Only a lower bound on KL(q(z) || N(0, I)) for the aggregate posterior q(z) itself: the
+    cross-entropy term depends on q only through (m, S), and the Gaussian has the largest
+    entropy of all distributions with those moments.
+    Zero exactly when the codes have the prior's mean 0 and covariance I. It sees only the
+    first two moments: clusters and gaps inside the cloud do not change it.
+
+    Args:
+      means: (N, d) posterior means.
+      log_vars: (N, d) posterior log-variances, or None (point codes).
+
+    Returns:
+      The KL in nats (float).
+    """
+    mean, cov = aggregate_posterior_moments(means, log_vars)
+    d = mean.shape[0]
+    return float(kl_mvn(mean, cov, np.zeros(d), np.eye(d)))
+
+
+def prior_cell_fractions(codes, grid_size: int = 20) -> np.ndarray:
+    """Fraction of the codes in each cell of the n x n prior-quantile grid.
+
+    Cell (i, j) = [e_i, e_{i+1}) x [e_j, e_{j+1}) with e from
+    :func:`vae_edu.latent.prior_cell_edges`; under the prior N(0, I) every cell has
+    probability 1/n^2 (and holds one point of ``quantile_grid(n) x quantile_grid(n)``).
+
+    Args:
+      codes: (N, 2) codes.
+      grid_size: n, cells per axis.
+
+    Returns:
+      (n, n) float64 fractions summing to 1; entry [i, j] counts z_1 in cell i, z_2 in cell j.
+    """
+    codes = as_codes(codes, "codes", dim=2)
+    edges = prior_cell_edges(grid_size)
+    n = edges.shape[0] + 1
+    index = np.searchsorted(edges, codes, side="right")  # (N, 2) in 0..n-1
+    counts = np.bincount(index[:, 0] * n + index[:, 1], minlength=n * n)
+    return counts.reshape(n, n) / codes.shape[0]
+
+
+def latent_space_stats(
+    means, log_vars=None, *, grid_size: int = 20, min_share: float = 0.25
+) -> LatentSpaceStats:
+    """The numbers of :class:`LatentSpaceStats` for (N, 2) codes.
+
+    Args:
+      means: (N, 2) posterior means (the codes).
+      log_vars: (N, 2) posterior log-variances for the aggregate posterior, or None.
+      grid_size: n, cells per axis of the prior-quantile grid.
+      min_share: a cell is underpopulated if it holds less than min_share / n^2 of the codes.
+    """
+    codes = as_codes(means, dim=2)
+    min_share = _checks.positive_finite_scalar(min_share, "min_share")
+    fractions = prior_cell_fractions(codes, grid_size)
+    share = 1.0 / fractions.size
+    return LatentSpaceStats(
+        codes.mean(axis=0),
+        codes.std(axis=0),
+        aggregate_kl_to_prior(codes, log_vars),
+        float(np.mean(fractions < min_share * share)),
+        float(0.5 * np.abs(fractions - share).sum()),
+        fractions,
+    )
+
+
+def binarization_key(key: jax.Array, draw: int = 0) -> jax.Array:
+    """The key with which the evaluation functions binarize draw ``draw`` of ``key``.
+
+    fold_in(fold_in(key, 0), draw): :func:`per_image_elbo` and :func:`per_image_iwae` use
+    it (the samples of z use fold_in(key, 1)); passing it to :func:`kl_per_dimension` /
+    :func:`active_units` evaluates them on the very binary images the rate was computed on.
+    """
+    return jax.random.fold_in(jax.random.fold_in(key, 0), draw)
+
+
+# ----------------------------------------------------------------------------- IWAE gap
+class IWAEGap(NamedTuple):
+    """The bound L_k and the gap L_k - ELBO (nats per image).
+
+    Attributes:
+      k: number of importance samples.
+      bound: mean of L_k over the images and its SE (image-to-image spread included).
+      gap: mean of L_k - ELBO and its paired SE; in expectation a lower bound on the
+        average KL(q(z|x) || p(z|x)) (zero in expectation for k = 1).
+    """
+
+    k: int
+    bound: Estimate
+    gap: Estimate
+
+
+def iwae_gaps(bounds: Mapping[int, np.ndarray], elbo) -> dict[int, Estimate]:
+    """k -> paired estimate of the mean of L_k(x) - ELBO(x), for every k in ``bounds``, sorted.
+
+    Args:
+      bounds: k -> (N,) per-image L_k (:func:`per_image_iwae`).
+      elbo: (N,) per-image ELBO on the same images (``per_image_elbo(...)[0]``).
+
+    Raises:
+      ValueError: no bounds, or shapes that differ.
+    """
+    if not bounds:
+        raise ValueError("bounds must map at least one k to per-image values")
+    elbo = np.asarray(elbo, np.float64)
+    for k, values in bounds.items():
+        _checks.same_shape(values, elbo, f"bounds[{k}]", "elbo")
+    return {int(k): paired_difference(bounds[k], elbo) for k in sorted(bounds)}
+
+
+def iwae_gap(k: int, bounds: Mapping[int, np.ndarray], elbo) -> IWAEGap:
+    """:class:`IWAEGap` of the selected k: the bound L_k and the paired gap L_k - ELBO.
+
+    Raises:
+      ValueError: k not in ``bounds`` or shapes that differ.
+    """
+    gaps = iwae_gaps(bounds, elbo)
+    if k not in bounds:
+        raise ValueError(f"k = {k!r} is not one of the computed values {list(gaps)}")
+    return IWAEGap(int(k), mean_estimate(bounds[k]), gaps[int(k)])
+
+
+# ----------------------------------------------------------------------------- rate, distortion
+class RateDistortion(NamedTuple):
+    """A model's point in the rate-distortion plane (means over images, with SEs; nats).
+
+    Attributes:
+      rate: R = E_x KL(q(z|x) || p(z)).
+      distortion: D = -E_x E_q[log p(x|z)] (one reparameterized sample per image).
+      elbo: E_x ELBO(x) = -(D + R).
+    """
+
+    rate: Estimate
+    distortion: Estimate
+    elbo: Estimate
+
+    def weighted_loss(self, alpha: float = 1.0, beta: float = 1.0) -> float:
+        """alpha * D + beta * R: the training loss of weights (alpha, beta) at this point."""
+        return alpha * self.distortion.mean + beta * self.rate.mean
+
+
+def rate_distortion(
+    model: VAE, images, key: jax.Array, *, binarize: bool = True, num_binarizations: int = 1
+) -> RateDistortion:
+    """Rate R = E KL(q(z|x) || p(z)) and distortion D = -E log p(x|z) of a model on images.
+
+    Computed by :func:`per_image_elbo` (closed-form KL, one reparameterized sample of z per
+    image and binarization draw), so ELBO = -(D + R) holds image by image.
+
+    Args:
+      model: the VAE.
+      images: (N, 28, 28) uint8 or (N, 784) floats in [0, 1], N >= 2.
+      key: PRNG key (binarization draw r uses ``binarization_key(key, r)``).
+      binarize: dynamically binarize the targets (True) or use the grayscale pixels.
+      num_binarizations: binarization draws averaged per image.
+
+    Returns:
+      :class:`RateDistortion`.
+    """
+    elbo, reconstruction, kl = per_image_elbo(
+        model, images, key, binarize=binarize, num_binarizations=num_binarizations
+    )
+    return RateDistortion(
+        mean_estimate(kl),
+        mean_estimate(-reconstruction),
+        mean_estimate(elbo),
+    )
+
+
+class SweepEntry(NamedTuple):
+    """One model of the beta sweep, evaluated.
+
+    Attributes:
+      name: e.g. ``"beta_1"``.
+      model: the VAE.
+      alpha, beta: the weights it was trained with (loss alpha * D + beta * R).
+      point: its :class:`RateDistortion`.
+      kl_per_dimension: (d,) E_x KL(q(z_j|x) || N(0, 1)) per latent dimension (nats).
+      activity: (d,) A_j = Var_x(E_q[z_j | x]) (Burda et al. 2016, section 5.2).
+      active_units: number of j with A_j > threshold.
+      threshold: the activity threshold (0.01).
+    """
+
+    name: str
+    model: VAE
+    alpha: float
+    beta: float
+    point: RateDistortion
+    kl_per_dimension: np.ndarray
+    activity: np.ndarray
+    active_units: int
+    threshold: float
+
+    @property
+    def ratio(self) -> float:
+        """beta / alpha, the only weight that matters for the optimum (inf if alpha = 0)."""
+        return self.beta / self.alpha if self.alpha > 0 else math.inf
+
+
+def evaluate_sweep_entry(
+    name: str,
+    model: VAE,
+    images,
+    key: jax.Array,
+    *,
+    beta: float,
+    alpha: float = 1.0,
+    threshold: float = 0.01,
+) -> SweepEntry:
+    """Rate, distortion, KL per dimension and active units of one model, on one binarization.
+
+    All four use the same binary images (``binarization_key(key, 0)``), so the KL per
+    dimension sums to the rate exactly (up to float rounding).
+
+    Args:
+      name: a label.
+      model: the VAE.
+      images: (N, 28, 28) uint8 or (N, 784) in [0, 1], N >= 2.
+      key: PRNG key (as :func:`rate_distortion`).
+      beta, alpha: the training weights of the model (for labels and the loss line).
+      threshold: activity threshold of an active unit.
+
+    Returns:
+      :class:`SweepEntry`.
+    """
+    for label, value in (("alpha", alpha), ("beta", beta), ("threshold", threshold)):
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{label} must be a finite number >= 0, got {value!r}")
+    point = rate_distortion(model, images, key)
+    bkey = binarization_key(key, 0)
+    per_dim = kl_per_dimension(model, images, key=bkey)
+    units = active_units(model, images, key=bkey, threshold=threshold)
+    return SweepEntry(
+        str(name),
+        model,
+        float(alpha),
+        float(beta),
+        point,
+        per_dim,
+        units.activity,
+        units.count,
+        float(threshold),
+    )
+
+
+class ImageRows(NamedTuple):
+    """Pictures of one model (each (n, H, W) floats in [0, 1]).
+
+    Attributes:
+      originals: the binarized test images fed to the encoder.
+      reconstructions: E[x | z = mu(x)] = sigmoid(f(mu(x))), the decoder at the posterior mean.
+      samples: E[x | z] for z ~ N(0, I) prior draws.
+    """
+
+    originals: np.ndarray
+    reconstructions: np.ndarray
+    samples: np.ndarray
+
+
+def reconstructions_and_samples(model, images, key: jax.Array, num: int = 8) -> ImageRows:
+    """Reconstructions of ``num`` binarized test images and ``num`` decoded prior samples.
+
+    With key1, key2 = split(key): x = binarize(key1, images[:num]); z ~ N(0, I) drawn with
+    key2. The same key gives the same images and codes for every model of the same latent
+    size, so models can be compared picture by picture.
+
+    Args:
+      model: a VAE or :class:`vae_edu.models.LatentModel`.
+      images: (N, 28, 28) uint8 or floats in [0, 1], N >= num.
+      key: PRNG key.
+      num: how many of each.
+
+    Returns:
+      :class:`ImageRows`.
+    """
+    num = _checks.count(num, "num")
+    latent = as_latent_model(model)
+    arr = np.asarray(images)
+    if arr.shape[0] < num:
+        raise ValueError(f"images has {arr.shape[0]} images, fewer than num={num}")
+    first = arr[:num]
+    pixels = np.asarray(data_lib.prepare_images(first, latent.config.input_dim))
+    binarize_key, sample_key = jax.random.split(key)
+    x = data_lib.binarize(binarize_key, pixels.reshape(first.shape))
+    x = np.asarray(x).reshape((num,) + latent.image_shape)
+    reconstructions = latent.decode(latent.encode(x))
+    z = np.asarray(jax.random.normal(sample_key, (num, latent.latent_dim)))
+    return ImageRows(x, reconstructions, latent.decode(z))
+
+
+# ----------------------------------------------------------------------------- alpha vs beta
+class PosteriorFit(NamedTuple):
+    """Diagonal Gaussians q fitted to maximise alpha * E_q[log p(x|z)] - beta * KL(q || p).
+
+    Attributes:
+      mean, log_var: (..., d) parameters of q, one per image.
+      reconstruction: (...) E_q[log p(x|z)] at the optimum (the fixed-noise average).
+      kl: (...) KL(q || N(0, I)) at the optimum.
+      objective: (...) alpha * reconstruction - beta * kl.
+    """
+
+    mean: np.ndarray
+    log_var: np.ndarray
+    reconstruction: np.ndarray
+    kl: np.ndarray
+    objective: np.ndarray
+
+
+@functools.partial(jax.jit, static_argnames=("log_likelihood_fn", "num_steps"))
+def _fit_posteriors(log_likelihood_fn, x, eps, alpha, beta, mean0, log_var0, num_steps):
+    """L-BFGS on every row of x (B, D) from (mean0, log_var0) (B, d); see optimal_posterior."""
+
+    def terms(params, xi):
+        mean, log_var = params
+        z = mean + jnp.exp(0.5 * log_var) * eps
+        return jnp.mean(log_likelihood_fn(xi, z)), kl_diag_gaussians(mean, log_var)
+
+    def fit_one(xi, m0, v0):
+        def loss(params):
+            reconstruction, kl = terms(params, xi)
+            return -(alpha * reconstruction - beta * kl)
+
+        params = lbfgs_minimize(loss, (m0, v0), num_steps)
+        reconstruction, kl = terms(params, xi)
+        return params[0], params[1], reconstruction, kl
+
+    return jax.vmap(fit_one)(x, mean0, log_var0)
+
+
+def optimal_posterior(
+    log_likelihood_fn: Callable,
+    x,
+    eps,
+    *,
+    alpha: float = 1.0,
+    beta: float = 1.0,
+    init_mean=None,
+    init_log_var=None,
+    num_steps: int = 100,
+) -> PosteriorFit:
+    """Fits q(z|x) = N(m, diag exp(v)) to each image by L-BFGS on the weighted ELBO.
+
+    J(m, v) = alpha * (1/L) sum_l log p(x | m + exp(v/2) * eps_l) - beta * KL(q || N(0, I))
+
+    with *fixed* noise eps (common random numbers: J is then a deterministic function of
+    (m, v), so its maximiser is well defined), maximised by
+    :func:`vae_edu.optimize.lbfgs_minimize` on -J. The decoder is held fixed: this is the
+    best q for it, not an amortised encoder. For alpha > 0, J_{alpha, beta} =
+    alpha * J_{1, beta/alpha}: both have the same maximiser, so only beta/alpha matters.
+    For a decoder log-likelihood quadratic in z (linear-Gaussian) and eps with exact
+    sample moments (mean 0, covariance I), J equals the exact weighted ELBO.
+
+    Args:
+      log_likelihood_fn: ``(x, z) -> log p(x | z)`` mapping one image x (D,) and codes
+        z (L, d) to (L,). Compiled once per function object: define it once and reuse it.
+      x: (D,) one image or (B, D) images.
+      eps: (L, d) standard-normal noise, shared by all images and weights.
+      alpha, beta: weights, both > 0 (beta = 0 has no maximiser in v).
+      init_mean, init_log_var: starting point, shaped like x's batch plus (d,)
+        (default zeros, i.e. the prior).
+      num_steps: L-BFGS iterations (zoom line search).
+
+    Returns:
+      :class:`PosteriorFit` of numpy arrays (batch shape of x).
+
+    Raises:
+      ValueError: non-positive weights or shapes that do not fit together.
+    """
+    for label, value in (("alpha", alpha), ("beta", beta)):
+        _checks.positive_finite_scalar(value, label)
+    num_steps = _checks.count(num_steps, "num_steps")
+    eps = jnp.asarray(eps, jnp.float32)
+    if eps.ndim != 2:
+        raise ValueError(f"eps must have shape (L, d), got {eps.shape}")
+    x = jnp.asarray(x, jnp.float32)
+    if x.ndim not in (1, 2):
+        raise ValueError(f"x must have shape (D,) or (B, D), got {x.shape}")
+    batch = x.shape[:-1]
+    expected = batch + (eps.shape[1],)
+    starts = []
+    for label, value in (("init_mean", init_mean), ("init_log_var", init_log_var)):
+        value = (
+            jnp.zeros(expected, jnp.float32) if value is None else jnp.asarray(value, jnp.float32)
+        )
+        if value.shape != expected:
+            raise ValueError(
+                f"{label} has shape {value.shape} but x has shape {x.shape} "
+                f"and eps has shape {eps.shape}; expected {expected}"
+            )
+        starts.append(value.reshape(-1, eps.shape[1]))
+    out = _fit_posteriors(
+        log_likelihood_fn,
+        x.reshape(-1, x.shape[-1]),
+        eps,
+        jnp.float32(alpha),
+        jnp.float32(beta),
+        *starts,
+        num_steps,
+    )
+    mean, log_var, reconstruction, kl = (np.asarray(o).reshape(batch + o.shape[1:]) for o in out)
+    objective = alpha * reconstruction.astype(np.float64) - beta * kl.astype(np.float64)
+    return PosteriorFit(mean, log_var, reconstruction, kl, objective)

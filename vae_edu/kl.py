@@ -32,12 +32,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import solve_triangular
-from jax.scipy.special import rel_entr
+from jax.scipy.special import logsumexp, rel_entr
+from jax.scipy.stats import norm
 
 from vae_edu import _checks
+from vae_edu.estimate import Estimate, mean_and_standard_error
+from vae_edu.optimize import lbfgs_minimize
 
 __all__ = [
-    "MonteCarloEstimate",
     "kl_categorical",
     "kl_diag_gaussians",
     "kl_monte_carlo",
@@ -45,36 +47,9 @@ __all__ = [
 ]
 
 
-class MonteCarloEstimate(NamedTuple):
-    """A Monte Carlo estimate with its standard error.
-
-    Attributes:
-      estimate: (...) the sample mean (1/n) sum_i f(z_i).
-      std_error: (...) its standard error, sample std (ddof=1) / sqrt(n). An interval
-        estimate +- 2 std_error covers the exact value about 95% of the time.
-    """
-
-    estimate: jax.Array
-    std_error: jax.Array
-
-
-def _concrete(x) -> np.ndarray | None:
-    """``x`` as a NumPy array, or None when it is a tracer (inside jit / vmap / grad)."""
-    if isinstance(x, jax.core.Tracer):
-        return None
-    return np.asarray(x)
-
-
 def _tolerance(dtype) -> float:
     """Relative tolerance for "equal up to rounding" checks: sqrt(machine epsilon)."""
     return float(np.sqrt(np.finfo(dtype).eps))
-
-
-def _batch_index(bad: np.ndarray) -> str:
-    """Names the batch index of the first True entry of ``bad`` ("" if unbatched)."""
-    if np.ndim(bad) == 0:
-        return ""
-    return f" at batch index {tuple(int(i) for i in np.argwhere(bad)[0])}"
 
 
 def kl_diag_gaussians(mean_q, log_var_q, mean_p=0.0, log_var_p=0.0):
@@ -114,7 +89,11 @@ def kl_diag_gaussians(mean_q, log_var_q, mean_p=0.0, log_var_p=0.0):
       (...) the KL divergence in nats, one value per leading index.
 
     Raises:
-      ValueError: if the arguments have no event axis or do not broadcast (names the shapes).
+      TypeError: an argument that is not real numbers (e.g. complex; names it).
+      ValueError: if the arguments have no event axis or do not broadcast (names the shapes);
+        if an argument is concrete (not traced under jit / vmap / grad) and holds NaN or
+        inf (names the argument and the batch index). Under a transformation a NaN or
+        inf input gives a NaN or inf KL.
     """
     mean_q = _checks.as_float(mean_q, "mean_q")
     log_var_q = _checks.as_float(log_var_q, "log_var_q")
@@ -129,6 +108,13 @@ def kl_diag_gaussians(mean_q, log_var_q, mean_p=0.0, log_var_p=0.0):
             f"mean_p {jnp.shape(mean_p)} / log_var_p {jnp.shape(log_var_p)} have more axes "
             f"than mean_q {jnp.shape(mean_q)}"
         )
+    for name, arr in (
+        ("mean_q", mean_q),
+        ("log_var_q", log_var_q),
+        ("mean_p", mean_p),
+        ("log_var_p", log_var_p),
+    ):
+        _checks.finite(arr, name)
     return _kl_diag_gaussians(mean_q, log_var_q, mean_p, log_var_p)
 
 
@@ -202,7 +188,7 @@ def _check_mvn_shapes(mean, cov, mean_name: str, cov_name: str) -> None:
 
 def _check_covariance_values(cov, name: str) -> None:
     """If ``cov`` is concrete, a ValueError unless it is finite and symmetric."""
-    concrete = _concrete(cov)
+    concrete = _checks.concrete(cov)
     if concrete is None:
         return
     if not np.all(np.isfinite(concrete)):
@@ -212,14 +198,14 @@ def _check_covariance_values(cov, name: str) -> None:
     not_symmetric = asymmetry > _tolerance(concrete.dtype) * scale
     if np.any(not_symmetric):
         raise ValueError(
-            f"{name} is not symmetric{_batch_index(not_symmetric)}: "
+            f"{name} is not symmetric{_checks.batch_index(not_symmetric)}: "
             "a covariance matrix must equal its transpose"
         )
 
 
 def _check_cholesky_factor(factor, name: str) -> None:
     """If ``factor`` is concrete, a ValueError unless the factorisation of ``name`` succeeded."""
-    values = _concrete(factor)
+    values = _checks.concrete(factor)
     if values is None:
         return
     diagonal = np.diagonal(values, axis1=-2, axis2=-1)
@@ -227,7 +213,7 @@ def _check_cholesky_factor(factor, name: str) -> None:
     failed = ~np.all(np.isfinite(values), axis=(-2, -1)) | np.any(diagonal <= 0, axis=-1)
     if np.any(failed):
         raise ValueError(
-            f"{name} is not positive definite{_batch_index(failed)}: its Cholesky "
+            f"{name} is not positive definite{_checks.batch_index(failed)}: its Cholesky "
             "factorisation failed (a covariance needs all eigenvalues > 0, numerically "
             "well above rounding)"
         )
@@ -341,7 +327,7 @@ def _kl_mvn_and_cholesky_factors(mean_q, cov_q, mean_p, cov_p):
 
 def _check_probability_vectors(x, name: str) -> None:
     """If ``x`` is concrete, a ValueError unless every row (last axis) is a probability vector."""
-    concrete = _concrete(x)
+    concrete = _checks.concrete(x)
     if concrete is None:
         return
     if not np.all(np.isfinite(concrete)):
@@ -418,7 +404,7 @@ def _kl_categorical(p, q):
     return jnp.sum(rel_entr(p, q), axis=-1)
 
 
-def kl_monte_carlo(samples_q, log_q: Callable, log_p: Callable) -> MonteCarloEstimate:
+def kl_monte_carlo(samples_q, log_q: Callable, log_p: Callable) -> Estimate:
     r"""Monte Carlo estimate of KL(q || p) from draws z_1, ..., z_n ~ q.
 
         KL(q || p) ~= (1/n) sum_i [ log q(z_i) - log p(z_i) ]
@@ -436,8 +422,10 @@ def kl_monte_carlo(samples_q, log_q: Callable, log_p: Callable) -> MonteCarloEst
       log_p: callable mapping the (n, ...) samples to log p(z_i), same shape as log_q's.
 
     Returns:
-      MonteCarloEstimate(estimate, std_error), each of the shape of log_q(samples_q)
-      without its leading sample axis.
+      ``vae_edu.estimate.Estimate(mean, std_error)``, each of the shape of
+      log_q(samples_q) without its leading sample axis (a NamedTuple: ``est, se =
+      kl_monte_carlo(...)`` unpacks it). mean +- 2 std_error covers the exact value about
+      95% of the time.
 
     Raises:
       ValueError: if there are fewer than 2 samples, or log_q / log_p return arrays whose
@@ -458,13 +446,204 @@ def kl_monte_carlo(samples_q, log_q: Callable, log_p: Callable) -> MonteCarloEst
             f"samples_q has shape {samples_q.shape} but log_q(samples_q) has shape "
             f"{log_q_values.shape}; the log densities must keep the leading sample axis ({n})"
         )
-    return _mean_and_standard_error(log_q_values - log_p_values)
+    return mean_and_standard_error(log_q_values - log_p_values)
+
+
+# --------------------------------------------------------------------------------------
+# Lessons of notebook 02: KL by quadrature, forward against reverse KL for a mixture.
+#
+# The integrals over x are trapezoidal quadrature on a fixed grid (QUADRATURE_GRID); the
+# best single Gaussian for each direction is found by L-BFGS (vae_edu.optimize) on
+# gradients from jax.grad.
+# --------------------------------------------------------------------------------------
+
+__all__ += [
+    "QUADRATURE_GRID",
+    "ForwardReverseFits",
+    "GaussianFit",
+    "StandardNormalKL",
+    "fit_forward_reverse",
+    "kl_on_grid",
+    "kl_to_standard_normal",
+    "mixture_log_density",
+]
+
+# x-grid for every integral of the lesson: [-25, 25] in steps of 0.01. Wide enough that
+# the mixtures (components at +-separation/2 <= +-5, unit variance) and every Gaussian the
+# fits can reach have negligible mass outside it, fine enough that the trapezoid rule is
+# accurate to far better than the 3-4 decimals the notebook prints.
+QUADRATURE_GRID = np.linspace(-25.0, 25.0, 5001)
+
+# Candidate initial means for the reverse-KL fit (see fit_forward_reverse).
+_REVERSE_INIT_MEANS = np.linspace(-8.0, 8.0, 161)
+_LBFGS_STEPS = 60
+
+
+class GaussianFit(NamedTuple):
+    """A fitted univariate Gaussian N(mean, std^2) and the KL value it reached (nats)."""
+
+    mean: float
+    std: float
+    kl: float
+
+
+class ForwardReverseFits(NamedTuple):
+    """The two best single-Gaussian approximations q of a mixture p.
+
+    Attributes:
+      forward: argmin_q KL(p || q) and the minimum (mass-covering; equals moment matching).
+      reverse: argmin_q KL(q || p) and the minimum (mode-seeking).
+    """
+
+    forward: GaussianFit
+    reverse: GaussianFit
+
+
+class StandardNormalKL(NamedTuple):
+    """KL(q || N(0, 1)) of q = N(mu, sigma^2), two ways (Python floats, nats).
+
+    Attributes:
+      kl: the closed form (:func:`kl_diag_gaussians`).
+      kl_quadrature: the area under the integrand q log(q / p) on :data:`QUADRATURE_GRID`.
+    """
+
+    kl: float
+    kl_quadrature: float
+
+
+def _check_mixture(separation, weight) -> None:
+    if not np.isfinite(separation) or separation < 0:
+        raise ValueError(f"separation must be a finite number >= 0, got {separation}")
+    if not 0.0 < weight < 1.0:
+        raise ValueError(f"weight must lie strictly between 0 and 1, got {weight}")
+
+
+def mixture_log_density(x, separation, weight=0.5):
+    r"""Log-density of the two-component mixture used in the forward/reverse demo.
+
+        p(x) = (1 - w) N(x; -s/2, 1) + w N(x; s/2, 1)
+
+    computed as a logsumexp of the weighted component log-densities (no underflow far in
+    the tails). Its mean is (2w - 1) s/2 and its variance 1 + w (1 - w) s^2.
+
+    Args:
+      x: (...) points at which to evaluate.
+      separation: s >= 0, the distance between the two component means.
+      weight: w in (0, 1), the weight of the right-hand component.
+
+    Returns:
+      (...) log p(x).
+    """
+    x = jnp.asarray(x, dtype=jnp.result_type(float))
+    half = 0.5 * separation
+    left = jnp.log1p(-weight) + norm.logpdf(x, -half, 1.0)
+    right = jnp.log(weight) + norm.logpdf(x, half, 1.0)
+    return logsumexp(jnp.stack([left, right]), axis=0)
+
+
+def kl_on_grid(log_a, log_b, grid):
+    r"""KL(a || b) = int a(x) (log a(x) - log b(x)) dx by the trapezoid rule on ``grid``.
+
+    Args:
+      log_a, log_b: (n,) log-densities tabulated on ``grid``.
+      grid: (n,) increasing points x.
+
+    Returns:
+      () the quadrature value (nats).
+    """
+    return jnp.trapezoid(jnp.exp(log_a) * (log_a - log_b), grid)
 
 
 @jax.jit
-def _mean_and_standard_error(values) -> MonteCarloEstimate:
-    """Sample mean over the leading axis and its standard error std(ddof=1) / sqrt(n)."""
-    n = values.shape[0]
-    return MonteCarloEstimate(
-        jnp.mean(values, axis=0), jnp.std(values, axis=0, ddof=1) / np.sqrt(n)
+def _fit(separation, weight):
+    grid = jnp.asarray(QUADRATURE_GRID)
+    log_p = mixture_log_density(grid, separation, weight)
+
+    def log_q(params):  # params = (mean, log_std)
+        return norm.logpdf(grid, params[0], jnp.exp(params[1]))
+
+    def forward(params):
+        return kl_on_grid(log_p, log_q(params), grid)
+
+    def reverse(params):
+        return kl_on_grid(log_q(params), log_p, grid)
+
+    # Forward KL is convex in (mean, log_std): any start reaches the optimum.
+    forward_params = lbfgs_minimize(forward, jnp.zeros(2), _LBFGS_STEPS)
+
+    # Reverse KL has one local minimum per mode, so start at the best unit-variance
+    # Gaussian on a grid of means. With a symmetric mixture the two modes tie up to
+    # rounding; taking the right-most candidate within 1e-5 of the best keeps the choice
+    # identical on every machine.
+    init_means = jnp.asarray(_REVERSE_INIT_MEANS)
+    candidates = jax.vmap(lambda m: reverse(jnp.stack([m, 0.0])))(init_means)
+    near_best = candidates <= jnp.min(candidates) + 1e-5
+    start = init_means[jnp.max(jnp.where(near_best, jnp.arange(init_means.size), -1))]
+    reverse_params = lbfgs_minimize(reverse, jnp.stack([start, 0.0]), _LBFGS_STEPS)
+
+    return (forward_params, forward(forward_params), reverse_params, reverse(reverse_params))
+
+
+def fit_forward_reverse(separation: float, weight: float = 0.5) -> ForwardReverseFits:
+    r"""Fits one Gaussian q = N(m, s^2) to the mixture p of :func:`mixture_log_density`.
+
+    Forward (inclusive) KL, mass-covering:
+
+        q_fwd = argmin_q KL(p || q) = argmin_q int p(x) log(p(x) / q(x)) dx
+
+    whose exact solution matches the moments of p (m = E_p[x], s^2 = Var_p[x]).
+
+    Reverse (exclusive) KL, mode-seeking -- the direction a VAE's ELBO uses:
+
+        q_rev = argmin_q KL(q || p) = argmin_q int q(x) log(q(x) / p(x)) dx
+
+    Both integrals are trapezoidal quadrature on :data:`QUADRATURE_GRID`; both minimisations
+    run 60 L-BFGS steps (:func:`vae_edu.optimize.lbfgs_minimize`) over (m, log s) with
+    ``jax.grad`` gradients. The reverse fit starts at the best unit-variance Gaussian over a
+    grid of means (ties go to the right-hand mode).
+
+    Args:
+      separation: s >= 0, distance between the mixture's component means (use s <= 10).
+      weight: w in (0, 1), weight of the right-hand component.
+
+    Returns:
+      ForwardReverseFits(forward, reverse), each a GaussianFit(mean, std, kl) of Python floats.
+
+    Raises:
+      ValueError: if separation is negative or not finite, or weight is outside (0, 1).
+    """
+    _check_mixture(separation, weight)
+    fwd, fwd_kl, rev, rev_kl = jax.device_get(_fit(float(separation), float(weight)))
+    return ForwardReverseFits(
+        forward=GaussianFit(float(fwd[0]), float(np.exp(fwd[1])), float(fwd_kl)),
+        reverse=GaussianFit(float(rev[0]), float(np.exp(rev[1])), float(rev_kl)),
     )
+
+
+def kl_to_standard_normal(mu, sigma) -> StandardNormalKL:
+    r"""KL(q || N(0, 1)) for q = N(mu, sigma^2), by the closed form and by quadrature.
+
+        KL(q || N(0, 1)) = 1/2 (mu^2 + sigma^2 - 1 - log sigma^2)
+                         = int q(x) log(q(x) / p(x)) dx
+
+    The closed form is :func:`kl_diag_gaussians` with one dimension; the integral is
+    :func:`kl_on_grid` on :data:`QUADRATURE_GRID`.
+
+    Args:
+      mu: mean of q.
+      sigma: standard deviation of q, > 0.
+
+    Returns:
+      StandardNormalKL(kl, kl_quadrature) as Python floats.
+
+    Raises:
+      ValueError: if sigma is not a positive finite number.
+    """
+    if not (np.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"sigma must be a positive finite number, got {sigma}")
+    log_var = 2.0 * np.log(sigma)
+    kl = float(kl_diag_gaussians(jnp.array([mu]), jnp.array([log_var])))
+    grid = jnp.asarray(QUADRATURE_GRID)
+    log_q = norm.logpdf(grid, mu, sigma)
+    kl_quadrature = float(kl_on_grid(log_q, norm.logpdf(grid, 0.0, 1.0), grid))
+    return StandardNormalKL(kl, kl_quadrature)

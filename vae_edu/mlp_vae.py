@@ -25,6 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from vae_edu import data
+
 __all__ = [
     "BUDGET",
     "Budget",
@@ -203,8 +205,6 @@ def training_images(budget: Budget = BUDGET) -> np.ndarray:
     """The binarized training images (float32 0/1, (num_train_images, 784)), shuffled once.
 
     Cached: the same read-only array on every call."""
-    from vae_edu import data
-
     images = data.to_unit_interval(data.load_mnist("train").images[: budget.num_train_images])
     images = jnp.asarray(images, jnp.float32).reshape(-1, 784)
     key = jax.random.key(budget.data_seed)
@@ -218,8 +218,6 @@ def training_images(budget: Budget = BUDGET) -> np.ndarray:
 @functools.lru_cache(maxsize=2)
 def test_images(budget: Budget = BUDGET) -> np.ndarray:
     """The binarized test images (float32 0/1, (num_test_images, 784)); cached, read-only."""
-    from vae_edu import data
-
     images = data.to_unit_interval(data.load_mnist("test").images[: budget.num_test_images])
     images = jnp.asarray(images, jnp.float32).reshape(-1, 784)
     out = np.array(data.binarize(jax.random.key(budget.data_seed), images), np.float32)

@@ -31,10 +31,8 @@ Example::
 
 from __future__ import annotations
 
-import dataclasses
-import json
+import functools
 import math
-from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -43,121 +41,14 @@ from flax import nnx
 
 from vae_edu import elbo as elbo_lib
 from vae_edu import kl as kl_lib
+from vae_edu.config import ACTIVATIONS, LIKELIHOODS, VAEConfig  # moved; re-exported here
+from vae_edu.data import prepare_images
+from vae_edu.elbo import ELBOTerms
 
-__all__ = ["VAEConfig", "VAE", "LossTerms", "ACTIVATIONS", "LIKELIHOODS", "count_parameters"]
+__all__ = ["VAEConfig", "VAE", "ACTIVATIONS", "LIKELIHOODS", "count_parameters"]
 
-ACTIVATIONS = {
-    "relu": jax.nn.relu,
-    "tanh": jnp.tanh,
-    "softplus": jax.nn.softplus,
-    "elu": jax.nn.elu,
-    "gelu": jax.nn.gelu,
-}
-LIKELIHOODS = ("bernoulli", "gaussian")
 #: The encoder's log-variances are clipped to [-LOG_VAR_LIMIT, LOG_VAR_LIMIT].
 LOG_VAR_LIMIT = 30.0
-
-
-@dataclasses.dataclass(frozen=True)
-class VAEConfig:
-    """The architecture of a :class:`VAE` (frozen, hashable, JSON-serialisable).
-
-    Attributes:
-      input_dim: number of pixels D (784 for MNIST).
-      hidden_sizes: widths of the encoder's hidden layers, e.g. ``(512, 256)`` for
-        784-512-256-d. The decoder mirrors them (d-256-512-784) unless
-        ``decoder_hidden_sizes`` is given.
-      latent_dim: dimension d of z.
-      decoder_hidden_sizes: the decoder's hidden widths (from z to x); ``None`` = mirror.
-      activation: one of :data:`ACTIVATIONS`.
-      likelihood: ``"bernoulli"`` (logits) or ``"gaussian"`` (mean sigmoid(logits) and a
-        fixed variance exp(gaussian_log_var)).
-      gaussian_log_var: log sigma^2 of the Gaussian decoder; ignored for Bernoulli.
-    """
-
-    input_dim: int = 784
-    hidden_sizes: tuple[int, ...] = (400,)
-    latent_dim: int = 20
-    decoder_hidden_sizes: tuple[int, ...] | None = None
-    activation: str = "relu"
-    likelihood: str = "bernoulli"
-    gaussian_log_var: float = 0.0
-
-    def __post_init__(self):
-        # Normalise lists (e.g. from JSON) to tuples so the config stays hashable.
-        object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
-        if self.decoder_hidden_sizes is not None:
-            object.__setattr__(
-                self, "decoder_hidden_sizes", tuple(int(h) for h in self.decoder_hidden_sizes)
-            )
-        for name in ("input_dim", "latent_dim"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name, sizes in (
-            ("hidden_sizes", self.hidden_sizes),
-            ("decoder_hidden_sizes", self.decoder_hidden_sizes or ()),
-        ):
-            if any(h < 1 for h in sizes):
-                raise ValueError(f"{name} must be positive integers, got {sizes}")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(
-                f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}"
-            )
-        if self.likelihood not in LIKELIHOODS:
-            raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
-        if not math.isfinite(self.gaussian_log_var):
-            raise ValueError(f"gaussian_log_var must be finite, got {self.gaussian_log_var}")
-
-    @property
-    def decoder_sizes(self) -> tuple[int, ...]:
-        """The decoder's hidden widths, from z towards x."""
-        if self.decoder_hidden_sizes is not None:
-            return self.decoder_hidden_sizes
-        return tuple(reversed(self.hidden_sizes))
-
-    def describe(self) -> str:
-        """A short name such as ``"784-512-256-32 (relu, bernoulli)"``."""
-        sizes = "-".join(str(s) for s in (self.input_dim, *self.hidden_sizes, self.latent_dim))
-        return f"{sizes} ({self.activation}, {self.likelihood})"
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-compatible dict (tuples become lists)."""
-        out = dataclasses.asdict(self)
-        out["hidden_sizes"] = list(self.hidden_sizes)
-        if self.decoder_hidden_sizes is not None:
-            out["decoder_hidden_sizes"] = list(self.decoder_hidden_sizes)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> VAEConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise a ValueError naming them."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown VAEConfig fields {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**data)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> VAEConfig:
-        return cls.from_dict(json.loads(text))
-
-
-class LossTerms(NamedTuple):
-    """Batch averages (nats per example) returned next to the loss.
-
-    Attributes:
-      reconstruction: mean over the batch of log p(x | z), z ~ q(z | x) (one sample).
-      kl: mean over the batch of KL(q(z | x) || p(z)) (closed form).
-      elbo: reconstruction - kl, the *unweighted* ELBO whatever alpha and beta are.
-    """
-
-    reconstruction: jax.Array
-    kl: jax.Array
-    elbo: jax.Array
 
 
 class MLP(nnx.Module):
@@ -285,7 +176,7 @@ class VAE(nnx.Module):
         )
 
     # ----------------------------------------------------------------------------- the loss
-    def elbo_terms(self, key: jax.Array, x: jax.Array) -> elbo_lib.ELBOTerms:
+    def elbo_terms(self, key: jax.Array, x: jax.Array) -> ELBOTerms:
         """Per-example ELBO terms with one reparameterized sample and the closed-form KL.
 
         ELBO(x) = E_q[log p(x | z)] - KL(q(z | x) || N(0, I))   (Kingma & Welling eq. 10)
@@ -310,7 +201,7 @@ class VAE(nnx.Module):
 
     def loss(
         self, key: jax.Array, x: jax.Array, *, beta: float = 1.0, alpha: float = 1.0
-    ) -> tuple[jax.Array, LossTerms]:
+    ) -> tuple[jax.Array, ELBOTerms]:
         """The training loss: mean over the batch of -alpha * recon + beta * KL.
 
         Args:
@@ -320,8 +211,10 @@ class VAE(nnx.Module):
           alpha: weight of the reconstruction term.
 
         Returns:
-          ``(loss, LossTerms)``: a scalar to minimise and the batch-averaged, unweighted
-          reconstruction, KL and ELBO (for logging).
+          ``(loss, ELBOTerms(elbo, reconstruction, kl))``: a scalar to minimise and the
+          batch averages (nats per example, for logging) of the *unweighted* ELBO
+          reconstruction - kl (whatever alpha and beta are), of log p(x | z) with one
+          z ~ q(z | x), and of the closed-form KL(q(z | x) || p(z)).
         """
         mean, log_var = self.encode(x)
         terms = elbo_lib.elbo(
@@ -336,7 +229,7 @@ class VAE(nnx.Module):
         reconstruction = jnp.mean(terms.reconstruction)
         kl = jnp.mean(terms.kl)
         loss = -alpha * reconstruction + beta * kl
-        return loss, LossTerms(reconstruction, kl, reconstruction - kl)
+        return loss, ELBOTerms(elbo=reconstruction - kl, reconstruction=reconstruction, kl=kl)
 
     def _loss_log_likelihood(self, x: jax.Array, logits: jax.Array) -> jax.Array:
         """:meth:`log_likelihood` in the form the training loss evaluates fastest.
@@ -381,3 +274,114 @@ class VAE(nnx.Module):
 def count_parameters(model: nnx.Module) -> int:
     """Number of trainable scalars in ``model``."""
     return int(sum(np.size(p) for p in jax.tree.leaves(nnx.state(model, nnx.Param))))
+
+
+# --------------------------------------------------------------------------------------
+# Inference: the jitted encode / decode view of a trained VAE (notebooks 06 and 07)
+# --------------------------------------------------------------------------------------
+
+__all__ += ["LatentModel", "as_latent_model"]
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _decode_mean(graphdef, params, z):
+    return nnx.merge(graphdef, params).mean_image(z)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _encode_mean(graphdef, params, x):
+    return nnx.merge(graphdef, params).encode(x)[0]
+
+
+class LatentModel:
+    """A VAE's encoder mean and decoder mean as jitted numpy-in, numpy-out calls.
+
+    encode:  x -> mu(x), the mean of q(z | x) = N(mu(x), diag sigma^2(x));
+    decode:  z -> E[x | z] = sigmoid(f_theta(z)), the decoded image.
+
+    The parameters are split from the NNX module once, here (``nnx.split``), and passed to
+    one compiled function per call (compiled once per graph and input shape, shared by
+    every ``LatentModel`` of the same architecture), so decoding a code is a single XLA
+    call with no Python work per layer: a slider update costs well under a millisecond.
+    The parameters are a snapshot: train the VAE further and you need a new
+    ``LatentModel``.
+
+    Args:
+      model: a :class:`VAE`.
+
+    Attributes:
+      config: the model's :class:`VAEConfig`.
+      latent_dim: d.
+      image_shape: (28, 28) for MNIST (square images), else ``(input_dim,)``.
+    """
+
+    def __init__(self, model: VAE):
+        if not isinstance(model, VAE):
+            raise TypeError(f"model must be a vae_edu.models.VAE, got {type(model).__name__}")
+        graphdef, state = nnx.split(model, nnx.Param)
+        self._graphdef = graphdef
+        self._params = nnx.to_pure_dict(state)
+        self.config = model.config
+        self.latent_dim = model.config.latent_dim
+        side = math.isqrt(model.config.input_dim)
+        self.image_shape = (
+            (side, side) if side * side == model.config.input_dim else (model.config.input_dim,)
+        )
+
+    def decode(self, z) -> np.ndarray:
+        """E[x | z] = sigmoid(f_theta(z)) as images.
+
+        Args:
+          z: (..., latent_dim) codes.
+
+        Returns:
+          (..., *image_shape) float32 pixel means in [0, 1].
+
+        Raises:
+          ValueError: if the last axis of ``z`` is not ``latent_dim``.
+        """
+        z = np.asarray(z, np.float32)
+        if z.ndim < 1 or z.shape[-1] != self.latent_dim:
+            raise ValueError(
+                f"z has shape {z.shape} but the model expects (..., {self.latent_dim})"
+            )
+        out = np.asarray(_decode_mean(self._graphdef, self._params, z))
+        return out.reshape(z.shape[:-1] + self.image_shape)
+
+    def encode(self, images) -> np.ndarray:
+        """The posterior means mu(x) of q(z | x) = N(mu(x), diag sigma^2(x)).
+
+        Pixels are scaled by :func:`vae_edu.data.prepare_images` (uint8 / 255).
+
+        Args:
+          images: (..., 28, 28) uint8 pixels 0..255, or floats in [0, 1] of shape
+            (..., 28, 28) or (..., input_dim).
+
+        Returns:
+          (..., latent_dim) float32 means.
+
+        Raises:
+          ValueError: if the trailing axes do not hold ``input_dim`` pixels.
+        """
+        arr = np.asarray(images)
+        num_pixels = self.config.input_dim
+        pixel_ndim = len(self.image_shape)
+        if arr.shape[arr.ndim - pixel_ndim :] == self.image_shape:
+            batch = arr.shape[: arr.ndim - pixel_ndim]
+        elif arr.ndim >= 1 and arr.shape[-1] == num_pixels:
+            batch = arr.shape[:-1]
+        else:
+            raise ValueError(
+                f"images have shape {arr.shape} but the model expects "
+                f"(..., {', '.join(map(str, self.image_shape))}) or "
+                f"(..., {num_pixels})"
+            )
+        pixels = prepare_images(arr.reshape((math.prod(batch), num_pixels)), num_pixels)
+        # The encoder sees the batch shape the caller gave (one image stays unbatched).
+        pixels = np.asarray(pixels).reshape(batch + (num_pixels,))
+        return np.asarray(_encode_mean(self._graphdef, self._params, pixels))
+
+
+def as_latent_model(model) -> LatentModel:
+    """``model`` itself if it is a :class:`LatentModel`, else ``LatentModel(model)``."""
+    return model if isinstance(model, LatentModel) else LatentModel(model)

@@ -28,10 +28,8 @@ Example::
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
-import math
 import os
 import time
 from collections.abc import Callable
@@ -45,7 +43,9 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
+from vae_edu import checkpoints, evaluate
 from vae_edu import data as data_lib
+from vae_edu.config import SCHEDULES, TARGETS, TrainConfig  # noqa: F401 (moved; re-exported)
 from vae_edu.data import prepare_images
 from vae_edu.models import VAE, VAEConfig
 
@@ -66,8 +66,6 @@ __all__ = [
     "run_epoch",
 ]
 
-SCHEDULES = ("constant", "cosine", "warmup_cosine")
-TARGETS = ("binarized", "grayscale")
 HISTORY_KEYS = (
     "epoch",
     "train_reconstruction",
@@ -78,90 +76,6 @@ HISTORY_KEYS = (
     "test_elbo",
     "seconds",
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """How to train (frozen, JSON-serialisable).
-
-    Attributes:
-      num_epochs: total number of passes over the training set.
-      batch_size: examples per Adam step (the last N mod batch_size examples of each
-        shuffled epoch are dropped so every step has the same shape).
-      learning_rate: Adam's (peak) step size.
-      schedule: ``"constant"``; ``"cosine"`` (decays to ``final_lr_fraction`` times the
-        peak over all steps); ``"warmup_cosine"`` (linear warm-up over
-        ``warmup_epochs``, then cosine decay).
-      warmup_epochs: length of the warm-up for ``"warmup_cosine"``.
-      final_lr_fraction: end value of the cosine schedules, relative to the peak.
-      beta: weight of the KL term in the loss (1 = VAE, 0 = autoencoder).
-      alpha: weight of the reconstruction term.
-      seed: the only source of randomness (initial weights, shuffling, binarization, noise).
-      targets: ``"binarized"`` (a fresh Bernoulli draw of every image each epoch: dynamic
-        binarization) or ``"grayscale"`` (the pixel intensities in [0, 1] themselves).
-      init_output_bias: start the decoder's output bias at logit(mean training image).
-      steps_per_call: how many steps one jitted call runs (the progress bar updates between
-        calls). Does not change the result.
-      eval_batch_size: batch size of the test-set evaluation after each epoch.
-    """
-
-    num_epochs: int = 10
-    batch_size: int = 128
-    learning_rate: float = 1e-3
-    schedule: str = "constant"
-    warmup_epochs: int = 0
-    final_lr_fraction: float = 0.0
-    beta: float = 1.0
-    alpha: float = 1.0
-    seed: int = 0
-    targets: str = "binarized"
-    init_output_bias: bool = True
-    steps_per_call: int = 50
-    eval_batch_size: int = 1000
-
-    def __post_init__(self):
-        for name in ("num_epochs", "batch_size", "steps_per_call", "eval_batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if (
-            isinstance(self.seed, bool)
-            or not isinstance(self.seed, (int, np.integer))
-            or self.seed < 0
-        ):
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
-        if not (
-            isinstance(self.warmup_epochs, (int, np.integer))
-            and 0 <= self.warmup_epochs < max(self.num_epochs, 1)
-        ):
-            raise ValueError(
-                f"warmup_epochs must be an integer in [0, num_epochs), got {self.warmup_epochs!r}"
-            )
-        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
-            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
-        if not 0.0 <= self.final_lr_fraction <= 1.0:
-            raise ValueError(f"final_lr_fraction must be in [0, 1], got {self.final_lr_fraction}")
-        for name in ("beta", "alpha"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if self.targets not in TARGETS:
-            raise ValueError(f"targets must be one of {TARGETS}, got {self.targets!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(
-                f"unknown TrainConfig fields {sorted(unknown)}; known: {sorted(known)}"
-            )
-        return cls(**data)
 
 
 class TrainState(NamedTuple):
@@ -203,8 +117,15 @@ def epoch_key(seed: int, epoch: int) -> jax.Array:
 
 
 def test_key(seed: int) -> jax.Array:
-    """The fixed PRNG key of the test-set ELBO after every epoch: fold_in(PRNGKey(seed), 2)."""
+    """The fixed PRNG key of the test-set ELBO after every epoch: fold_in(PRNGKey(seed), 2).
+
+    The same key every epoch (its binarization and its reparameterization noise), so the
+    per-epoch test ELBOs differ only because the model changed.
+    """
     return jax.random.fold_in(jax.random.PRNGKey(seed), 2)
+
+
+test_key.__test__ = False  # a key maker, not a test: keeps pytest from collecting an import
 
 
 def init_model(model_config: VAEConfig, seed: int, pixel_mean=None) -> VAE:
@@ -460,8 +381,6 @@ def train(
     Returns:
       :class:`TrainResult` ``(model, history, state, wall_seconds)``.
     """
-    from vae_edu import checkpoints, evaluate  # local: both import this module's types
-
     start_time = time.perf_counter()
     if not isinstance(model_config, VAEConfig):
         raise TypeError(f"model_config must be a VAEConfig, got {type(model_config).__name__}")
@@ -525,7 +444,7 @@ def train(
 
     run_chunk = chunk_runner(graphdef, train_config, num_examples)
     steps_per_epoch = num_examples // train_config.batch_size
-    eval_key = test_key(train_config.seed)
+    evaluation_key = test_key(train_config.seed)
     binarize_test = train_config.targets == "binarized"
     bar = tqdm(
         total=steps_per_epoch * train_config.num_epochs,
@@ -551,7 +470,7 @@ def train(
             test_terms = evaluate.elbo_terms_mean(
                 model,
                 test,
-                eval_key,
+                evaluation_key,
                 binarize=binarize_test,
                 batch_size=min(train_config.eval_batch_size, test.shape[0]),
             )

@@ -1,14 +1,15 @@
-"""The functions behind the notebooks' interactive demos.
+"""The interactive explorers of notebooks 06 and 07: widgets built and wired, nothing else.
 
-Every slider callback is a plain function here, so it can be unit-tested by setting the
-slider value and checking what is drawn or returned; the notebooks only wire them to
-ipywidgets. One submodule per notebook topic, re-exported here.
+Each builder returns a NamedTuple of its widgets, so a test can set a slider's value and
+read what is drawn; the math and the pictures come from :mod:`vae_edu.models`,
+:mod:`vae_edu.latent`, :mod:`vae_edu.evaluate` and :mod:`vae_edu.plots`. One submodule per
+notebook, re-exported here.
+
+The lessons of notebooks 01-04 need no widget code here: their sliders call figure
+functions of :mod:`vae_edu.plots` (whose math is in :mod:`vae_edu.conjugate`,
+:mod:`vae_edu.kl` and :mod:`vae_edu.loss`) and put the picture into an ``ipywidgets.Image``
+with :func:`vae_edu.plots.figure_to_png`.
 """
 
-from .bayes import *  # noqa: F401,F403
-from .elbo import *  # noqa: F401,F403
 from .evaluation import *  # noqa: F401,F403
-from .kl import *  # noqa: F401,F403
 from .latent import *  # noqa: F401,F403
-from .loss import *  # noqa: F401,F403
-from .training import *  # noqa: F401,F403

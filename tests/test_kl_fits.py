@@ -1,26 +1,24 @@
-"""Tests for vae_edu.widgets.kl (the sliders of notebook 02).
+"""Tests for the lesson section of vae_edu.kl (notebook 02): quadrature and the two fits.
 
-Every number a widget returns is checked against an independent route: scipy's adaptive
-quadrature with scipy.stats densities, the exact moment-matching solution of the forward-KL
-fit, the analytic large-separation limit of the reverse-KL fit, and kl_diag_gaussians.
+Every number is checked against an independent route: scipy's adaptive quadrature with
+scipy.stats densities, the exact moment-matching solution of the forward-KL fit, the
+analytic large-separation limit of the reverse-KL fit, and kl_diag_gaussians.
 """
 
 import math
 
 import jax
 import jax.numpy as jnp
-import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from vae_edu.kl import kl_diag_gaussians
-from vae_edu.widgets import kl as widgets_kl
-from vae_edu.widgets.kl import (
+from vae_edu import kl
+from vae_edu.kl import (
     fit_forward_reverse,
+    kl_diag_gaussians,
+    kl_to_standard_normal,
     mixture_log_density,
-    show_forward_reverse_fits,
-    show_kl_to_standard_normal,
 )
 
 
@@ -68,21 +66,7 @@ def forward_and_reverse_kl(separation, weight, mean, std):
     return scipy_kl(log_p, log_q), scipy_kl(log_q, log_p)
 
 
-@pytest.fixture
-def new_axes():
-    figures = []
-
-    def make(nrows=1):
-        fig, axes = plt.subplots(nrows, 1)
-        figures.append(fig)
-        return axes
-
-    yield make
-    for fig in figures:
-        plt.close(fig)
-
-
-# ----------------------------------------------------------------------------- mixture
+# -------------------------------------------------------------------------- mixture
 
 
 @pytest.mark.parametrize("separation, weight", [(0.0, 0.5), (3.0, 0.5), (6.0, 0.2)])
@@ -96,8 +80,8 @@ def test_mixture_log_density_matches_scipy_and_normalises(separation, weight):
     )
     total, _ = integrate.quad(lambda t: scipy_mixture_pdf(t, separation, weight), -30, 30)
     on_grid = np.trapezoid(
-        np.exp(mixture_log_density(widgets_kl.QUADRATURE_GRID, separation, weight)),
-        widgets_kl.QUADRATURE_GRID,
+        np.exp(mixture_log_density(kl.QUADRATURE_GRID, separation, weight)),
+        kl.QUADRATURE_GRID,
     )
     assert abs(total - 1.0) < 1e-8
     assert abs(on_grid - 1.0) < 1e-5
@@ -122,7 +106,7 @@ def test_mixture_log_density_is_finite_far_in_the_tails_and_jits_vmaps_grads():
     assert float(jax.grad(mixture_log_density)(0.7, 4.0, 0.3)) == pytest.approx(fd, abs=1e-4)
 
 
-# ------------------------------------------------------------------- forward / reverse
+# ---------------------------------------------------------------- forward / reverse
 
 
 @pytest.mark.parametrize(
@@ -193,32 +177,12 @@ def test_fit_rejects_bad_mixtures(separation, weight):
         fit_forward_reverse(separation, weight)
 
 
-def test_show_forward_reverse_fits_draws_what_it_returns_and_follows_the_slider(new_axes):
-    ax_near, ax_far = new_axes(), new_axes()
-    near = show_forward_reverse_fits(1.0, ax=ax_near)
-    far = show_forward_reverse_fits(7.0, ax=ax_far)
-    assert near == fit_forward_reverse(1.0)
-    assert far == fit_forward_reverse(7.0)
-    fwd_line, rev_line = ax_far.lines
-    x = fwd_line.get_xdata()
-    np.testing.assert_allclose(
-        fwd_line.get_ydata(), stats.norm.pdf(x, far.forward.mean, far.forward.std), atol=1e-6
-    )
-    np.testing.assert_allclose(
-        rev_line.get_ydata(), stats.norm.pdf(x, far.reverse.mean, far.reverse.std), atol=1e-6
-    )
-    assert f"{far.reverse.kl:.3f}" in rev_line.get_label()
-    assert "-0.00" not in ax_near.lines[0].get_label() + ax_near.lines[1].get_label()
-    # Moving the slider changes what is drawn.
-    assert not np.allclose(ax_near.lines[1].get_ydata(), rev_line.get_ydata(), atol=1e-3)
-
-
-# ------------------------------------------------------------- KL to a standard normal
+# ---------------------------------------------------------- KL to a standard normal
 
 
 @pytest.mark.parametrize("mu, sigma", [(0.0, 1.0), (2.0, 1.0), (-1.3, 0.4), (0.5, 2.5), (0.0, 0.1)])
-def test_kl_to_standard_normal_matches_closed_form_and_scipy(new_axes, mu, sigma):
-    shown = show_kl_to_standard_normal(mu, sigma, axes=new_axes(2))
+def test_kl_to_standard_normal_matches_closed_form_and_scipy(mu, sigma):
+    shown = kl_to_standard_normal(mu, sigma)
     closed = float(kl_diag_gaussians(jnp.array([mu]), jnp.array([2 * np.log(sigma)])))
     by_scipy = scipy_kl(
         lambda x: stats.norm.logpdf(x, mu, sigma), lambda x: stats.norm.logpdf(x, 0.0, 1.0)
@@ -228,33 +192,14 @@ def test_kl_to_standard_normal_matches_closed_form_and_scipy(new_axes, mu, sigma
     assert shown.kl_quadrature == pytest.approx(by_scipy, rel=1e-4, abs=1e-6)
 
 
-def test_kl_to_standard_normal_known_values(new_axes):
+def test_kl_to_standard_normal_known_values():
     """The values a student can check by hand: 0 at q = p, mu^2 / 2 for unit sigma."""
-    assert show_kl_to_standard_normal(0.0, 1.0, axes=new_axes(2)).kl == pytest.approx(0.0)
-    assert show_kl_to_standard_normal(2.0, 1.0, axes=new_axes(2)).kl == pytest.approx(2.0)
-    assert show_kl_to_standard_normal(-2.0, 1.0, axes=new_axes(2)).kl == pytest.approx(
-        show_kl_to_standard_normal(2.0, 1.0, axes=new_axes(2)).kl
-    )
-
-
-def test_kl_to_standard_normal_draws_q_and_follows_the_sliders(new_axes):
-    axes_a, axes_b = new_axes(2), new_axes(2)
-    shown = show_kl_to_standard_normal(1.0, 0.5, axes=axes_a)
-    show_kl_to_standard_normal(-1.0, 0.5, axes=axes_b)
-    p_line, q_line = axes_a[0].lines
-    x = q_line.get_xdata()
-    np.testing.assert_allclose(p_line.get_ydata(), stats.norm.pdf(x), atol=1e-6)
-    np.testing.assert_allclose(q_line.get_ydata(), stats.norm.pdf(x, 1.0, 0.5), atol=1e-6)
-    assert f"{shown.kl:.4f}" in axes_a[0].get_title()
-    # The drawn integrand integrates (trapezoid on the plotted x) to the displayed KL.
-    integrand = axes_a[1].lines[0]
-    assert np.trapezoid(integrand.get_ydata(), integrand.get_xdata()) == pytest.approx(
-        shown.kl, abs=1e-4
-    )
-    assert not np.allclose(axes_b[0].lines[1].get_ydata(), q_line.get_ydata())
+    assert kl_to_standard_normal(0.0, 1.0).kl == pytest.approx(0.0)
+    assert kl_to_standard_normal(2.0, 1.0).kl == pytest.approx(2.0)
+    assert kl_to_standard_normal(-2.0, 1.0).kl == pytest.approx(kl_to_standard_normal(2.0, 1.0).kl)
 
 
 @pytest.mark.parametrize("sigma", [0.0, -1.0, np.inf, np.nan])
 def test_kl_to_standard_normal_rejects_bad_sigma(sigma):
     with pytest.raises(ValueError, match="sigma"):
-        show_kl_to_standard_normal(0.0, sigma)
+        kl_to_standard_normal(0.0, sigma)

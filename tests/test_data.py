@@ -642,3 +642,17 @@ def test_a_split_without_images_is_refused_naming_the_file(tmp_path):
     image_file = data.MNIST_FILES["test"][0]
     with pytest.raises(data.IDXFormatError, match=rf"{image_file}\.gz: holds 0 images"):
         data.load_mnist("test", tmp_path)
+
+
+def test_one_scaling_to_the_unit_interval_eager_jit_and_prepare_images():
+    """k / 255 correctly rounded to float32 for every k, the same bits by every route."""
+    pixels = np.arange(256, dtype=np.uint8).reshape(2, 128)
+    exact = (np.arange(256, dtype=np.float64) / 255.0).astype(np.float32).reshape(2, 128)
+    np.testing.assert_array_equal(np.asarray(data.to_unit_interval(pixels)), exact)
+    np.testing.assert_array_equal(np.asarray(jax.jit(data.to_unit_interval)(pixels)), exact)
+    np.testing.assert_array_equal(np.asarray(data.prepare_images(pixels, 128)), exact)
+
+
+def test_unsigned_pixels_above_255_are_refused():
+    with pytest.raises(ValueError, match=r"0\.\.255, got 256"):
+        data.to_unit_interval(np.array([[0, 256]], dtype=np.uint16))

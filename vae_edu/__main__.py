@@ -187,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _figures(model, history, name: str, directory: Path, test_images, test_labels, seed):
     written = []
-    x = np.asarray(test_images[:10]).reshape(10, -1).astype(np.float32) / 255.0
+    x = np.asarray(data.prepare_images(test_images[:10]))
     binary = np.asarray(data.binarize(jax.random.PRNGKey(seed), x))
     mean, _ = model.encode(binary)
     recon = np.asarray(model.mean_image(mean))

@@ -509,7 +509,23 @@ def to_unit_interval(images) -> jax.Array:
             f"to_unit_interval expects unsigned integer pixels 0..255, got dtype {dtype}; "
             f"floating images are presumably scaled already"
         )
-    return jnp.asarray(images).astype(jnp.float32) / 255.0
+    if isinstance(images, jax.core.Tracer):  # under jit: the same table, gathered by XLA
+        return jnp.asarray(_UNIT_INTERVAL)[images.astype(jnp.int32)]
+    return jnp.asarray(_unit_interval(np.asarray(images)))
+
+
+#: k / 255 for k = 0..255, each correctly rounded to float32 (computed once by NumPy). A
+#: table lookup gives the same bits eagerly and under ``jit`` (XLA on the CPU may divide by
+#: multiplying with the reciprocal, one ulp off for about half the values), and makes the
+#: float32 images in one pass: 188 MB for the 60,000 training images, no temporary.
+_UNIT_INTERVAL = np.arange(256, dtype=np.float32) / np.float32(255.0)
+
+
+def _unit_interval(pixels: np.ndarray) -> np.ndarray:
+    """pixels / 255 as float32 through :data:`_UNIT_INTERVAL` (pixels: unsigned 0..255)."""
+    if pixels.dtype != np.uint8 and pixels.size and int(pixels.max()) > 255:
+        raise ValueError(f"pixel intensities must lie in 0..255, got {int(pixels.max())}")
+    return _UNIT_INTERVAL[pixels]
 
 
 def binarize(key: jax.Array, probabilities) -> jax.Array:
@@ -649,12 +665,9 @@ def prepare_images(images, input_dim: int = 784) -> jax.Array:
         )
     arr = arr.reshape(arr.shape[0], input_dim)
     if np.issubdtype(arr.dtype, np.unsignedinteger):
-        # to_unit_interval's x / 255, done by numpy in float32 (bit-identical) so
-        # that no XLA kernel has to be compiled for every new array shape; divided in
-        # place, so the 60,000 training images need one float32 copy (188 MB), not two.
-        pixels = arr.astype(np.float32)
-        pixels /= np.float32(255.0)
-        return jnp.asarray(pixels)
+        # The same scaling as to_unit_interval; by NumPy, so that no XLA kernel has to be
+        # compiled for every new array shape.
+        return jnp.asarray(_unit_interval(arr))
     if not np.issubdtype(arr.dtype, np.floating):
         raise ValueError(
             f"images must be unsigned integers 0..255 or floats in [0, 1], got dtype {arr.dtype}"

@@ -445,3 +445,28 @@ def test_add_dataclass_arguments_offers_chosen_fields_with_other_defaults():
         parser.parse_args(["--epochs", "3"])  # not offered
     with pytest.raises(ValueError, match=r"TrainConfig has no fields \['epoch'\]"):
         add_dataclass_arguments(parser, TrainConfig, fields=["epoch"])
+
+
+def test_bench_options_come_from_the_dataclasses(monkeypatch, capsys):
+    """bench's model and optimiser options are VAEConfig/TrainConfig fields: same checks,
+    same help, several hidden layers; the benchmark's own default model is 784-400-20."""
+    from vae_edu import bench
+    from vae_edu.config import TrainConfig
+
+    seen = []
+    monkeypatch.setattr(bench, "run_benchmark", lambda *a: seen.append(a) or {})
+    monkeypatch.setattr(bench, "_report", lambda r: "")
+    assert bench.main([]) == 0
+    epochs, batch_size, hidden, latent_dim, steps_per_call = seen[-1]
+    assert (epochs, batch_size, tuple(hidden), latent_dim) == (
+        5,
+        TrainConfig().batch_size,
+        (400,),
+        20,
+    )
+    assert steps_per_call == TrainConfig().steps_per_call
+    assert bench.main(["--hidden", "512", "256", "--latent-dim", "32", "--epochs", "2"]) == 0
+    assert tuple(seen[-1][2]) == (512, 256) and seen[-1][0] == 2 and seen[-1][3] == 32
+    with pytest.raises(SystemExit):
+        bench.main(["--steps-per-call", "0"])
+    assert "--steps-per-call: expected a positive integer, got 0" in capsys.readouterr().err

@@ -49,6 +49,7 @@ from vae_edu.assignments.intake import collect, restore_metadata
 from vae_edu.assignments.kit import DEFAULT_LESSONS, KitError, build_kit
 from vae_edu.assignments.release import (
     MarkerError,
+    refuse_lesson_folder,
     release_directory,
     student_editions,
     write_editions,
@@ -335,13 +336,9 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "release":
-            lessons = student_editions(args.lessons)  # checked before anything is written
             lessons_out = Path(args.out_dir) / "lessons"
-            if lessons_out.resolve() == Path(args.lessons).resolve():
-                raise ValueError(
-                    f"refusing to write the student editions into the lesson folder "
-                    f"{args.lessons}: it would overwrite the instructor edition"
-                )
+            refuse_lesson_folder(lessons_out, args.lessons)
+            lessons = student_editions(args.lessons)  # checked before anything is written
             for path in release_directory(args.source_dir, args.out_dir):
                 print(f"wrote {path}")
             for path in write_editions(lessons, lessons_out, args.lessons):

@@ -38,6 +38,7 @@ __all__ = [
     "release_cell",
     "release_directory",
     "release_lessons",
+    "refuse_lesson_folder",
     "release_notebook",
     "released_text",
     "student_edition",
@@ -373,15 +374,22 @@ def student_editions(lessons_dir) -> dict[str, bytes]:
     }
 
 
-def write_editions(editions: dict[str, bytes], out_dir, source_dir=None) -> list[Path]:
-    """Writes ``editions`` ({file name: bytes}) into ``out_dir`` (created if needed); refuses
-    ``out_dir`` == ``source_dir``, which would overwrite the instructor edition."""
-    out_dir = Path(out_dir)
-    if source_dir is not None and out_dir.resolve() == Path(source_dir).resolve():
+def refuse_lesson_folder(out_dir, source_dir) -> None:
+    """ValueError if ``out_dir`` is the lesson folder ``source_dir`` (writing there would
+    overwrite the instructor edition with its solutions)."""
+    if Path(out_dir).resolve() == Path(source_dir).resolve():
         raise ValueError(
             f"refusing to write the student editions into the lesson folder {source_dir}: "
             "it would overwrite the instructor edition with its solutions"
         )
+
+
+def write_editions(editions: dict[str, bytes], out_dir, source_dir=None) -> list[Path]:
+    """Writes ``editions`` ({file name: bytes}) into ``out_dir`` (created if needed); refuses
+    ``out_dir`` == ``source_dir``, which would overwrite the instructor edition."""
+    out_dir = Path(out_dir)
+    if source_dir is not None:
+        refuse_lesson_folder(out_dir, source_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, data in sorted(editions.items()):
@@ -399,4 +407,5 @@ def release_lessons(source_dir, out_dir) -> list[Path]:
       MarkerError: a lesson's malformed tag layout (nothing is written).
       ValueError: no lessons, or ``out_dir`` is ``source_dir``.
     """
+    refuse_lesson_folder(out_dir, source_dir)
     return write_editions(student_editions(source_dir), out_dir, source_dir)

@@ -229,3 +229,19 @@ def test_the_student_edition_runs_top_to_bottom_with_every_stub(name, tmp_path, 
         assert "not done yet: the lesson goes on with the reference implementation `vae_edu." in (
             text
         ), text
+
+
+def test_the_packages_reference_implementation_is_no_lesson_leak(tmp_path):
+    """A lesson falls back on the package's reference (named by its feedback cell), which may
+    be the worked solution line for line: searched in the kit's files, not in its .py."""
+    lessons = tmp_path / "lessons"
+    lessons.mkdir()
+    nbformat.write(toy_lesson(), lessons / "01_toy.ipynb")
+    kit = tmp_path / "kit"
+    kit.mkdir()
+    solution = toy_lesson().cells[4].source
+    (kit / "reference.py").write_text(solution, encoding="utf-8")
+    assert leaks(kit, lessons_dir=lessons) == []
+    (kit / "notes.md").write_text(solution, encoding="utf-8")
+    (found,) = leaks(kit, lessons_dir=lessons)
+    assert found.startswith("notes.md: ") and "solution cell 'cell-4'" in found

@@ -291,7 +291,7 @@ def validate_lesson(nb, notebook: str = "lesson") -> int:
     or a cell with two of the tags raises :class:`MarkerError` naming the notebook and the
     cell.
     """
-    opened, solved, count = None, False, 0  # the open exercise: (index, where)
+    opened, solved, count = None, False, 0  # opened: where the open exercise's stub is
     for index, cell in enumerate(nb.cells):
         where = _where(notebook, index, cell)
         tag = _exercise_tag(cell, where)
@@ -300,10 +300,10 @@ def validate_lesson(nb, notebook: str = "lesson") -> int:
         if tag == EXERCISE_TAG:
             if opened is not None:
                 raise MarkerError(
-                    f"{where}: a new exercise starts, but the exercise in {opened[1]} has no "
+                    f"{where}: a new exercise starts, but the exercise in {opened} has no "
                     f"{FEEDBACK_TAG!r} cell yet"
                 )
-            opened, solved = (index, where), False
+            opened, solved = where, False
         elif tag == SOLUTION_TAG:
             if opened is None:
                 raise MarkerError(
@@ -318,13 +318,13 @@ def validate_lesson(nb, notebook: str = "lesson") -> int:
                 )
             if not solved:
                 raise MarkerError(
-                    f"{where}: the exercise in {opened[1]} has no worked solution (a code "
+                    f"{where}: the exercise in {opened} has no worked solution (a code "
                     f"cell tagged {SOLUTION_TAG!r} before its feedback cell)"
                 )
             opened, count = None, count + 1
     if opened is not None:
         raise MarkerError(
-            f"{opened[1]}: the exercise has no {FEEDBACK_TAG!r} cell after it (in {notebook})"
+            f"{opened}: the exercise has no {FEEDBACK_TAG!r} cell after it (in {notebook})"
         )
     return count
 

@@ -111,6 +111,9 @@ def test_the_guide_commands_run_as_written(tmp_path):
     assert {"kit", "release", "grade", "merge", "nbconvert"} <= set(ran)
     assert (course / "course-kit" / "README.md").is_file()
     assert sorted(p.stem for p in (course / "release").glob("*.ipynb")) == ASSIGNMENTS
+    lessons = sorted(p.name for p in (REPO / "notebooks").glob("*.ipynb"))
+    assert sorted(p.name for p in (course / "release" / "lessons").glob("*.ipynb")) == lessons
+    assert sorted(p.name for p in (course / "course-kit" / "lessons").glob("*.ipynb")) == lessons
     rows = {r["student"]: r for r in csv.DictReader(io.StringIO(_read(course, "gradebook.csv")))}
     auto = _points("A1_kl_divergence", manual=False)
     assert float(rows["alice"]["A1_kl_divergence:autograded"]) == auto

@@ -1,7 +1,9 @@
 """Command line: ``python -m vae_edu.assignments {release,kit,grade,merge} ...``.
 
-    release SOURCE_DIR OUT_DIR
-        Write the student version of every notebook in SOURCE_DIR to OUT_DIR.
+    release SOURCE_DIR OUT_DIR [--lessons DIR]
+        Write the student version of every notebook in SOURCE_DIR to OUT_DIR, and the
+        student edition of every lesson (default: notebooks/ of this checkout) to
+        OUT_DIR/lessons/.
     kit OUT_DIR [--source DIR] [--lessons DIR] [--wheel PATH | --from-index]
         Write what a teacher hands out: student lessons and assignments, a requirements
         file that installs the package from a wheel, and a student README.
@@ -44,8 +46,14 @@ from vae_edu.assignments.grade import (
 )
 from vae_edu.assignments.gradebook import GradebookError, grade_many, merge, write_outputs
 from vae_edu.assignments.intake import collect, restore_metadata
-from vae_edu.assignments.kit import KitError, build_kit
-from vae_edu.assignments.release import MarkerError, release_directory
+from vae_edu.assignments.kit import DEFAULT_LESSONS, KitError, build_kit
+from vae_edu.assignments.release import (
+    MarkerError,
+    refuse_lesson_folder,
+    release_directory,
+    student_editions,
+    write_editions,
+)
 from vae_edu.system import ensure_writable_folder
 
 
@@ -78,10 +86,19 @@ def _parser() -> argparse.ArgumentParser:
     release = commands.add_parser(
         "release",
         help="write student versions of the instructor notebooks",
-        description="Replace solutions by stubs, remove hidden tests, clear outputs.",
+        description="Replace solutions by stubs, remove hidden tests, clear outputs; and "
+        "write the student editions of the lessons (solution cells removed, exercise and "
+        "feedback outputs cleared, the rest as executed) to OUT_DIR/lessons/.",
     )
     release.add_argument("source_dir", help="folder of instructor notebooks")
     release.add_argument("out_dir", help="folder for the student notebooks")
+    release.add_argument(
+        "--lessons",
+        default=str(DEFAULT_LESSONS),
+        metavar="DIR",
+        help="lesson notebooks whose student editions go to OUT_DIR/lessons/ (default: "
+        "notebooks/ of this checkout)",
+    )
 
     grade = commands.add_parser(
         "grade",
@@ -319,7 +336,12 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "release":
+            lessons_out = Path(args.out_dir) / "lessons"
+            refuse_lesson_folder(lessons_out, args.lessons)
+            lessons = student_editions(args.lessons)  # checked before anything is written
             for path in release_directory(args.source_dir, args.out_dir):
+                print(f"wrote {path}")
+            for path in write_editions(lessons, lessons_out, args.lessons):
                 print(f"wrote {path}")
             return 0
         if args.command == "kit":

@@ -33,11 +33,20 @@ from vae_edu.assignments.release import (
     BEGIN_SOLUTION,
     END_HIDDEN,
     END_SOLUTION,
-    notebook_bytes,
+    SOLUTION_TAG,
+    MarkerError,
     release_directory,
+    student_editions,
 )
 
-__all__ = ["KitError", "build_kit", "leaks", "secret_regions", "student_lessons"]
+__all__ = [
+    "KitError",
+    "build_kit",
+    "leaks",
+    "lesson_secrets",
+    "secret_regions",
+    "student_lessons",
+]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_LESSONS = REPO_ROOT / "notebooks"
@@ -63,14 +72,16 @@ class KitError(ValueError):
 def student_lessons(lessons_dir=DEFAULT_LESSONS) -> dict[str, bytes]:
     """The student editions of the lessons: {file name: notebook bytes}.
 
-    Today the lessons are handed out as committed (with their outputs). This is the one
-    place to change when lessons get exercises with solutions: release them here.
+    The same editions ``release`` writes (:func:`vae_edu.assignments.release.student_editions`):
+    ``solution`` cells removed, exercise and feedback outputs cleared, the rest as committed.
+    A malformed tag layout raises :class:`MarkerError`; no lessons raise :class:`KitError`.
     """
-    lessons_dir = Path(lessons_dir)
-    paths = sorted(p for p in lessons_dir.glob("*.ipynb") if p.is_file())
-    if not paths:
-        raise KitError(f"no lesson notebooks (*.ipynb) in {lessons_dir}")
-    return {p.name: notebook_bytes(nbformat.read(p, as_version=4)) for p in paths}
+    try:
+        return student_editions(lessons_dir)
+    except MarkerError:
+        raise
+    except ValueError as err:
+        raise KitError(str(err)) from None
 
 
 def _regions(source: str, begin: str, end: str) -> list[str]:
@@ -104,6 +115,27 @@ def secret_regions(source_dir=DEFAULT_ASSIGNMENTS) -> list[tuple[str, set[str]]]
     return regions
 
 
+def lesson_secrets(lessons_dir=DEFAULT_LESSONS) -> list[tuple[str, set[str]]]:
+    """(where, distinctive lines) of every ``solution`` cell of the lessons in
+    ``lessons_dir``: its lines of at least ``_MIN_SECRET`` characters with a letter, minus
+    the lines the lesson shows anyway (the source of any of its other cells, e.g. the
+    stub's ``def`` line and docstring that a worked solution repeats)."""
+    regions = []
+    for path in sorted(Path(lessons_dir).glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        solutions = [c for c in nb.cells if SOLUTION_TAG in c.get("metadata", {}).get("tags", [])]
+        public = set()
+        for cell in nb.cells:
+            if SOLUTION_TAG not in cell.get("metadata", {}).get("tags", []):
+                public |= _plain_lines(cell.get("source", ""))
+        for cell in solutions:
+            lines = _plain_lines(cell.get("source", "")) - public
+            lines = {x for x in lines if len(x) >= _MIN_SECRET and re.search(r"[A-Za-z]", x)}
+            if lines:
+                regions.append((f"{path.name}, solution cell {cell.get('id')!r}", lines))
+    return regions
+
+
 def _texts(root: Path):
     """(relative name, bytes) of every file under root, wheels opened."""
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
@@ -116,19 +148,24 @@ def _texts(root: Path):
             yield name, path.read_bytes()
 
 
-def leaks(root, source_dir=DEFAULT_ASSIGNMENTS) -> list[str]:
+def leaks(root, source_dir=DEFAULT_ASSIGNMENTS, lessons_dir=DEFAULT_LESSONS) -> list[str]:
     """What in ``root`` (a kit, or an installed package) a student must not see.
 
     Returns one line per finding: a solution or hidden-test marker in a file that is not
     the package's own code (``release.py`` names the markers), or a solution, hidden-test
     or model-answer region of which at least half the distinctive lines (at least two)
-    appear in one file. (A single shared line, such as a lesson's
+    appear in one file; the same for the text of every ``solution`` cell of the lessons in
+    ``lessons_dir`` (:func:`lesson_secrets`), searched in every file but the package's
+    Python code: a lesson's exercise falls back on the package's reference implementation
+    (``vae_edu.lesson_checks.sample_means``, named by the feedback cell), which may be the
+    worked solution line for line, by design. (A single shared line, such as a lesson's
     ``kl = kl_diag_gaussians(mean, log_var)`` that a longer solution also contains, or a
     feedback message's hint ``eps = jax.random.normal(key, mean.shape)``, is no leak.)
     Empty when clean.
     """
     root = Path(root)
     regions = secret_regions(source_dir)
+    lesson_regions = lesson_secrets(lessons_dir)
     found = []
     for name, data in _texts(root):
         if name.endswith(".pyc") or b"\0" in data[:4096]:
@@ -139,7 +176,8 @@ def leaks(root, source_dir=DEFAULT_ASSIGNMENTS) -> list[str]:
                 if marker in text:
                     found.append(f"{name}: contains the marker {marker!r}")
         lines = _cell_lines(text) if name.endswith(".ipynb") else _plain_lines(text)
-        for where, secret in regions:
+        searched = regions if name.endswith(".py") else regions + lesson_regions
+        for where, secret in searched:
             shared = secret & lines
             if len(shared) >= 2 and 2 * len(shared) >= len(secret):
                 example = sorted(shared)[0][:60]
@@ -320,7 +358,12 @@ the environment variable `VAE_EDU_FIGURES` to a folder of your own to put them e
 |---|---|
 {table}
 
-Work through the lessons in order (`01` to `07`); each one runs top to bottom as is.
+Work through the lessons in order (`00` to `07`); each one runs top to bottom as is.
+Some lessons have **coding exercises**: a cell with `raise NotImplementedError("Exercise
+...: your code here")` for you to replace with your code, followed by a feedback cell that
+checks your function and names the mistake if there is one. Until you have written it, the
+feedback cell says "not done yet" and the lesson goes on with the package's reference
+implementation, so "Run All" always works.
 
 ## Check your work
 
@@ -355,7 +398,8 @@ def build_kit(
     Args:
       out_dir: the kit folder.
       source_dir: the instructor notebooks of the assignments (released into the kit).
-      lessons_dir: the lesson notebooks (see :func:`student_lessons`).
+      lessons_dir: the lesson notebooks, shipped as their student editions (see
+        :func:`student_lessons`; their solution cells are searched for by the leak check).
       requirements: the pinned requirements file (default: the checkout's requirements.txt).
       wheel: an existing vae_edu wheel to ship instead of building one.
       from_index: ship no wheel: students install ``vae_edu==<version>`` from the index.
@@ -367,7 +411,8 @@ def build_kit(
     Raises:
       KitError: bad paths, no way to get the package, or a leak of instructor material
         (nothing is written then).
-      MarkerError: broken markup in an assignment (nothing is written).
+      MarkerError: broken markup in an assignment, or a lesson's malformed exercise tags
+        (nothing is written).
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
@@ -415,7 +460,7 @@ def build_kit(
         (staging / "README.md").write_text(
             student_readme(assignments, list(lessons), described), encoding="utf-8"
         )
-        found = leaks(staging, source_dir)
+        found = leaks(staging, source_dir, lessons_dir)
         if found:
             raise KitError(
                 "the kit would contain instructor material, nothing was written:\n  "

@@ -15,6 +15,10 @@ In the instructor source, solutions live between ``### BEGIN SOLUTION`` and
 The output is deterministic: the same source gives byte-identical files (sorted keys, the
 source's fixed cell ids). Unbalanced or nested markers, markers in the wrong kind of cell
 and invalid nbgrader metadata raise :class:`MarkerError` naming the notebook and the cell.
+
+The lessons' student editions (:func:`student_edition`, :func:`release_lessons`, at the end
+of this module) use the lessons' cell tags instead: ``solution`` cells removed, the outputs
+of ``exercise`` and ``feedback`` cells cleared, everything else kept as executed.
 """
 
 from __future__ import annotations
@@ -33,9 +37,15 @@ __all__ = [
     "TEXT_STUB",
     "release_cell",
     "release_directory",
+    "release_lessons",
+    "refuse_lesson_folder",
     "release_notebook",
     "released_text",
+    "student_edition",
+    "student_editions",
+    "validate_lesson",
     "validate_source",
+    "write_editions",
 ]
 
 BEGIN_SOLUTION, END_SOLUTION = "BEGIN SOLUTION", "END SOLUTION"
@@ -248,3 +258,154 @@ def release_directory(source_dir, out_dir) -> list[Path]:
         target.write_bytes(data)
         written.append(target)
     return written
+
+
+# ----------------------------------------------------------------------- student editions
+# of the lessons. A lesson's in-lesson exercise (see vae_edu.exercises) is a run of cells
+# tagged in ``metadata.tags``: one ``exercise`` code cell (the stub), then one or more
+# ``solution`` cells (a "Solution (try first)" heading and the hidden worked solution, at
+# least one of them code), then one ``feedback`` code cell; untagged cells may sit between.
+# The student edition drops the ``solution`` cells, clears the outputs of the ``exercise``
+# and ``feedback`` cells (they showed the instructor's "correct") and keeps everything else
+# as committed, outputs included, so the lesson still reads well before it is run.
+
+EXERCISE_TAG, SOLUTION_TAG, FEEDBACK_TAG = "exercise", "solution", "feedback"
+_EXERCISE_TAGS = (EXERCISE_TAG, SOLUTION_TAG, FEEDBACK_TAG)
+
+
+def _exercise_tag(cell, where: str) -> str | None:
+    """The cell's one exercise tag (or None); MarkerError if it carries several."""
+    tags = cell.get("metadata", {}).get("tags", [])
+    found = [t for t in _EXERCISE_TAGS if t in tags]
+    if len(found) > 1:
+        raise MarkerError(f"{where}: tagged both {found[0]!r} and {found[1]!r}")
+    return found[0] if found else None
+
+
+def validate_lesson(nb, notebook: str = "lesson") -> int:
+    """Checks the exercise tag layout of a lesson; returns its number of exercises.
+
+    Each exercise is ``exercise`` (code), ``solution`` cells (at least one of them code),
+    ``feedback`` (code), in this order; a ``solution`` or ``feedback`` cell outside such a
+    run, an exercise without worked solution or feedback, a markdown stub or feedback cell,
+    or a cell with two of the tags raises :class:`MarkerError` naming the notebook and the
+    cell.
+    """
+    opened, solved, count = None, False, 0  # opened: where the open exercise's stub is
+    for index, cell in enumerate(nb.cells):
+        where = _where(notebook, index, cell)
+        tag = _exercise_tag(cell, where)
+        if tag in (EXERCISE_TAG, FEEDBACK_TAG) and cell.get("cell_type") != "code":
+            raise MarkerError(f"{where}: an {tag!r} cell must be a code cell")
+        if tag == EXERCISE_TAG:
+            if opened is not None:
+                raise MarkerError(
+                    f"{where}: a new exercise starts, but the exercise in {opened} has no "
+                    f"{FEEDBACK_TAG!r} cell yet"
+                )
+            opened, solved = where, False
+        elif tag == SOLUTION_TAG:
+            if opened is None:
+                raise MarkerError(
+                    f"{where}: a {SOLUTION_TAG!r} cell with no preceding {EXERCISE_TAG!r} cell "
+                    f"(solution cells go between an exercise's stub and its feedback cell)"
+                )
+            solved = solved or cell.get("cell_type") == "code"
+        elif tag == FEEDBACK_TAG:
+            if opened is None:
+                raise MarkerError(
+                    f"{where}: a {FEEDBACK_TAG!r} cell with no preceding {EXERCISE_TAG!r} cell"
+                )
+            if not solved:
+                raise MarkerError(
+                    f"{where}: the exercise in {opened} has no worked solution (a code "
+                    f"cell tagged {SOLUTION_TAG!r} before its feedback cell)"
+                )
+            opened, count = None, count + 1
+    if opened is not None:
+        raise MarkerError(
+            f"{opened}: the exercise has no {FEEDBACK_TAG!r} cell after it (in {notebook})"
+        )
+    return count
+
+
+def student_edition(nb, notebook: str = "lesson"):
+    """The student edition of a lesson (a new NotebookNode; ``nb`` is not changed).
+
+    ``solution`` cells removed; ``exercise`` and ``feedback`` cells without outputs
+    (``execution_count`` None); every other cell, and the notebook's metadata, as in ``nb``.
+
+    Raises:
+      MarkerError: for a malformed tag layout (see :func:`validate_lesson`).
+    """
+    validate_lesson(nb, notebook)
+    student = copy.deepcopy(nb)
+    cells = []
+    for cell in student.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if SOLUTION_TAG in tags:
+            continue
+        if EXERCISE_TAG in tags or FEEDBACK_TAG in tags:
+            cell["outputs"] = []
+            cell["execution_count"] = None
+        cells.append(cell)
+    student.cells = cells
+    nbformat.validate(student)
+    return student
+
+
+def student_editions(lessons_dir) -> dict[str, bytes]:
+    """{file name: canonical bytes} of the student edition of every ``*.ipynb`` lesson in
+    ``lessons_dir`` (not searched recursively); every lesson is checked before it returns.
+
+    Raises:
+      ValueError: no such folder, or no notebook in it.
+      MarkerError: a lesson's malformed tag layout.
+    """
+    lessons_dir = Path(lessons_dir)
+    if not lessons_dir.is_dir():
+        raise ValueError(f"lesson folder {lessons_dir} is not a directory")
+    paths = sorted(p for p in lessons_dir.glob("*.ipynb") if p.is_file())
+    if not paths:
+        raise ValueError(f"no lesson notebooks (*.ipynb) in {lessons_dir}")
+    return {
+        p.name: notebook_bytes(student_edition(nbformat.read(p, as_version=4), p.name))
+        for p in paths
+    }
+
+
+def refuse_lesson_folder(out_dir, source_dir) -> None:
+    """ValueError if ``out_dir`` is the lesson folder ``source_dir`` (writing there would
+    overwrite the instructor edition with its solutions)."""
+    if Path(out_dir).resolve() == Path(source_dir).resolve():
+        raise ValueError(
+            f"refusing to write the student editions into the lesson folder {source_dir}: "
+            "it would overwrite the instructor edition with its solutions"
+        )
+
+
+def write_editions(editions: dict[str, bytes], out_dir, source_dir=None) -> list[Path]:
+    """Writes ``editions`` ({file name: bytes}) into ``out_dir`` (created if needed); refuses
+    ``out_dir`` == ``source_dir``, which would overwrite the instructor edition."""
+    out_dir = Path(out_dir)
+    if source_dir is not None:
+        refuse_lesson_folder(out_dir, source_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, data in sorted(editions.items()):
+        (out_dir / name).write_bytes(data)
+        written.append(out_dir / name)
+    return written
+
+
+def release_lessons(source_dir, out_dir) -> list[Path]:
+    """Writes the student edition of every lesson in ``source_dir`` to ``out_dir``.
+
+    All lessons are checked before anything is written. Returns the written paths, sorted.
+
+    Raises:
+      MarkerError: a lesson's malformed tag layout (nothing is written).
+      ValueError: no lessons, or ``out_dir`` is ``source_dir``.
+    """
+    refuse_lesson_folder(out_dir, source_dir)
+    return write_editions(student_editions(source_dir), out_dir, source_dir)

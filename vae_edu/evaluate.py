@@ -1221,3 +1221,55 @@ def importance_weights_at(log_w, k: int) -> ImportanceWeights:
     bound = _logsumexp(first) - np.log(k)
     relative = first - first.max(axis=1, keepdims=True)
     return ImportanceWeights(k, relative, bound, effective_sample_size(first))
+
+
+# --------------------------------------------------------------------------------------
+# How a model uses its latent space (notebook 05's beta slider)
+# --------------------------------------------------------------------------------------
+
+__all__ += ["LatentUsage", "latent_usage"]
+
+
+class LatentUsage(NamedTuple):
+    """The codes of a data set and how much each latent dimension is used.
+
+    Attributes:
+      means, log_vars: (N, d) parameters of q(z|x) for every image.
+      kl_per_dimension: (d,) E_x KL(q(z_u|x) || N(0, 1)) in nats (as :func:`kl_per_dimension`).
+      activity: (d,) A_u = Var_x mu_u(x) (as :func:`active_units`).
+      threshold: a dimension is active if A_u > threshold.
+    """
+
+    means: np.ndarray
+    log_vars: np.ndarray
+    kl_per_dimension: np.ndarray
+    activity: np.ndarray
+    threshold: float
+
+    @property
+    def active_units(self) -> int:
+        """Number of dimensions with A_u > threshold."""
+        return int((self.activity > self.threshold).sum())
+
+
+def latent_usage(
+    model: VAE, images, *, key: jax.Array | None = None, threshold: float = 0.01
+) -> LatentUsage:
+    """:func:`kl_per_dimension` and :func:`active_units` from one encoding pass, with the codes.
+
+        KL_u = mean_x (mu_u^2 + sigma_u^2 - 1 - log sigma_u^2) / 2,   A_u = Var_x mu_u(x)
+
+    Args:
+      model: the VAE.
+      images: (N, 28, 28) uint8 or (N, 784) floats in [0, 1].
+      key: binarize the images with this key first (None: use them as they are).
+      threshold: activity threshold (0.01, Burda et al. 2016).
+
+    Returns:
+      :class:`LatentUsage`.
+    """
+    means, log_vars = encode_dataset(model, images, key=key)
+    per_dim = kl_diag_gaussians(jnp.asarray(means)[..., None], jnp.asarray(log_vars)[..., None])
+    kl = np.asarray(per_dim, np.float64).mean(axis=0)
+    activity = np.var(means.astype(np.float64), axis=0)
+    return LatentUsage(means, log_vars, kl, activity, float(threshold))

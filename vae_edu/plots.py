@@ -44,6 +44,7 @@ from vae_edu.evaluate import (
     ImportanceWeights,
     IWAEGap,
     LatentSpaceStats,
+    LatentUsage,
     SweepEntry,
     as_codes,
     importance_weights_at,
@@ -1512,3 +1513,53 @@ def plot_importance_weights(
     plot = ImportanceWeightsPlot(log_w, labels=labels, floor=floor)
     summary = plot.set_k(k)
     return plot.figure, summary
+
+
+# --------------------------------------------------------------------------------------
+# --- notebook 05's beta slider: how a model uses its latent space
+# --------------------------------------------------------------------------------------
+
+__all__ += ["plot_latent_usage"]
+
+
+def plot_latent_usage(
+    usage: LatentUsage,
+    labels=None,
+    *,
+    ax=None,
+    ylim: float | None = None,
+    title: str | None = None,
+) -> Figure:
+    """The latent space of a model as far as it can be drawn.
+
+    A 2-D model: its codes mu(x) on the prior's window (:func:`plot_latent_view`, coloured
+    by ``labels``). Any other size: the KL per dimension, sorted, active units in colour
+    (:func:`plot_kl_per_dimension`), since d > 2 dimensions cannot be scattered honestly.
+
+    Args:
+      usage: :class:`vae_edu.evaluate.LatentUsage` of the model.
+      labels: (N,) digits of the encoded images (needed for a 2-D model).
+      ax: optional Axes; else a new Figure.
+      ylim: upper y limit of the KL bars (to compare models on one scale).
+      title: axes title.
+
+    Returns:
+      The Figure drawn on.
+    """
+    if ax is None:
+        fig = Figure(figsize=(5.2, 3.6), layout="constrained")
+        ax = fig.subplots()
+    if usage.means.shape[1] == 2:
+        if labels is None:
+            raise ValueError("labels are needed to draw the codes of a 2-D model")
+        plot_latent_view(usage.means, labels, usage.log_vars, title=title or "", ax=ax)
+    else:
+        plot_kl_per_dimension(
+            usage.kl_per_dimension,
+            usage.activity,
+            threshold=usage.threshold,
+            ax=ax,
+            ylim=ylim,
+            title=title,
+        )
+    return ax.figure

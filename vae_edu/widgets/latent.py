@@ -59,6 +59,7 @@ SCATTER_CLASS = "vae-latent-scatter"
 TRAVERSAL_CLASS = "vae-traversal-strip"
 INTERPOLATION_STRIP_CLASS = "vae-interpolation-strip"
 INTERPOLATION_SLIDER_CLASS = "vae-interpolation-slider"
+READOUT_CLASS = "vae-latent-readout"
 
 
 # ----------------------------------------------------------------------------- widgets
@@ -445,6 +446,7 @@ def build_dimension_explorer(
     traversal = _image(TRAVERSAL_CLASS)
     reset = widgets.Button(description="back to the encoding")
     readout = widgets.HTML()
+    readout.add_class(READOUT_CLASS)
     state = _Dimensions(
         latent,
         images,

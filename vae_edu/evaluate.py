@@ -1069,9 +1069,9 @@ def _log_weights(graphdef, params, x, key, num_samples, sample_chunk):
             eps = jax.random.normal(jax.random.fold_in(image_key, c), (sample_chunk, *mean.shape))
             z = mean + jnp.exp(0.5 * log_var) * eps
             log_lik = model.log_likelihood(xi, model.decode(z))
-            log_prior = elbo_lib._diag_normal_log_prob(z, 0.0, 0.0)
-            log_q = elbo_lib._diag_normal_log_prob(z, mean, log_var)
-            return log_lik + log_prior - log_q
+            # log N(z; 0, I) - log N(z; mu, sigma^2) = -1/2 sum_j (z_j^2 - eps_j^2 - log sigma_j^2)
+            log_prior_minus_log_q = -0.5 * jnp.sum(z**2 - eps**2 - log_var, axis=-1)
+            return log_lik + log_prior_minus_log_q
 
         return jax.lax.map(chunk, jnp.arange(num_samples // sample_chunk)).reshape(-1)
 

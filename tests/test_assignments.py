@@ -7,6 +7,9 @@ every way a submission can misbehave (raise, loop forever, delete cells, kill th
 in a single kernel without JAX.
 """
 
+import ast
+import importlib
+import inspect
 import json
 import re
 import subprocess
@@ -29,6 +32,7 @@ from vae_edu.assignments import (
     validate_source,
 )
 from vae_edu.assignments.__main__ import main
+from vae_edu.assignments._policy import FORBIDDEN
 from vae_edu.assignments.release import released_text
 
 # Every assignment in the source folder is released and graded (a new A4 needs no edit here).
@@ -583,3 +587,112 @@ def test_grade_refuses_an_empty_json_name(tmp_path, capsys, no_grading):
     submission.write_text("{}")
     assert main(["grade", str(submission), "--json", ""]) == 2
     assert capsys.readouterr().err == "error: --json needs a file name\n"
+
+
+# ------------------------------------------------- lessons and assignments agree (issue 11)
+
+
+def _stub_functions(name: str):
+    """(function name, ast.FunctionDef) of every function the assignment asks for."""
+    source = nbformat.read(SOURCES[name], as_version=4)
+    for cell in source.cells:
+        if cell.cell_type == "code" and cell.metadata["nbgrader"]["solution"]:
+            for node in ast.parse(cell.source).body:
+                if isinstance(node, ast.FunctionDef):
+                    yield node.name, node
+
+
+def _package_twins():
+    """(assignment, stub, package function) for every function an assignment asks for
+    that the package implements under the same name (its reference, in the policy)."""
+    for name in ASSIGNMENTS:
+        rules = FORBIDDEN.get(name)
+        references = {t.rpartition(":")[2]: t for t in (rules.functions if rules else ())}
+        for fname, node in _stub_functions(name):
+            if fname in references:
+                module, _, attr = references[fname].rpartition(":")
+                yield name, node, getattr(importlib.import_module(module), attr)
+
+
+TWINS = list(_package_twins())
+
+
+def test_the_assignments_ask_for_functions_the_lessons_implement():
+    # kl_monte_carlo (A1), reparameterize and bernoulli_log_likelihood (A2), negative_elbo and
+    # train_step (A3): without twins the two tests below would test nothing
+    assert {node.name for _, node, _ in TWINS} >= {
+        "kl_monte_carlo",
+        "reparameterize",
+        "bernoulli_log_likelihood",
+        "negative_elbo",
+        "train_step",
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "node", "reference"), TWINS, ids=[f"{n[:2]}-{f.name}" for n, f, _ in TWINS]
+)
+def test_a_stub_has_the_signature_of_the_package_function(name, node, reference):
+    """Parameter names and order as in the package; what the package adds after them is
+    optional (e.g. reparameterize's num_samples: without it, no sample axis, as asked)."""
+    stub = [a.arg for a in node.args.args]
+    params = list(inspect.signature(reference).parameters.values())
+    assert [p.name for p in params[: len(stub)]] == stub, (name, node.name)
+    extra = params[len(stub) :]
+    assert all(p.default is not inspect.Parameter.empty for p in extra), (name, node.name)
+
+
+_LOG_VARIANCE = re.compile(r"log[- ]variance|log sigma\^2|log \\sigma\^2", re.I)
+_LOG_STD = re.compile(r"log[- ]standard deviation|log sigma(?!\^2)", re.I)
+_GAUSSIAN = re.compile(r"N\(([^,()]+),\s*([^()]*(?:\([^()]*\))?[^()]*)\)")
+
+
+def _gaussian_notation_problems(text: str) -> list[str]:
+    """Every N(a, b) must give a variance (b with ^2, diag(...), I or exp(log_var)), never a
+    standard deviation, as the package writes N(mu, diag sigma^2)."""
+    return [
+        match.group(0)
+        for match in _GAUSSIAN.finditer(text)
+        if not re.search(r"\^2|diag|\bI\b|exp\(log_var|var", match.group(2))
+    ]
+
+
+@pytest.mark.parametrize("name", ASSIGNMENTS)
+def test_stub_docstrings_use_the_lessons_notation_for_gaussians(name):
+    stubs = list(_stub_functions(name))
+    for fname, node in stubs:
+        doc = ast.get_docstring(node) or ""
+        if any(a.arg.startswith("log_var") for a in node.args.args):
+            # the package's log_var is a log-variance: the stub says so, never log sigma
+            assert _LOG_VARIANCE.search(doc), (name, fname, doc)
+            assert not _LOG_STD.search(doc), (name, fname, doc)
+        assert _gaussian_notation_problems(doc) == [], (name, fname, doc)
+    for _, node, reference in TWINS:
+        if any(a.arg.startswith("log_var") for a in node.args.args):
+            assert _LOG_VARIANCE.search(inspect.getdoc(reference)), reference
+
+
+def test_the_gaussian_notation_check_can_fail():
+    assert _gaussian_notation_problems("eps ~ N(0, sigma)") == ["N(0, sigma)"]
+    assert _gaussian_notation_problems("q = N(mu, diag exp(log_var)), p = N(0, I)") == []
+    assert _LOG_STD.search("log_var: the log standard deviation")
+    assert not _LOG_STD.search("log_var: log-variances log sigma^2")
+
+
+def test_the_checks_are_loaded_before_the_students_kernel_starts(tmp_path, monkeypatch):
+    # a cell that rewrites a check module must not reach this submission's own grading
+    from vae_edu.assignments import grade
+
+    grade._checks.cache_clear()
+    loaded = []
+
+    def run_notebook(merged, kernel, assignment):
+        loaded.append(grade._checks.cache_info().currsize)
+        return {}
+
+    monkeypatch.setattr(grade, "_run_notebook", run_notebook)
+    name = ASSIGNMENTS[0]
+    released = tmp_path / f"{name}.ipynb"
+    nbformat.write(release_notebook(nbformat.read(SOURCES[name], as_version=4)), released)
+    grade_submission(released, DEFAULT_SOURCE_DIR)
+    assert loaded == [1]

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from vae_edu import estimate, evaluate
+from vae_edu import elbo, estimate, evaluate
 from vae_edu.elbo import ELBOTerms
 from vae_edu.models import VAEConfig
 from vae_edu.train import init_model
@@ -114,7 +114,7 @@ def test_results_do_not_depend_on_image_chunking(model):
     b = evaluate.per_image_iwae(model, copies, key, num_samples=2, image_chunk=3, binarize=False)
     np.testing.assert_allclose(a, b, rtol=1e-6)
     assert len(np.unique(a)) == len(a)  # every copy got its own samples
-    # A sample chunk that does not divide k falls back to the largest divisor below it.
+    # A sample chunk larger than k is cut to k.
     c = evaluate.per_image_iwae(
         model, copies, key, num_samples=2, sample_chunk=3, image_chunk=8, binarize=False
     )
@@ -211,3 +211,43 @@ def test_evaluate_estimate_is_the_one_estimate_type(model):
 def test_per_image_elbo_counts_use_the_shared_check(model, kwargs, error):
     with pytest.raises(error, match="batch_size must be an integer >= 1"):
         evaluate.per_image_elbo(model, X, jax.random.PRNGKey(0), **kwargs)
+
+
+def test_iwae_pads_the_last_sample_chunk_for_a_prime_k(model):
+    # k = 997 is prime: it runs 2 chunks of 500 (the last padded), not 997 chunks of 1.
+    assert evaluate.iwae_chunks(997, 500) == (500, 2)
+    assert evaluate.iwae_chunks(1000, 500) == (500, 2)
+    assert evaluate.iwae_chunks(3, 500) == (3, 1)
+    images = X[:3]
+    key = jax.random.PRNGKey(8)
+    chunked = evaluate.per_image_iwae(
+        model, images, key, num_samples=997, sample_chunk=500, binarize=False
+    )
+    # Unchunked, by hand: the same 997 samples (chunk c of image i draws with
+    # fold_in(fold_in(fold_in(key, 1), draw 0), i), c), every weight through the public
+    # densities of vae_edu.elbo, one logsumexp over all 997 log weights.
+    image_keys = jax.random.fold_in(jax.random.fold_in(key, 1), 0)
+    mean, log_var = model.encode(jnp.asarray(images))
+    for i in range(len(images)):
+        eps = jnp.concatenate(
+            [
+                jax.random.normal(
+                    jax.random.fold_in(jax.random.fold_in(image_keys, i), c), (500, 2)
+                )
+                for c in range(2)
+            ]
+        )[:997]
+        z = mean[i] + jnp.exp(0.5 * log_var[i]) * eps
+        log_w = (
+            model.log_likelihood(images[i], model.decode(z))
+            + elbo.diag_gaussian_log_density(z, 0.0, 0.0)
+            - elbo.diag_gaussian_log_density(z, mean[i], log_var[i])
+        )
+        by_hand = float(jax.nn.logsumexp(log_w) - np.log(997))
+        assert chunked[i] == pytest.approx(by_hand, abs=1e-4)
+
+
+def test_iwae_memory_of_a_prime_k_is_that_of_full_chunks(model):
+    prime = evaluate.iwae_memory_bytes(model, 16, num_samples=997, sample_chunk=100)
+    round_k = evaluate.iwae_memory_bytes(model, 16, num_samples=1000, sample_chunk=100)
+    assert prime == round_k

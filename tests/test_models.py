@@ -18,7 +18,7 @@ import scipy.stats
 from flax import nnx
 from jax.flatten_util import ravel_pytree
 
-from vae_edu.elbo import ELBOTerms
+from vae_edu.elbo import ELBOTerms, bernoulli_log_likelihood
 from vae_edu.models import VAE, VAEConfig, count_parameters
 from vae_edu.train import init_model
 
@@ -282,3 +282,20 @@ def test_loss_returns_the_batch_means_of_the_per_example_elbo_terms():
         np.testing.assert_allclose(
             getattr(terms, name), np.mean(getattr(per_example, name)), rtol=1e-6
         )
+
+
+def test_training_loss_likelihood_equals_the_library_bernoulli_form():
+    """VAE.loss's one-softplus form x l - softplus(l) equals elbo.bernoulli_log_likelihood
+    (x log sigmoid(l) + (1 - x) log sigmoid(-l)) on binary and grey pixels, values and
+    gradients, for logits up to +-80."""
+    model = VAE(VAEConfig(input_dim=6, hidden_sizes=(4,), latent_dim=2), rngs=nnx.Rngs(0))
+    rng = np.random.default_rng(3)
+    logits = jnp.asarray(rng.uniform(-80.0, 80.0, size=(5, 6)), jnp.float32)
+    for x in (rng.integers(0, 2, size=(5, 6)), rng.uniform(0.0, 1.0, size=(5, 6))):
+        x = jnp.asarray(x, jnp.float32)
+        fast = model._loss_log_likelihood(x, logits)
+        reference = bernoulli_log_likelihood(x, logits)
+        np.testing.assert_allclose(fast, reference, rtol=1e-5, atol=1e-4)
+        grad_fast = jax.grad(lambda lg, x=x: model._loss_log_likelihood(x, lg).sum())(logits)
+        grad_ref = jax.grad(lambda lg, x=x: bernoulli_log_likelihood(x, lg).sum())(logits)
+        np.testing.assert_allclose(grad_fast, grad_ref, rtol=1e-5, atol=1e-6)

@@ -63,6 +63,28 @@ def _scores(course: Path, name: str) -> dict:
     return {k: tuple(v) for k, v in json.loads(done.stdout).items()}
 
 
+def _nbgrader(command: str, name: str, course: Path, env) -> None:
+    """Runs ``nbgrader COMMAND NAME --force`` in the course directory; it must succeed."""
+    done = subprocess.run(
+        [*NBGRADER, command, name, "--force"],
+        cwd=course,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _max_points(source, cell_type: str) -> float:
+    """The points of the graded cells of one type ("code": autograded, "markdown": manual)."""
+    return sum(
+        c.metadata["nbgrader"]["points"]
+        for c in source.cells
+        if c.metadata["nbgrader"]["grade"] and c.cell_type == cell_type
+    )
+
+
 @pytest.fixture(scope="module")
 def autograded(tmp_path_factory):
     pytest.importorskip("nbgrader", reason="nbgrader is in requirements-dev.txt")
@@ -72,15 +94,7 @@ def autograded(tmp_path_factory):
     runs = {}
     for name in ASSIGNMENTS:
         course = _course(root, name)
-        done = subprocess.run(
-            [*NBGRADER, "generate_assignment", name, "--force"],
-            cwd=course,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
+        _nbgrader("generate_assignment", name, course, env)
         released = course / "release" / name / f"{name}.ipynb"
         assert released.is_file()
         for student, path in (
@@ -105,15 +119,7 @@ def autograded(tmp_path_factory):
     for name, (course, process) in runs.items():
         log, _ = process.communicate(timeout=1200)
         assert process.returncode == 0, log
-        feedback = subprocess.run(
-            [*NBGRADER, "generate_feedback", name, "--force"],
-            cwd=course,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert feedback.returncode == 0, feedback.stdout + feedback.stderr
+        _nbgrader("generate_feedback", name, course, env)
         results[name] = (course, log, _scores(course, name))
     return results
 
@@ -134,16 +140,7 @@ def test_nbgrader_generate_assignment_matches_release(autograded, name):
 def test_nbgrader_autograde_instructor_full_marks_release_zero(autograded, name):
     _, log, scores = autograded[name]
     source = nbformat.read(DEFAULT_SOURCE_DIR / f"{name}.ipynb", as_version=4)
-    auto_max = sum(
-        c.metadata["nbgrader"]["points"]
-        for c in source.cells
-        if c.metadata["nbgrader"]["grade"] and c.cell_type == "code"
-    )
-    manual_max = sum(
-        c.metadata["nbgrader"]["points"]
-        for c in source.cells
-        if c.metadata["nbgrader"]["grade"] and c.cell_type == "markdown"
-    )
+    auto_max, manual_max = _max_points(source, "code"), _max_points(source, "markdown")
     assert scores["instructor"] == (auto_max, auto_max, manual_max), log
     assert scores["student"] == (0, auto_max, manual_max), log
     course = autograded[name][0]

@@ -2,6 +2,8 @@
 
 One module per concept:
 
+* :mod:`vae_edu.estimate`    one Estimate(mean, std_error) and how the course makes one.
+* :mod:`vae_edu.optimize`    the one L-BFGS loop (optax, inside lax.scan).
 * :mod:`vae_edu.kl`          KL divergences (closed forms and Monte Carlo).
 * :mod:`vae_edu.elbo`        reparameterization, decoder log-likelihoods, ELBO, IWAE bound,
                              estimators of the evidence log p(x).
@@ -16,8 +18,14 @@ One module per concept:
                              latent-space statistics, rate and distortion.
 * :mod:`vae_edu.checkpoints` safe (msgpack) checkpoints.
 * :mod:`vae_edu.plots`       figures, and PNG pictures for the widgets.
+* :mod:`vae_edu.diagrams`    the drawn diagrams (architecture, reparameterization graph).
+* :mod:`vae_edu.bench`       timing and the training benchmark.
+* :mod:`vae_edu.system`      peak memory and load average, portably.
 * :mod:`vae_edu.widgets`     the notebooks' interactive widgets (built and wired only).
-* :mod:`vae_edu.grading`     autograder checks for the classroom assignments.
+* :mod:`vae_edu.exercises`   the in-lesson exercises: feedback, and the reference as fallback.
+* :mod:`vae_edu.lesson_checks` checks of the lesson exercises that no assignment has.
+* :mod:`vae_edu.grading`     autograder checks for the classroom assignments (core, a1-a3).
+* :mod:`vae_edu.mlp_vae`     the small functional VAE and training budget of assignment A3.
 
 Submodules are imported lazily, so ``import vae_edu`` is cheap and
 ``vae_edu.kl.kl_diag_gaussians`` works without an explicit ``import vae_edu.kl``.
@@ -28,6 +36,8 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = (
+    "estimate",
+    "optimize",
     "kl",
     "elbo",
     "conjugate",
@@ -41,6 +51,12 @@ _SUBMODULES = (
     "checkpoints",
     "widgets",
     "plots",
+    "diagrams",
+    "bench",
+    "system",
+    "exercises",
+    "lesson_checks",
+    "mlp_vae",
     "grading",
     "assignments",
     "pretrained",

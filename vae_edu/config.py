@@ -85,26 +85,24 @@ TARGETS = ("binarized", "grayscale")
 # ----------------------------------------------------------------------------- argument types
 # argparse ``type`` functions: each reads one command-line value or raises an
 # ArgumentTypeError that argparse prints as "argument --x: expected ..." (exit status 2).
-def positive_int(text: str) -> int:
-    """An integer >= 1."""
+def _integer_at_least(text: str, minimum: int, wanted: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+        raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected {wanted}, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1."""
+    return _integer_at_least(text, 1, "a positive integer")
 
 
 def non_negative_int(text: str) -> int:
     """An integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
+    return _integer_at_least(text, 0, "an integer >= 0")
 
 
 def prng_seed(text: str) -> int:

@@ -61,6 +61,7 @@ __all__ = [
     "per_image_iwae",
     "iwae_log_likelihood",
     "iwae_memory_bytes",
+    "iwae_chunks",
     "encode_dataset",
     "active_units",
     "kl_per_dimension",
@@ -261,28 +262,43 @@ def quick_test_elbo(model: VAE, *, binarize: bool = True) -> float:
 def _per_image_iwae(
     graphdef, params, x, key, draw, num_samples, sample_chunk, image_chunk, binarize
 ):
-    """L_k of every row of draw ``draw`` of x (N, D); memory ~ image_chunk * sample_chunk."""
+    """L_k of every row of draw ``draw`` of x (N, D); memory ~ image_chunk * sample_chunk.
+
+    The k samples of an image are drawn in C = ceil(k / m) chunks of m = sample_chunk;
+    the last chunk is padded to m samples, and its padded samples get log weight -inf, so
+        hat L_k = logsumexp over all C m entries of log w - log k
+    counts exactly the k real samples.
+    """
     n = x.shape[0]
     x = _targets(x, key, draw, binarize)
     key = jax.random.fold_in(jax.random.fold_in(key, 1), draw)
-    num_sample_chunks = num_samples // sample_chunk
+    num_sample_chunks = -(-num_samples // sample_chunk)
     model = nnx.merge(graphdef, params)
 
     def one_image(i, xi):
         mean, log_var = model.encode(xi)
         image_key = jax.random.fold_in(key, i)
+        sigma = jnp.exp(0.5 * log_var)
+        half_log_det = 0.5 * jnp.sum(log_var)
 
-        def ll(z):  # z: (m, d) -> (m,)
-            return model.log_likelihood(xi, model.decode(z))
-
-        def chunk_bound(c):
-            return elbo_lib.iwae_bound(
-                jax.random.fold_in(image_key, c), mean, log_var, ll, sample_chunk
+        def chunk_logsumexp(c):
+            # z = mu + sigma eps (the draw of vae_edu.elbo.reparameterize for this key);
+            # log q(z | x) = log N(eps; 0, I) - sum_j log sigma_j, exact even when
+            # sigma << |mu|.
+            eps = jax.random.normal(
+                jax.random.fold_in(image_key, c), (sample_chunk, *mean.shape), mean.dtype
             )
+            z = mean + sigma * eps
+            log_w = (
+                model.log_likelihood(xi, model.decode(z))
+                + elbo_lib.diag_gaussian_log_density(z, 0.0, 0.0)
+                - (elbo_lib.diag_gaussian_log_density(eps, 0.0, 0.0) - half_log_det)
+            )
+            real = c * sample_chunk + jnp.arange(sample_chunk) < num_samples
+            return jax.nn.logsumexp(jnp.where(real, log_w, -jnp.inf))
 
-        # log (1/k) sum_all w = logsumexp_c L_m^(c) - log C  for C equal chunks of m samples.
-        bounds = jax.lax.map(chunk_bound, jnp.arange(num_sample_chunks))
-        return jax.nn.logsumexp(bounds) - jnp.log(num_sample_chunks)
+        per_chunk = jax.lax.map(chunk_logsumexp, jnp.arange(num_sample_chunks))
+        return jax.nn.logsumexp(per_chunk) - jnp.log(num_samples)
 
     def image_block(args):
         idx, xs = args
@@ -293,8 +309,16 @@ def _per_image_iwae(
     return out.reshape(-1)[:n]
 
 
-def _divisor_at_most(k: int, limit: int) -> int:
-    return max(m for m in range(1, min(k, limit) + 1) if k % m == 0)
+def iwae_chunks(num_samples: int, sample_chunk: int) -> tuple[int, int]:
+    """``(samples per chunk, number of chunks)`` of the IWAE evaluation of k samples.
+
+    Chunks have min(sample_chunk, k) samples; the last one is padded (its padded samples
+    get log weight -inf), so a prime k such as 997 with sample_chunk = 500 runs 2 chunks
+    of 500, not 997 chunks of 1.
+    """
+    num_samples = _checks.count(num_samples, "num_samples")
+    size = min(_checks.count(sample_chunk, "sample_chunk"), num_samples)
+    return size, -(-num_samples // size)
 
 
 def per_image_iwae(
@@ -324,9 +348,10 @@ def per_image_iwae(
       num_samples: k.
       num_binarizations: binarization draws averaged per image.
       binarize: False uses the images themselves as targets.
-      sample_chunk: samples per vectorised chunk (the largest divisor of k not above it);
-        chunk c of image i draws its samples with fold_in(image key, c), so another chunk
-        size gives other (equally distributed) samples.
+      sample_chunk: samples per vectorised chunk (at most k); the last chunk is padded
+        and its padded samples get log weight -inf (:func:`iwae_chunks`). Chunk c of
+        image i draws its samples with fold_in(image key, c), so another chunk size gives
+        other (equally distributed) samples.
       image_chunk: images per vectorised chunk (memory only; results do not depend on it).
       progress: print one tqdm step per binarization draw.
 
@@ -335,7 +360,7 @@ def per_image_iwae(
     """
     num_samples = _checks.count(num_samples, "num_samples")
     num_binarizations = _checks.count(num_binarizations, "num_binarizations")
-    sample_chunk = _divisor_at_most(num_samples, _checks.count(sample_chunk, "sample_chunk"))
+    sample_chunk, _ = iwae_chunks(num_samples, sample_chunk)
     image_chunk = _checks.count(image_chunk, "image_chunk")
     graphdef, params = _split(model)
     x = _as_images(images, model.config.input_dim)
@@ -429,7 +454,7 @@ def iwae_memory_bytes(
     working memory the chunked evaluation needs on top of the model and the images.
     """
     graphdef, params = _split(model)
-    sample_chunk = _divisor_at_most(num_samples, sample_chunk)
+    sample_chunk, _ = iwae_chunks(num_samples, sample_chunk)
     x = jax.ShapeDtypeStruct((num_images, model.config.input_dim), jnp.float32)
     compiled = _per_image_iwae.lower(
         graphdef,

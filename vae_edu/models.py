@@ -216,11 +216,33 @@ class VAE(nnx.Module):
           reconstruction - kl (whatever alpha and beta are), of log p(x | z) with one
           z ~ q(z | x), and of the closed-form KL(q(z | x) || p(z)).
         """
-        terms = self.elbo_terms(key, x)
+        mean, log_var = self.encode(x)
+        terms = elbo_lib.elbo(
+            key,
+            mean,
+            log_var,
+            lambda z: self._loss_log_likelihood(x, self.decode(z)),
+            num_samples=1,
+            beta=1.0,
+            kl_method="closed_form",
+        )
         reconstruction = jnp.mean(terms.reconstruction)
         kl = jnp.mean(terms.kl)
         loss = -alpha * reconstruction + beta * kl
         return loss, ELBOTerms(elbo=reconstruction - kl, reconstruction=reconstruction, kl=kl)
+
+    def _loss_log_likelihood(self, x: jax.Array, logits: jax.Array) -> jax.Array:
+        """:meth:`log_likelihood` in the form the training loss evaluates fastest.
+
+        Bernoulli: x log sigmoid(l) + (1 - x) log sigmoid(-l) = x l - softplus(l), since
+        log sigmoid(l) = l - softplus(l) and log sigmoid(-l) = -softplus(l): one softplus
+        per pixel instead of two log-sigmoids (stable for any finite logit; its gradient
+        is x - sigmoid(l)). On a 2-core CPU this elementwise work is about 8 % of a training
+        step of the 784-400-20 model (docs/speed.md). Gaussian: :meth:`log_likelihood`.
+        """
+        if self.config.likelihood == "bernoulli":
+            return jnp.sum(x * logits - jax.nn.softplus(logits), axis=-1)
+        return self.log_likelihood(x, logits)
 
     def kl_per_dimension(self, x: jax.Array) -> jax.Array:
         """KL(q(z_j | x) || N(0, 1)) for each latent dimension j: (..., latent_dim)."""

@@ -60,7 +60,9 @@ __all__ = [
     "prepare_images",
     "epoch_key",
     "test_key",
+    "epoch_plan",
     "make_chunk_runner",
+    "chunk_runner",
     "run_epoch",
 ]
 
@@ -150,8 +152,19 @@ def _init_params(model_config: VAEConfig, root_key: jax.Array):
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2))
-def _epoch_plan(key: jax.Array, num_examples: int, batch_size: int):
-    """(batch_index (S, B) int32, step_keys (S, 2)) of an epoch: a shuffle and one key per step."""
+def epoch_plan(key: jax.Array, num_examples: int, batch_size: int):
+    """An epoch's shuffled batches and step keys, decided before the epoch runs.
+
+    Args:
+      key: the epoch's key (:func:`epoch_key`), split into a permutation key and a key
+        for the steps.
+      num_examples: N; the last ``N mod batch_size`` shuffled examples are dropped.
+      batch_size: B.
+
+    Returns:
+      ``(batch_index, step_keys)``: (S, B) int32 rows of the training images, S = N // B,
+      and (S, 2) uint32 keys, one per step.
+    """
     num_steps = num_examples // batch_size
     perm_key, steps_key = jax.random.split(key)
     order = jax.random.permutation(perm_key, num_examples)[: num_steps * batch_size]
@@ -208,6 +221,11 @@ def make_chunk_runner(
     the device array ``images`` (N, D), ``step_keys`` is (S,) keys, and ``terms`` holds the
     per-step ``LossTerms`` (S,). ``beta`` and ``alpha`` are traced, so changing them does
     not recompile. ``params`` and ``opt_state`` are donated (updated in place).
+
+    One step: split the step key into a binarization key and a noise key, gather the
+    batch, binarize it (``vae_edu.data.binarize``), then loss, gradient and Adam update.
+    ``nnx.merge(graphdef, params)`` rebuilds the model from the parameter arrays inside the
+    traced step: it runs once, while ``jit`` traces, and costs nothing per step.
     """
 
     def step(carry, inputs, images, beta, alpha):
@@ -239,9 +257,24 @@ def make_chunk_runner(
 def _cached_chunk_runner(
     graphdef: nnx.GraphDef, optimizer_spec: tuple, binarized: bool
 ) -> Callable:
-    """One compiled runner per (architecture, optimizer, targets): re-running ``train``
-    in a notebook or a test does not compile again."""
     return make_chunk_runner(graphdef, _optimizer(*optimizer_spec), binarized)
+
+
+def chunk_runner(graphdef: nnx.GraphDef, train_config: TrainConfig, num_examples: int) -> Callable:
+    """:func:`make_chunk_runner` for this configuration, cached: one compiled runner per
+    (architecture, optimizer, targets), so re-running :func:`train` in a notebook or a test
+    does not compile again.
+
+    Args:
+      graphdef: the model's graph definition (``nnx.split(model, nnx.Param)[0]``).
+      train_config: its optimizer settings and ``targets`` select the runner.
+      num_examples: training-set size (the schedules count steps over all epochs).
+    """
+    return _cached_chunk_runner(
+        graphdef,
+        _optimizer_spec(train_config, num_examples),
+        train_config.targets == "binarized",
+    )
 
 
 def run_epoch(
@@ -255,8 +288,11 @@ def run_epoch(
 ):
     """One epoch: shuffle, then ``ceil(num_batches / steps_per_call)`` jitted chunk calls.
 
+    Each chunk is dispatched before the previous chunk's losses are read back, so the
+    host never waits between chunks (JAX runs calls asynchronously).
+
     Args:
-      run_chunk: from :func:`make_chunk_runner`.
+      run_chunk: from :func:`make_chunk_runner` or :func:`chunk_runner`.
       params, opt_state: current state (donated).
       images: (N, D) float32 device array.
       key: the epoch's key (:func:`epoch_key`).
@@ -273,25 +309,34 @@ def run_epoch(
     if num_steps < 1:
         raise ValueError(f"batch_size {batch_size} exceeds the {num_examples} training images")
     # Host copies: slicing numpy arrays costs no compilation (slicing device arrays does).
-    batch_index, step_keys = (np.asarray(a) for a in _epoch_plan(key, num_examples, batch_size))
+    batch_index, step_keys = (np.asarray(a) for a in epoch_plan(key, num_examples, batch_size))
     beta = np.float32(train_config.beta)
     alpha = np.float32(train_config.alpha)
     totals = np.zeros(4)
-    for start in range(0, num_steps, train_config.steps_per_call):
-        stop = min(start + train_config.steps_per_call, num_steps)
-        params, opt_state, losses, terms = run_chunk(
-            params, opt_state, images, batch_index[start:stop], step_keys[start:stop], beta, alpha
-        )
+    pending = None  # (number of steps, losses, terms) of the chunk dispatched last
+
+    def read(chunk):
+        steps, losses, terms = chunk
         sums = np.array(
             [
                 np.asarray(a, np.float64).sum()
                 for a in (terms.reconstruction, terms.kl, terms.elbo, losses)
             ]
         )
-        totals += sums
         if bar is not None:
-            bar.update(stop - start)
-            bar.set_postfix(loss=f"{sums[3] / (stop - start):.2f}", refresh=False)
+            bar.update(steps)
+            bar.set_postfix(loss=f"{sums[3] / steps:.2f}", refresh=False)
+        return sums
+
+    for start in range(0, num_steps, train_config.steps_per_call):
+        stop = min(start + train_config.steps_per_call, num_steps)
+        params, opt_state, losses, terms = run_chunk(
+            params, opt_state, images, batch_index[start:stop], step_keys[start:stop], beta, alpha
+        )
+        if pending is not None:
+            totals += read(pending)
+        pending = (stop - start, losses, terms)
+    totals += read(pending)
     means = dict(zip(("reconstruction", "kl", "elbo", "loss"), totals / num_steps, strict=True))
     return params, opt_state, {k: float(v) for k, v in means.items()}
 
@@ -397,7 +442,7 @@ def train(
         epoch = int(ckpt.training["epoch"])
         history = {k: list(saved_history[k]) for k in HISTORY_KEYS}
 
-    run_chunk = _cached_chunk_runner(graphdef, optimizer_spec, train_config.targets == "binarized")
+    run_chunk = chunk_runner(graphdef, train_config, num_examples)
     steps_per_epoch = num_examples // train_config.batch_size
     evaluation_key = test_key(train_config.seed)
     binarize_test = train_config.targets == "binarized"

@@ -46,6 +46,7 @@ from vae_edu.assignments.gradebook import GradebookError, grade_many, merge, wri
 from vae_edu.assignments.intake import collect, restore_metadata
 from vae_edu.assignments.kit import KitError, build_kit
 from vae_edu.assignments.release import MarkerError, release_directory
+from vae_edu.system import ensure_writable_folder
 
 
 def _positive_int(text: str) -> int:
@@ -206,8 +207,6 @@ def _check_writable(path: str, option: str) -> None:
     Missing parent folders are created and proven writable with a probe file, so no
     finished grading is lost at the last step.
     """
-    from vae_edu.system import ensure_writable_folder
-
     target = Path(path)
     if target.is_dir():
         raise OSError(f"{option} {path} is a directory; give a file name")

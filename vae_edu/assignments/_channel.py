@@ -91,7 +91,7 @@ class Opaque:
 def _encode(value, arrays: dict, depth: int = 0):
     import jax
 
-    from vae_edu.grading import KernelFunction
+    from vae_edu.grading import KernelFunction  # lazy: checks load after the SHA-256 check
 
     if depth > MAX_DEPTH:
         raise ValueError("input nested too deeply")

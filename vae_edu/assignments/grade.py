@@ -28,14 +28,16 @@ from __future__ import annotations
 
 import ast
 import builtins
+import contextlib
 import copy
 import dataclasses
-import gc
+import functools
 import json
 import logging
 import math
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -47,7 +49,7 @@ from pathlib import Path
 import nbformat
 from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
-from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from nbclient.exceptions import DeadKernelError
 
 from vae_edu.assignments import _cells, _channel, _policy, _sandbox
 from vae_edu.assignments import intake as _intake
@@ -78,7 +80,7 @@ MAX_MESSAGE = 1000  # characters of a message in the report
 DEFAULT_SOURCE_DIR = Path(__file__).resolve().parents[2] / "notebooks" / "assignments"
 _PROBE_TIMEOUT = 15  # seconds for a kernel to answer again after an interrupt
 # Grader sources as they were when the grader was loaded, before any student code ran.
-_BASELINE = _sandbox.source_digests(sorted(DEFAULT_SOURCE_DIR.glob("*.ipynb")))
+SOURCE_BASELINE = _sandbox.source_digests(sorted(DEFAULT_SOURCE_DIR.glob("*.ipynb")))
 
 
 class GradingError(Exception):
@@ -269,13 +271,7 @@ def _other_assignment(source_path: Path, source_nb, submission_cells) -> str | N
     ids = _graded_ids(submission_cells)
     if not ids or ids & _graded_ids(source_nb.cells):
         return None
-    for path in sorted(source_path.parent.glob("*.ipynb")):
-        if path.resolve() == source_path.resolve():
-            continue
-        try:
-            other = nbformat.read(path, as_version=4)
-        except Exception:  # noqa: BLE001
-            continue
+    for path, other in _intake.sibling_sources(source_path):
         if ids & _graded_ids(other.cells):
             return path.stem
     return "another assignment"
@@ -400,12 +396,16 @@ def _error_text(output) -> str:
 
 
 class _Client(NotebookClient):
-    """nbclient's client with a cap on the output kept per cell."""
+    """nbclient's client with a cap on the output kept per cell (``output`` is the
+    documented hook for every output message)."""
 
-    max_output_bytes = DEFAULT_MAX_OUTPUT
+    def __init__(self, nb, km=None, *, max_output_bytes: int = DEFAULT_MAX_OUTPUT, **kw):
+        super().__init__(nb, km=km, **kw)
+        self.max_output_bytes = max_output_bytes
+        self.output_used: dict[int, int] = {}
 
     def output(self, outs, msg, display_id, cell_index):
-        used = self._vae_edu_output.get(cell_index, 0)
+        used = self.output_used.get(cell_index, 0)
         size = len(json.dumps(msg.get("content", {}), default=str))
         if msg.get("msg_type") == "error":  # always kept (it decides the cell's outcome)
             content = msg.get("content", {})
@@ -422,49 +422,74 @@ class _Client(NotebookClient):
                         "bytes per cell): the rest was dropped]\n",
                     )
                 )
-                self._vae_edu_output[cell_index] = self.max_output_bytes + 1
+                self.output_used[cell_index] = self.max_output_bytes + 1
             return None
-        self._vae_edu_output[cell_index] = used + size
+        self.output_used[cell_index] = used + size
         return super().output(outs, msg, display_id, cell_index)
 
 
-class _Kernel:
-    """The student's kernel: runs cells with the instructor's limits, never raises."""
+@dataclasses.dataclass(frozen=True)
+class _Limits:
+    """What the instructor sets for a student's kernel (see :func:`grade_submission`)."""
 
-    def __init__(self, nb, *, timeout, workdir, kernel_name, memory_mb, max_output, owner, view=()):
-        self.timeout = timeout
+    timeout: int
+    memory_mb: int | None
+    max_output: int
+    owner: tuple | None  # (uid, gid) to run as, or None
+    view: tuple = ()  # a readonly_view command prefix, or none
+
+
+class _Kernel:
+    """The student's kernel: runs cells with the instructor's limits, never raises.
+
+    Everything goes through nbclient's documented API: the kernel manager is given to the
+    :class:`~nbclient.NotebookClient`, :meth:`~nbclient.NotebookClient.setup_kernel` starts
+    the kernel and its client, :meth:`~nbclient.NotebookClient.execute_cell` runs a cell.
+    At a cell's time limit nbclient interrupts the kernel itself (``interrupt_on_timeout``)
+    and ends the cell with the ``error_on_timeout`` reply, whose random marker tells the
+    grader that the limit, not the student's code, ended the cell (``on_cell_executed``).
+    """
+
+    def __init__(self, nb, *, workdir, kernel_name, limits: _Limits):
+        self.timeout = limits.timeout
         self.workdir = workdir
         self.channel = workdir / "channel"
-        self.owner = owner
-        self.memory_mb = memory_mb
+        self.limits = limits
         self.dead = ""  # why the kernel is gone, once it is
         self.references: set[str] = set()
         self.request_timeout = 0  # the test cell's limit while its hidden tests run
-        quiet = logging.getLogger("vae_edu.assignments.nbclient")
-        quiet.setLevel(logging.CRITICAL)  # timeouts are reported in the score table
         self.nb = nb
         self.scratch = len(nb.cells)
         nb.cells.append(nbformat.v4.new_code_cell(""))  # where grader requests run
+        self._timeout_marker = secrets.token_hex(16)  # never sent to the kernel
+        self._timed_out = False
+        km = _sandbox.SandboxKernelManager(
+            kernel_name=kernel_name, connection_file=str(workdir / "kernel.json")
+        )
+        km.sandbox_owner = limits.owner
+        km.sandbox_prefix = list(limits.view)
+        quiet = logging.getLogger("vae_edu.assignments.nbclient")
+        quiet.setLevel(logging.CRITICAL)  # timeouts are reported in the score table
         self.client = _Client(
             nb,
-            timeout=timeout,
+            km=km,
+            max_output_bytes=limits.max_output,
+            timeout=limits.timeout,
             timeout_func=self.cell_timeout,
+            interrupt_on_timeout=True,
+            error_on_timeout={
+                "ename": "TimeoutError",
+                "evalue": self._timeout_marker,
+                "traceback": [],
+            },
+            on_cell_executed=self._executed,
             allow_errors=True,
-            interrupt_on_timeout=False,
             kernel_name=kernel_name,
             record_timing=False,
             shutdown_kernel="immediate",
             resources={"metadata": {"path": str(workdir)}},
             log=quiet,
         )
-        self.client._vae_edu_output = {}
-        self.client.max_output_bytes = max_output
-        km = _sandbox.SandboxKernelManager(
-            kernel_name=kernel_name, connection_file=str(workdir / "kernel.json")
-        )
-        km.sandbox_owner = owner
-        km.sandbox_prefix = list(view)
-        self.client.km = km
 
     def cell_timeout(self, cell) -> int:
         """The instructor's limit: --timeout, or more if the *source* cell allows it."""
@@ -474,27 +499,37 @@ class _Kernel:
             return extra
         return self.timeout
 
-    def start(self) -> None:
+    def _executed(self, cell, cell_index, execute_reply) -> None:
+        """nbclient's ``on_cell_executed`` hook: was the cell ended by its time limit?"""
+        content = (execute_reply or {}).get("content", {})
+        self._timed_out = content.get("evalue") == self._timeout_marker
+
+    @contextlib.contextmanager
+    def session(self):
+        """The running kernel (nbclient's ``setup_kernel``); stopped on leaving, however."""
         kwargs = {
             "cwd": str(self.workdir),
             "env": _sandbox.kernel_env(self.workdir),
             "stderr": subprocess.DEVNULL,
         }
-        preexec = _sandbox.limit_resources(self.memory_mb)
+        preexec = _sandbox.limit_resources(self.limits.memory_mb)
         if preexec is not None:
             kwargs["preexec_fn"] = preexec
-        if self.owner is not None:  # POSIX only: root drops to an unprivileged user
-            kwargs.update(user=self.owner[0], group=self.owner[1], extra_groups=[])
-        self.client.reset_execution_trackers()
-        with warnings.catch_warnings():  # JAX warns about fork; the kernel's exec follows
-            warnings.simplefilter("ignore", RuntimeWarning)
-            self.client.start_new_kernel(**kwargs)
-        self.client.start_new_kernel_client()
+        if self.limits.owner is not None:  # POSIX only: root drops to an unprivileged user
+            owner = self.limits.owner
+            kwargs.update(user=owner[0], group=owner[1], extra_groups=[])
+        try:
+            with warnings.catch_warnings():  # JAX warns about fork; the kernel's exec follows
+                warnings.simplefilter("ignore", RuntimeWarning)
+                with self.client.setup_kernel(**kwargs):
+                    yield self
+        finally:
+            self.stop()
 
     def stop(self) -> None:
-        """Stops the kernel and every process it started (its process group, POSIX only)."""
+        """Stops the kernel and every process it started."""
         km, kc = self.client.km, self.client.kc
-        pgid = getattr(getattr(km, "provisioner", None), "pgid", None)
+        pgid = _kernel_process_group(km)
         try:
             if kc is not None:
                 kc.stop_channels()
@@ -515,30 +550,14 @@ class _Kernel:
                 run_sync(km.cleanup_resources)()
         except Exception:  # noqa: BLE001
             pass
-        self.client.kc = None
 
     def run(self, cell, index: int) -> _Outcome:
         """Runs one cell of the notebook; the outcome of the kernel's answer."""
         if self.dead:
             return _Outcome("not run", self.dead)
+        self._timed_out = False
         try:
             self.client.execute_cell(cell, index)
-        except CellTimeoutError:
-            seconds = self.cell_timeout(cell)
-            message = (
-                f"the cell did not finish within {seconds} s and was stopped "
-                "(an infinite loop, or far too much work?)"
-            )
-            cell.outputs.append(
-                nbformat.v4.new_output("error", ename="TimeoutError", evalue=message, traceback=[])
-            )
-            if not self._recover(index):
-                self.stop()
-                message += "; the kernel ignored the interrupt and was killed"
-                self.dead = (
-                    "not run: the kernel was killed after an earlier cell ignored its interrupt"
-                )
-            return _Outcome("timeout", message)
         except DeadKernelError:
             self.dead = "not run: the kernel died while running an earlier cell"
             return _Outcome("error", "the kernel died while running this cell")
@@ -546,38 +565,40 @@ class _Kernel:
             self.stop()
             self.dead = "not run: the kernel failed on an earlier cell"
             return _Outcome("error", f"could not run the cell: {type(err).__name__}: {err}")
+        if self._timed_out:
+            return self._timeout(cell)
         error = next((o for o in cell.get("outputs", []) if o.get("output_type") == "error"), None)
         return _Outcome("error", _error_text(error)) if error is not None else _Outcome("ok")
 
-    def _recover(self, index: int) -> bool:
-        """Interrupts a cell that timed out; True if the kernel answers again.
+    def _timeout(self, cell) -> _Outcome:
+        """A cell stopped at its limit (nbclient interrupted the kernel): the outcome, and
+        the kernel killed if it does not answer again (it ignored the interrupt)."""
+        seconds = self.cell_timeout(cell)
+        message = (
+            f"the cell did not finish within {seconds} s and was stopped "
+            "(an infinite loop, or far too much work?)"
+        )
+        cell.outputs.append(
+            nbformat.v4.new_output("error", ename="TimeoutError", evalue=message, traceback=[])
+        )
+        if not self._answers_again():
+            self.stop()
+            message += "; the kernel ignored the interrupt and was killed"
+            self.dead = "not run: the kernel was killed after an earlier cell ignored its interrupt"
+        return _Outcome("timeout", message)
 
-        nbclient leaves the timed-out cell's message readers running; they would swallow
-        the next cells' outputs. A new kernel client (new channels to the same kernel,
-        whose state is kept) leaves them reading from closed channels.
-        """
-        cell = self.client.nb.cells[index]
-        client = self.client
-        startup_timeout = client.startup_timeout
+    def _answers_again(self) -> bool:
+        """Whether the kernel runs an empty cell within _PROBE_TIMEOUT after an interrupt."""
+        probe = nbformat.v4.new_code_cell("pass")
+        self._timed_out = False
+        saved, self.timeout = self.timeout, _PROBE_TIMEOUT
         try:
-            run_sync(client.km.interrupt_kernel)()
-            client.kc.stop_channels()
-            client.kc = None
-            client.startup_timeout = _PROBE_TIMEOUT
-            client.start_new_kernel_client()
-            probe = nbformat.v4.new_code_cell("pass")
-            probe.metadata["vae_edu"] = {"timeout": _PROBE_TIMEOUT}
-            saved, self.timeout = self.timeout, _PROBE_TIMEOUT
-            try:
-                client.execute_cell(probe, self.scratch)
-            finally:
-                self.timeout = saved
-            return True
+            self.client.execute_cell(probe, self.scratch)
         except Exception:  # noqa: BLE001 - a kernel stuck for good: it is killed
             return False
         finally:
-            client.startup_timeout = startup_timeout
-            client.nb.cells[index] = cell
+            self.timeout = saved
+        return not self._timed_out
 
     # -------------------------------------------------------------- the narrow channel
 
@@ -618,6 +639,19 @@ class _Kernel:
         return result["value"]
 
 
+def _kernel_process_group(km) -> int | None:
+    """The process group of the kernel and every process its cells started (POSIX), or None.
+
+    The grader's one use of a non-documented attribute: jupyter_client's local provisioner
+    starts the kernel in a process group of its own and keeps its id as
+    ``km.provisioner.pgid``. Shutting the kernel down (documented) kills the kernel only;
+    a cell can start processes that outlive it (a background child, one that ignores SIGINT
+    and SIGTERM) and would run on into the next submission's grading (issue 11: no
+    submission affects another). Killing the group ends them all.
+    """
+    return getattr(getattr(km, "provisioner", None), "pgid", None)
+
+
 class _Proxy:
     """The student's function, as seen by the grader: each call is a channel request."""
 
@@ -654,14 +688,27 @@ class _Proxy:
 _PRESET = ("np", "jnp", "jax", "math", "grading")
 
 
-def _preset_namespace() -> dict:
+@functools.cache
+def _checks() -> dict:
+    """The modules the hidden tests see, imported once per process.
+
+    Imported here rather than at the top so that ``import vae_edu.assignments`` (release,
+    kit, merge) does not load JAX; :func:`grade_submission` calls this after verifying the
+    sources and before the student's kernel starts, so no student code has run when the
+    checks are loaded (a check module rewritten by a cell would otherwise be imported at the
+    first test cell, poisoned, for that very submission).
+    """
     import jax
     import jax.numpy as jnp
     import numpy as np
 
-    from vae_edu import grading
+    from vae_edu import grading  # lazy: loaded after the sources' SHA-256 is verified
 
     return {"np": np, "jnp": jnp, "jax": jax, "math": math, "grading": grading}
+
+
+def _preset_namespace() -> dict:
+    return dict(_checks())
 
 
 def _free_names(tree) -> list[str]:
@@ -739,75 +786,53 @@ def _grader_side(kernel: _Kernel, code: str) -> _Outcome:
     return _Outcome("ok")
 
 
-def _run_notebook(
-    merged, source_nb, assignment, *, timeout, workdir, memory_mb, max_output, owner, view=()
-):
-    """Runs the merged notebook; grades every test cell grader-side. Never raises."""
-    kernel_name = source_nb.metadata.get("kernelspec", {}).get("name", "python3")
-    kernel = _Kernel(
-        merged,
-        timeout=timeout,
-        workdir=workdir,
-        kernel_name=kernel_name,
-        memory_mb=memory_mb,
-        max_output=max_output,
-        owner=owner,
-        view=view,
-    )
+def _run_notebook(merged, kernel: _Kernel, assignment) -> dict[int, _Outcome]:
+    """Runs the merged notebook in ``kernel``; grades every test cell grader-side. Never
+    raises."""
     outcomes: dict[int, _Outcome] = {}
-    asyncio_log, drop = logging.getLogger("asyncio"), _DropAbandonedPolls()
-    asyncio_log.addFilter(drop)
-    try:
+    with contextlib.ExitStack() as stack:
         try:
-            kernel.start()
+            stack.enter_context(kernel.session())
         except Exception as err:  # noqa: BLE001
             kernel.dead = f"not run: the kernel could not start ({type(err).__name__}: {err})"
-        targets = []
         rules = _policy.FORBIDDEN.get(assignment)
-        if rules is not None:
-            targets = [*rules.functions, *rules.methods]
+        targets = [*rules.functions, *rules.methods] if rules is not None else []
         if not kernel.dead and targets:
             kernel.run(nbformat.v4.new_code_cell(_channel.tripwire_code(targets)), kernel.scratch)
         for index, cell in enumerate(merged.cells[: kernel.scratch]):
             if cell.get("cell_type") != "code":
                 continue
             if _cells.is_test(cell):
-                hidden = _hidden_part(cell.get("source", ""))
-                cell["source"] = released_text(cell)  # the kernel sees only the visible part
-                kernel.run(cell, index)  # for the executed notebook; decides nothing
-                if kernel.dead:
-                    outcomes[index] = _Outcome("not run", kernel.dead)
-                    continue
-                started = time.monotonic()
-                kernel.request_timeout = kernel.cell_timeout(cell)  # the instructor's limit
-                outcome = _grader_side(kernel, hidden)
-                kernel.request_timeout = 0
-                verdict = "passed" if outcome.status == "ok" else outcome.status
-                cell.outputs.append(
-                    nbformat.v4.new_output(
-                        "stream",
-                        name="stdout",
-                        text=f"[grader, {time.monotonic() - started:.1f} s] {verdict}"
-                        + (f": {outcome.message}" if outcome.message else "")
-                        + "\n",
-                    )
-                )
-                outcomes[index] = outcome
+                outcomes[index] = _run_test_cell(kernel, cell, index)
             else:
                 outcomes[index] = kernel.run(cell, index)
-    finally:
-        kernel.stop()
-        del merged.cells[kernel.scratch :]
-        gc.collect()  # abandoned polls are reported when collected: while the filter is on
-        asyncio_log.removeFilter(drop)
+    del merged.cells[kernel.scratch :]
     return outcomes
 
 
-class _DropAbandonedPolls(logging.Filter):
-    """Hides asyncio's report of nbclient's output poll abandoned at a cell timeout."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Task exception was never retrieved")
+def _run_test_cell(kernel: _Kernel, cell, index: int) -> _Outcome:
+    """The visible part runs in the kernel (for the executed notebook; it decides nothing);
+    the hidden tests run grader-side. Their verdict is added to the cell's outputs."""
+    hidden = _hidden_part(cell.get("source", ""))
+    cell["source"] = released_text(cell)  # the kernel sees only the visible part
+    kernel.run(cell, index)
+    if kernel.dead:
+        return _Outcome("not run", kernel.dead)
+    started = time.monotonic()
+    kernel.request_timeout = kernel.cell_timeout(cell)  # the instructor's limit
+    outcome = _grader_side(kernel, hidden)
+    kernel.request_timeout = 0
+    verdict = "passed" if outcome.status == "ok" else outcome.status
+    cell.outputs.append(
+        nbformat.v4.new_output(
+            "stream",
+            name="stdout",
+            text=f"[grader, {time.monotonic() - started:.1f} s] {verdict}"
+            + (f": {outcome.message}" if outcome.message else "")
+            + "\n",
+        )
+    )
+    return outcome
 
 
 # ----------------------------------------------------------------------- grading
@@ -926,14 +951,14 @@ def verify_sources(extra=()) -> None:
     paths = sorted(set(DEFAULT_SOURCE_DIR.glob("*.ipynb")) | {Path(p).resolve() for p in extra})
     now = _sandbox.source_digests(paths)
     for path, digest in now.items():
-        before = _BASELINE.setdefault(path, digest)  # a new --source: its digest from now on
+        before = SOURCE_BASELINE.setdefault(path, digest)  # a new --source: its digest from now on
         if before != digest:
             raise SourcesChangedError(
                 f"the grader's source {path} changed since grading started (SHA-256 "
                 f"{before[:12]}... is now {digest[:12]}...): a submission may have "
                 "tampered with it. Grading stopped; restore the file and grade again."
             )
-    missing = [p for p in _BASELINE if p not in now and p.endswith(".py")]
+    missing = [p for p in SOURCE_BASELINE if p not in now and p.endswith(".py")]
     if missing:
         raise SourcesChangedError(
             f"the grader's source {missing[0]} disappeared since grading started. Grading stopped."
@@ -999,20 +1024,17 @@ def grade_submission(
         )
     source_path = find_source(submission, submission_nb, source)
     verify_sources([source_path])
+    _checks()  # loaded now, before any student code runs
     source_nb = _read_source(source_path)
     assignment = source_path.stem
     source_by_id = {_cells.grade_id(c): c for c in source_nb.cells if _cells.grade_id(c)}
+    # every question at zero with one status and message (the notes are read when returned)
+    zero_report = functools.partial(
+        _zero_report, assignment, submission, source_path, source_by_id, notes
+    )
 
     if submission_nb is None:
-        return _zero_report(
-            assignment,
-            submission,
-            source_path,
-            source_by_id,
-            notes,
-            "not run",
-            "unreadable submission",
-        )
+        return zero_report("not run", "unreadable submission")
     # cells that lost their nbgrader metadata are matched to the source's by cell id
     submission_nb, intake_notes = _intake.restore_metadata(source_nb, submission_nb)
     notes += intake_notes
@@ -1025,15 +1047,7 @@ def grade_submission(
             "assignment is identified by the instructor's release, whatever the file's "
             "metadata says); hand in the notebook of this assignment."
         )
-        return _zero_report(
-            assignment,
-            submission,
-            source_path,
-            source_by_id,
-            notes,
-            "refused",
-            f"this file is not assignment {assignment}",
-        )
+        return zero_report("refused", f"this file is not assignment {assignment}")
 
     owner, why_not = _sandbox.unprivileged_user(user)
     workdir = _sandbox.make_workdir(owner)
@@ -1052,17 +1066,13 @@ def grade_submission(
         merged, merge_notes = merge_submission(source_nb, submission_nb)
         notes += merge_notes
         findings = _policy_findings(merged, assignment)
-        outcomes = _run_notebook(
+        kernel = _Kernel(
             merged,
-            source_nb,
-            assignment,
-            timeout=timeout,
             workdir=workdir,
-            memory_mb=memory_mb,
-            max_output=max_output,
-            owner=owner,
-            view=view,
+            kernel_name=source_nb.metadata.get("kernelspec", {}).get("name", "python3"),
+            limits=_Limits(timeout, memory_mb, max_output, owner, tuple(view)),
         )
+        outcomes = _run_notebook(merged, kernel, assignment)
         if executed_path is not None:
             try:
                 nbformat.write(merged, str(executed_path))
@@ -1075,15 +1085,7 @@ def grade_submission(
         notes.append(
             f"internal grader error while grading this submission: {type(err).__name__}: {err}"
         )
-        return _zero_report(
-            assignment,
-            submission,
-            source_path,
-            source_by_id,
-            notes,
-            "not run",
-            "the grader could not grade this submission (see the notes)",
-        )
+        return zero_report("not run", "the grader could not grade this submission (see the notes)")
     finally:
         _sandbox.remove_workdir(workdir)
     if owner is None and view:

@@ -58,8 +58,8 @@ class GradebookError(ValueError):
 def _init_worker(baseline: dict) -> None:
     # The digests the parent took before any student code ran, not the ones this process
     # would take now: a submission graded by another worker cannot launder a change.
-    grade._BASELINE.clear()
-    grade._BASELINE.update(baseline)
+    grade.SOURCE_BASELINE.clear()
+    grade.SOURCE_BASELINE.update(baseline)
 
 
 def _grade_one(path: str, source, options: dict) -> dict:
@@ -94,7 +94,7 @@ def grade_many(items, *, jobs: int = 1, progress: bool = True, **options):
             max_workers=min(jobs, len(items)),
             mp_context=context,
             initializer=_init_worker,
-            initargs=(dict(grade._BASELINE),),
+            initargs=(dict(grade.SOURCE_BASELINE),),
         ) as pool:
             futures = {
                 pool.submit(_grade_one, str(path), source, options): key

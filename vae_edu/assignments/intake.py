@@ -24,7 +24,14 @@ import nbformat
 from vae_edu.assignments import _cells
 from vae_edu.assignments.release import released_text
 
-__all__ = ["Submission", "collect", "other_assignment_by_ids", "restore_metadata", "student_name"]
+__all__ = [
+    "Submission",
+    "collect",
+    "other_assignment_by_ids",
+    "restore_metadata",
+    "sibling_sources",
+    "student_name",
+]
 
 _TOKEN = re.compile(r"(?<![A-Za-z0-9])A\d+(?![0-9])")
 _SEPARATORS = " _-.()[]"
@@ -97,6 +104,19 @@ def restore_metadata(source_nb, submission_nb):
     return (nb if nb is not None else submission_nb), notes
 
 
+def sibling_sources(source_path):
+    """(path, notebook) of every other readable instructor notebook in the folder of
+    ``source_path`` (the other assignments of the release), in name order."""
+    source_path = Path(source_path)
+    for path in sorted(source_path.parent.glob("*.ipynb")):
+        if path.resolve() == source_path.resolve():
+            continue
+        try:
+            yield path, nbformat.read(path, as_version=4)
+        except Exception:  # noqa: BLE001 - an unreadable file is no assignment
+            continue
+
+
 def other_assignment_by_ids(source_path, source_nb, submission_nb) -> str | None:
     """The name of another assignment whose graded cells' ids the submission has, when it
     has none of this assignment's (a metadata-less file of another assignment)."""
@@ -104,14 +124,7 @@ def other_assignment_by_ids(source_path, source_nb, submission_nb) -> str | None
     graded = {c.get("id") for c in source_nb.cells if _cells.grade_id(c) and _cells.is_grade(c)}
     if not ids or ids & graded:
         return None
-    source_path = Path(source_path)
-    for path in sorted(source_path.parent.glob("*.ipynb")):
-        if path.resolve() == source_path.resolve():
-            continue
-        try:
-            other = nbformat.read(path, as_version=4)
-        except Exception:  # noqa: BLE001
-            continue
+    for path, other in sibling_sources(source_path):
         if ids & {c.get("id") for c in other.cells if _cells.grade_id(c) and _cells.is_grade(c)}:
             return path.stem
     return None

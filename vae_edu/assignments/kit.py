@@ -33,7 +33,7 @@ from vae_edu.assignments.release import (
     BEGIN_SOLUTION,
     END_HIDDEN,
     END_SOLUTION,
-    _dumps,
+    notebook_bytes,
     release_directory,
 )
 
@@ -70,7 +70,7 @@ def student_lessons(lessons_dir=DEFAULT_LESSONS) -> dict[str, bytes]:
     paths = sorted(p for p in lessons_dir.glob("*.ipynb") if p.is_file())
     if not paths:
         raise KitError(f"no lesson notebooks (*.ipynb) in {lessons_dir}")
-    return {p.name: _dumps(nbformat.read(p, as_version=4)) for p in paths}
+    return {p.name: notebook_bytes(nbformat.read(p, as_version=4)) for p in paths}
 
 
 def _regions(source: str, begin: str, end: str) -> list[str]:

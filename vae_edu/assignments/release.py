@@ -206,7 +206,8 @@ def release_notebook(nb, notebook: str = "notebook"):
     return student
 
 
-def _dumps(nb) -> bytes:
+def notebook_bytes(nb) -> bytes:
+    """The canonical bytes of a released notebook: nbformat JSON (sorted keys) + newline."""
     return (nbformat.writes(nb) + "\n").encode("utf-8")  # writes() sorts keys
 
 
@@ -239,7 +240,7 @@ def release_directory(source_dir, out_dir) -> list[Path]:
     released = {}
     for path in sources:  # validate everything first: all or nothing
         nb = nbformat.read(path, as_version=4)
-        released[path.name] = _dumps(release_notebook(nb, path.name))
+        released[path.name] = notebook_bytes(release_notebook(nb, path.name))
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, data in released.items():

@@ -1,0 +1,155 @@
+"""The lessons never break because of an exercise: both paths, executed in a fresh kernel.
+
+The committed notebooks are the instructor edition: each exercise is a stub cell (tagged
+``exercise``), a "Solution (try first)" heading and a hidden worked solution (both tagged
+``solution``), and a feedback cell (tagged ``feedback``) that calls ``vae_edu.exercises.run``.
+nbval re-executes that edition (the solved path). Here the notebooks run twice more:
+
+* every ``solution`` cell removed (what a student sees before writing anything): each
+  feedback cell says "not done yet", names the reference implementation, and the notebook
+  runs to the end;
+* every worked solution replaced by a plausible wrong one: each feedback cell names the
+  mistake, the notebook goes on with the reference and runs to the end.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+
+# notebook -> {function defined by the exercise: (a wrong solution, the feedback it must get)}
+WRONG = {
+    "00_jax_for_numpy_users": {
+        "sample_means": (
+            "def sample_means(key, num_means, sample_size):\n"
+            "    # one key for every mean\n"
+            "    return jnp.stack(\n"
+            "        [jnp.mean(jax.random.normal(key, (sample_size,))) for _ in range(num_means)]\n"
+            "    )\n",
+            "reused key",
+        ),
+    },
+    "02_information_and_kl": {
+        "kl_diag": (
+            "def kl_diag(mean_q, log_var_q, mean_p, log_var_p):\n"
+            "    # KL(p || q): the arguments swapped\n"
+            "    per_dim = log_var_q - log_var_p + (jnp.exp(log_var_p) + (mean_q - mean_p) ** 2)"
+            " / jnp.exp(log_var_q) - 1\n"
+            "    return 0.5 * jnp.sum(per_dim, axis=-1)\n",
+            "KL(p || q) instead of KL(q || p)",
+        ),
+    },
+    "03_elbo": {
+        "elbo_estimate": (
+            "def elbo_estimate(key, model, x, mean, log_var, num_samples):\n"
+            "    # the sum over the samples, not the mean\n"
+            "    z = reparameterize(key, mean, log_var, num_samples=num_samples)\n"
+            "    log_q = diag_gaussian_log_density(z, mean, log_var)\n"
+            "    return jnp.sum(model.log_likelihood(x, z) + model.log_prior(z) - log_q)\n",
+            "average over the samples, do not sum",
+        ),
+        "iwae_estimate": (
+            "def iwae_estimate(log_w):\n"
+            "    # the mean of the log-weights\n"
+            "    return jnp.mean(log_w, axis=0)\n",
+            "that is the ELBO estimate",
+        ),
+    },
+}
+
+# Executing 03 takes about a minute on one core (00: 15 s, 02: 30 s).
+PARAMS = [
+    pytest.param(name, marks=pytest.mark.slow if name.startswith("03") else ()) for name in WRONG
+]
+
+
+@pytest.fixture
+def figures_elsewhere(tmp_path, monkeypatch):
+    """The kernel saves the lessons' figures under tmp_path, not over the committed ones."""
+    monkeypatch.setenv("VAE_EDU_FIGURES", str(tmp_path / "figures"))
+
+
+def _tags(cell) -> list[str]:
+    return list(cell.metadata.get("tags", []))
+
+
+def _defined_function(cell) -> str:
+    first = cell.source.lstrip().splitlines()[0]
+    assert first.startswith("def "), cell.source
+    return first[4:].split("(", 1)[0]
+
+
+def _execute(nb) -> nbformat.NotebookNode:
+    from nbclient import NotebookClient
+
+    client = NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+    )
+    client.execute()
+    return nb
+
+
+def _feedback_texts(nb) -> list[str]:
+    texts = []
+    for cell in nb.cells:
+        if "feedback" in _tags(cell):
+            texts.append(
+                "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+            )
+    return texts
+
+
+def _read(name: str):
+    return nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+
+
+@pytest.mark.parametrize("name", list(WRONG))
+def test_exercise_cells_are_tagged_and_complete(name):
+    nb = _read(name)
+    exercises = [c for c in nb.cells if "exercise" in _tags(c)]
+    solutions = [c for c in nb.cells if "solution" in _tags(c) and c.cell_type == "code"]
+    feedback = [c for c in nb.cells if "feedback" in _tags(c)]
+    assert len(exercises) == len(solutions) == len(feedback) == len(WRONG[name])
+    for stub, solution in zip(exercises, solutions, strict=True):
+        assert 'raise NotImplementedError("Exercise ' in stub.source
+        assert _defined_function(stub) == _defined_function(solution) in WRONG[name]
+        assert solution.metadata.get("jupyter", {}).get("source_hidden") is True
+    for cell in nb.cells:
+        if "solution" in _tags(cell) and cell.cell_type == "markdown":
+            assert "Solution (try first)" in cell.source
+    for cell in feedback:
+        assert "exercises.run(" in cell.source
+
+
+@pytest.mark.parametrize("name", PARAMS)
+def test_stub_path_runs_to_the_end_with_the_reference(name, figures_elsewhere):
+    nb = _read(name)
+    nb.cells = [c for c in nb.cells if "solution" not in _tags(c)]
+    texts = _feedback_texts(_execute(nb))
+    assert len(texts) == len(WRONG[name])
+    for text in texts:
+        assert "not done yet: the lesson goes on with the reference implementation `vae_edu." in (
+            text
+        ), text
+
+
+@pytest.mark.parametrize("name", PARAMS)
+def test_wrong_solutions_get_named_feedback_and_the_lesson_goes_on(name, figures_elsewhere):
+    nb = copy.deepcopy(_read(name))
+    expected = []
+    for cell in nb.cells:
+        if "solution" in _tags(cell) and cell.cell_type == "code":
+            wrong, phrase = WRONG[name][_defined_function(cell)]
+            cell.source = wrong
+            expected.append(phrase)
+    texts = _feedback_texts(_execute(nb))
+    assert len(texts) == len(expected)
+    for text, phrase in zip(texts, expected, strict=True):
+        assert "not correct yet" in text and phrase in text, text
+        assert "goes on with the reference implementation `vae_edu." in text, text

@@ -84,12 +84,15 @@ def test_importance_weights_at_k():
         evaluate.importance_weights_at(log_w[0], 3)
 
 
-def test_log_weights_match_a_float64_recomputation_from_the_documented_keys():
+@pytest.mark.parametrize("num_samples", [12, 10])  # 10: the last chunk of 4 is cut to 2
+def test_log_weights_match_a_float64_recomputation_from_the_documented_keys(num_samples):
     model = tiny_vae(3, seed=5)
     images = random_images()[:3]
     key = jax.random.PRNGKey(7)
-    log_w = evaluate.per_image_log_weights(model, images, key, num_samples=12, sample_chunk=4)
-    assert log_w.shape == (3, 12) and log_w.dtype == np.float64
+    log_w = evaluate.per_image_log_weights(
+        model, images, key, num_samples=num_samples, sample_chunk=4
+    )
+    assert log_w.shape == (3, num_samples) and log_w.dtype == np.float64
 
     x = np.asarray(data.binarize(evaluate.binarization_key(key, 0), images.reshape(3, 784) / 255.0))
     sample_key = jax.random.fold_in(jax.random.fold_in(key, 1), 0)
@@ -105,7 +108,7 @@ def test_log_weights_match_a_float64_recomputation_from_the_documented_keys():
                 )
                 for c in range(3)
             ]
-        )
+        )[:num_samples]
         sd = np.exp(0.5 * log_var)
         z = mean + sd * eps
         logits = np.asarray(model.decode(z.astype(np.float32)), np.float64)
@@ -120,3 +123,13 @@ def test_log_weights_reject_a_bad_sample_count():
         evaluate.per_image_log_weights(
             tiny_vae(2, seed=0), random_images()[:1], jax.random.PRNGKey(0), num_samples=0
         )
+
+
+def test_log_mean_exp_of_the_weights_is_the_iwae_draw_of_per_image_iwae():
+    # The same documented keys and chunks: hat L_K from the weights is per_image_iwae's draw.
+    model = tiny_vae(3, seed=6)
+    images = random_images()[:4]
+    key = jax.random.PRNGKey(11)
+    log_w = evaluate.per_image_log_weights(model, images, key, num_samples=10, sample_chunk=4)
+    iwae = evaluate.per_image_iwae(model, images, key, num_samples=10, sample_chunk=4)
+    np.testing.assert_allclose(evaluate.prefix_iwae_bounds(log_w)[:, -1], iwae, rtol=1e-5)

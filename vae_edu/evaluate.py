@@ -1098,7 +1098,8 @@ def _log_weights(graphdef, params, x, key, num_samples, sample_chunk):
             log_prior_minus_log_q = -0.5 * jnp.sum(z**2 - eps**2 - log_var, axis=-1)
             return log_lik + log_prior_minus_log_q
 
-        return jax.lax.map(chunk, jnp.arange(num_samples // sample_chunk)).reshape(-1)
+        num_chunks = -(-num_samples // sample_chunk)  # the last chunk padded, then cut
+        return jax.lax.map(chunk, jnp.arange(num_chunks)).reshape(-1)[:num_samples]
 
     return jax.lax.map(one_image, (jnp.arange(x.shape[0]), x))
 
@@ -1123,7 +1124,7 @@ def per_image_log_weights(
     Randomness: the images are binarized with :func:`binarization_key` (key, 0), as in
     :func:`per_image_iwae`; the noise of image n, samples c*m+1 .. (c+1)*m (m the chunk
     size), is ``jax.random.normal(fold_in(fold_in(fold_in(fold_in(key, 1), 0), n), c),
-    (m, latent_dim))``.
+    (m, latent_dim))``: the draws of :func:`per_image_iwae` with the same chunk size.
 
     Args:
       model: the VAE.
@@ -1132,13 +1133,14 @@ def per_image_log_weights(
       key: evaluation key.
       num_samples: K, the largest k the caller needs.
       binarize: False uses the images themselves as targets.
-      sample_chunk: samples per vectorised chunk (the largest divisor of K not above it).
+      sample_chunk: samples per vectorised chunk, m = min(sample_chunk, K) (as
+        :func:`iwae_chunks`; the last chunk is drawn in full and cut to K samples).
 
     Returns:
       (N, K) float64 array of log w in nats.
     """
     num_samples = _checks.count(num_samples, "num_samples")
-    sample_chunk = _divisor_at_most(num_samples, _checks.count(sample_chunk, "sample_chunk"))
+    sample_chunk, _ = iwae_chunks(num_samples, sample_chunk)
     graphdef, params = _split(model)
     x = _targets(_as_images(images, model.config.input_dim), key, 0, binarize)
     log_w = _log_weights(graphdef, params, x, key, num_samples, sample_chunk)

@@ -191,3 +191,59 @@ def test_2d_explorer_readout_shows_the_norm_and_the_prior_log_density(vae_2d):
     log_prior = stats.multivariate_normal(np.zeros(2), np.eye(2)).logpdf(z)
     assert f"||z|| = {np.linalg.norm(z):.2f}" in explorer.readout.value
     assert f"log p(z) = {log_prior:.2f}" in explorer.readout.value
+
+
+# ----------------------------------------------------------------------------- active first
+def _grid_sliders(box):
+    """The FloatSliders inside ``box`` (any depth), in display order."""
+    if isinstance(box, ipywidgets.FloatSlider):
+        return [box]
+    return [s for child in getattr(box, "children", ()) for s in _grid_sliders(child)]
+
+
+def test_dimension_explorer_shows_active_dimensions_first_and_folds_the_inactive(vae_5d, test_set):
+    images, labels = test_set
+    activity = np.array([0.3, 0.0, 2.0, 0.005, 0.3])
+    explorer = build_dimension_explorer(vae_5d, images, labels, activity=activity)
+    np.testing.assert_array_equal(explorer.order, [2, 0, 4, 3, 1])  # ties keep index order
+    assert [v for _, v in explorer.dimension.options] == [2, 0, 4, 3, 1]
+    # The sliders tuple stays in coordinate order, so code() is z itself.
+    assert [s.description for s in explorer.sliders] == ["z1", "z2", "z3", "z4", "z5"]
+    folded = explorer.folded
+    assert isinstance(folded, ipywidgets.Accordion) and folded.selected_index is None
+    assert "2 inactive" in folded.titles[0]
+    assert "N(0, 1) for every image" in folded.children[0].children[0].value
+    assert [s.description for s in _grid_sliders(folded)] == ["z4", "z2"]
+    shown = [
+        s.description for s in _grid_sliders(explorer.widget) if s not in _grid_sliders(folded)
+    ]
+    assert shown == ["z3", "z1", "z5"]
+    # A folded slider still drives the picture.
+    before = explorer.image.value
+    explorer.sliders[1].value = 3.0
+    np.testing.assert_array_equal(
+        png_pixels(explorer.image.value), expected_pixels(vae_5d, explorer.code(), 6)
+    )
+    assert explorer.image.value != before
+
+
+def test_dimension_explorer_without_inactive_dimensions_has_no_fold(vae_5d, test_set):
+    images, labels = test_set
+    explorer = build_dimension_explorer(vae_5d, images, labels, activity=np.ones(5))
+    assert explorer.folded is None
+    assert len(_grid_sliders(explorer.widget)) == 5
+    plain = build_dimension_explorer(vae_5d, images, labels)
+    assert plain.order is None and plain.folded is None
+
+
+@pytest.mark.parametrize(
+    "activity, error, match",
+    [
+        (np.ones(4), ValueError, r"activity must have shape \(5,\)"),
+        (np.array([1.0, np.nan, 0, 0, 0]), ValueError, "finite"),
+    ],
+)
+def test_dimension_explorer_rejects_bad_activity(vae_5d, test_set, activity, error, match):
+    images, labels = test_set
+    with pytest.raises(error, match=match):
+        build_dimension_explorer(vae_5d, images, labels, activity=activity)

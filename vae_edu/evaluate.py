@@ -1058,3 +1058,245 @@ def optimal_posterior(
     mean, log_var, reconstruction, kl = (np.asarray(o).reshape(batch + o.shape[1:]) for o in out)
     objective = alpha * reconstruction.astype(np.float64) - beta * kl.astype(np.float64)
     return PosteriorFit(mean, log_var, reconstruction, kl, objective)
+
+
+# --------------------------------------------------------------------------------------
+# Importance weights of a few images (notebook 07's live k slider)
+# --------------------------------------------------------------------------------------
+#
+# The slider recomputes hat L_k and the effective sample size for every k from ONE set of
+# K importance weights per image: hat L_k uses the first k of them (a prefix of one draw).
+# So the K weights are computed once (one jitted call, fixed shapes), and moving the slider
+# is a cumulative log-sum-exp in numpy: no recompilation, nothing sampled per move.
+
+__all__ += [
+    "per_image_log_weights",
+    "effective_sample_size",
+    "prefix_iwae_bounds",
+    "prefix_effective_sample_sizes",
+    "ImportanceWeights",
+    "importance_weights_at",
+]
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "num_samples", "sample_chunk"))
+def _log_weights(graphdef, params, x, key, num_samples, sample_chunk):
+    """(N, K) log w of the rows of the (already binarized) x (N, D), K = num_samples."""
+    model = nnx.merge(graphdef, params)
+    sample_key = jax.random.fold_in(jax.random.fold_in(key, 1), 0)
+
+    def one_image(args):
+        i, xi = args
+        mean, log_var = model.encode(xi)
+        image_key = jax.random.fold_in(sample_key, i)
+
+        def chunk(c):
+            eps = jax.random.normal(jax.random.fold_in(image_key, c), (sample_chunk, *mean.shape))
+            z = mean + jnp.exp(0.5 * log_var) * eps
+            log_lik = model.log_likelihood(xi, model.decode(z))
+            # log N(z; 0, I) - log N(z; mu, sigma^2) = -1/2 sum_j (z_j^2 - eps_j^2 - log sigma_j^2)
+            log_prior_minus_log_q = -0.5 * jnp.sum(z**2 - eps**2 - log_var, axis=-1)
+            return log_lik + log_prior_minus_log_q
+
+        num_chunks = -(-num_samples // sample_chunk)  # the last chunk padded, then cut
+        return jax.lax.map(chunk, jnp.arange(num_chunks)).reshape(-1)[:num_samples]
+
+    return jax.lax.map(one_image, (jnp.arange(x.shape[0]), x))
+
+
+def per_image_log_weights(
+    model: VAE,
+    images,
+    key: jax.Array,
+    *,
+    num_samples: int = 5000,
+    binarize: bool = True,
+    sample_chunk: int = 500,
+) -> np.ndarray:
+    """The log importance weights log w_i of ``num_samples`` codes per image.
+
+        log w_i = log p(x | z_i) + log N(z_i; 0, I) - log N(z_i; mu(x), diag sigma^2(x)),
+        z_i = mu(x) + sigma(x) * eps_i,  eps_i ~ N(0, I),  i = 1..K
+
+    so that hat L_k(x) = logsumexp_{i<=k}(log w_i) - log k is one draw of the
+    importance-weighted bound with the first k samples (:func:`prefix_iwae_bounds`).
+
+    Randomness: the images are binarized with :func:`binarization_key` (key, 0), as in
+    :func:`per_image_iwae`; the noise of image n, samples c*m+1 .. (c+1)*m (m the chunk
+    size), is ``jax.random.normal(fold_in(fold_in(fold_in(fold_in(key, 1), 0), n), c),
+    (m, latent_dim))``: the draws of :func:`per_image_iwae` with the same chunk size.
+
+    Args:
+      model: the VAE.
+      images: (N, 28, 28) uint8 or (N, 784) floats in [0, 1]; meant for a few images
+        (memory and time grow as N * K decoder passes).
+      key: evaluation key.
+      num_samples: K, the largest k the caller needs.
+      binarize: False uses the images themselves as targets.
+      sample_chunk: samples per vectorised chunk, m = min(sample_chunk, K) (as
+        :func:`iwae_chunks`; the last chunk is drawn in full and cut to K samples).
+
+    Returns:
+      (N, K) float64 array of log w in nats.
+    """
+    num_samples = _checks.count(num_samples, "num_samples")
+    sample_chunk, _ = iwae_chunks(num_samples, sample_chunk)
+    graphdef, params = _split(model)
+    x = _targets(_as_images(images, model.config.input_dim), key, 0, binarize)
+    log_w = _log_weights(graphdef, params, x, key, num_samples, sample_chunk)
+    return np.asarray(log_w, np.float64)
+
+
+def _as_log_weights(log_w, name: str = "log_w") -> np.ndarray:
+    log_w = np.asarray(log_w, np.float64)
+    if log_w.ndim < 1 or log_w.shape[-1] < 1:
+        raise ValueError(f"{name} must have shape (..., k) with k >= 1, got {log_w.shape}")
+    if np.isnan(log_w).any() or np.isposinf(log_w).any():
+        raise ValueError(f"{name} must not contain NaN or +inf")
+    if np.isneginf(log_w).all(axis=-1).any():
+        raise ValueError(f"{name}: every weight of some row is 0 (log w = -inf)")
+    return log_w
+
+
+def effective_sample_size(log_w) -> np.ndarray:
+    """Kish's effective sample size of importance weights given by their logs.
+
+        ESS = (sum_i w_i)^2 / sum_i w_i^2
+            = exp(2 logsumexp_i(log w_i) - logsumexp_i(2 log w_i))
+
+    computed in log space, so weights like exp(-90) neither underflow nor overflow. ESS is
+    k for k equal weights and 1 when one weight dominates; 1 <= ESS <= k always.
+
+    Args:
+      log_w: (..., k) log weights (last axis: the samples).
+
+    Returns:
+      (...) float64 ESS.
+
+    Raises:
+      ValueError: empty last axis, NaN or +inf, or a row of zero weights.
+    """
+    log_w = _as_log_weights(log_w)
+    return np.exp(2.0 * _logsumexp(log_w) - _logsumexp(2.0 * log_w))
+
+
+def _logsumexp(log_w: np.ndarray) -> np.ndarray:
+    """log sum_i exp(log_w_i) over the last axis, shifted by the maximum (no overflow)."""
+    top = log_w.max(axis=-1)
+    return top + np.log(np.exp(log_w - top[..., None]).sum(axis=-1))
+
+
+def _cumulative_logsumexp(log_w: np.ndarray) -> np.ndarray:
+    return np.logaddexp.accumulate(log_w, axis=-1)
+
+
+def prefix_iwae_bounds(log_w) -> np.ndarray:
+    """hat L_k for every prefix: out[..., k-1] = logsumexp_{i<=k}(log w_i) - log k.
+
+    Args:
+      log_w: (..., K) log weights (:func:`per_image_log_weights`).
+
+    Returns:
+      (..., K) float64, column k-1 the bound from the first k weights.
+    """
+    log_w = _as_log_weights(log_w)
+    return _cumulative_logsumexp(log_w) - np.log(np.arange(1, log_w.shape[-1] + 1))
+
+
+def prefix_effective_sample_sizes(log_w) -> np.ndarray:
+    """:func:`effective_sample_size` of every prefix: out[..., k-1] uses the first k weights.
+
+    Args:
+      log_w: (..., K) log weights.
+
+    Returns:
+      (..., K) float64.
+    """
+    log_w = _as_log_weights(log_w)
+    return np.exp(2.0 * _cumulative_logsumexp(log_w) - _cumulative_logsumexp(2.0 * log_w))
+
+
+class ImportanceWeights(NamedTuple):
+    """The first k importance weights of each image, summarised for the k slider.
+
+    Attributes:
+      k: number of weights used.
+      relative_log_w: (N, k) log w_i - max_i log w_i (0 for the largest weight).
+      bound: (N,) hat L_k of each image (nats).
+      ess: (N,) effective sample size of the k weights (between 1 and k).
+    """
+
+    k: int
+    relative_log_w: np.ndarray
+    bound: np.ndarray
+    ess: np.ndarray
+
+
+def importance_weights_at(log_w, k: int) -> ImportanceWeights:
+    """:class:`ImportanceWeights` of the first k columns of ``log_w`` (N, K).
+
+    Raises:
+      ValueError: k not in 1..K, or bad log weights.
+    """
+    log_w = _as_log_weights(log_w)
+    if log_w.ndim != 2:
+        raise ValueError(f"log_w must have shape (N, K), got {log_w.shape}")
+    k = _checks.count(k, "k")
+    if k > log_w.shape[1]:
+        raise ValueError(f"k = {k} is larger than the {log_w.shape[1]} computed weights")
+    first = log_w[:, :k]
+    bound = _logsumexp(first) - np.log(k)
+    relative = first - first.max(axis=1, keepdims=True)
+    return ImportanceWeights(k, relative, bound, effective_sample_size(first))
+
+
+# --------------------------------------------------------------------------------------
+# How a model uses its latent space (notebook 05's beta slider)
+# --------------------------------------------------------------------------------------
+
+__all__ += ["LatentUsage", "latent_usage"]
+
+
+class LatentUsage(NamedTuple):
+    """The codes of a data set and how much each latent dimension is used.
+
+    Attributes:
+      means, log_vars: (N, d) parameters of q(z|x) for every image.
+      kl_per_dimension: (d,) E_x KL(q(z_u|x) || N(0, 1)) in nats (as :func:`kl_per_dimension`).
+      activity: (d,) A_u = Var_x mu_u(x) (as :func:`active_units`).
+      threshold: a dimension is active if A_u > threshold.
+    """
+
+    means: np.ndarray
+    log_vars: np.ndarray
+    kl_per_dimension: np.ndarray
+    activity: np.ndarray
+    threshold: float
+
+    @property
+    def active_units(self) -> int:
+        """Number of dimensions with A_u > threshold."""
+        return int((self.activity > self.threshold).sum())
+
+
+def latent_usage(
+    model: VAE, images, *, key: jax.Array | None = None, threshold: float = 0.01
+) -> LatentUsage:
+    """:func:`kl_per_dimension` and :func:`active_units` from one encoding pass, with the codes.
+
+        KL_u = mean_x (mu_u^2 + sigma_u^2 - 1 - log sigma_u^2) / 2,   A_u = Var_x mu_u(x)
+
+    Args:
+      model: the VAE.
+      images: (N, 28, 28) uint8 or (N, 784) floats in [0, 1].
+      key: binarize the images with this key first (None: use them as they are).
+      threshold: activity threshold (0.01, Burda et al. 2016).
+
+    Returns:
+      :class:`LatentUsage`.
+    """
+    means, log_vars = encode_dataset(model, images, key=key)
+    per_dim = kl_diag_gaussians(jnp.asarray(means)[..., None], jnp.asarray(log_vars)[..., None])
+    kl = np.asarray(per_dim, np.float64).mean(axis=0)
+    activity = np.var(means.astype(np.float64), axis=0)
+    return LatentUsage(means, log_vars, kl, activity, float(threshold))

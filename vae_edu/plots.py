@@ -41,13 +41,18 @@ from vae_edu.conjugate import (
     gaussian_bayes_update,
 )
 from vae_edu.evaluate import (
+    ImportanceWeights,
     IWAEGap,
     LatentSpaceStats,
+    LatentUsage,
     SweepEntry,
     as_codes,
+    importance_weights_at,
     iwae_gap,
     iwae_gaps,
     latent_space_stats,
+    prefix_effective_sample_sizes,
+    prefix_iwae_bounds,
 )
 from vae_edu.kl import fit_forward_reverse, kl_to_standard_normal, mixture_log_density
 from vae_edu.latent import as_code, manifold_codes, prior_cell_edges, quantile_grid
@@ -1348,3 +1353,213 @@ def plot_sweep(
         title=f"{entry.name}: {entry.active_units} of {entry.activity.shape[0]} units active",
     )
     return fig, entry
+
+
+# --------------------------------------------------------------------------------------
+# --- notebook 07's live k slider: the importance weights of a few images
+# --------------------------------------------------------------------------------------
+
+__all__ += ["ImportanceWeightsPlot", "plot_importance_weights"]
+
+
+def _log_spaced_indices(count: int, num: int = 200) -> np.ndarray:
+    """About ``num`` distinct 0-based indices from 0 to count - 1, evenly spaced in log k."""
+    return np.unique(np.geomspace(1, count, num).round().astype(int)) - 1
+
+
+class ImportanceWeightsPlot:
+    """The k slider's figure: hat L_k, the log weights and their ESS for a few images.
+
+    ``log_w`` (N, K) holds K importance weights per image
+    (:func:`vae_edu.evaluate.per_image_log_weights`); k uses the first k of them.
+
+    * Left: hat L_k = logsumexp_{i<=k} log w_i - log k against k (log axis) for every image,
+      the selected k marked (:func:`vae_edu.evaluate.prefix_iwae_bounds`).
+    * Middle: histogram of log w_i - max_i log w_i over the first k weights of each image
+      (log counts; values below ``floor`` are counted in the leftmost bin).
+    * Right: the effective sample size (sum w)^2 / sum w^2 against k, with ESS = k dashed
+      (:func:`vae_edu.evaluate.prefix_effective_sample_sizes`).
+
+    The curves and axes do not depend on k: they are drawn once, with fixed limits. With
+    ``live=True`` (the widget) they are kept as a pixel buffer and :meth:`png` draws only
+    what k changes on top (matplotlib "blitting"), so a slider move costs milliseconds
+    rather than a full redraw and layout. With ``live=False`` every artist is ordinary and
+    ``figure`` saves as usual after :meth:`set_k`.
+
+    Args:
+      log_w: (N, K) log importance weights.
+      labels: N legend labels (default "image 1", ...).
+      floor: left end of the histogram (nats below the largest weight).
+      live: prepare for :meth:`png` (blitting) instead of a static figure.
+      figsize: inches at 100 dpi.
+    """
+
+    def __init__(
+        self,
+        log_w,
+        *,
+        labels: Sequence[str] | None = None,
+        floor: float = -30.0,
+        live: bool = False,
+        figsize: tuple[float, float] = (12.0, 3.8),
+    ):
+        self.log_w = np.asarray(log_w, np.float64)
+        importance_weights_at(self.log_w, 1)  # validates the weights and their shape
+        n, total = self.log_w.shape
+        self.labels = [f"image {i + 1}" for i in range(n)] if labels is None else list(labels)
+        if len(self.labels) != n:
+            raise ValueError(f"labels has {len(self.labels)} entries but log_w has {n} rows")
+        self.floor, self.live = float(floor), live
+        self.bins = np.linspace(self.floor, 0.0, 31)
+        self.figure = Figure(figsize=figsize, dpi=100, layout="constrained")
+        FigureCanvasAgg(self.figure)
+        left, middle, right = self.axes = self.figure.subplots(1, 3)
+        index = _log_spaced_indices(total)
+        ks = index + 1
+        bounds = prefix_iwae_bounds(self.log_w)
+        ess = prefix_effective_sample_sizes(self.log_w)
+        dynamic = {"animated": live}
+        self._bound_dots, self._ess_dots, self._hists = [], [], []
+        for i in range(n):
+            color = f"C{i % 10}"
+            left.plot(ks, bounds[i, index], color=color, lw=1.2, label=self.labels[i])
+            right.plot(ks, ess[i, index], color=color, lw=1.2)
+            self._bound_dots.append(left.plot([], [], "o", color=color, ms=6, **dynamic)[0])
+            self._ess_dots.append(right.plot([], [], "o", color=color, ms=6, **dynamic)[0])
+            self._hists.append(
+                middle.stairs(
+                    np.ones(len(self.bins) - 1), self.bins, color=color, lw=1.4, **dynamic
+                )
+            )
+        right.plot(ks, ks, color="0.5", ls="--", lw=1, label="ESS = k (equal weights)")
+        self._k_lines = [
+            ax.axvline(1, color="0.3", lw=0.8, ls=":", **dynamic) for ax in (left, right)
+        ]
+        low, high = np.nanmin(bounds), np.nanmax(bounds)
+        pad = 0.05 * max(high - low, 1.0)
+        left.set_ylim(low - pad, high + pad)
+        right.set_ylim(0.8, 1.25 * total)
+        for ax in (left, right):
+            ax.set_xscale("log")
+            ax.set_xlim(0.8, 1.25 * total)
+            ax.set_xlabel("k (the first k of one draw)")
+        right.set_yscale("log")
+        middle.set_yscale("log")
+        middle.set_xlim(self.floor, 0.5)
+        middle.set_ylim(0.7, 1.5 * total)
+        left.set_ylabel("hat L_k (nats)")
+        left.set_title("hat L_k per image (dots: the selected k)", fontsize=10)
+        left.legend(fontsize=7, loc="lower right")
+        middle.set_xlabel(f"log w_i - max log w  (leftmost bin: <= {self.floor:g})")
+        middle.set_ylabel("samples")
+        middle.set_title("log importance weights of the first k", fontsize=10)
+        right.set_ylabel("ESS = (sum w)^2 / sum w^2")
+        right.set_title("effective sample size (dots: the selected k)", fontsize=10)
+        right.legend(fontsize=7, loc="upper left")
+        self._k_text = middle.text(
+            0.03, 0.95, "", transform=middle.transAxes, va="top", fontsize=10, **dynamic
+        )
+        self.figure.canvas.draw()  # lays the figure out once
+        self.figure.set_layout_engine("none")  # and keeps that layout for every k
+        self._background = self.figure.canvas.copy_from_bbox(self.figure.bbox) if live else None
+
+    def _dynamic_artists(self) -> list:
+        return [*self._bound_dots, *self._ess_dots, *self._hists, *self._k_lines, self._k_text]
+
+    def set_k(self, k: int) -> ImportanceWeights:
+        """Moves the dots, the dotted lines and the histograms to k; returns its summary."""
+        summary = importance_weights_at(self.log_w, k)
+        for i in range(self.log_w.shape[0]):
+            self._bound_dots[i].set_data([k], [summary.bound[i]])
+            self._ess_dots[i].set_data([k], [summary.ess[i]])
+            counts, _ = np.histogram(
+                np.clip(summary.relative_log_w[i], self.floor, 0.0), bins=self.bins
+            )
+            self._hists[i].set_data(np.where(counts > 0, counts, np.nan))
+        for line in self._k_lines:
+            line.set_xdata([k, k])
+        self._k_text.set_text(f"k = {k}")
+        return summary
+
+    def rgb(self, k: int) -> tuple[np.ndarray, ImportanceWeights]:
+        """(H, W, 3) uint8 picture at k (``live=True`` only) and the summary."""
+        if not self.live:
+            raise ValueError("rgb() needs an ImportanceWeightsPlot made with live=True")
+        summary = self.set_k(k)
+        canvas = self.figure.canvas
+        canvas.restore_region(self._background)
+        for artist in self._dynamic_artists():
+            artist.axes.draw_artist(artist)
+        return np.asarray(canvas.buffer_rgba())[..., :3].copy(), summary
+
+    def png(self, k: int) -> tuple[bytes, ImportanceWeights]:
+        """PNG bytes of :meth:`rgb` and the summary of k."""
+        pixels, summary = self.rgb(k)
+        return png_bytes(pixels, compress_level=1), summary
+
+
+def plot_importance_weights(
+    log_w,
+    k: int,
+    *,
+    labels: Sequence[str] | None = None,
+    floor: float = -30.0,
+) -> tuple[Figure, ImportanceWeights]:
+    """The static version of the k slider's figure (:class:`ImportanceWeightsPlot`) at k.
+
+    Returns:
+      ``(figure, vae_edu.evaluate.ImportanceWeights)`` of the selected k.
+    """
+    plot = ImportanceWeightsPlot(log_w, labels=labels, floor=floor)
+    summary = plot.set_k(k)
+    return plot.figure, summary
+
+
+# --------------------------------------------------------------------------------------
+# --- notebook 05's beta slider: how a model uses its latent space
+# --------------------------------------------------------------------------------------
+
+__all__ += ["plot_latent_usage"]
+
+
+def plot_latent_usage(
+    usage: LatentUsage,
+    labels=None,
+    *,
+    ax=None,
+    ylim: float | None = None,
+    title: str | None = None,
+) -> Figure:
+    """The latent space of a model as far as it can be drawn.
+
+    A 2-D model: its codes mu(x) on the prior's window (:func:`plot_latent_view`, coloured
+    by ``labels``). Any other size: the KL per dimension, sorted, active units in colour
+    (:func:`plot_kl_per_dimension`), since d > 2 dimensions cannot be scattered honestly.
+
+    Args:
+      usage: :class:`vae_edu.evaluate.LatentUsage` of the model.
+      labels: (N,) digits of the encoded images (needed for a 2-D model).
+      ax: optional Axes; else a new Figure.
+      ylim: upper y limit of the KL bars (to compare models on one scale).
+      title: axes title.
+
+    Returns:
+      The Figure drawn on.
+    """
+    if ax is None:
+        fig = Figure(figsize=(5.2, 3.6), layout="constrained")
+        ax = fig.subplots()
+    if usage.means.shape[1] == 2:
+        if labels is None:
+            raise ValueError("labels are needed to draw the codes of a 2-D model")
+        plot_latent_view(usage.means, labels, usage.log_vars, title=title or "", ax=ax)
+    else:
+        plot_kl_per_dimension(
+            usage.kl_per_dimension,
+            usage.activity,
+            threshold=usage.threshold,
+            ax=ax,
+            ylim=ylim,
+            title=title,
+        )
+    return ax.figure

@@ -1,4 +1,10 @@
-"""The two explorers of the evaluation notebook (07): ipywidgets wired to the model, nothing else.
+"""The explorers of the evaluation notebook (07): ipywidgets wired to the model, nothing else.
+
+**What do the importance weights look like?** :func:`build_importance_explorer` is a
+log-spaced slider over k (1 ... K) that recomputes hat L_k and the effective sample size of
+the first k of K weights per image (computed once by
+:func:`vae_edu.evaluate.per_image_log_weights`) and redraws
+:class:`vae_edu.plots.ImportanceWeightsPlot`; notebook 07 uses it.
 
 **How good is the model?** :func:`build_iwae_explorer` is a slider over k that redraws
 :func:`vae_edu.plots.iwae_gap_view`: the gap L_k - ELBO of the importance-weighted bound
@@ -26,8 +32,22 @@ import jax
 import numpy as np
 from matplotlib.figure import Figure
 
-from vae_edu.evaluate import ImageRows, IWAEGap, SweepEntry, iwae_gaps, reconstructions_and_samples
-from vae_edu.plots import figure_to_png, iwae_gap_view, plot_sweep, strip_to_png
+from vae_edu import _checks
+from vae_edu.evaluate import (
+    ImageRows,
+    ImportanceWeights,
+    IWAEGap,
+    SweepEntry,
+    iwae_gaps,
+    reconstructions_and_samples,
+)
+from vae_edu.plots import (
+    ImportanceWeightsPlot,
+    figure_to_png,
+    iwae_gap_view,
+    plot_sweep,
+    strip_to_png,
+)
 
 __all__ = [
     "IWAEExplorer",
@@ -227,3 +247,96 @@ def build_sweep_explorer(
     ]
     box = widgets.VBox([dropdown, readout, plot, *rows])
     return SweepExplorer(box, dropdown, plot, *pictures, readout)
+
+
+# ----------------------------------------------------------------------------- live k slider
+__all__ += [
+    "K_SLIDER_CLASS",
+    "IMPORTANCE_FIGURE_CLASS",
+    "log_spaced_ks",
+    "ImportanceExplorer",
+    "build_importance_explorer",
+]
+
+#: CSS class of the k slider of :func:`build_importance_explorer` (browser tests).
+K_SLIDER_CLASS = "vae-k-slider"
+#: CSS class of its figure.
+IMPORTANCE_FIGURE_CLASS = "vae-importance-figure"
+
+
+def log_spaced_ks(largest: int) -> list[int]:
+    """1, 2, 5, 10, 20, 50, ... up to ``largest``, and ``largest`` itself (the slider's stops)."""
+    largest = _checks.count(largest, "largest")
+    ks = [m * 10**e for e in range(len(str(largest))) for m in (1, 2, 5)]
+    return sorted({k for k in ks if k < largest} | {largest})
+
+
+class ImportanceExplorer(NamedTuple):
+    """The widgets of :func:`build_importance_explorer` (``display(explorer.widget)``)."""
+
+    widget: widgets.VBox
+    slider: widgets.SelectionSlider
+    image: widgets.Image
+    readout: widgets.HTML
+
+
+def _importance_readout(summary: ImportanceWeights, labels: Sequence[str]) -> str:
+    rows = "".join(
+        f"<tr><td>{label}</td><td>{bound:.2f}</td><td>{ess:.1f}</td></tr>"
+        for label, bound, ess in zip(labels, summary.bound, summary.ess, strict=True)
+    )
+    return (
+        f"<b>k = {summary.k}</b> (the first k of one draw of samples)"
+        f"<table><tr><th>image</th><th>hat L_k (nats)</th><th>ESS (of k)</th></tr>"
+        f"{rows}</table>"
+    )
+
+
+class _ImportanceSlider:
+    """State and callback of :func:`build_importance_explorer`: one Figure, redrawn per k."""
+
+    def __init__(self, log_w, labels, slider, image, readout):
+        self.labels = labels
+        self.slider, self.image, self.readout = slider, image, readout
+        self.plot = ImportanceWeightsPlot(log_w, labels=labels, live=True)
+
+    def redraw(self, change=None) -> None:
+        self.image.value, summary = self.plot.png(self.slider.value)
+        self.readout.value = _importance_readout(summary, self.labels)
+
+
+def build_importance_explorer(
+    log_w, *, labels: Sequence[str] | None = None, value: int | None = None
+) -> ImportanceExplorer:
+    """A log-spaced slider over k that redraws :class:`vae_edu.plots.ImportanceWeightsPlot`.
+
+    Nothing is sampled or compiled when the slider moves: k selects the first k of the
+    (N, K) weights computed once (:func:`vae_edu.evaluate.per_image_log_weights`), so a
+    move costs a log-sum-exp over at most N * K numbers and redrawing the dots and
+    histograms on a pre-rendered figure (:class:`vae_edu.plots.ImportanceWeightsPlot`).
+
+    Args:
+      log_w: (N, K) log importance weights of N images.
+      labels: N names of the images (default "image 1", ...).
+      value: the initial k, one of :func:`log_spaced_ks` (default the largest stop <= 100).
+    """
+    log_w = np.asarray(log_w, np.float64)
+    if log_w.ndim != 2:
+        raise ValueError(f"log_w must have shape (N, K), got {log_w.shape}")
+    labels = [f"image {i + 1}" for i in range(log_w.shape[0])] if labels is None else list(labels)
+    ks = log_spaced_ks(log_w.shape[1])
+    if value is None:
+        value = max(k for k in ks if k <= 100)
+    if value not in ks:
+        raise ValueError(f"value must be one of the slider's stops {ks}, got {value!r}")
+    slider = widgets.SelectionSlider(
+        options=ks, value=value, description="k", continuous_update=False
+    )
+    slider.add_class(K_SLIDER_CLASS)
+    image = widgets.Image(format="png")
+    image.add_class(IMPORTANCE_FIGURE_CLASS)
+    readout = widgets.HTML()
+    state = _ImportanceSlider(log_w, labels, slider, image, readout)
+    state.redraw()  # validates log_w and labels before anything is wired
+    slider.observe(state.redraw, names="value")
+    return ImportanceExplorer(widgets.VBox([slider, image, readout]), slider, image, readout)

@@ -59,6 +59,7 @@ SCATTER_CLASS = "vae-latent-scatter"
 TRAVERSAL_CLASS = "vae-traversal-strip"
 INTERPOLATION_STRIP_CLASS = "vae-interpolation-strip"
 INTERPOLATION_SLIDER_CLASS = "vae-interpolation-slider"
+READOUT_CLASS = "vae-latent-readout"
 
 
 # ----------------------------------------------------------------------------- widgets
@@ -264,6 +265,9 @@ class DimensionExplorer(NamedTuple):
       values: (n,) the traversal values.
       model: the :class:`LatentModel` used.
       images: the test images the Dropdown indexes.
+      order: with ``activity``: the dimensions (0-based), most active first; else None.
+      folded: with ``activity``: the collapsed Accordion holding the inactive dimensions'
+        sliders (None if there are none, or without ``activity``).
     """
 
     widget: widgets.Box
@@ -277,6 +281,8 @@ class DimensionExplorer(NamedTuple):
     values: np.ndarray
     model: LatentModel
     images: np.ndarray
+    order: np.ndarray | None = None
+    folded: widgets.Accordion | None = None
 
     def code(self) -> np.ndarray:
         """The current slider values as a (d,) float32 code."""
@@ -296,6 +302,32 @@ class DimensionExplorer(NamedTuple):
         return (
             f"latent explorer: {len(self.sliders)} sliders, the decoded image and a traversal strip"
         )
+
+
+_INACTIVE_TEXT = (
+    "These dimensions are inactive: their posterior q(z_u|x) is close to the prior "
+    "N(0, 1) for every image x (KL to the prior near 0), so z_u carries no information "
+    "about x and the decoder has learned to ignore it. Moving their sliders barely changes "
+    "the decoded image."
+)
+
+
+def _activity_order(activity, threshold: float, d: int):
+    """(order, active): dimensions sorted by decreasing activity (ties: by index) and the
+    (d,) mask activity > threshold; (None, None) without activity."""
+    if activity is None:
+        return None, None
+    activity = np.asarray(activity, np.float64)
+    if activity.shape != (d,):
+        raise ValueError(
+            f"activity must have shape ({d},) (one value per dimension), got {activity.shape}"
+        )
+    if not np.isfinite(activity).all():
+        raise ValueError("activity must be finite")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating)):
+        raise TypeError(f"threshold must be a number, got {type(threshold).__name__}")
+    order = np.lexsort((np.arange(d), -activity))
+    return order, activity > threshold
 
 
 class _Dimensions:
@@ -347,6 +379,8 @@ def build_dimension_explorer(
     dimension: int = 0,
     columns: int = 4,
     scale: int = 6,
+    activity=None,
+    threshold: float = 0.01,
 ) -> DimensionExplorer:
     """One slider per latent dimension, starting from the encoding of a chosen test digit.
 
@@ -365,12 +399,21 @@ def build_dimension_explorer(
       dimension: the initial k (0-based).
       columns: sliders per row.
       scale: enlargement of the decoded image (the strip uses half of it, at least 1).
+      activity: optional (d,) activity of each dimension, e.g. A_u = Var_x E[z_u | x]
+        (:func:`vae_edu.evaluate.active_units`) or the KL per dimension
+        (:func:`vae_edu.evaluate.kl_per_dimension`). Given, the sliders and the traversal
+        choices are sorted most active first, and the dimensions with activity <=
+        ``threshold`` are folded into a collapsed Accordion with a sentence saying why they
+        do nothing.
+      threshold: the activity above which a dimension counts as active (0.01: Burda et
+        al. 2016's threshold for A_u).
 
     Returns:
       :class:`DimensionExplorer`.
     """
     latent = as_latent_model(model)
     d = latent.latent_dim
+    order, active = _activity_order(activity, threshold, d)
     images = np.asarray(images)
     choices = list(choices) if choices is not None else digit_choices(labels)
     values = (
@@ -394,7 +437,7 @@ def build_dimension_explorer(
     sliders = tuple(_latent_slider(f"z{j + 1}", 0.0, limit, step) for j in range(d))
     image = _image(DECODED_IMAGE_CLASS)
     dim_choice = widgets.Dropdown(
-        options=[(f"z{j + 1}", j) for j in range(d)],
+        options=[(f"z{j + 1}", int(j)) for j in (range(d) if order is None else order)],
         value=int(dimension),
         description="traverse",
         style={"description_width": "70px"},
@@ -403,6 +446,7 @@ def build_dimension_explorer(
     traversal = _image(TRAVERSAL_CLASS)
     reset = widgets.Button(description="back to the encoding")
     readout = widgets.HTML()
+    readout.add_class(READOUT_CLASS)
     state = _Dimensions(
         latent,
         images,
@@ -411,9 +455,35 @@ def build_dimension_explorer(
         limit,
         scale,
     )
-    grid = widgets.GridBox(
-        list(sliders), layout=widgets.Layout(grid_template_columns=f"repeat({columns}, 255px)")
-    )
+    grid_layout = {"grid_template_columns": f"repeat({columns}, 255px)"}
+    folded = None
+    if order is None:
+        grid = widgets.GridBox(list(sliders), layout=widgets.Layout(**grid_layout))
+    else:
+        shown = [sliders[j] for j in order if active[j]]
+        hidden = [sliders[j] for j in order if not active[j]]
+        grid = widgets.VBox(
+            [
+                widgets.HTML(
+                    f"{len(shown)} active dimensions, most active first (activity > {threshold:g}):"
+                ),
+                widgets.GridBox(shown, layout=widgets.Layout(**grid_layout)),
+            ]
+        )
+        if hidden:
+            folded = widgets.Accordion(
+                [
+                    widgets.VBox(
+                        [
+                            widgets.HTML(_INACTIVE_TEXT),
+                            widgets.GridBox(hidden, layout=widgets.Layout(**grid_layout)),
+                        ]
+                    )
+                ],
+                selected_index=None,
+            )
+            folded.set_title(0, f"{len(hidden)} inactive dimensions (they change nothing)")
+            grid.children = (*grid.children, folded)
     value_text = ", ".join(f"{v:g}" for v in values)
     box = widgets.VBox(
         [
@@ -445,7 +515,19 @@ def build_dimension_explorer(
     reset.on_click(lambda _button: state.load_encoding())
     state.load_encoding()
     return DimensionExplorer(
-        box, digit, sliders, image, dim_choice, traversal, reset, readout, values, latent, images
+        box,
+        digit,
+        sliders,
+        image,
+        dim_choice,
+        traversal,
+        reset,
+        readout,
+        values,
+        latent,
+        images,
+        order,
+        folded,
     )
 
 

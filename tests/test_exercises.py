@@ -183,7 +183,7 @@ def test_sample_means_correct_solutions_pass(correct):
         (sample_means_numpy, "global random state"),
         (sample_means_sums, "sums of the draws"),
         (sample_means_one_key_per_mean_reused_inside, "share one key"),
-        (stub, "Not implemented yet"),
+        (stub, "not implemented yet"),
     ],
 )
 def test_sample_means_mistakes_are_named(wrong, phrase):
@@ -253,7 +253,7 @@ def test_iwae_correct_solutions_pass(correct):
         (iwae_shift_not_added_back, "did not add the maximum back"),
         (iwae_wrong_axis, "reduce with axis=0"),
         (iwae_stop_gradient, "wrong gradient"),
-        (stub, "Not implemented yet"),
+        (stub, "not implemented yet"),
     ],
 )
 def test_iwae_mistakes_are_named(wrong, phrase):

@@ -27,7 +27,14 @@ import numpy as np
 
 from vae_edu.elbo import elbo
 from vae_edu.grading import CheckResult
-from vae_edu.grading.core import diagnose
+from vae_edu.grading.core import (
+    Stop,
+    as_array,
+    call_student,
+    close,
+    diagnose,
+    fmt,
+)
 
 __all__ = [
     "check_iwae_estimate",
@@ -36,9 +43,6 @@ __all__ = [
     "iwae_estimate",
     "sample_means",
 ]
-
-_RTOL = 1e-4
-_ATOL = 1e-4
 
 
 # --------------------------------------------------------------------- reference solutions
@@ -106,10 +110,6 @@ def elbo_estimate(key, model, x, mean, log_var, num_samples: int) -> jax.Array:
 # ------------------------------------------------------------------------------ machinery
 
 
-class _Stop(Exception):
-    """Ends a check early; its argument is the message for the student."""
-
-
 def _run(name: str, body: Callable, student_fn, success: str) -> CheckResult:
     if not callable(student_fn):
         return CheckResult(
@@ -122,49 +122,13 @@ def _run(name: str, body: Callable, student_fn, success: str) -> CheckResult:
         )
     try:
         problems = list(body(student_fn))
-    except _Stop as stop:
+    except Stop as stop:
         problems = [str(stop.args[0])]
     except Exception as err:  # noqa: BLE001 - a check never crashes on odd student code
         problems = [f"The checker could not evaluate your function: {type(err).__name__}: {err}"]
     if problems:
         return CheckResult(name, False, tuple(problems))
     return CheckResult(name, True, (success,))
-
-
-def _call(fn, *args, call: str):
-    try:
-        return fn(*args)
-    except NotImplementedError:
-        raise _Stop(
-            "Not implemented yet: your function raises NotImplementedError. Replace that "
-            "line with your code."
-        ) from None
-    except Exception as err:  # noqa: BLE001 - reported to the student
-        first = (str(err).strip().splitlines() or [""])[0][:300]
-        raise _Stop(
-            f"Your function raised {type(err).__name__}: {first} (called as {call})."
-        ) from None
-
-
-def _as_array(out, what: str) -> np.ndarray:
-    if out is None:
-        raise _Stop(f"{what} returned None: did you forget the `return` statement?")
-    try:
-        return np.asarray(out, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise _Stop(f"{what} returned a {type(out).__name__}, not an array of numbers.") from None
-
-
-def _fmt(x) -> str:
-    x = np.asarray(x, np.float64)
-    if x.ndim == 0:
-        return f"{float(x):.4f}"
-    return np.array2string(x, precision=4, separator=", ", suppress_small=True)
-
-
-def _close(a, b, rtol=_RTOL, atol=_ATOL) -> bool:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return a.shape == b.shape and bool(np.all(np.isfinite(a))) and np.allclose(a, b, rtol, atol)
 
 
 # ------------------------------------------------------------------ notebook 00: the keys
@@ -194,30 +158,30 @@ def check_sample_means(student_fn) -> CheckResult:
 
     def body(fn):
         key = jax.random.key(2024)
-        first = _as_array(_call(fn, key, n, m, call=call), "your sample_means")
+        first = as_array(call_student(fn, key, n, m, call=call), "your sample_means")
         if first.shape != (n,):
-            raise _Stop(
+            raise Stop(
                 f"for num_means={n} your sample_means has shape {first.shape}; expected "
                 f"({n},), one mean per entry (average over the sample_size draws)."
             )
         if not np.all(np.isfinite(first)):
-            raise _Stop("your sample_means contains inf or NaN.")
+            raise Stop("your sample_means contains inf or NaN.")
         if np.ptp(first) == 0.0:
-            raise _Stop(
+            raise Stop(
                 f"reused key: all {n} of your means are the same number "
-                f"({_fmt(first[0])}). The same key always gives the same draws, so every "
+                f"({fmt(first[0])}). The same key always gives the same draws, so every "
                 "mean was computed from the same numbers: " + _SPLIT_HINT
             )
-        again = _as_array(_call(fn, key, n, m, call=call), "your sample_means")
+        again = as_array(call_student(fn, key, n, m, call=call), "your sample_means")
         if not np.array_equal(first, again):
-            raise _Stop(
+            raise Stop(
                 "called twice with the same key your sample_means returns different numbers: "
                 "it draws from a global random state (np.random or Python's random), not from "
                 "the key. Use jax.random.normal with keys split from the key argument."
             )
-        other = _as_array(_call(fn, jax.random.key(7), n, m, call=call), "your sample_means")
+        other = as_array(call_student(fn, jax.random.key(7), n, m, call=call), "your sample_means")
         if np.array_equal(first, other):
-            raise _Stop(
+            raise Stop(
                 "your sample_means returns the same numbers for two different keys: you make "
                 "a key inside the function (e.g. jax.random.key(0)) instead of using the key "
                 "you are given. " + _SPLIT_HINT
@@ -225,13 +189,13 @@ def check_sample_means(student_fn) -> CheckResult:
         mean = float(first.mean())
         ratio = float(first.var(ddof=1)) * m  # ~ 1 for means of m draws
         if abs(ratio - m * m) < 0.5 * m * m:
-            raise _Stop(
+            raise Stop(
                 f"your values have variance {ratio / m:.3g}, about sample_size = {m}: you "
                 "return sums of the draws, not their means (divide by sample_size, or use "
                 "jnp.mean)."
             )
         if abs(ratio - m) < 0.5 * m:
-            raise _Stop(
+            raise Stop(
                 f"your means have variance {ratio / m:.3g}, that of ONE standard-normal draw "
                 f"(1), not of a mean of {m} draws (1/{m} = {1 / m:.3g}): either each mean is one "
                 "draw, or all the draws of a mean share one key (so they are the same "
@@ -291,7 +255,7 @@ def check_iwae_estimate(student_fn) -> CheckResult:
     k, batch = 8, 5
 
     def evaluate(fn, log_w, what="your estimate"):
-        return _as_array(_call(fn, jnp.asarray(log_w, jnp.float32), call=call), what)
+        return as_array(call_student(fn, jnp.asarray(log_w, jnp.float32), call=call), what)
 
     def body(fn):
         rng = np.random.default_rng(3)
@@ -306,7 +270,7 @@ def check_iwae_estimate(student_fn) -> CheckResult:
                 )
             elif got.shape == ():
                 hint = " You reduced over every axis: reduce over axis 0 (the samples) only."
-            raise _Stop(
+            raise Stop(
                 f"for log_w of shape ({k}, {batch}) (k = {k} samples of {batch} data points) "
                 f"your estimate has shape {got.shape}; expected ({batch},).{hint}"
             )
@@ -323,17 +287,17 @@ def check_iwae_estimate(student_fn) -> CheckResult:
         problems = []
         for description, case, expected in cases:
             value = evaluate(fn, case)
-            if not _close(value, expected):
+            if not close(value, expected):
                 problems.append(
-                    f"for {description} your estimate is {_fmt(value)}, expected {_fmt(expected)}."
+                    f"for {description} your estimate is {fmt(value)}, expected {fmt(expected)}."
                 )
                 break
-        if problems or not _close(got, reference):
+        if problems or not close(got, reference):
             if not problems:
                 problems.append(
                     f"on random log-weights your estimate differs from the reference: for "
-                    f"log_w[:, 0] = {_fmt(log_w64[:, 0])} you return {_fmt(got[0])}, expected "
-                    f"{_fmt(reference[0])}."
+                    f"log_w[:, 0] = {fmt(log_w64[:, 0])} you return {fmt(got[0])}, expected "
+                    f"{fmt(reference[0])}."
                 )
             top = log_w64.max(axis=0)
             mistakes = [
@@ -377,17 +341,17 @@ def check_iwae_estimate(student_fn) -> CheckResult:
         extreme = np.array([[-800.0, 800.0], [-801.0, 799.0], [-805.0, 790.0]])  # (3, 2)
         got = evaluate(fn, extreme)
         expected = _lse(extreme) - math.log(3)
-        if not _close(got, expected, rtol=1e-5, atol=1e-3):
+        if not close(got, expected, rtol=1e-5, atol=1e-3):
             return [
-                f"for log-weights of about -800 and +800 your estimate is {_fmt(got)}, "
-                f"expected {_fmt(expected)}: exp(-800) underflows to 0 and exp(800) "
+                f"for log-weights of about -800 and +800 your estimate is {fmt(got)}, "
+                f"expected {fmt(expected)}: exp(-800) underflows to 0 and exp(800) "
                 "overflows to inf in floating point, so log(mean(exp(log_w))) gives -inf and "
                 "inf. The bound needs no exp of a raw log-weight: " + _LSE_HINT
             ]
         try:
             grad = jax.grad(lambda a: jnp.sum(jnp.asarray(fn(a))))(jnp.asarray(log_w, jnp.float32))
         except NotImplementedError:
-            raise _Stop("Not implemented yet: your function raises NotImplementedError.") from None
+            raise Stop("Not implemented yet: your function raises NotImplementedError.") from None
         except Exception as err:  # noqa: BLE001
             return [
                 f"jax.grad cannot differentiate your estimate ({type(err).__name__}): use "
@@ -395,7 +359,7 @@ def check_iwae_estimate(student_fn) -> CheckResult:
                 "gradient)."
             ]
         weights = np.exp(log_w64 - _lse(log_w64)[None])
-        if not _close(np.asarray(grad, np.float64), weights, rtol=1e-3, atol=1e-4):
+        if not close(np.asarray(grad, np.float64), weights, rtol=1e-3, atol=1e-4):
             return [
                 "your estimate has the right values but the wrong gradient (expected the "
                 "normalised weights w_i / sum_j w_j): do not use stop_gradient or numpy."

@@ -1412,7 +1412,8 @@ class ImportanceWeightsPlot:
         self.floor, self.live = float(floor), live
         self.bins = np.linspace(self.floor, 0.0, 31)
         self.figure = Figure(figsize=figsize, dpi=100, layout="constrained")
-        FigureCanvasAgg(self.figure)
+        if live:  # blitting needs the Agg canvas; a static figure keeps the default one, so
+            FigureCanvasAgg(self.figure)  # IPython's inline backend can display it
         left, middle, right = self.axes = self.figure.subplots(1, 3)
         index = _log_spaced_indices(total)
         ks = index + 1

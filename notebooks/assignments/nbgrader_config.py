@@ -42,11 +42,15 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 # test quotes its lines; nbgrader 0.9.6 has no switch for either. ClearHiddenTests removes
 # them from the cells; ClearTestTracebacks (below) cuts the error of a test cell to its last
 # line, "AssertionError: <the check's message>", before the HTML is written.
-from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor, Preprocessor  # noqa: E402
-from nbgrader.preprocessors import ClearHiddenTests, GetGrades  # noqa: E402
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
+from nbgrader.preprocessors import (  # noqa: E402
+    ClearHiddenTests,
+    GetGrades,
+    NbGraderPreprocessor,
+)
 
 
-class ClearTestTracebacks(Preprocessor):
+class ClearTestTracebacks(NbGraderPreprocessor):  # enabled by default, unlike nbconvert's
     """In test cells (nbgrader ``grade`` and not ``solution``), an error output keeps only
     ``ename: evalue``: the traceback, which quotes the failed (hidden) test's source, goes."""
 

@@ -109,6 +109,10 @@ def _sample_load(samples: list[float], stop: threading.Event) -> None:
             samples.append(value)
 
 
+def _fmt(load: float | None) -> str:
+    return "n/a" if load is None else f"{load:.1f}"
+
+
 def check(gradebook: Path, name: str, expected: dict[str, float]) -> None:
     rows = list(csv.DictReader(gradebook.open(encoding="utf-8")))
     students = {r["student"]: r for r in rows if r["student"] != "(max points)"}
@@ -160,7 +164,7 @@ def main(argv=None) -> int:
         print(f"assignment        {args.assignment}, --jobs {args.jobs}, 60 submissions")
         print(f"wall time         {wall:.0f} s ({wall / 60:.1f} min)")
         print(f"per submission    {wall / 60:.1f} s")
-        print(f"load average      before {before}, during {during}, after {after}")
+        print(f"load average      before {_fmt(before)}, during {during}, after {_fmt(after)}")
         print("gradebook         60 rows, scores as expected for the three groups")
         return 0
     finally:

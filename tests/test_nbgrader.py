@@ -303,3 +303,30 @@ def test_nbgrader_feedback_shows_no_hidden_test_source(exchanged):
         assert not [line for line in hidden if line in text], student
     carol = (course / "feedback" / "carol" / "A1" / f"{A1}.html").read_text(encoding="utf-8")
     assert "AssertionError" in carol
+
+
+@pytest.mark.slow
+def test_the_package_grades_nbgraders_collected_folder(exchanged):
+    """The guide's "grade the collected files with this package" command, on the folder
+    ``nbgrader collect`` wrote (``submitted/<student>/A1/A1_kl_divergence.ipynb``)."""
+    import csv
+
+    course = exchanged[0]
+    text = GUIDE.read_text(encoding="utf-8")
+    command = re.search(r"`(python -m vae_edu\.assignments grade submitted/[^`]*)`", text)
+    assert command, "the guide no longer shows how to grade nbgrader's submitted/ folder"
+    words = shlex.split(command.group(1))
+    done = subprocess.run(
+        [sys.executable, *words[1:], "--jobs", "2"],
+        cwd=course,
+        env=_env(course.parent),
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    book = (course / "grades" / "gradebook.csv").read_text(encoding="utf-8")
+    rows = {r["student"]: r for r in csv.DictReader(book.splitlines())}
+    scores = {s: float(r[f"{A1}:autograded"]) for s, r in rows.items() if s != "(max points)"}
+    _, _, nbgrader_scores = exchanged
+    assert scores == {s: auto for s, (auto, _, _) in nbgrader_scores.items()}

@@ -38,7 +38,7 @@ from vae_edu.system import load_average
 
 GROUP_SIZE = 20
 
-# One plausible mistake per assignment, in its first answer cell: (answer grade_id, the
+# One plausible mistake per assignment, in one answer cell: (answer grade_id, the
 # solution text, the wrong text). The test cell right after that answer must fail.
 MISTAKES = {
     "A1_kl_divergence": (
@@ -46,10 +46,12 @@ MISTAKES = {
         "jnp.exp(log_var) - 1.0 - log_var",
         "jnp.exp(log_var) - 1.0 + log_var",  # sign of the log-variance term
     ),
+    # (Not in reparameterize: elbo_estimate calls the student's reparameterize, so a mistake
+    # there also costs Question 4.)
     "A2_elbo_reparameterization": (
-        "reparameterize",
-        "jnp.exp(0.5 * log_var) * eps",
-        "jnp.exp(log_var) * eps",  # the variance where the standard deviation belongs
+        "elbo_estimate",
+        "return jnp.mean(log_joint",
+        "return jnp.sum(log_joint",  # summed over the L samples instead of averaged
     ),
 }
 
@@ -157,7 +159,6 @@ def main(argv=None) -> int:
         if done.returncode != 0:
             print(done.stdout[-3000:], done.stderr[-3000:], sep="\n")
             return 1
-        check(folder / "grades" / "gradebook.csv", args.assignment, expected)
         during = (
             f"mean {sum(samples) / len(samples):.1f}, max {max(samples):.1f}" if samples else "n/a"
         )
@@ -165,6 +166,7 @@ def main(argv=None) -> int:
         print(f"wall time         {wall:.0f} s ({wall / 60:.1f} min)")
         print(f"per submission    {wall / 60:.1f} s")
         print(f"load average      before {_fmt(before)}, during {during}, after {_fmt(after)}")
+        check(folder / "grades" / "gradebook.csv", args.assignment, expected)
         print("gradebook         60 rows, scores as expected for the three groups")
         return 0
     finally:

@@ -9,9 +9,10 @@ The course directory then looks like this (nbgrader's standard layout)::
       source/A3/A3_train_and_explore.ipynb
 
 Commands, run in the course directory: ``nbgrader generate_assignment A1`` (the student
-version, in release/A1), ``nbgrader release_assignment A1`` (to the exchange),
-``nbgrader collect A1``, ``nbgrader autograde A1``, then the formgrader for the written
-answers and ``nbgrader generate_feedback A1``.
+version, in release/A1), ``nbgrader release_assignment A1`` (to the exchange; students
+then ``nbgrader fetch_assignment`` and ``nbgrader submit``, or use JupyterLab's
+Assignments tab), ``nbgrader collect A1``, ``nbgrader autograde A1``, then the formgrader
+for the written answers and ``nbgrader generate_feedback A1``.
 
 Tested with nbgrader 0.9.6 (tests/test_nbgrader.py). nbgrader runs the hidden tests in the
 student's own kernel: see "Using nbgrader instead" in README.md for what that means.
@@ -37,8 +38,34 @@ c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedE
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 
 # nbgrader's feedback shows the autograded notebook *with* the hidden tests (its default
-# GenerateFeedback pipeline does not remove them): remove them before the HTML is written.
+# GenerateFeedback pipeline does not remove them), and the traceback of a failed hidden
+# test quotes its lines; nbgrader 0.9.6 has no switch for either. ClearHiddenTests removes
+# them from the cells; ClearTestTracebacks (below) cuts the error of a test cell to its last
+# line, "AssertionError: <the check's message>", before the HTML is written.
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
-from nbgrader.preprocessors import ClearHiddenTests, GetGrades  # noqa: E402
+from nbgrader.preprocessors import (  # noqa: E402
+    ClearHiddenTests,
+    GetGrades,
+    NbGraderPreprocessor,
+)
 
-c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor]
+
+class ClearTestTracebacks(NbGraderPreprocessor):  # enabled by default, unlike nbconvert's
+    """In test cells (nbgrader ``grade`` and not ``solution``), an error output keeps only
+    ``ename: evalue``: the traceback, which quotes the failed (hidden) test's source, goes."""
+
+    def preprocess_cell(self, cell, resources, index):
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
+            for output in cell.get("outputs", []):
+                if output.get("output_type") == "error":
+                    output["traceback"] = [f"{output.get('ename')}: {output.get('evalue')}"]
+        return cell, resources
+
+
+c.GenerateFeedback.preprocessors = [
+    GetGrades,
+    ClearHiddenTests,
+    ClearTestTracebacks,
+    CSSHTMLHeaderPreprocessor,
+]

@@ -47,6 +47,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vae_edu import _checks
+
 __all__ = [
     "ACTIVATIONS",
     "LIKELIHOODS",
@@ -217,9 +219,7 @@ class VAEConfig:
                 self, "decoder_hidden_sizes", tuple(int(h) for h in self.decoder_hidden_sizes)
             )
         for name in ("input_dim", "latent_dim"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            _checks.count(getattr(self, name), name)
         for name, sizes in (
             ("hidden_sizes", self.hidden_sizes),
             ("decoder_hidden_sizes", self.decoder_hidden_sizes or ()),
@@ -373,15 +373,8 @@ class TrainConfig:
 
     def __post_init__(self):
         for name in ("num_epochs", "batch_size", "steps_per_call", "eval_batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if (
-            isinstance(self.seed, bool)
-            or not isinstance(self.seed, (int, np.integer))
-            or self.seed < 0
-        ):
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+            _checks.count(getattr(self, name), name)
+        _checks.count(self.seed, "seed", minimum=0)
         if not (
             isinstance(self.warmup_epochs, (int, np.integer))
             and 0 <= self.warmup_epochs < max(self.num_epochs, 1)

@@ -188,12 +188,17 @@ class VAE(nnx.Module):
         Returns:
           ``ELBOTerms(elbo, reconstruction, kl)``, each (batch,).
         """
+        return self._one_sample_elbo(key, x, self.log_likelihood)
+
+    def _one_sample_elbo(self, key: jax.Array, x: jax.Array, log_likelihood) -> ELBOTerms:
+        """ELBOTerms per example: one reparameterized z, closed-form KL, decoder term
+        ``log_likelihood(x, logits)`` (the library form, or the training loss's faster one)."""
         mean, log_var = self.encode(x)
         return elbo_lib.elbo(
             key,
             mean,
             log_var,
-            lambda z: self.log_likelihood(x, self.decode(z)),
+            lambda z: log_likelihood(x, self.decode(z)),
             num_samples=1,
             beta=1.0,
             kl_method="closed_form",
@@ -216,16 +221,7 @@ class VAE(nnx.Module):
           reconstruction - kl (whatever alpha and beta are), of log p(x | z) with one
           z ~ q(z | x), and of the closed-form KL(q(z | x) || p(z)).
         """
-        mean, log_var = self.encode(x)
-        terms = elbo_lib.elbo(
-            key,
-            mean,
-            log_var,
-            lambda z: self._loss_log_likelihood(x, self.decode(z)),
-            num_samples=1,
-            beta=1.0,
-            kl_method="closed_form",
-        )
+        terms = self._one_sample_elbo(key, x, self._loss_log_likelihood)
         reconstruction = jnp.mean(terms.reconstruction)
         kl = jnp.mean(terms.kl)
         loss = -alpha * reconstruction + beta * kl

@@ -318,3 +318,45 @@ def test_elbo_mistakes_are_named(capsys, wrong, phrase):
     )
     assert returned is lesson_checks.elbo_estimate
     assert phrase in out
+
+
+# ------------------------------------------ notebook 09 (appendix): a float32-safe softplus
+
+
+def softplus_logaddexp(r):
+    return jnp.logaddexp(r, 0.0)
+
+
+@pytest.mark.parametrize("correct", [lesson_checks.softplus, softplus_logaddexp])
+def test_softplus_correct_solutions_pass(correct):
+    result = lesson_checks.check_softplus(correct)
+    assert result.passed, result.feedback
+
+
+@pytest.mark.parametrize(
+    ("wrong", "phrase"),
+    [
+        (lambda r: jnp.log(1.0 + jnp.exp(r)), "overflow: your softplus is [inf, inf]"),
+        (
+            lambda r: jnp.maximum(r, 0.0) + jnp.log(1.0 + jnp.exp(-jnp.abs(r))),
+            "1 + e^-40 rounds to exactly 1",
+        ),
+        (lambda r: jnp.log1p(jnp.exp(-jnp.abs(r))), "You dropped max(r, 0)"),
+        (
+            lambda r: jnp.where(r > 0, r + jnp.log1p(jnp.exp(-r)), jnp.log1p(jnp.exp(r))),
+            "a branch that is not taken still gets differentiated",
+        ),
+        (lambda r: 1.0, "it must work elementwise"),
+    ],
+)
+def test_softplus_mistakes_are_named(capsys, wrong, phrase):
+    returned, out = run_quietly(capsys, lesson_checks.check_softplus, wrong, lesson_checks.softplus)
+    assert returned is lesson_checks.softplus
+    assert phrase in out
+
+
+def test_softplus_reference_against_float64():
+    r = np.linspace(-80.0, 100.0, 1801).astype(np.float32)
+    got = np.asarray(lesson_checks.softplus(r), np.float64)
+    expected = np.logaddexp(0.0, r.astype(np.float64))
+    assert np.all(np.abs(got - expected) <= 2e-7 * np.abs(expected) + 1e-45)

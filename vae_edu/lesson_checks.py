@@ -39,9 +39,11 @@ from vae_edu.grading.core import (
 __all__ = [
     "check_iwae_estimate",
     "check_sample_means",
+    "check_softplus",
     "elbo_estimate",
     "iwae_estimate",
     "sample_means",
+    "softplus",
 ]
 
 
@@ -372,4 +374,115 @@ def check_iwae_estimate(student_fn) -> CheckResult:
         student_fn,
         "correct: hand values, random log-weights, log-weights of -800 and +800 (no "
         "overflow or underflow) and the gradient all agree with the reference.",
+    )
+
+
+# --------------------------------------------- notebook 09 (appendix): a float32-safe softplus
+
+
+def softplus(r) -> jax.Array:
+    r"""softplus(r) = log(1 + e^r), computed so that float32 cannot break it (notebook 09).
+
+        softplus(r) = max(r, 0) + log1p(exp(-|r|))
+
+    exp(-|r|) <= 1 never overflows (the naive e^r is inf for r > 88.7), and ``log1p`` keeps
+    the tiny values of very negative r (log(1 + 4e-18) rounds to log(1) = 0 in float32,
+    log1p does not). Same shape as ``r``.
+    """
+    r = jnp.asarray(r, jnp.float32)
+    return jnp.maximum(r, 0.0) + jnp.log1p(jnp.exp(-jnp.abs(r)))
+
+
+_SOFTPLUS_POINTS = np.array([-80.0, -40.0, -5.0, -0.5, 0.0, 0.5, 5.0, 40.0, 88.0, 89.0, 100.0])
+_SOFTPLUS_HINT = "write it as max(r, 0) + log1p(exp(-|r|)) (jnp.maximum, jnp.log1p, jnp.abs)."
+
+
+def check_softplus(student_fn) -> CheckResult:
+    r"""Checks ``student_fn(r) -> log(1 + e^r)`` elementwise, in float32, for r in [-80, 100].
+
+    Compared with a float64 reference (``numpy.logaddexp(0, r)``) to a relative error of
+    1e-5 at r = -80 ... 100 (every value a normal float32), on the shape of the output, on
+    the hand value softplus(0) = log 2, and through ``jax.grad``: d softplus / dr =
+    sigmoid(r), finite everywhere (checked away from the kink of max(r, 0) at r = 0).
+
+    Named mistakes: the naive ``log(1 + exp(r))`` (inf for r > 88.7, where exp overflows;
+    0 for r = -40, where 1 + e^-40 rounds to 1), ``log1p(exp(r))`` without the max (still
+    inf for large r), ``max(r, 0) + log(1 + exp(-|r|))`` (log instead of log1p: 0 at
+    r = -40), the max dropped (``log1p(exp(-|r|))``: wrong for positive r), and a gradient
+    that is NaN at large r.
+    """
+    call = "softplus(r)"
+    r32 = _SOFTPLUS_POINTS.astype(np.float32)
+    expected = np.logaddexp(0.0, r32.astype(np.float64))
+
+    def body(fn):
+        got = as_array(call_student(fn, jnp.asarray(r32), call=call), "your softplus")
+        if got.shape != r32.shape:
+            raise Stop(
+                f"for r of shape {r32.shape} your softplus has shape {got.shape}: it must work "
+                "elementwise and keep the shape of r."
+            )
+        at_zero = float(got[list(_SOFTPLUS_POINTS).index(0.0)])
+        if abs(at_zero - math.log(2.0)) > 1e-6:
+            raise Stop(f"softplus(0) = log(1 + 1) = log 2 = 0.6931; yours is {at_zero:.4f}.")
+        big = _SOFTPLUS_POINTS >= 89.0
+        if not np.all(np.isfinite(got[big])):
+            raise Stop(
+                f"overflow: your softplus is {fmt(got[big])} at r = {fmt(_SOFTPLUS_POINTS[big])}. "
+                "In float32, exp(r) is inf for r > 88.7, so log(1 + exp(r)) is inf although "
+                "softplus(r) is just about r there: " + _SOFTPLUS_HINT
+            )
+        relative = np.abs(got - expected) / np.abs(expected)
+        tiny = _SOFTPLUS_POINTS <= -40.0
+        if np.any(got[tiny] == 0.0):
+            raise Stop(
+                f"underflow of the answer: at r = {fmt(_SOFTPLUS_POINTS[tiny])} your softplus is "
+                f"{fmt(got[tiny])}, but the true values are {expected[tiny][0]:.3g} and "
+                f"{expected[tiny][1]:.3g}. In float32 1 + e^-40 rounds to exactly 1, so "
+                "log(1 + exp(r)) returns 0; log1p(x) computes log(1 + x) without forming 1 + x: "
+                + _SOFTPLUS_HINT
+            )
+        if np.any(relative > 1e-5):
+            worst = int(np.argmax(relative))
+            hint = ""
+            if np.all(got[_SOFTPLUS_POINTS > 0] < 1.0):
+                hint = " You dropped max(r, 0): for positive r, softplus(r) is about r."
+            raise Stop(
+                f"at r = {_SOFTPLUS_POINTS[worst]:g} your softplus is {got[worst]:.6g}, the true "
+                f"value is {expected[worst]:.6g} (relative error {relative[worst]:.1e}).{hint} "
+                + _SOFTPLUS_HINT
+            )
+        # The gradient away from r = 0, where max(r, 0) and |r| have kinks (their one-sided
+        # slopes are right; JAX's choice at the kink itself is a convention).
+        r_grad = r32[_SOFTPLUS_POINTS != 0.0]
+        try:
+            slope = jax.vmap(jax.grad(lambda x: jnp.sum(fn(x))))(jnp.asarray(r_grad))
+            slope = np.asarray(slope, np.float64)
+        except Exception as err:  # noqa: BLE001 - a check never crashes on student code
+            raise Stop(
+                f"jax.grad cannot differentiate your softplus ({type(err).__name__}): use "
+                "jax.numpy functions only (no numpy, no float() inside)."
+            ) from None
+        sigmoid = 1.0 / (1.0 + np.exp(-r_grad.astype(np.float64)))
+        if not np.all(np.isfinite(slope)):
+            bad = r_grad[~np.isfinite(slope)]
+            raise Stop(
+                f"the gradient of your softplus is NaN or inf at r = {fmt(bad)}, although the "
+                "values are right: a branch that is not taken still gets differentiated "
+                "(e.g. jnp.where(r > 0, r + log1p(exp(-r)), log1p(exp(r))) evaluates exp(r) "
+                "= inf on both sides). " + _SOFTPLUS_HINT
+            )
+        if not np.allclose(slope, sigmoid, rtol=1e-4, atol=1e-6):
+            return [
+                f"the gradient of your softplus is {fmt(slope)}; it should be sigmoid(r) = "
+                f"{fmt(sigmoid)}."
+            ]
+        return []
+
+    return _run(
+        "check_softplus",
+        body,
+        student_fn,
+        "correct: accurate to 1e-5 (relative) from r = -80 to 100 in float32, no overflow, "
+        "no underflow to 0, and jax.grad gives sigmoid(r) everywhere.",
     )

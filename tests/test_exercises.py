@@ -1,6 +1,6 @@
 """vae_edu.exercises and vae_edu.lesson_checks: the in-lesson exercises' feedback.
 
-For each exercise of notebooks 00, 02 and 03: the stub says "not done yet" and falls back on
+For each exercise of notebooks 00, 02, 03, 06 and 07: the stub says "not done yet" and falls back on
 the reference, the correct solution passes (and is returned), at least two plausible wrong
 solutions get their named feedback (and the reference is returned), and a student function
 that raises or returns None never breaks the lesson.

@@ -12,8 +12,19 @@ fails, with a catalogue of *named known mistakes*. A check never raises.
 
       hat L_k = log (1/k) sum_i w_i = logsumexp_i(log w_i) - log k.
 
+* :func:`check_quantile_traversal` (notebook 06): ``quantile_traversal(z0, k, n)``, z0 with
+  coordinate k set to the prior's quantiles Phi^{-1}((i + 1/2) / n);
+* :func:`check_spherical_path` (notebook 06): ``spherical_path(z_a, z_b, n)``, the n points
+  of the spherical interpolation from z_a to z_b;
+* :func:`check_iwae_bound` (notebook 07): ``iwae_bound(log_w, k)``, hat L_k of each image
+  from the first k of its K log-weights (last axis);
+* :func:`check_effective_sample_size` (notebook 07): ``effective_sample_size(log_w)``,
+  Kish's (sum_i w_i)^2 / sum_i w_i^2 from log-weights (last axis).
+
 The reference solutions the lessons fall back on (:func:`sample_means`,
-:func:`iwae_estimate`, :func:`elbo_estimate`) live here too.
+:func:`iwae_estimate`, :func:`elbo_estimate`, :func:`quantile_traversal`,
+:func:`spherical_path`, :func:`iwae_bound`; 07's ESS falls back on
+:func:`vae_edu.evaluate.effective_sample_size`) live here too.
 """
 
 from __future__ import annotations

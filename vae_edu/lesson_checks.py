@@ -763,6 +763,24 @@ _PREFIX_HINT = (
 )
 
 
+def _stop_unless_one_per_row(got, rows: int, sample_counts, given: str, what: str) -> None:
+    """Stop unless ``got`` has shape (rows,): one value per row of log-weights (N, K), whose
+    samples lie along the last axis; names a reduction over axis 0 or over every axis."""
+    if got.shape == (rows,):
+        return
+    hint = ""
+    if got.shape in {(count,) for count in sample_counts}:
+        hint = (
+            " You reduced over axis 0, the rows (images): the samples of each row are along "
+            "the LAST axis, so reduce with axis=-1."
+        )
+    elif got.shape == ():
+        hint = " You reduced over every axis: reduce over the last axis only."
+    raise Stop(
+        f"for {given} your {what} has shape {got.shape}; expected ({rows},), one per row.{hint}"
+    )
+
+
 def check_iwae_bound(student_fn) -> CheckResult:
     r"""Checks ``student_fn(log_w, k) -> logsumexp(log_w[..., :k], axis=-1) - log k``.
 
@@ -788,19 +806,9 @@ def check_iwae_bound(student_fn) -> CheckResult:
     def body(fn):
         log_w = np.random.default_rng(8).normal(-90.0, 3.0, size=(images, K))
         got = value(fn, log_w, k)
-        if got.shape != (images,):
-            hint = ""
-            if got.shape in ((K,), (k,)):
-                hint = (
-                    " You reduced over axis 0, the images: the samples of each image are "
-                    "along the LAST axis, so reduce with axis=-1."
-                )
-            elif got.shape == ():
-                hint = " You reduced over every axis: reduce over the last axis only."
-            raise Stop(
-                f"for log_w of shape ({images}, {K}) ({images} images, {K} log-weights each) "
-                f"and k = {k} your bound has shape {got.shape}; expected ({images},).{hint}"
-            )
+        _stop_unless_one_per_row(
+            got, images, (K, k), f"log_w of shape ({images}, {K}) and k = {k}", "bound"
+        )
         first = log_w[:, :k]
         reference = _lse(first, axis=1) - math.log(k)
         if not close(got, reference, rtol=1e-5, atol=1e-4):
@@ -945,19 +953,7 @@ def check_effective_sample_size(student_fn) -> CheckResult:
     def body(fn):
         log_w = np.random.default_rng(9).normal(-2.0, 1.5, size=(rows, k))
         got = value(fn, log_w)
-        if got.shape != (rows,):
-            hint = ""
-            if got.shape == (k,):
-                hint = (
-                    " You reduced over axis 0: the weights of each row are along the LAST "
-                    "axis, so reduce with axis=-1."
-                )
-            elif got.shape == ():
-                hint = " You reduced over every axis: reduce over the last axis only."
-            raise Stop(
-                f"for log_w of shape ({rows}, {k}) your ESS has shape {got.shape}; expected "
-                f"({rows},), one per row.{hint}"
-            )
+        _stop_unless_one_per_row(got, rows, (k,), f"log_w of shape ({rows}, {k})", "ESS")
         reference = _ess(log_w)
         if not close(got, reference, rtol=1e-4, atol=1e-4):
             w = np.exp(log_w)

@@ -19,11 +19,13 @@ fails, with a catalogue of *named known mistakes*. A check never raises.
 * :func:`check_iwae_bound` (notebook 07): ``iwae_bound(log_w, k)``, hat L_k of each image
   from the first k of its K log-weights (last axis);
 * :func:`check_effective_sample_size` (notebook 07): ``effective_sample_size(log_w)``,
-  Kish's (sum_i w_i)^2 / sum_i w_i^2 from log-weights (last axis).
+  Kish's (sum_i w_i)^2 / sum_i w_i^2 from log-weights (last axis);
+* :func:`check_softplus` (notebook 09, the appendix): ``softplus(r)``, log(1 + e^r) in
+  float32 without overflow for large r or rounding to 0 for very negative r.
 
 The reference solutions the lessons fall back on (:func:`sample_means`,
 :func:`iwae_estimate`, :func:`elbo_estimate`, :func:`quantile_traversal`,
-:func:`spherical_path`, :func:`iwae_bound`; 07's ESS falls back on
+:func:`spherical_path`, :func:`iwae_bound`, :func:`softplus`; 07's ESS falls back on
 :func:`vae_edu.evaluate.effective_sample_size`) live here too.
 """
 

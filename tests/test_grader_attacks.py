@@ -673,6 +673,11 @@ def test_a_copy_of_a_module_has_the_fingerprints_of_the_reference(tmp_path):
         "vae_edu.kl:_kl_diag_gaussians"
     )
     assert _channel.fingerprint(module.kl_to_standard_normal) not in references  # allowed
+    # pasted into a cell, without the module's own imports (which change the bytecode of
+    # method calls on imported names: LOAD_ATTR there, LOAD_METHOD here)
+    cell: dict = {}
+    exec(compile(_pasted_kl_monte_carlo(), "<cell>", "exec", dont_inherit=True), cell)
+    assert references[_channel.fingerprint(cell["kl_monte_carlo"])] == "vae_edu.kl:kl_monte_carlo"
 
 
 @pytest.mark.parametrize("name", [A1, A2, A3])

@@ -19,6 +19,11 @@ Whatever the student's code does in its kernel (patch ``numpy.allclose``, the ch
 IPython's exception handler or input transformers, the helper itself), the worst it can
 achieve is to return other numbers, i.e. another answer, which the grader's checks then
 judge. The only things that cross from the kernel to the grader are numbers.
+
+Besides calls, a request can ask for the fingerprints of what a student's function reaches
+(``reach``, see :data:`REACH_CODE`), and can bind, for the duration of a call, some of the
+student's other names to the grader's code (``inject``: the correct ``reparameterize`` while
+``elbo_estimate`` is checked, so that one mistake costs one question).
 """
 
 from __future__ import annotations
@@ -344,7 +349,7 @@ def _vae_edu_serve(_channel, _nonce, _user_ns):
             saved[other] = _user_ns.get(other, MISSING)
             _user_ns[other] = decode(node)
         if op == "reach":
-            value = _vae_edu_reach(target, name)
+            value = _vae_edu_reach(target, name, request.get("skip", []), _user_ns)
         elif op == "get":
             value = CALLABLE if callable(target) else target
         elif op == "call":
@@ -394,7 +399,7 @@ def _vae_edu_serve(_channel, _nonce, _user_ns):
 #: kernel (for what a student's function reaches).
 FINGERPRINT_CODE = r"""
 def _vae_edu_fingerprint(code, _depth=0):
-    import hashlib, types
+    import dis, hashlib, types
 
     def const(c):
         if isinstance(c, types.CodeType):
@@ -409,20 +414,39 @@ def _vae_edu_fingerprint(code, _depth=0):
 
     if _depth > 20:
         return 0
-    parts = [code.co_code.hex(), ",".join(code.co_names), str(code.co_argcount)]
-    parts += [const(c) for c in code.co_consts]
+    # instructions, normalised for what the compiler decides from the surrounding file
+    # (a method call on a name imported in the same file is LOAD_ATTR, elsewhere
+    # LOAD_METHOD) and for the names of local variables
+    parts = [str(code.co_argcount), str(code.co_kwonlyargcount)]
+    ops = list(dis.get_instructions(code))
+    index = {op.offset: i for i, op in enumerate(ops)}  # jumps by instruction, not byte
+    for op in ops:
+        name = "LOAD_ATTR" if op.opname == "LOAD_METHOD" else op.opname
+        if op.opcode in dis.hasconst:
+            arg = const(op.argval)
+        elif op.opcode in dis.hasname:
+            arg = str(op.argval)
+        elif op.opcode in dis.haslocal or op.opcode in dis.hasfree:
+            arg = str(op.arg)
+        elif op.opcode in dis.hasjrel or op.opcode in dis.hasjabs:
+            arg = str(index.get(op.argval, -1))
+        else:
+            arg = "" if op.arg is None else str(op.arg)
+        parts.append(name + " " + arg)
     digest = hashlib.sha256("|".join(parts).encode()).hexdigest()
     return int(digest[:15], 16)
 """
 
-#: Defines ``_vae_edu_reach(target, name) -> {label: fingerprint}``: every function the
-#: student's ``target`` can reach through the global names, module attributes and closures
-#: its code uses. Student code (anything compiled outside the Python installation and the
-#: package: notebook cells, a module file the student wrote or copied) is followed; a
-#: package function is only fingerprinted (so the package's own allowed helpers are never
-#: held against the student); the installation (jax, numpy, ...) is ignored.
+#: Defines ``_vae_edu_reach(target, name, skip, user_ns) -> {label: fingerprint}``: every
+#: function the student's ``target`` can reach through the global names, module attributes,
+#: closures and defaults its code uses (but for the notebook's names in ``skip``, which the
+#: grader replaces by its own code while it checks ``target``). Student code (anything
+#: compiled outside the Python installation and the package: notebook cells, a module file
+#: the student wrote or copied) is followed; a package function is only fingerprinted (so
+#: the package's own allowed helpers are never held against the student); the installation
+#: (jax, numpy, ...) is ignored.
 REACH_CODE = r"""
-def _vae_edu_reach(target, name):
+def _vae_edu_reach(target, name, skip=(), user_ns=None):
     import functools, os, sys, sysconfig, types
 
     package = os.path.dirname(os.path.abspath(sys.modules["vae_edu"].__file__)) + os.sep
@@ -456,6 +480,13 @@ def _vae_edu_reach(target, name):
         return out
 
     def visit(obj, label, depth):
+        try:
+            inspect_one(obj, label, depth)
+        except Exception:
+            if depth == 0:
+                raise  # the answer itself cannot be inspected: the grader refuses it
+
+    def inspect_one(obj, label, depth):
         obj = unwrap(obj)
         code = getattr(obj, "__code__", None) if isinstance(obj, types.FunctionType) else None
         if code is None or id(obj) in seen or depth > 6 or len(found) > 500:
@@ -468,6 +499,8 @@ def _vae_edu_reach(target, name):
         space = obj.__globals__
         names = names_of(code, set())
         for n in sorted(names):
+            if space is user_ns and n in skip:
+                continue  # the grader binds its own code to this name for the check
             value = space.get(n)
             if isinstance(value, types.ModuleType):
                 members = getattr(value, "__dict__", {})

@@ -1,22 +1,32 @@
 """What each assignment's answers may not use: the package's own implementation of the answer.
 
 A student who imports :func:`vae_edu.kl.kl_diag_gaussians` as their ``kl_standard_normal``
-has not answered the question. Two layers find this:
+has not answered the question; nor has one who reaches it without its name. Three layers
+find this:
 
 * a **static scan** (:func:`scan_source`) of every cell the student wrote (answer cells and
-  added cells), with :mod:`ast` after IPython's own translation of magics: imports and
-  attribute uses of the forbidden names (direct, aliased, ``import vae_edu.kl as k`` then
-  ``k.kl_diag_gaussians``, star imports), and the dynamic constructs that could reach them
-  without naming them (``exec``, ``eval``, ``compile``, ``__import__``, ``importlib``,
-  ``sys.modules``, ``runpy``, ``builtins``, ``globals()``/``vars()``, ``getattr`` with a
-  computed name, ``%run``/``%load`` magics). Using the package for anything else (data,
-  plots, the functions an assignment hands out) stays allowed;
+  added cells), with :mod:`ast` after IPython's own translation of magics, following the
+  package imports of earlier cells: the forbidden names imported or used as attributes of
+  ANY ``vae_edu`` module (re-exports included), aliased or star-imported, or written as text
+  (``operator.methodcaller("exact_elbo")``), and every private ``vae_edu`` name; and the
+  constructs that could reach them without naming them (``exec``, ``eval``, ``compile``,
+  ``__import__``, ``importlib``, ``sys.modules``, ``getattr`` with a computed name,
+  ``%run``, ``get_ipython().run_cell``, ``pickle``/``marshal``/``ctypes``/``copyreg``/``gc``/
+  ``inspect``, ``__closure__``/``__wrapped__``/``__globals__``/``__code__``/frames,
+  ``setattr``/``delattr``/assignments on the package). Using the package for anything else
+  (data, plots, the functions an assignment hands out) stays allowed;
+* a **reach listing** (:data:`vae_edu.assignments._channel.REACH_CODE`): before a
+  question's checks, the kernel lists the fingerprints of every function the student's
+  answer can reach; :func:`reference_fingerprints` gives those of the forbidden functions
+  and their private helpers, computed in the grader. The original however obtained, a copy
+  of the package's file imported under another name and pasted source all match;
 * a **tripwire** in the kernel (:func:`vae_edu.assignments._channel.tripwire_code`): the
-  forbidden functions are wrapped before any student code runs, and the channel reports
-  when a graded call reached one of them.
+  forbidden functions (and the package's re-exports of them) are wrapped before any student
+  code runs, and each call is recorded in a file only the grader reads.
 
-A finding costs the question whose test cell follows the cell that contains it (for a
-dynamic construct, every autograded question: the grader cannot tell what it reaches).
+A static finding costs the question whose test cell follows the cell that contains it (for
+a dynamic construct, every autograded question: the grader cannot tell what it reaches);
+a reach or tripwire finding costs the question whose check found it.
 """
 
 from __future__ import annotations

@@ -39,6 +39,7 @@ import os
 import re
 import secrets
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -378,6 +379,14 @@ class _Outcome:
     message: str = ""
 
 
+class _Refused(BaseException):  # noqa: N818 - not an Exception: checks must not swallow it
+    """The student's function is (or reaches) the package's reference implementation."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
 class _Abort(BaseException):  # noqa: N818 - not an Exception: checks must not swallow it
     """The kernel timed out or died while the grader was asking it for a value."""
 
@@ -460,6 +469,8 @@ class _Kernel:
         # the tripwire's record (see _channel.tripwire_code): only the grader reads it
         self.trace_path = self.channel / f"trace-{secrets.token_hex(8)}.log"
         self._trace_seen = None  # (inode, size) after the last request
+        self._trace_inode = None  # the record's inode when the tripwire made it
+        self.assignment = ""
         self.targets: list[str] = []
         self.request_timeout = 0  # the test cell's limit while its hidden tests run
         self.nb = nb
@@ -648,36 +659,47 @@ class _Kernel:
         return result["value"]
 
     def _trace_state(self):
+        """(inode, size) of the tripwire's record, or None if it is not a regular file."""
         try:
             info = self.trace_path.lstat()
         except OSError:
+            return None
+        if not stat.S_ISREG(info.st_mode):
             return None
         return (info.st_ino, info.st_size)
 
     def _read_trace(self, before) -> None:
         """The labels the tripwire recorded during a request (into ``reached``); a record
-        that vanished, shrank, was replaced or holds anything but labels is tampering."""
+        that vanished, shrank, was replaced (another file, a link to /dev/null) or holds
+        anything but labels is tampering."""
+        tampered = "the grader's record of calls to the package (tampered with)"
         after = self._trace_state()
-        if self._trace_seen is not None and (
-            before is None or after is None or after[0] != before[0] or after[1] < before[1]
+        if self._trace_inode is None:
+            return  # no tripwire in this assignment (or the kernel never made the record)
+        if (
+            before is None
+            or after is None
+            or {before[0], after[0]} != {self._trace_inode}
+            or after[1] < before[1]
+            or (self._trace_seen is not None and before[1] < self._trace_seen[1])
         ):
-            self.reached.append("the grader's record of calls to the package (tampered with)")
+            self.reached.append(tampered)
             return
         self._trace_seen = after
-        if after is None or before is None or after[1] == before[1]:
+        if after[1] == before[1]:
             return
         try:
             with open(self.trace_path, "rb") as handle:
                 handle.seek(before[1])
                 data = handle.read(min(after[1] - before[1], 100_000))
         except OSError:
-            self.reached.append("the grader's record of calls to the package (unreadable)")
+            self.reached.append(tampered)
             return
         known = set(self.targets)
         for line in data.decode("utf-8", "replace").splitlines():
             label = line.strip()
             if label not in known:
-                self.reached.append("the grader's record of calls to the package (tampered with)")
+                self.reached.append(tampered)
                 return
             if label not in self.reached:
                 self.reached.append(label)
@@ -690,8 +712,8 @@ class _Kernel:
         code = _channel.tripwire_code(self.targets, self.trace_path)
         self.run(nbformat.v4.new_code_cell(code), self.scratch, store_history=False)
         self._trace_seen = self._trace_state()
-        if self._trace_seen is None and not self.dead:  # the kernel could not write it
-            self.reached.append("the grader's record of calls to the package (missing)")
+        if self._trace_seen is not None:
+            self._trace_inode = self._trace_seen[0]
 
 
 def _kernel_process_group(km) -> int | None:
@@ -717,9 +739,17 @@ class _Proxy:
     def __init__(self, kernel: _Kernel, name: str, inject=None):
         self._kernel, self._name = kernel, name
         self._inject = dict(inject or {})
+        self._inspected = False
         self.__name__ = name
 
     def _request(self, request: dict, args=()):
+        if not self._inspected:  # what the function reaches, but for the grader's names
+            self._inspected = True
+            why = _reaches_reference(
+                self._kernel, self._name, self._kernel.assignment, skip=self._inject
+            )
+            if why:
+                raise _Refused(why)
         if self._inject:
             request = dict(request, inject=self._inject)
         return self._kernel.request(request, args)
@@ -816,10 +846,11 @@ def _hidden_part(source: str) -> str:
 def _grader_side(kernel: _Kernel, code: str, assignment: str = "") -> _Outcome:
     """Runs instructor test code in the grader's process, the student's names as proxies.
 
-    Before the checks, every function of the student's that the test names is inspected in
-    the kernel (``reach``): a function that reaches code with the fingerprint of a forbidden
-    reference (the original, however obtained, or a copy of it) is refused. After them, a
-    call of a forbidden function recorded by the tripwire refuses the question too."""
+    Before its first call, every function of the student's that a check calls is inspected
+    in the kernel (``reach``, see :class:`_Proxy`): one that reaches code with the
+    fingerprint of a forbidden reference (the original, however obtained, or a copy of it)
+    is refused. After the checks, a call of a forbidden function recorded by the tripwire
+    refuses the question too."""
     try:
         tree = ast.parse(code)
     except SyntaxError as err:  # the instructor's own bug: say so
@@ -836,12 +867,11 @@ def _grader_side(kernel: _Kernel, code: str, assignment: str = "") -> _Outcome:
             except _channel.RemoteError:
                 continue
             if isinstance(value, _channel.Opaque) and value.type_name == "<callable>":
-                copied = _reaches_reference(kernel, name, assignment)
-                if copied:
-                    return _Outcome("refused", copied)
                 value = _Proxy(kernel, name)
             namespace[name] = value
         exec(compile(tree, "<hidden tests>", "exec"), namespace)  # noqa: S102 - instructor code
+    except _Refused as refused:
+        return _Outcome("refused", refused.message)
     except _Abort as abort:
         outcome = _Outcome(abort.status, abort.message)
     except AssertionError as err:
@@ -862,7 +892,7 @@ def _grader_side(kernel: _Kernel, code: str, assignment: str = "") -> _Outcome:
     return outcome
 
 
-def _reaches_reference(kernel: _Kernel, name: str, assignment: str) -> str:
+def _reaches_reference(kernel: _Kernel, name: str, assignment: str, skip=()) -> str:
     """Why the student's function ``name`` counts as the reference (empty if it does not):
     the kernel lists the fingerprints of every function it can reach (see
     ``_channel.REACH_CODE``); the grader compares them with those of the forbidden
@@ -871,7 +901,7 @@ def _reaches_reference(kernel: _Kernel, name: str, assignment: str) -> str:
     if not references:
         return ""
     try:
-        reached = kernel.request({"op": "reach", "name": name})
+        reached = kernel.request({"op": "reach", "name": name, "skip": sorted(skip)})
     except _Abort:
         raise
     except Exception as err:  # noqa: BLE001 - a function the grader cannot inspect
@@ -909,6 +939,7 @@ def _run_notebook(merged, kernel: _Kernel, assignment) -> dict[int, _Outcome]:
         except Exception as err:  # noqa: BLE001
             kernel.dead = f"not run: the kernel could not start ({type(err).__name__}: {err})"
         rules = _policy.FORBIDDEN.get(assignment)
+        kernel.assignment = assignment
         kernel.install_tripwires([*rules.functions, *rules.methods] if rules is not None else [])
         for index, cell in enumerate(merged.cells[: kernel.scratch]):
             if cell.get("cell_type") != "code":

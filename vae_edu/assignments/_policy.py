@@ -299,10 +299,11 @@ def scan_source(source: str, assignment: str, aliases: dict | None = None) -> li
         if full in modules:
             return
         owner, _, last = full.rpartition(".")
+        label = f"{owner}:{last}" if owner in modules else full  # as the tripwire names it
         if _private(last):
-            forbid(f"{full} (a private helper of the package)")
+            forbid(f"{label} (a private helper of the package)")
         elif last in forbidden_names and owner.startswith(_PACKAGE):
-            forbid(full)
+            forbid(label)
 
     def check_import(module: str) -> None:
         if module.split(".")[0] in _DYNAMIC_MODULES:
@@ -335,7 +336,7 @@ def scan_source(source: str, assignment: str, aliases: dict | None = None) -> li
                 for target in targets:
                     target_module, _, name = target.partition(":")
                     if target_module == module and "." not in name:
-                        forbid(f"{module}.{name}")
+                        forbid(target)
             for alias in node.names:
                 if alias.name == "*":
                     continue

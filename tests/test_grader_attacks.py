@@ -550,6 +550,15 @@ REACH_SUBMISSIONS = {
             "_f = functools.reduce(getattr, ['kl_diag_' + 'gaussians'], vae_edu.kl)\n\n\n"
             "def kl_two_gaussians(mean_q, log_var_q, mean_p, log_var_p):\n"
             "    return _f(mean_q, log_var_q, mean_p, log_var_p)\n",
+            # fetched at call time (nothing for the reach listing), then the tripwire's
+            # record deleted
+            "kl_monte_carlo": "import functools, glob, os\nimport vae_edu.kl\n\n\n"
+            "def kl_monte_carlo(samples_q, log_q, log_p):\n"
+            "    f = functools.reduce(getattr, ['kl_monte_' + 'carlo'], vae_edu.kl)\n"
+            "    estimate = f(samples_q, log_q, log_p)\n"
+            "    for path in glob.glob('channel/trace-*'):\n"
+            "        os.remove(path)\n"
+            "    return estimate.mean, estimate.std_error\n",
         },
     ),
     # one mistake in reparameterize: A2's ELBO estimate calls it, and must not lose points
@@ -599,6 +608,12 @@ def test_the_reference_reached_through_an_unscanned_route_scores_zero(reach):
     q = by_id(reach["reduced"])["test_kl_two_gaussians"]
     assert q["status"] == "refused" and q["points"] == 0, q
     assert "vae_edu.kl:kl_diag_gaussians" in q["message"], q
+
+
+def test_deleting_the_tripwires_record_is_tampering(reach):
+    q = by_id(reach["reduced"])["test_kl_monte_carlo"]
+    assert q["status"] == "refused" and q["points"] == 0, q
+    assert "tampered" in q["message"], q
 
 
 def test_a_wrong_reparameterize_costs_its_own_question_only(reach):

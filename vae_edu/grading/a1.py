@@ -11,6 +11,7 @@ import numpy as np
 
 from vae_edu.grading.core import (
     ATOL,
+    KL_STANDARD_NORMAL_CODE,
     NUM_SE,
     CheckResult,
     KernelFunction,
@@ -24,11 +25,13 @@ from vae_edu.grading.core import (
     f32,
     fmt,
     gradient,
+    hidden_key,
+    hidden_rng,
     kl_standard_normal_by_hand,
     negative_case,
     run_check,
     scalar,
-    seeded_rng,
+    with_reference_names,
 )
 from vae_edu.kl import kl_diag_gaussians, kl_monte_carlo
 
@@ -129,8 +132,8 @@ _KL_DIAG_CASES = [  # (description, (mu, log_var), exact KL by hand)
 
 
 def _kl_diag_inputs():
-    """A seeded random batch: (mean, log_var), each of shape (5, 3)."""
-    rng = seeded_rng(0)
+    """A random batch drawn from the run's secret: (mean, log_var), each of shape (5, 3)."""
+    rng = hidden_rng(0)
     mean = rng.normal(0.0, 1.5, size=(5, 3))
     log_var = rng.uniform(-2.0, 2.0, size=(5, 3))
     return mean, log_var
@@ -261,6 +264,8 @@ def check_kl_two_gaussians(student_fn) -> CheckResult:
     KL(q || p) != KL(p || q)), with :func:`vae_edu.kl.kl_diag_gaussians` on seeded random
     inputs, with the standard-normal special case, and through jax.grad.
     """
+    # a student's kl_two_gaussians may call their kl_standard_normal: the grader's is used
+    student_fn = with_reference_names(student_fn, kl_standard_normal=KL_STANDARD_NORMAL_CODE)
     return run_check(
         "check_kl_two_gaussians",
         (
@@ -295,8 +300,9 @@ _KL_TWO_SIGN_HINT = (
 
 
 def _kl_two_inputs():
-    """A seeded random batch: (mean_q, log_var_q, mean_p, log_var_p), each (5, 3), float64."""
-    rng = seeded_rng(1)
+    """A random batch drawn from the run's secret: (mean_q, log_var_q, mean_p, log_var_p),
+    each (5, 3), float64."""
+    rng = hidden_rng(1)
     mq, mp = rng.normal(0.0, 1.5, size=(2, 5, 3))
     lq, lp = rng.uniform(-2.0, 2.0, size=(2, 5, 3))
     return mq, lq, mp, lp
@@ -538,7 +544,7 @@ def _kl_mc_gaussian(fn) -> list[str]:
     mean_q = np.array([1.0, -0.5])
     log_var_q = np.log(np.array([0.25, 1.5]))
     num_samples = 20_000
-    eps = jax.random.normal(jax.random.key(2), (num_samples, 2))
+    eps = jax.random.normal(hidden_key(2), (num_samples, 2))
     samples = f32(mean_q) + jnp.exp(0.5 * f32(log_var_q)) * eps
 
     # Given as code, so that the grader can send them to the student's kernel.

@@ -369,16 +369,26 @@ def _kl_two_standard_case(fn) -> list[str]:
 
 
 def _kl_two_extremes(fn) -> list[str]:
-    """Step 3: log-variances of +-30 stay finite (sigma_q^2 / sigma_p^2 without overflow)."""
-    extreme = tuple(f32(a) for a in ([[0.0, 5.0]], [[-30.0, 30.0]], [[1.0, 0.0]], [[30.0, -30.0]]))
+    """Step 3: extreme log-variances stay finite. +-30 (where exp of either log-variance is
+    still a float32 number), and log_var_q = -88.5, log_var_p = -87.5 with equal means, where
+    exp(-88.5) and exp(-87.5) are both flushed to 0 in float32 (below e^-87.34), so
+    exp(log_var_q) / exp(log_var_p) is 0 / 0, although the ratio sigma_q^2 / sigma_p^2 =
+    e^-1 is not: KL = (e^-1 - 1 + 1) / 2 = 0.1839 there."""
+    extreme = tuple(
+        f32(a)
+        for a in ([[0.0, 5.0, 0.3]], [[-30.0, 30.0, -88.5]], [[1.0, 0.0, 0.3]], [[30.0, -30.0, -87.5]])
+    )
     got = as_array(call_student(fn, *extreme, call=_KL_TWO_CALL), "your KL")
     expected = _kl_two_hand(*extreme)
     if close(got, expected, rtol=1e-4, atol=1e-3):
         return []
     return [
-        f"for log-variances at the edges of the legal range [-30, 30] your KL is "
-        f"{fmt(got)}, expected {fmt(expected)}: compute sigma_q^2 / sigma_p^2 as "
-        "exp(log_var_q - log_var_p) so that nothing overflows."
+        f"for (log_var_q, log_var_p) = (-30, 30), (30, -30) and (-88.5, -87.5) in three "
+        f"dimensions your KL is {fmt(got)}, expected {fmt(expected)}: compute "
+        "sigma_q^2 / sigma_p^2 as exp(log_var_q - log_var_p). In float32 exp of a "
+        "log-variance alone overflows to inf above 88.7 and is flushed to 0 below -87.3, "
+        "so exp(log_var_q) / exp(log_var_p) is 0 / 0 = NaN at (-88.5, -87.5), while "
+        "exp(-88.5 - (-87.5)) = e^-1."
     ]
 
 

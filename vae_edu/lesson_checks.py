@@ -380,7 +380,7 @@ def check_iwae_estimate(student_fn) -> CheckResult:
 # ========================================================================================
 #
 # negative_elbo(model, x, key): the loss of one mini-batch, with the model's encode / decode
-# given; train_step(loss_fn, optimizer, params, opt_state, x, key): one Adam step with optax.
+# given; optimizer_step(loss_fn, optimizer, params, opt_state, x, key): one Adam step with optax.
 # The reference solutions the lesson falls back on are defined here too.
 
 import optax  # noqa: E402 (this section's own import, kept beside it)
@@ -389,7 +389,7 @@ from vae_edu.elbo import bernoulli_log_likelihood, reparameterize  # noqa: E402
 from vae_edu.grading.core import gradient_tree  # noqa: E402
 from vae_edu.kl import kl_diag_gaussians  # noqa: E402
 
-__all__ += ["check_negative_elbo", "check_train_step", "negative_elbo", "train_step"]
+__all__ += ["check_negative_elbo", "check_optimizer_step", "negative_elbo", "optimizer_step"]
 
 
 def negative_elbo(model, x, key) -> jax.Array:
@@ -417,7 +417,7 @@ def negative_elbo(model, x, key) -> jax.Array:
     return -jnp.mean(reconstruction - kl_diag_gaussians(mean, log_var))
 
 
-def train_step(loss_fn: Callable, optimizer, params, opt_state, x, key):
+def optimizer_step(loss_fn: Callable, optimizer, params, opt_state, x, key):
     r"""One optimizer step on ``loss_fn(params, x, key)``: gradient *descent* with optax.
 
         (loss, g) = (L(theta), grad L(theta)),   (u, s') = optimizer.update(g, s, theta),
@@ -759,21 +759,21 @@ _KEY_AS_GIVEN = (
 )
 
 
-def check_train_step(student_fn) -> CheckResult:
+def check_optimizer_step(student_fn) -> CheckResult:
     r"""Checks ``student_fn(loss_fn, optimizer, params, opt_state, x, key) -> (params,
     opt_state, loss)``, one optax step of gradient descent.
 
     Three steps of Adam (learning rate 0.1) on a small noisy least-squares loss with a dict
     of parameters, the state carried from step to step, against the reference
-    :func:`train_step`: the parameters after every step, the returned loss (the loss at the
-    parameters the gradient was taken at, with the key as given) and the fall of the loss.
+    :func:`optimizer_step`: the parameters after every step, and the returned loss (the loss
+    at the parameters the gradient was taken at, with the key as given).
 
     Named mistakes: gradient ascent (updates subtracted, or the gradient of -loss), the old
     optimizer state returned (Adam restarts every step), the raw gradient subtracted without
     the optimizer, the loss of the updated parameters returned, the key split or replaced
     before it reaches ``loss_fn``, a result that is not the triple.
     """
-    call = "train_step(loss_fn, optimizer, params, opt_state, x, key)"
+    call = "optimizer_step(loss_fn, optimizer, params, opt_state, x, key)"
     optimizer = optax.adam(0.1)
 
     def body(fn):
@@ -784,14 +784,14 @@ def check_train_step(student_fn) -> CheckResult:
             out = call_student(fn, _quadratic_loss, optimizer, params, state, x, key, call=call)
             if not isinstance(out, tuple | list) or len(out) != 3:
                 raise Stop(
-                    f"your train_step returned {type(out).__name__}"
+                    f"your optimizer_step returned {type(out).__name__}"
                     + (f" of length {len(out)}" if isinstance(out, tuple | list) else "")
                     + ": return the triple (new_params, new_opt_state, loss)."
                 )
             params, state, loss = out
             if not isinstance(params, dict) or set(params) != set(params0):
                 raise Stop(
-                    "the first thing your train_step returns should be the new parameters, "
+                    "the first thing your optimizer_step returns should be the new parameters, "
                     f"a dict like the one it was given (keys {sorted(params0)}); got "
                     f"{type(params).__name__}."
                 )
@@ -856,7 +856,7 @@ def check_train_step(student_fn) -> CheckResult:
         return []
 
     return _run(
-        "check_train_step",
+        "check_optimizer_step",
         body,
         student_fn,
         "correct: three Adam steps match the reference (descent, the optimizer state carried "
@@ -865,10 +865,10 @@ def check_train_step(student_fn) -> CheckResult:
 
 
 def _checks_scalar(loss, step: int) -> float:
-    value = as_array(loss, f"the loss your train_step returned at step {step}")
+    value = as_array(loss, f"the loss your optimizer_step returned at step {step}")
     if value.size != 1:
         raise Stop(
-            f"the loss your train_step returns has shape {value.shape}; expected one number "
+            f"the loss your optimizer_step returns has shape {value.shape}; expected one number "
             "(the value of loss_fn)."
         )
     return float(value.reshape(()))

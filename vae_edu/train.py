@@ -12,7 +12,9 @@ each tiny op) separately spends most of its time in overhead. Here
    backward, Adam update) inside ONE compiled call; between calls a tqdm bar is updated
    with the live loss. There is no per-step Python dispatch.
 
-Randomness is derived, never stored: with ``root = PRNGKey(seed)``, the initial weights use
+Randomness is derived, never stored: with ``root = jax.random.key(seed)`` (a typed key; its
+key data equal those of the legacy ``PRNGKey(seed)``, so every draw is the same), the initial
+weights use
 ``fold_in(root, 0)``, epoch e uses ``fold_in(fold_in(root, 1), e)`` (its permutation, its
 binarization and its reparameterization noise), and the test-set ELBO after every epoch
 uses the fixed ``fold_in(root, 2)``. So a run resumed from a checkpoint after epoch e
@@ -112,24 +114,24 @@ class TrainResult(NamedTuple):
 
 # ----------------------------------------------------------------------------- building blocks
 def epoch_key(seed: int, epoch: int) -> jax.Array:
-    """The PRNG key of (0-based) epoch ``epoch``: fold_in(fold_in(PRNGKey(seed), 1), epoch)."""
-    return jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), 1), epoch)
+    """The key of (0-based) epoch ``epoch``: fold_in(fold_in(key(seed), 1), epoch), typed."""
+    return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), 1), epoch)
 
 
 def test_key(seed: int) -> jax.Array:
-    """The fixed PRNG key of the test-set ELBO after every epoch: fold_in(PRNGKey(seed), 2).
+    """The fixed key of the test-set ELBO after every epoch: fold_in(key(seed), 2), typed.
 
     The same key every epoch (its binarization and its reparameterization noise), so the
     per-epoch test ELBOs differ only because the model changed.
     """
-    return jax.random.fold_in(jax.random.PRNGKey(seed), 2)
+    return jax.random.fold_in(jax.random.key(seed), 2)
 
 
 test_key.__test__ = False  # a key maker, not a test: keeps pytest from collecting an import
 
 
 def init_model(model_config: VAEConfig, seed: int, pixel_mean=None) -> VAE:
-    """A freshly initialised VAE for ``seed`` (weights from fold_in(PRNGKey(seed), 0)).
+    """A freshly initialised VAE for ``seed`` (weights from fold_in(key(seed), 0)).
 
     Args:
       model_config: the architecture.
@@ -138,7 +140,7 @@ def init_model(model_config: VAEConfig, seed: int, pixel_mean=None) -> VAE:
         then starts at its logit.
     """
     graphdef = nnx.graphdef(nnx.eval_shape(lambda: VAE(model_config, rngs=nnx.Rngs(0))))
-    model = nnx.merge(graphdef, _init_params(model_config, jax.random.PRNGKey(seed)))
+    model = nnx.merge(graphdef, _init_params(model_config, jax.random.key(seed)))
     if pixel_mean is not None:
         model.set_output_bias(pixel_mean)
     return model
@@ -156,21 +158,24 @@ def epoch_plan(key: jax.Array, num_examples: int, batch_size: int):
     """An epoch's shuffled batches and step keys, decided before the epoch runs.
 
     Args:
-      key: the epoch's key (:func:`epoch_key`), split into a permutation key and a key
-        for the steps.
+      key: the epoch's key (:func:`epoch_key`; typed or legacy raw), split into a
+        permutation key and a key for the steps.
       num_examples: N; the last ``N mod batch_size`` shuffled examples are dropped.
       batch_size: B.
 
     Returns:
       ``(batch_index, step_keys)``: (S, B) int32 rows of the training images, S = N // B,
-      and (S, 2) uint32 keys, one per step.
+      and (S, 2) uint32 key *data*, one key per step (``jax.random.key_data``: plain
+      integers, so the caller can keep them in numpy and slice them without a device
+      call; :func:`make_chunk_runner`'s function wraps them back with
+      ``jax.random.wrap_key_data``).
     """
     num_steps = num_examples // batch_size
     perm_key, steps_key = jax.random.split(key)
     order = jax.random.permutation(perm_key, num_examples)[: num_steps * batch_size]
     return (
         order.reshape(num_steps, batch_size).astype(jnp.int32),
-        jax.random.split(steps_key, num_steps),
+        jax.random.key_data(jax.random.split(steps_key, num_steps)),
     )
 
 
@@ -218,7 +223,8 @@ def make_chunk_runner(
 
     Returns ``run(params, opt_state, images, batch_index, step_keys, beta, alpha) ->
     (params, opt_state, losses (S,), terms)`` where ``batch_index`` is (S, B) int32 rows of
-    the device array ``images`` (N, D), ``step_keys`` is (S,) keys, and ``terms`` holds the
+    the device array ``images`` (N, D), ``step_keys`` is (S,) typed keys or their (S, 2)
+    uint32 key data (as :func:`epoch_plan` returns them), and ``terms`` holds the
     per-step ``LossTerms`` (S,). ``beta`` and ``alpha`` are traced, so changing them does
     not recompile. ``params`` and ``opt_state`` are donated (updated in place).
 
@@ -244,6 +250,8 @@ def make_chunk_runner(
         return (optax.apply_updates(params, updates), opt_state), (loss, terms)
 
     def run(params, opt_state, images, batch_index, step_keys, beta, alpha):
+        if not jnp.issubdtype(step_keys.dtype, jax.dtypes.prng_key):
+            step_keys = jax.random.wrap_key_data(step_keys)  # (S, 2) uint32 -> (S,) keys
         body = lambda carry, inputs: step(carry, inputs, images, beta, alpha)  # noqa: E731
         (params, opt_state), (losses, terms) = jax.lax.scan(
             body, (params, opt_state), (batch_index, step_keys)

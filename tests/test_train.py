@@ -22,9 +22,11 @@ from vae_edu.train import (
     epoch_plan,
     init_model,
     make_optimizer,
+    mean_image,
     prepare_images,
     test_key,
     train,
+    training_images,
 )
 
 SMALL = VAEConfig(hidden_sizes=(32,), latent_dim=4)
@@ -291,3 +293,36 @@ def test_the_chunk_runner_takes_key_data_or_typed_keys():
         )
         outputs.append(np.asarray(losses))
     np.testing.assert_array_equal(outputs[0], outputs[1])
+
+
+# ------------------------------------- memory: the training set stays uint8 on the device
+
+
+def test_mean_image_equals_the_mean_of_the_float_images_bit_for_bit():
+    images = data.load_mnist("train").images[:3000]
+    expected = np.asarray(prepare_images(images)).mean(axis=0)
+    got = mean_image(images, chunk=700)  # chunks that do not divide 3000
+    assert got.dtype == np.float32 and got.shape == (784,)
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(mean_image(prepare_images(images)), expected)
+
+
+def test_training_images_keep_uint8_and_check_shapes():
+    kept = training_images(TRAIN)
+    assert kept.dtype == jnp.uint8 and kept.shape == (512, 784)
+    assert training_images(prepare_images(TRAIN)).dtype == jnp.float32
+    with pytest.raises(ValueError, match="784"):
+        training_images(TRAIN[:, :27])
+
+
+def test_uint8_and_float_training_sets_train_the_same_model(two_epochs):
+    # The compact uint8 set is scaled per batch with the same table: the same numbers.
+    floats = train(
+        SMALL,
+        config(),
+        train_images=prepare_images(TRAIN),
+        test_images=TEST,
+        progress=False,
+    )
+    assert_same_params(floats.model, two_epochs.model)
+    assert floats.history["train_elbo"] == two_epochs.history["train_elbo"]

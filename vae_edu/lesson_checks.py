@@ -380,14 +380,16 @@ def check_iwae_estimate(student_fn) -> CheckResult:
 # ========================================================================================
 #
 # negative_elbo(model, x, key): the loss of one mini-batch, with the model's encode / decode
-# given; optimizer_step(loss_fn, optimizer, params, opt_state, x, key): one Adam step with optax.
-# The reference solutions the lesson falls back on are defined here too.
+# given (its reference solution is defined here); optimizer_step(loss_fn, optimizer, params,
+# opt_state, x, key): one optax step, whose reference is the package's own training step
+# vae_edu.train.optimizer_step (every step of vae_edu.train.train), re-exported here.
 
 import optax  # noqa: E402 (this section's own import, kept beside it)
 
 from vae_edu.elbo import bernoulli_log_likelihood, reparameterize  # noqa: E402
 from vae_edu.grading.core import gradient_tree  # noqa: E402
 from vae_edu.kl import kl_diag_gaussians  # noqa: E402
+from vae_edu.train import optimizer_step  # noqa: E402 (the package's own training step)
 
 __all__ += ["check_negative_elbo", "check_optimizer_step", "negative_elbo", "optimizer_step"]
 
@@ -415,29 +417,6 @@ def negative_elbo(model, x, key) -> jax.Array:
     z = reparameterize(key, mean, log_var)
     reconstruction = bernoulli_log_likelihood(x, model.decode(z))  # (B,)
     return -jnp.mean(reconstruction - kl_diag_gaussians(mean, log_var))
-
-
-def optimizer_step(loss_fn: Callable, optimizer, params, opt_state, x, key):
-    r"""One optimizer step on ``loss_fn(params, x, key)``: gradient *descent* with optax.
-
-        (loss, g) = (L(theta), grad L(theta)),   (u, s') = optimizer.update(g, s, theta),
-        theta' = theta + u   (optax's updates already point downhill: u = -lr * ... for Adam)
-
-    Args:
-      loss_fn: ``loss_fn(params, x, key) -> ()`` scalar loss.
-      optimizer: an ``optax.GradientTransformation`` (e.g. ``optax.adam(1e-3)``).
-      params: a pytree of parameter arrays (e.g. a dict).
-      opt_state: the optimizer's state for ``params``.
-      x: the batch, passed to ``loss_fn``.
-      key: the step's key, passed to ``loss_fn`` as given.
-
-    Returns:
-      ``(new_params, new_opt_state, loss)``, the loss at the *old* parameters (the one the
-      gradient was taken at).
-    """
-    loss, grads = jax.value_and_grad(loss_fn)(params, x, key)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, loss
 
 
 # ------------------------------------------------------ Exercise 5.1: the negative ELBO

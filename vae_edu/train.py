@@ -67,6 +67,7 @@ __all__ = [
     "test_key",
     "epoch_plan",
     "make_chunk_runner",
+    "optimizer_step",
     "chunk_runner",
     "run_epoch",
 ]
@@ -263,6 +264,33 @@ def _optimizer(
     return optax.adam(schedule)
 
 
+def optimizer_step(loss_fn: Callable, optimizer, params, opt_state, *args, has_aux=False):
+    r"""One step of gradient *descent* with optax on ``loss_fn(params, *args)``.
+
+        (L, g) = (L(theta), grad L(theta)),   (u, s') = optimizer.update(g, s, theta),
+        theta' = theta + u
+
+    optax's updates already point downhill (Adam's are -lr * m_hat / (sqrt(v_hat) + eps)),
+    so they are added. Every training step of :func:`train` is this function (inside the
+    scan of :func:`make_chunk_runner`); notebook 05's Exercise 5.2 falls back on it.
+
+    Args:
+      loss_fn: ``loss_fn(params, *args)``, a scalar, or ``(scalar, aux)`` with ``has_aux``.
+      optimizer: an ``optax.GradientTransformation`` (e.g. ``optax.adam(1e-3)``).
+      params: a pytree of parameter arrays (e.g. a dict).
+      opt_state: the optimizer's state for ``params``.
+      *args: passed to ``loss_fn`` as they are (e.g. the batch and the step's key).
+      has_aux: ``loss_fn`` returns ``(loss, aux)``.
+
+    Returns:
+      ``(new_params, new_opt_state, value)``: ``value`` is ``loss_fn(params, *args)`` at
+      the parameters the gradient was taken at (the old ones).
+    """
+    value, grads = jax.value_and_grad(loss_fn, has_aux=has_aux)(params, *args)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, value
+
+
 def make_chunk_runner(
     graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation, binarized: bool
 ) -> Callable:
@@ -295,9 +323,10 @@ def make_chunk_runner(
         def loss_fn(p):
             return nnx.merge(graphdef, p).loss(noise_key, x, beta=beta, alpha=alpha)
 
-        (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), (loss, terms)
+        params, opt_state, (loss, terms) = optimizer_step(
+            loss_fn, optimizer, params, opt_state, has_aux=True
+        )
+        return (params, opt_state), (loss, terms)
 
     def run(params, opt_state, images, batch_index, step_keys, beta, alpha):
         if not jnp.issubdtype(step_keys.dtype, jax.dtypes.prng_key):

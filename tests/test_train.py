@@ -311,8 +311,8 @@ def test_training_images_keep_uint8_and_check_shapes():
     kept = training_images(TRAIN)
     assert kept.dtype == jnp.uint8 and kept.shape == (512, 784)
     assert training_images(prepare_images(TRAIN)).dtype == jnp.float32
-    with pytest.raises(ValueError, match="784"):
-        training_images(TRAIN[:, :27])
+    with pytest.raises(ValueError, match=r"\(512, 27, 28\); expected \(N, 784\)"):
+        training_images(TRAIN[:, :27])  # (512, 27, 28)
 
 
 def test_uint8_and_float_training_sets_train_the_same_model(two_epochs):

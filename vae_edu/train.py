@@ -165,7 +165,10 @@ def training_images(images, input_dim: int = 784) -> jax.Array:
     if arr.dtype != np.uint8:
         return prepare_images(arr, input_dim)
     if arr.ndim < 2 or math.prod(arr.shape[1:]) != input_dim:
-        prepare_images(arr[:0], input_dim)  # raises the shape error, naming the shapes
+        raise ValueError(  # the words of data.prepare_images
+            f"images have shape {arr.shape}; expected (N, {input_dim}) or (N, 28, 28) for "
+            f"input_dim={input_dim}"
+        )
     return jnp.asarray(arr.reshape(arr.shape[0], input_dim))
 
 

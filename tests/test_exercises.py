@@ -727,3 +727,189 @@ def test_softplus_reference_against_float64():
     got = np.asarray(lesson_checks.softplus(r), np.float64)
     expected = np.logaddexp(0.0, r.astype(np.float64))
     assert np.all(np.abs(got - expected) <= 2e-7 * np.abs(expected) + 1e-45)
+
+
+# ============================================================================================
+# 05, Exercises 5.1 (the training loss) and 5.2 (one optax step)
+# ============================================================================================
+
+import optax  # noqa: E402
+from vae_test_models import tiny_vae  # noqa: E402
+
+
+def negative_elbo_by_hand(model, x, key):
+    mean, log_var = model.encode(x)
+    z = mean + jnp.exp(0.5 * log_var) * jax.random.normal(key, mean.shape)
+    logits = model.decode(z)
+    reconstruction = jnp.sum(x * logits - jax.nn.softplus(logits), axis=-1)  # the other form
+    kl = 0.5 * jnp.sum(mean**2 + jnp.exp(log_var) - 1.0 - log_var, axis=-1)
+    return jnp.mean(kl - reconstruction)
+
+
+def _loss_variant(*, kl_sign=-1.0, kl_half=0.5, sigma_power=0.5, reduce="mean", stop=False):
+    def negative_elbo(model, x, key):
+        mean, log_var = model.encode(x)
+        z = mean + jnp.exp(sigma_power * log_var) * jax.random.normal(key, mean.shape)
+        if stop:
+            z = jax.lax.stop_gradient(z)
+        logits = model.decode(z)
+        log_lik = x * jax.nn.log_sigmoid(logits) + (1 - x) * jax.nn.log_sigmoid(-logits)
+        per_pixel_mean = reduce == "pixel_mean"
+        reconstruction = jnp.mean(log_lik, -1) if per_pixel_mean else jnp.sum(log_lik, -1)
+        kl = kl_half * jnp.sum(mean**2 + jnp.exp(log_var) - 1.0 - log_var, axis=-1)
+        per_image = -(reconstruction + kl_sign * kl)
+        return jnp.sum(per_image) if reduce == "sum" else jnp.mean(per_image)
+
+    return negative_elbo
+
+
+def negative_elbo_fixed_key(model, x, key):
+    return lesson_checks.negative_elbo(model, x, jax.random.key(0))
+
+
+@pytest.mark.parametrize("correct", [lesson_checks.negative_elbo, negative_elbo_by_hand])
+def test_negative_elbo_correct_solutions_pass(correct):
+    result = lesson_checks.check_negative_elbo(correct)
+    assert result.passed, result.feedback
+
+
+@pytest.mark.parametrize(
+    ("wrong", "phrase"),
+    [
+        (_loss_variant(kl_sign=1.0), "KL term has the wrong sign"),
+        (_loss_variant(kl_half=1.0), "0.5 in front of"),
+        (_loss_variant(reduce="sum"), "summed over the batch"),
+        (_loss_variant(reduce="pixel_mean"), "averaged the reconstruction term over the"),
+        (_loss_variant(sigma_power=1.0), "exp(log_var) is sigma^2, not sigma"),
+        (_loss_variant(stop=True), "no gradient flows from the reconstruction term"),
+        (lambda m, x, k: -lesson_checks.negative_elbo(m, x, k), "returned the ELBO itself"),
+        (negative_elbo_fixed_key, "does not change with the key"),
+        (stub, "not implemented yet"),
+    ],
+    ids=[
+        "kl-sign",
+        "no-half",
+        "batch-sum",
+        "pixel-mean",
+        "sigma-as-variance",
+        "stop-gradient",
+        "elbo-not-loss",
+        "own-key",
+        "stub",
+    ],
+)
+def test_negative_elbo_mistakes_are_named(wrong, phrase):
+    result = lesson_checks.check_negative_elbo(wrong)
+    assert not result.passed
+    assert phrase in result.feedback, result.feedback
+
+
+def test_negative_elbo_reference_equals_the_models_loss():
+    # An independent route: VAE.loss (through vae_edu.elbo, x l - softplus(l) form).
+    model = tiny_vae(3, seed=0)
+    x = (np.random.default_rng(1).uniform(size=(7, 784)) < 0.3).astype(np.float32)
+    key = jax.random.key(2)
+    expected, _ = model.loss(key, jnp.asarray(x))
+    assert np.isclose(float(lesson_checks.negative_elbo(model, x, key)), float(expected), 1e-5)
+
+
+def test_negative_elbo_exercise_stub_and_wrong_paths_through_run(capsys):
+    returned, out = run_quietly(
+        capsys, lesson_checks.check_negative_elbo, stub, lesson_checks.negative_elbo
+    )
+    assert returned is lesson_checks.negative_elbo and "not done yet" in out
+    returned, out = run_quietly(
+        capsys,
+        lesson_checks.check_negative_elbo,
+        _loss_variant(kl_sign=1.0),
+        lesson_checks.negative_elbo,
+    )
+    assert returned is lesson_checks.negative_elbo
+    assert "KL term has the wrong sign" in out
+    assert "`vae_edu.lesson_checks.negative_elbo`" in out
+
+
+def optimizer_step_with_tree_map(loss_fn, optimizer, params, opt_state, x, key):
+    loss, grads = jax.value_and_grad(loss_fn)(params, x, key)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return jax.tree.map(lambda p, u: p + u, params, updates), opt_state, loss
+
+
+def optimizer_step_ascent(loss_fn, optimizer, params, opt_state, x, key):
+    loss, grads = jax.value_and_grad(loss_fn)(params, x, key)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return jax.tree.map(lambda p, u: p - u, params, updates), opt_state, loss
+
+
+def optimizer_step_ascent_by_negated_loss(loss_fn, optimizer, params, opt_state, x, key):
+    params, opt_state, loss = lesson_checks.optimizer_step(
+        lambda p, x, k: -loss_fn(p, x, k), optimizer, params, opt_state, x, key
+    )
+    return params, opt_state, -loss
+
+
+def optimizer_step_old_state(loss_fn, optimizer, params, opt_state, x, key):
+    params, _, loss = lesson_checks.optimizer_step(loss_fn, optimizer, params, opt_state, x, key)
+    return params, opt_state, loss
+
+
+def optimizer_step_raw_gradient(loss_fn, optimizer, params, opt_state, x, key):
+    loss, grads = jax.value_and_grad(loss_fn)(params, x, key)
+    return jax.tree.map(lambda p, g: p - g, params, grads), opt_state, loss
+
+
+def optimizer_step_loss_after(loss_fn, optimizer, params, opt_state, x, key):
+    params, opt_state, _ = lesson_checks.optimizer_step(
+        loss_fn, optimizer, params, opt_state, x, key
+    )
+    return params, opt_state, loss_fn(params, x, key)
+
+
+def optimizer_step_split_key(loss_fn, optimizer, params, opt_state, x, key):
+    _, key = jax.random.split(key)
+    return lesson_checks.optimizer_step(loss_fn, optimizer, params, opt_state, x, key)
+
+
+@pytest.mark.parametrize("correct", [lesson_checks.optimizer_step, optimizer_step_with_tree_map])
+def test_optimizer_step_correct_solutions_pass(correct):
+    result = lesson_checks.check_optimizer_step(correct)
+    assert result.passed, result.feedback
+
+
+@pytest.mark.parametrize(
+    ("wrong", "phrase"),
+    [
+        (optimizer_step_ascent, "gradient ascent"),
+        (optimizer_step_ascent_by_negated_loss, "gradient ascent"),
+        (optimizer_step_old_state, "returned the old optimizer state"),
+        (optimizer_step_raw_gradient, "subtracted the raw gradient"),
+        (optimizer_step_loss_after, "UPDATED parameters"),
+        (optimizer_step_split_key, "not computed with the key you were given"),
+        (lambda *a: lesson_checks.optimizer_step(*a)[:2], "return the triple"),
+        (stub, "not implemented yet"),
+    ],
+)
+def test_optimizer_step_mistakes_are_named(wrong, phrase):
+    result = lesson_checks.check_optimizer_step(wrong)
+    assert not result.passed
+    assert phrase in result.feedback, result.feedback
+
+
+def test_optimizer_step_reference_is_gradient_descent():
+    # An independent route: with plain SGD the step is theta - lr * grad, by hand.
+    params = {"w": jnp.array([1.0, -2.0]), "b": jnp.array(0.5)}
+    x = jnp.array([[1.0, 2.0], [3.0, -1.0]])
+
+    def loss_fn(p, x, key):
+        return jnp.mean((x @ p["w"] + p["b"]) ** 2)
+
+    sgd = optax.sgd(0.1)
+    new, _, loss = lesson_checks.optimizer_step(
+        loss_fn, sgd, params, sgd.init(params), x, jax.random.key(0)
+    )
+    residual = np.asarray(x) @ np.array([1.0, -2.0]) + 0.5  # (2,)
+    grad_w = 2 * np.asarray(x).T @ residual / 2
+    grad_b = 2 * residual.mean()
+    assert np.isclose(float(loss), np.mean(residual**2))
+    assert np.allclose(new["w"], np.array([1.0, -2.0]) - 0.1 * grad_w, atol=1e-6)
+    assert np.isclose(float(new["b"]), 0.5 - 0.1 * grad_b, atol=1e-6)

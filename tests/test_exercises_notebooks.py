@@ -220,3 +220,49 @@ def test_wrong_solutions_in_06_and_07_get_named_feedback_and_the_lesson_goes_on(
     name, figures_elsewhere
 ):
     test_wrong_solutions_get_named_feedback_and_the_lesson_goes_on(name, figures_elsewhere)
+
+
+# ============================================================================================
+# 05, Exercises 5.1 (the training loss) and 5.2 (one optax step)
+# ============================================================================================
+# Notebook 05 trains a VAE for about a minute, so its wrong-solution run is marked slow; the
+# parametrized tests above run with its entry put into WRONG for the duration of each test.
+
+WRONG_05 = {
+    "negative_elbo": (
+        "def negative_elbo(model, x, key):\n"
+        "    # the KL added instead of subtracted\n"
+        "    mean, log_var = model.encode(x)\n"
+        "    z = mean + jnp.exp(0.5 * log_var) * jax.random.normal(key, mean.shape)\n"
+        "    logits = model.decode(z)\n"
+        "    reconstruction = jnp.sum(\n"
+        "        x * jax.nn.log_sigmoid(logits) + (1 - x) * jax.nn.log_sigmoid(-logits), axis=-1\n"
+        "    )\n"
+        "    kl = 0.5 * jnp.sum(mean**2 + jnp.exp(log_var) - 1.0 - log_var, axis=-1)\n"
+        "    return -jnp.mean(reconstruction + kl)\n",
+        "the KL term has the wrong sign",
+    ),
+    "optimizer_step": (
+        "def optimizer_step(loss_fn, optimizer, params, opt_state, x, key):\n"
+        "    # the updates subtracted: gradient ascent\n"
+        "    loss, grads = jax.value_and_grad(loss_fn)(params, x, key)\n"
+        "    updates, opt_state = optimizer.update(grads, opt_state, params)\n"
+        "    return jax.tree.map(lambda p, u: p - u, params, updates), opt_state, loss\n",
+        "gradient ascent",
+    ),
+}
+
+
+def test_05_exercise_cells_are_tagged_and_complete(monkeypatch):
+    monkeypatch.setitem(WRONG, "05_train_vae_mnist", WRONG_05)
+    test_exercise_cells_are_tagged_and_complete("05_train_vae_mnist")
+
+
+@pytest.mark.slow
+def test_05_wrong_solutions_get_named_feedback_and_the_lesson_goes_on(
+    monkeypatch, figures_elsewhere
+):
+    monkeypatch.setitem(WRONG, "05_train_vae_mnist", WRONG_05)
+    test_wrong_solutions_get_named_feedback_and_the_lesson_goes_on(
+        "05_train_vae_mnist", figures_elsewhere
+    )

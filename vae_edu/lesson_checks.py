@@ -1158,3 +1158,490 @@ def check_softplus(student_fn) -> CheckResult:
         "correct: accurate to 1e-5 (relative) from r = -80 to 100 in float32, no overflow, "
         "no underflow to 0, and jax.grad gives sigmoid(r) everywhere.",
     )
+
+
+# ========================================================================================
+# Notebook 05: the training loss and one training step (Exercises 5.1 and 5.2)
+# ========================================================================================
+#
+# negative_elbo(model, x, key): the loss of one mini-batch, with the model's encode / decode
+# given (its reference solution is defined here); optimizer_step(loss_fn, optimizer, params,
+# opt_state, x, key): one optax step, whose reference is the package's own training step
+# vae_edu.train.optimizer_step (every step of vae_edu.train.train), re-exported here.
+
+import optax  # noqa: E402 (this section's own import, kept beside it)
+
+from vae_edu.elbo import reparameterize  # noqa: E402
+from vae_edu.grading.core import gradient_tree  # noqa: E402
+from vae_edu.loss import negative_elbo as loss_from_outputs  # noqa: E402 (notebook 05's 5.1)
+from vae_edu.train import optimizer_step  # noqa: E402 (the package's own training step)
+
+__all__ += ["check_negative_elbo", "check_optimizer_step", "negative_elbo", "optimizer_step"]
+
+
+def negative_elbo(model, x, key) -> jax.Array:
+    r"""The training loss of a Bernoulli VAE on a batch: the negative ELBO, batch-averaged.
+
+        L = -(1/B) sum_n [ log p(x_n | z_n) - KL(q(z | x_n) || N(0, I)) ],
+        z_n = mu_n + exp(log_var_n / 2) * eps_n,   eps = jax.random.normal(key, mu.shape),
+
+    with log p(x | z) = sum_i x_i log sigmoid(l_i) + (1 - x_i) log sigmoid(-l_i) over the D
+    pixels (l = model.decode(z)) and KL = 1/2 sum_j (mu_j^2 + sigma_j^2 - 1 - log sigma_j^2)
+    over the d latent dimensions: **sums** over pixels and dimensions, **mean** over the batch.
+    The loss from the networks' outputs is :func:`vae_edu.loss.negative_elbo` (the lesson on
+    decoders and the loss, its Exercise 5.1); this wraps the encoder, the reparameterized
+    sample and the decoder around it.
+
+    Args:
+      model: any object with ``encode(x) -> (mean, log_var)``, each (B, d), and
+        ``decode(z) -> logits`` (B, D), e.g. a :class:`vae_edu.models.VAE`.
+      x: (B, D) binary batch.
+      key: the key of the reparameterization noise (used as given, not split).
+
+    Returns:
+      () the loss in nats per image (what ``VAE.loss(key, x)[0]`` computes).
+    """
+    mean, log_var = model.encode(x)
+    z = reparameterize(key, mean, log_var)  # one z per image, eps = normal(key, mean.shape)
+    return loss_from_outputs(x, model.decode(z), mean, log_var)
+
+
+# ------------------------------------------------------ Exercise 5.1: the negative ELBO
+
+
+class _TinyVAE:
+    """A one-layer Gaussian encoder and Bernoulli decoder on a parameter dict (for checks).
+
+    encode(x) = split(x W_e + b_e) into (mean, log_var), each (B, d); decode(z) = z W_d + b_d.
+    Works with traced parameters, so ``jax.grad`` can differentiate the student's loss.
+    """
+
+    def __init__(self, params):
+        self.params = params
+
+    def encode(self, x):
+        out = x @ self.params["enc_w"] + self.params["enc_b"]
+        d = out.shape[-1] // 2
+        return out[..., :d], out[..., d:]
+
+    def decode(self, z):
+        return z @ self.params["dec_w"] + self.params["dec_b"]
+
+
+_ELBO_B, _ELBO_D, _ELBO_d = 5, 6, 2
+
+
+def _tiny_params(seed: int, log_var_bias: float = 0.0) -> dict:
+    rng = np.random.default_rng(seed)
+    d_in, d = _ELBO_D, _ELBO_d
+    enc_b = np.concatenate([rng.normal(0.0, 0.5, d), np.full(d, log_var_bias)])
+    enc_w = rng.normal(0.0, 0.4, (d_in, 2 * d))
+    if log_var_bias != 0.0:  # log_var = log_var_bias exactly: sigma ~ 0, no noise
+        enc_w[:, d:] = 0.0
+    return {
+        "enc_w": jnp.asarray(enc_w, jnp.float32),
+        "enc_b": jnp.asarray(enc_b, jnp.float32),
+        "dec_w": jnp.asarray(rng.normal(0.0, 0.8, (d, d_in)), jnp.float32),
+        "dec_b": jnp.asarray(rng.normal(0.0, 0.5, d_in), jnp.float32),
+    }
+
+
+def _elbo_parts(params, x, eps, sigma_power=0.5):
+    """float64 per-image log p(x | z) (B,) and KL (B,) and the pieces the mistakes need."""
+    p = {k: np.asarray(v, np.float64) for k, v in params.items()}
+    out = x @ p["enc_w"] + p["enc_b"]
+    mean, log_var = out[:, :_ELBO_d], out[:, _ELBO_d:]
+    z = mean + np.exp(sigma_power * log_var) * eps
+    logits = z @ p["dec_w"] + p["dec_b"]
+    log_sig = -np.logaddexp(0.0, -logits)
+    log_sig_neg = -np.logaddexp(0.0, logits)
+    reconstruction = np.sum(x * log_sig + (1 - x) * log_sig_neg, axis=-1)
+    kl_terms = mean**2 + np.exp(log_var) - 1.0 - log_var
+    return {
+        "reconstruction": reconstruction,
+        "kl": 0.5 * np.sum(kl_terms, axis=-1),
+        "kl_plus_log_var": 0.5 * np.sum(mean**2 + np.exp(log_var) - 1.0 + log_var, axis=-1),
+    }
+
+
+def _elbo_inputs(seed: int):
+    rng = np.random.default_rng(seed)
+    x = (rng.uniform(size=(_ELBO_B, _ELBO_D)) < 0.4).astype(np.float32)
+    return x, jax.random.key(seed)
+
+
+_REPARAMETERIZE_HINT = (
+    "z = mean + jnp.exp(0.5 * log_var) * eps with eps = jax.random.normal(key, mean.shape)"
+)
+
+
+def _elbo_mistakes(params, x, key) -> tuple[float, list[tuple[float, str]]]:
+    """The float64 reference loss and the loss of each named mistake, on one input."""
+    eps = np.asarray(jax.random.normal(key, (_ELBO_B, _ELBO_d)), np.float64)
+    parts = _elbo_parts(params, x, eps)
+    rec, kl = parts["reconstruction"], parts["kl"]
+    reference = -np.mean(rec - kl)
+    no_noise = _elbo_parts(params, x, 0.0 * eps)
+    sigma_as_var = _elbo_parts(params, x, eps, sigma_power=1.0)
+    d_in, d = _ELBO_D, _ELBO_d
+    return reference, [
+        (
+            np.mean(rec - kl),
+            "you returned the ELBO itself: the loss to MINIMISE is its negative, "
+            "-(reconstruction - KL), averaged over the batch.",
+        ),
+        (
+            -np.mean(rec + kl),
+            "the KL term has the wrong sign: the ELBO is reconstruction MINUS the KL, "
+            "so the loss is -reconstruction + KL.",
+        ),
+        (
+            -np.mean(rec - 2 * kl),
+            "your KL is twice too large: the 0.5 in front of "
+            "sum_j (mu_j^2 + sigma_j^2 - 1 - log sigma_j^2) is missing.",
+        ),
+        (
+            -np.mean(rec - parts["kl_plus_log_var"]),
+            "the log-variance term of your KL has the wrong sign: "
+            "KL = 0.5 * sum(mean**2 + exp(log_var) - 1 - log_var).",
+        ),
+        (
+            _ELBO_B * reference,
+            f"your loss is {_ELBO_B} times too large for a batch of {_ELBO_B}: you "
+            "summed over the batch instead of averaging (jnp.mean over the images; "
+            "a sum makes the step size grow with the batch size).",
+        ),
+        (
+            -np.mean(rec / d_in - kl),
+            f"you averaged the reconstruction term over the {d_in} pixels instead of "
+            "summing it: that divides log p(x | z) by the number of pixels, a "
+            f"beta-VAE with beta = {d_in} in disguise (784 on MNIST). Sum over "
+            "pixels, average over the batch only.",
+        ),
+        (
+            -np.mean(rec / d_in - kl / d),
+            "you averaged over the pixels and the latent dimensions (jnp.mean "
+            "everywhere): sum log p(x | z) over the pixels and the KL over the "
+            "latent dimensions, and average over the batch only.",
+        ),
+        (
+            -np.mean(rec - kl / d),
+            f"you averaged the KL over the {d} latent dimensions instead of summing "
+            "it (the KL of a diagonal Gaussian is the sum of the per-dimension KLs).",
+        ),
+        (
+            -np.mean(sigma_as_var["reconstruction"] - kl),
+            "your noise has the wrong size: exp(log_var) is sigma^2, not sigma. "
+            + _REPARAMETERIZE_HINT
+            + ".",
+        ),
+        (
+            -np.mean(no_noise["reconstruction"] - kl),
+            "your z is the mean alone: the ELBO's reconstruction term is an "
+            "expectation over z ~ q(z | x), so draw one sample per image, "
+            + _REPARAMETERIZE_HINT
+            + ".",
+        ),
+    ]
+
+
+def check_negative_elbo(student_fn) -> CheckResult:
+    r"""Checks ``student_fn(model, x, key) -> ()`` the batch-averaged negative ELBO.
+
+    On a tiny one-layer model (D = 6 pixels, d = 2 latent dimensions, B = 5 images) with the
+    noise ``eps = jax.random.normal(key, mean.shape)``, the value is compared with a float64
+    reference, then its gradient with respect to every parameter with the reference's
+    (through ``jax.grad``). On a model whose log-variance is -30 (sigma ~ 3e-7, no noise to
+    speak of) the formula is checked whatever noise was drawn.
+
+    Named mistakes: the ELBO instead of its negative; the KL with the wrong sign, without its
+    1/2, or with + log sigma^2; one value per image (no mean), a sum over the batch, a mean
+    over the pixels (beta = D in disguise), a mean over the latent dimensions; sigma =
+    exp(log_var) instead of exp(log_var / 2); no noise (z = mean); a key made inside the
+    function (the loss ignores the key); noise drawn differently (the formula right, the
+    draws not the reference's); z sampled outside the gradient (stop_gradient: the encoder
+    gets no gradient through the reconstruction term).
+    """
+    call = "negative_elbo(model, x, key)"
+
+    def value(fn, params, x, key, what="your loss"):
+        return as_array(call_student(fn, _TinyVAE(params), jnp.asarray(x), key, call=call), what)
+
+    def body(fn):
+        params = _tiny_params(0)
+        x, key = _elbo_inputs(1)
+        got = value(fn, params, x, key)
+        eps = np.asarray(jax.random.normal(key, (_ELBO_B, _ELBO_d)), np.float64)
+        parts = _elbo_parts(params, x, eps)
+        rec, kl = parts["reconstruction"], parts["kl"]
+        reference = -np.mean(rec - kl)
+        if got.shape == (_ELBO_B,):
+            if close(got, -(rec - kl), rtol=1e-3, atol=1e-3):
+                raise Stop(
+                    f"your loss has shape ({_ELBO_B},), one value per image: average it over "
+                    "the batch (jnp.mean) to get one number to minimise."
+                )
+            raise Stop(
+                f"your loss has shape ({_ELBO_B},) for a batch of {_ELBO_B} images: return one "
+                "number, the mean over the batch of -(reconstruction - KL)."
+            )
+        if got.size != 1:
+            raise Stop(
+                f"your loss has shape {got.shape} for a batch of {_ELBO_B} images of "
+                f"{_ELBO_D} pixels; expected a single number: sum over pixels (axis -1) and "
+                "latent dimensions (axis -1), then average over the batch."
+            )
+        got = got.reshape(())
+        if not np.isfinite(got):
+            raise Stop(f"your loss is {fmt(got)}: it should be a finite number of nats.")
+        if not close(got, reference, rtol=1e-4, atol=1e-4):
+            # A mistake is named only if it reproduces the loss on two inputs (two models,
+            # batches and keys): one noisy value could match a wrong formula by chance.
+            params2 = _tiny_params(3)
+            x2, key2 = _elbo_inputs(4)
+            got2 = value(fn, params2, x2, key2)
+            _, first = _elbo_mistakes(params, x, key)
+            _, second = _elbo_mistakes(params2, x2, key2)
+            mistakes = [
+                (np.array([a, b]), message)
+                for (a, message), (b, _) in zip(first, second, strict=True)
+            ]
+            both = np.array([got, got2.reshape(-1)[0] if got2.size == 1 else np.nan])
+            hint = diagnose(both, mistakes)
+            if hint is not None:
+                return [hint]
+            other = value(fn, params, x, jax.random.key(2))
+            if np.array_equal(other, got.reshape(other.shape)):
+                return [
+                    "your loss does not change with the key: you draw the noise with a key "
+                    "of your own (or none). Use the key you are given: " + _REPARAMETERIZE_HINT
+                ]
+            quiet = _tiny_params(0, log_var_bias=-30.0)
+            quiet_parts = _elbo_parts(quiet, x, eps)
+            quiet_reference = -np.mean(quiet_parts["reconstruction"] - quiet_parts["kl"])
+            quiet_got = value(fn, quiet, x, key)
+            if quiet_got.size == 1 and close(quiet_got.reshape(()), quiet_reference, 1e-4, 1e-3):
+                return [
+                    "your formula is right when sigma is ~0 (no noise), but your noise is not "
+                    "the reference's: draw it as eps = jax.random.normal(key, mean.shape) with "
+                    "the key as given (do not split it), and use "
+                    "z = mean + jnp.exp(0.5 * log_var) * eps."
+                ]
+            return [
+                f"for a batch of {_ELBO_B} images your loss is {fmt(got)}, expected "
+                f"{fmt(reference)} (reconstruction {fmt(np.mean(rec))} per image, KL "
+                f"{fmt(np.mean(kl))}). The loss is -mean_n[sum_i (x log sigmoid(l) + (1 - x) "
+                "log sigmoid(-l)) - 0.5 * sum_j (mean^2 + exp(log_var) - 1 - log_var)] with "
+                + _REPARAMETERIZE_HINT
+                + "."
+            ]
+        grads = gradient_tree(
+            lambda p: fn(_TinyVAE(p), jnp.asarray(x), key), (params,), 0, "your loss"
+        )
+        expected = jax.grad(lambda p: negative_elbo(_TinyVAE(p), jnp.asarray(x), key))(params)
+        wrong = [
+            name
+            for name in sorted(expected)
+            if not close(np.asarray(grads[name]), np.asarray(expected[name]), 1e-3, 1e-4)
+        ]
+        if wrong:
+            if all(name.startswith("enc") for name in wrong):
+                return [
+                    "your loss has the right value, but the encoder gets the wrong gradient: "
+                    "no gradient flows from the reconstruction term back through z (z "
+                    "sampled outside the gradient, e.g. with jax.lax.stop_gradient). "
+                    "Reparameterize: the noise eps is the only random part, "
+                    + _REPARAMETERIZE_HINT
+                    + ", so dz/dmean = 1 and the encoder learns from the reconstruction."
+                ]
+            return [
+                "your loss has the right value but the wrong gradient with respect to "
+                + ", ".join(wrong)
+                + ": do not use stop_gradient, numpy or Python floats inside it."
+            ]
+        return []
+
+    return _run(
+        "check_negative_elbo",
+        body,
+        student_fn,
+        "correct: the value on the same noise as the reference (sums over pixels and "
+        "latent dimensions, mean over the batch, the KL with its 1/2 and its sign) and the "
+        "gradient of every encoder and decoder parameter, through the reparameterized z.",
+    )
+
+
+# ------------------------------------------------------ Exercise 5.2: one training step
+
+
+def _quadratic_loss(params, x, key):
+    """A small noisy least-squares loss with a dict of parameters (for the step's check)."""
+    noise = 0.5 * jax.random.normal(key, (x.shape[0],))
+    prediction = x @ params["w"] + params["b"] + noise
+    target = jnp.arange(x.shape[0], dtype=x.dtype) / x.shape[0]
+    return jnp.mean((prediction - target) ** 2)
+
+
+def _step_setup():
+    rng = np.random.default_rng(5)
+    params = {
+        "w": jnp.asarray(rng.normal(size=3), jnp.float32),
+        "b": jnp.asarray(0.3, jnp.float32),
+    }
+    x = jnp.asarray(rng.normal(size=(8, 3)), jnp.float32)
+    keys = list(jax.random.split(jax.random.key(6), 3))
+    return params, x, keys
+
+
+def _simulate(
+    optimizer, params, x, keys, *, sign=1.0, carry_state=True, raw_gradient=False, key_fn=None
+):
+    """Parameters after each of len(keys) steps of a (possibly mistaken) training step."""
+    state0 = optimizer.init(params)
+    state, trail = state0, []
+    for key in keys:
+        grads = jax.grad(_quadratic_loss)(params, x, key if key_fn is None else key_fn(key))
+        if raw_gradient:
+            params = jax.tree.map(lambda p, g: p - g, params, grads)
+        else:
+            updates, new_state = optimizer.update(grads, state, params)
+            params = jax.tree.map(lambda p, u: p + sign * u, params, updates)
+            state = new_state if carry_state else state0
+        trail.append(params)
+    return trail
+
+
+def _flat(tree) -> np.ndarray:
+    return np.concatenate([np.ravel(np.asarray(v, np.float64)) for v in jax.tree.leaves(tree)])
+
+
+def _same_trail(got, expected) -> bool:
+    return all(close(_flat(a), _flat(b)) for a, b in zip(got, expected, strict=True))
+
+
+# What a step that does not pass its key on may use instead: a half of the split key, a key of
+# its own.
+_OTHER_KEYS = (
+    lambda k: jax.random.split(k)[0],
+    lambda k: jax.random.split(k)[1],
+    lambda k: jax.random.key(0),
+)
+_KEY_AS_GIVEN = (
+    "the loss was not computed with the key you were given: pass the key to loss_fn as it "
+    "is (the training loop splits a fresh key for every step; the step itself does not)."
+)
+
+
+def check_optimizer_step(student_fn) -> CheckResult:
+    r"""Checks ``student_fn(loss_fn, optimizer, params, opt_state, x, key) -> (params,
+    opt_state, loss)``, one optax step of gradient descent.
+
+    Three steps of Adam (learning rate 0.1) on a small noisy least-squares loss with a dict
+    of parameters, the state carried from step to step, against the reference
+    :func:`optimizer_step`: the parameters after every step, and the returned loss (the loss
+    at the parameters the gradient was taken at, with the key as given).
+
+    Named mistakes: gradient ascent (updates subtracted, or the gradient of -loss), the old
+    optimizer state returned (Adam restarts every step), the raw gradient subtracted without
+    the optimizer, the loss of the updated parameters returned, the key split or replaced
+    before it reaches ``loss_fn``, a result that is not the triple.
+    """
+    call = "optimizer_step(loss_fn, optimizer, params, opt_state, x, key)"
+    optimizer = optax.adam(0.1)
+
+    def body(fn):
+        params0, x, keys = _step_setup()
+        params, state = params0, optimizer.init(params0)
+        trail, losses = [], []
+        for step, key in enumerate(keys, start=1):
+            out = call_student(fn, _quadratic_loss, optimizer, params, state, x, key, call=call)
+            if not isinstance(out, tuple | list) or len(out) != 3:
+                raise Stop(
+                    f"your optimizer_step returned {type(out).__name__}"
+                    + (f" of length {len(out)}" if isinstance(out, tuple | list) else "")
+                    + ": return the triple (new_params, new_opt_state, loss)."
+                )
+            params, state, loss = out
+            if not isinstance(params, dict) or set(params) != set(params0):
+                raise Stop(
+                    "the first thing your optimizer_step returns should be the new parameters, "
+                    f"a dict like the one it was given (keys {sorted(params0)}); got "
+                    f"{type(params).__name__}."
+                )
+            trail.append(params)
+            losses.append(_checks_scalar(loss, step))
+        expected = _simulate(optimizer, params0, x, keys)
+        if not _same_trail(trail, expected):
+            mistakes = [
+                (
+                    _simulate(optimizer, params0, x, keys, sign=-1.0),
+                    "gradient ascent: your parameters move uphill and the loss grows. optax's "
+                    "updates already point downhill (Adam's are -lr * m / sqrt(v)): add them "
+                    "with optax.apply_updates(params, updates); do not subtract them, and "
+                    "differentiate the loss itself, not -loss.",
+                ),
+                (
+                    _simulate(optimizer, params0, x, keys, carry_state=False),
+                    "you returned the old optimizer state: the first step is right, but Adam "
+                    "then restarts at every step (its moments and step count are lost). "
+                    "Return the state that optimizer.update gives back.",
+                ),
+                (
+                    _simulate(optimizer, params0, x, keys, raw_gradient=True),
+                    "you subtracted the raw gradient: the optimizer must make the step: "
+                    "updates, opt_state = optimizer.update(grads, opt_state, params), then "
+                    "optax.apply_updates(params, updates).",
+                ),
+            ]
+            mistakes += [
+                (_simulate(optimizer, params0, x, keys, key_fn=key_fn), _KEY_AS_GIVEN)
+                for key_fn in _OTHER_KEYS
+            ]
+            for trail_expected, message in mistakes:
+                if _same_trail(trail, trail_expected):
+                    return [message]
+            return [
+                f"after step 1 your parameters are {fmt(_flat(trail[0]))}, expected "
+                f"{fmt(_flat(expected[0]))}: loss, grads = jax.value_and_grad(loss_fn)(params, "
+                "x, key); updates, opt_state = optimizer.update(grads, opt_state, params); "
+                "params = optax.apply_updates(params, updates)."
+            ]
+        before = [params0, *expected[:-1]]
+        wanted = [float(_quadratic_loss(p, x, k)) for p, k in zip(before, keys, strict=True)]
+        if not close(losses, wanted):
+            after = [float(_quadratic_loss(p, x, k)) for p, k in zip(expected, keys, strict=True)]
+            if close(losses, after):
+                return [
+                    "the loss you return is that of the UPDATED parameters: return the loss at "
+                    "which the gradient was taken (jax.value_and_grad gives both at once)."
+                ]
+            other_keys = [
+                [float(_quadratic_loss(p, x, key_fn(k))) for p, k in zip(before, keys, strict=True)]
+                for key_fn in _OTHER_KEYS
+            ]
+            if any(close(losses, other) for other in other_keys):
+                return [_KEY_AS_GIVEN]
+            return [
+                f"your parameters are right, but the losses you return are {fmt(losses)}, "
+                f"expected {fmt(wanted)}: return loss_fn(params, x, key) at the parameters "
+                "before the update (jax.value_and_grad returns it with the gradient)."
+            ]
+        return []
+
+    return _run(
+        "check_optimizer_step",
+        body,
+        student_fn,
+        "correct: three Adam steps match the reference (descent, the optimizer state carried "
+        "from step to step), and each returned loss is the one the gradient was taken at.",
+    )
+
+
+def _checks_scalar(loss, step: int) -> float:
+    value = as_array(loss, f"the loss your optimizer_step returned at step {step}")
+    if value.size != 1:
+        raise Stop(
+            f"the loss your optimizer_step returns has shape {value.shape}; expected one number "
+            "(the value of loss_fn)."
+        )
+    return float(value.reshape(()))

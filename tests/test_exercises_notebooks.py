@@ -66,9 +66,7 @@ WRONG = {
     },
     "09_appendix_engineering": {
         "softplus_mine": (
-            "def softplus_mine(r):\n"
-            "    # as it reads\n"
-            "    return jnp.log(1.0 + jnp.exp(r))\n",
+            "def softplus_mine(r):\n    # as it reads\n    return jnp.log(1.0 + jnp.exp(r))\n",
             "overflow: your softplus is [inf, inf]",
         ),
     },

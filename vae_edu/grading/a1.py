@@ -374,10 +374,8 @@ def _kl_two_extremes(fn) -> list[str]:
     exp(-88.5) and exp(-87.5) are both flushed to 0 in float32 (below e^-87.34), so
     exp(log_var_q) / exp(log_var_p) is 0 / 0, although the ratio sigma_q^2 / sigma_p^2 =
     e^-1 is not: KL = (e^-1 - 1 + 1) / 2 = 0.1839 there."""
-    extreme = tuple(
-        f32(a)
-        for a in ([[0.0, 5.0, 0.3]], [[-30.0, 30.0, -88.5]], [[1.0, 0.0, 0.3]], [[30.0, -30.0, -87.5]])
-    )
+    rows = ([[0.0, 5.0, 0.3]], [[-30.0, 30.0, -88.5]], [[1.0, 0.0, 0.3]], [[30.0, -30.0, -87.5]])
+    extreme = tuple(f32(a) for a in rows)
     got = as_array(call_student(fn, *extreme, call=_KL_TWO_CALL), "your KL")
     expected = _kl_two_hand(*extreme)
     if close(got, expected, rtol=1e-4, atol=1e-3):

@@ -148,6 +148,8 @@ def test_exercise_cells_are_tagged_and_complete(name):
     for cell in nb.cells:
         if "solution" in _tags(cell) and cell.cell_type == "markdown":
             assert "Solution (try first)" in cell.source
+        if cell.cell_type == "markdown" and "Solution (try first)" in cell.source:
+            assert "solution" in _tags(cell), "an untagged solution heading reaches the students"
     for cell in feedback:
         assert "exercises.run(" in cell.source
 

@@ -1,6 +1,6 @@
 """vae_edu.exercises and vae_edu.lesson_checks: the in-lesson exercises' feedback.
 
-For each exercise of notebooks 00, 02, 03, 06 and 07: the stub says "not done yet" and falls back on
+For each exercise of notebooks 00 and 02-09: the stub says "not done yet" and falls back on
 the reference, the correct solution passes (and is returned), at least two plausible wrong
 solutions get their named feedback (and the reference is returned), and a student function
 that raises or returns None never breaks the lesson.
@@ -321,7 +321,7 @@ def test_elbo_mistakes_are_named(capsys, wrong, phrase):
 
 
 # ==========================================================================================
-# Notebooks 06 and 07: Exercise 6.1 (traversal on the prior's quantiles), 6.2 (the
+# Notebooks 07 and 08: Exercise 7.1 (traversal on the prior's quantiles), 7.2 (the
 # spherical path), 7.1 (hat L_k from the first k log-weights), 7.2 (the effective sample
 # size). Each: correct solutions pass, plausible wrong ones get their named feedback, the
 # stub falls back on the reference; and each reference against an independent route.
@@ -332,7 +332,7 @@ from scipy import stats  # noqa: E402 - this section's own imports
 from vae_edu import evaluate  # noqa: E402
 from vae_edu.latent import interpolation_codes  # noqa: E402
 
-# ------------------------------------------- 06, Exercise 6.1: traversal on the quantiles
+# ------------------------------------------- 07, Exercise 7.1: traversal on the quantiles
 
 
 def traversal_by_scipy(z0, k, num_values):
@@ -429,7 +429,7 @@ def test_quantile_traversal_reference_cells_hold_equal_prior_mass():
     assert np.allclose(stats.norm.cdf(codes[:, 1]), (np.arange(8) + 0.5) / 8, atol=1e-6)
 
 
-# ------------------------------------------------ 06, Exercise 6.2: the spherical path
+# ------------------------------------------------ 07, Exercise 7.2: the spherical path
 
 
 def spherical_by_angles(z_a, z_b, num_steps):
@@ -508,7 +508,7 @@ def test_spherical_path_reference_keeps_the_norm_and_steps_evenly_in_angle():
     assert np.allclose(parallel[1], 1.5 * z_a, rtol=1e-5)
 
 
-# ---------------------------------------------- 07, Exercise 7.1: hat L_k from log w
+# ---------------------------------------------- 08, Exercise 8.1: hat L_k from log w
 
 
 def bound_by_hand(log_w, k):
@@ -586,7 +586,7 @@ def test_iwae_bound_reference_against_the_prefix_bounds():
         lesson_checks.iwae_bound(log_w, 41)
 
 
-# ------------------------------------------- 07, Exercise 7.2: the effective sample size
+# ------------------------------------------- 08, Exercise 8.2: the effective sample size
 
 
 def ess_normalised(log_w):
@@ -730,7 +730,7 @@ def test_softplus_reference_against_float64():
 
 
 # ============================================================================================
-# 05, Exercises 5.1 (the training loss) and 5.2 (one optax step)
+# 06, Exercises 6.1 (the training loss) and 6.2 (one optax step)
 # ============================================================================================
 
 import optax  # noqa: E402

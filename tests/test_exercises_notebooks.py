@@ -171,11 +171,11 @@ def test_wrong_solutions_get_named_feedback_and_the_lesson_goes_on(name, figures
 
 
 # ==========================================================================================
-# Notebooks 06 and 07: the same two tests for their exercises (6.1, 6.2, 7.1, 7.2).
+# Notebooks 07 and 08: the same two tests for their exercises (7.1, 7.2, 8.1, 8.2).
 # ==========================================================================================
 
 WRONG_06_07 = {
-    "06_latent_space_explorer": {
+    "07_latent_space_explorer": {
         "quantile_traversal": (
             "def quantile_traversal(z0, k, num_values):\n"
             "    # every coordinate set to the traversal value\n"
@@ -191,7 +191,7 @@ WRONG_06_07 = {
             "that is the straight line",
         ),
     },
-    "07_evaluating_vaes": {
+    "08_evaluating_vaes": {
         "iwae_bound": (
             "def iwae_bound(log_w, k):\n"
             "    # the mean of the log-weights\n"
@@ -223,12 +223,12 @@ def test_wrong_solutions_in_06_and_07_get_named_feedback_and_the_lesson_goes_on(
 
 
 # ============================================================================================
-# 05, Exercises 5.1 (the training loss) and 5.2 (one optax step)
+# 06, Exercises 6.1 (the training loss) and 6.2 (one optax step)
 # ============================================================================================
-# Notebook 05 trains a VAE for about a minute, so its wrong-solution run is marked slow; the
+# Notebook 06 trains a VAE for about a minute, so its wrong-solution run is marked slow; the
 # parametrized tests above run with its entry put into WRONG for the duration of each test.
 
-WRONG_05 = {
+WRONG_06 = {
     "negative_elbo": (
         "def negative_elbo(model, x, key):\n"
         "    # the KL added instead of subtracted\n"
@@ -254,15 +254,15 @@ WRONG_05 = {
 
 
 def test_05_exercise_cells_are_tagged_and_complete(monkeypatch):
-    monkeypatch.setitem(WRONG, "05_train_vae_mnist", WRONG_05)
-    test_exercise_cells_are_tagged_and_complete("05_train_vae_mnist")
+    monkeypatch.setitem(WRONG, "06_train_vae_mnist", WRONG_06)
+    test_exercise_cells_are_tagged_and_complete("06_train_vae_mnist")
 
 
 @pytest.mark.slow
 def test_05_wrong_solutions_get_named_feedback_and_the_lesson_goes_on(
     monkeypatch, figures_elsewhere
 ):
-    monkeypatch.setitem(WRONG, "05_train_vae_mnist", WRONG_05)
+    monkeypatch.setitem(WRONG, "06_train_vae_mnist", WRONG_06)
     test_wrong_solutions_get_named_feedback_and_the_lesson_goes_on(
-        "05_train_vae_mnist", figures_elsewhere
+        "06_train_vae_mnist", figures_elsewhere
     )

@@ -554,7 +554,7 @@ def kl_per_dimension(model: VAE, images=None, *, key: jax.Array | None = None) -
 
 
 # --------------------------------------------------------------------------------------
-# Latent space and model comparison (notebooks 05 and 07)
+# Latent space and model comparison (notebooks 06 and 08)
 # --------------------------------------------------------------------------------------
 #
 # The aggregate posterior q(z) = (1/N) sum_n N(z ; mu_n, diag sigma_n^2) is the
@@ -1067,7 +1067,7 @@ def optimal_posterior(
 
 
 # --------------------------------------------------------------------------------------
-# Importance weights of a few images (notebook 07's live k slider)
+# Importance weights of a few images (notebook 08's live k slider)
 # --------------------------------------------------------------------------------------
 #
 # The slider recomputes hat L_k and the effective sample size for every k from ONE set of
@@ -1257,7 +1257,7 @@ def importance_weights_at(log_w, k: int) -> ImportanceWeights:
 
 
 # --------------------------------------------------------------------------------------
-# How a model uses its latent space (notebook 05's beta slider)
+# How a model uses its latent space (notebook 06's beta slider)
 # --------------------------------------------------------------------------------------
 
 __all__ += ["LatentUsage", "latent_usage"]

@@ -12,20 +12,20 @@ fails, with a catalogue of *named known mistakes*. A check never raises.
 
       hat L_k = log (1/k) sum_i w_i = logsumexp_i(log w_i) - log k.
 
-* :func:`check_quantile_traversal` (notebook 06): ``quantile_traversal(z0, k, n)``, z0 with
+* :func:`check_quantile_traversal` (notebook 07): ``quantile_traversal(z0, k, n)``, z0 with
   coordinate k set to the prior's quantiles Phi^{-1}((i + 1/2) / n);
-* :func:`check_spherical_path` (notebook 06): ``spherical_path(z_a, z_b, n)``, the n points
+* :func:`check_spherical_path` (notebook 07): ``spherical_path(z_a, z_b, n)``, the n points
   of the spherical interpolation from z_a to z_b;
-* :func:`check_iwae_bound` (notebook 07): ``iwae_bound(log_w, k)``, hat L_k of each image
+* :func:`check_iwae_bound` (notebook 08): ``iwae_bound(log_w, k)``, hat L_k of each image
   from the first k of its K log-weights (last axis);
-* :func:`check_effective_sample_size` (notebook 07): ``effective_sample_size(log_w)``,
+* :func:`check_effective_sample_size` (notebook 08): ``effective_sample_size(log_w)``,
   Kish's (sum_i w_i)^2 / sum_i w_i^2 from log-weights (last axis);
 * :func:`check_softplus` (notebook 09, the appendix): ``softplus(r)``, log(1 + e^r) in
   float32 without overflow for large r or rounding to 0 for very negative r.
 
 The reference solutions the lessons fall back on (:func:`sample_means`,
 :func:`iwae_estimate`, :func:`elbo_estimate`, :func:`quantile_traversal`,
-:func:`spherical_path`, :func:`iwae_bound`, :func:`softplus`; 07's ESS falls back on
+:func:`spherical_path`, :func:`iwae_bound`, :func:`softplus`; 08's ESS falls back on
 :func:`vae_edu.evaluate.effective_sample_size`) live here too.
 """
 
@@ -394,7 +394,7 @@ def check_iwae_estimate(student_fn) -> CheckResult:
 
 
 # ==========================================================================================
-# Notebooks 06 and 07: a traversal on the prior's quantiles, the spherical path between two
+# Notebooks 07 and 08: a traversal on the prior's quantiles, the spherical path between two
 # codes, hat L_k from the first k log-weights, and the effective sample size.
 # ==========================================================================================
 
@@ -469,7 +469,7 @@ def iwae_bound(log_w, k: int) -> np.ndarray:
 
         hat L_k = log (1/k) sum_{i=1}^k w_i = logsumexp_{i<=k}(log w_i) - log k
 
-    (the weights of notebook 07 are about e^-90: only the log-sum-exp form is safe).
+    (the weights of notebook 08 are about e^-90: only the log-sum-exp form is safe).
 
     Args:
       log_w: (..., K) log-weights, e.g. (N, K) of :func:`vae_edu.evaluate.per_image_log_weights`.
@@ -485,7 +485,7 @@ def iwae_bound(log_w, k: int) -> np.ndarray:
     return _lse(log_w[..., :k], axis=-1) - math.log(k)
 
 
-# --------------------------------------------------- notebook 06: traversal on quantiles
+# --------------------------------------------------- notebook 07: traversal on quantiles
 
 
 def _ppf(u) -> np.ndarray:
@@ -631,7 +631,7 @@ def check_quantile_traversal(student_fn) -> CheckResult:
     )
 
 
-# ------------------------------------------------------ notebook 06: the spherical path
+# ------------------------------------------------------ notebook 07: the spherical path
 
 _SLERP_HINT = (
     "t_i = np.linspace(0, 1, num_steps) (both ends included), theta = arccos(z_a . z_b / "
@@ -759,7 +759,7 @@ def check_spherical_path(student_fn) -> CheckResult:
     )
 
 
-# ------------------------------------------------------- notebook 07: hat L_k from log w
+# ------------------------------------------------------- notebook 08: hat L_k from log w
 
 _PREFIX_HINT = (
     "take the first k log-weights of every image, log_w[..., :k], and return "
@@ -920,7 +920,7 @@ def check_iwae_bound(student_fn) -> CheckResult:
     )
 
 
-# ------------------------------------------------ notebook 07: the effective sample size
+# ------------------------------------------------ notebook 08: the effective sample size
 
 _ESS_HINT = (
     "In log space, ESS = exp(2 logsumexp(log_w) - logsumexp(2 log_w)) over the last axis; or "
@@ -1161,7 +1161,7 @@ def check_softplus(student_fn) -> CheckResult:
 
 
 # ========================================================================================
-# Notebook 05: the training loss and one training step (Exercises 5.1 and 5.2)
+# Notebook 06: the training loss and one training step (Exercises 6.1 and 6.2)
 # ========================================================================================
 #
 # negative_elbo(model, x, key): the loss of one mini-batch, with the model's encode / decode
@@ -1173,7 +1173,7 @@ import optax  # noqa: E402 (this section's own import, kept beside it)
 
 from vae_edu.elbo import reparameterize  # noqa: E402
 from vae_edu.grading.core import gradient_tree  # noqa: E402
-from vae_edu.loss import negative_elbo as loss_from_outputs  # noqa: E402 (notebook 05's 5.1)
+from vae_edu.loss import negative_elbo as loss_from_outputs  # noqa: E402 (notebook 05's Exercise 5.1)
 from vae_edu.train import optimizer_step  # noqa: E402 (the package's own training step)
 
 __all__ += ["check_negative_elbo", "check_optimizer_step", "negative_elbo", "optimizer_step"]
@@ -1206,7 +1206,7 @@ def negative_elbo(model, x, key) -> jax.Array:
     return loss_from_outputs(x, model.decode(z), mean, log_var)
 
 
-# ------------------------------------------------------ Exercise 5.1: the negative ELBO
+# ------------------------------------------------------ Exercise 6.1: the negative ELBO
 
 
 class _TinyVAE:
@@ -1471,7 +1471,7 @@ def check_negative_elbo(student_fn) -> CheckResult:
     )
 
 
-# ------------------------------------------------------ Exercise 5.2: one training step
+# ------------------------------------------------------ Exercise 6.2: one training step
 
 
 def _quadratic_loss(params, x, key):

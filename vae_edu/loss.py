@@ -1,4 +1,4 @@
-r"""The two terms of a VAE loss, as implementations weight them (notebook 04).
+r"""The two terms of a VAE loss, as implementations weight them (notebook 05).
 
 The training loss of a VAE has two terms, a reconstruction term and a KL term:
 

@@ -275,7 +275,7 @@ def optimizer_step(loss_fn: Callable, optimizer, params, opt_state, *args, has_a
 
     optax's updates already point downhill (Adam's are -lr * m_hat / (sqrt(v_hat) + eps)),
     so they are added. Every training step of :func:`train` is this function (inside the
-    scan of :func:`make_chunk_runner`); notebook 05's Exercise 5.2 falls back on it.
+    scan of :func:`make_chunk_runner`); notebook 06's Exercise 6.2 falls back on it.
 
     Args:
       loss_fn: ``loss_fn(params, *args)``, a scalar, or ``(scalar, aux)`` with ``has_aux``.

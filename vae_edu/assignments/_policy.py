@@ -34,7 +34,10 @@ from __future__ import annotations
 import ast
 import dataclasses
 import functools
+import importlib
 from pathlib import Path
+
+from vae_edu.assignments._channel import fingerprint
 
 __all__ = ["FORBIDDEN", "Finding", "forbid_message", "reference_fingerprints", "scan_source"]
 
@@ -412,10 +415,6 @@ def reference_fingerprints(assignment: str) -> dict[int, str]:
     functions of an assignment and of the private helpers of their modules: fingerprint ->
     "module:name". Computed in the grader's process, from the package it loaded before any
     student code ran."""
-    import importlib
-
-    from vae_edu.assignments._channel import fingerprint
-
     rules = FORBIDDEN.get(assignment)
     if rules is None:
         return {}

@@ -1,5 +1,7 @@
 """Tests for vae_edu.bench.median_seconds (call counts only: no timed assertions)."""
 
+import sys
+
 import pytest
 
 from vae_edu.bench import median_seconds
@@ -12,3 +14,40 @@ def test_median_seconds_calls_warmup_plus_repeats():
     assert isinstance(seconds, float) and seconds >= 0.0
     with pytest.raises(ValueError, match="repeats"):
         median_seconds(lambda: None, repeats=0)
+
+
+# ------------------------------------------------ lessons: wall time and the kernel's peak
+
+
+def _toy_lesson(path, source):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.mark.skipif(sys.platform.startswith("win"), reason="Windows has no getrusage")
+def test_measure_notebook_reports_the_kernels_peak(tmp_path):
+    from vae_edu.bench import NOTEBOOK_BUDGET_MIB, measure_notebook
+
+    # The kernel touches a 320 MB array: its peak is above that, the runner's is not counted.
+    lesson = _toy_lesson(tmp_path / "toy.ipynb", "import numpy as np\na = np.ones(40_000_000)")
+    row = measure_notebook(lesson)
+    assert row["notebook"] == "toy.ipynb"
+    assert 300 < row["kernel_peak_mib"] < NOTEBOOK_BUDGET_MIB
+    assert row["seconds"] > 0 and row["within_budget"] is True
+
+
+def test_measure_notebook_names_a_missing_or_broken_lesson(tmp_path, capsys):
+    from vae_edu.bench import main, measure_notebook
+
+    with pytest.raises(ValueError, match="nope.ipynb: no such notebook"):
+        measure_notebook(tmp_path / "nope.ipynb")
+    broken = _toy_lesson(tmp_path / "broken.ipynb", "raise RuntimeError('cell 1 fails')")
+    with pytest.raises(ValueError, match="broken.ipynb did not run to the end"):
+        measure_notebook(broken)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--notebooks", str(tmp_path / "nope.ipynb")])
+    assert exit_info.value.code == 2
+    assert "no such notebook" in capsys.readouterr().err

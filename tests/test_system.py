@@ -148,3 +148,14 @@ def test_real_reading_is_positive_where_available():
     else:
         # This process has imported jax and numpy: far more than 10 MiB, far less than 1 TiB.
         assert 10 < peak < 2**20
+
+
+@pytest.mark.skipif(sys.platform.startswith("win"), reason="Windows has no getrusage")
+def test_peak_memory_of_children_sees_a_child_that_used_memory():
+    import subprocess
+
+    code = "import numpy as np; a = np.ones(40_000_000); print(a.sum())"  # 320 MB, touched
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    assert system.peak_memory_mib("children") > 300
+    with pytest.raises(ValueError, match="of must be 'self' or 'children'"):
+        system.peak_memory_mib("parent")

@@ -35,8 +35,11 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 _MODULE_START = time.perf_counter()  # before JAX is imported: the time-to-ELBO clock
 
@@ -393,7 +396,23 @@ def main(argv: list[str] | None = None) -> int:
         "from scratch and report the epoch and wall seconds at which the test ELBO first "
         "exceeds NATS (e.g. -100)",
     )
+    parser.add_argument(
+        "--notebooks",
+        nargs="+",
+        default=None,
+        metavar="NOTEBOOK",
+        help="instead of timing epochs, run each lesson from a fresh kernel and report its wall "
+        f"time and the kernel's peak memory against the budget ({NOTEBOOK_BUDGET_SECONDS:.0f} s, "
+        f"{NOTEBOOK_BUDGET_MIB:.0f} MiB)",
+    )
     args = parser.parse_args(argv)
+    if args.notebooks is not None:
+        try:
+            rows = [measure_notebook(path) for path in args.notebooks]
+        except ValueError as err:
+            parser.error(str(err))
+        print(json.dumps(rows, indent=2) if args.json else _notebooks_report(rows))
+        return 0
     if args.time_to_elbo is not None:
         result = time_to_elbo(args.time_to_elbo)
         print(json.dumps(result, indent=2) if args.json else _time_to_elbo_report(result))
@@ -447,3 +466,91 @@ def median_seconds(fn, repeats: int = 200, warmup: int = 3) -> float:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# --------------------------------------------------------------------------------------
+# Lessons: wall time and the kernel's peak memory of a run from a fresh kernel
+# --------------------------------------------------------------------------------------
+
+__all__ += ["NOTEBOOK_BUDGET_MIB", "NOTEBOOK_BUDGET_SECONDS", "measure_notebook"]
+
+#: The course's budget for one lesson on a 2-core CPU: 2 minutes and 2 GiB.
+NOTEBOOK_BUDGET_SECONDS = 120.0
+NOTEBOOK_BUDGET_MIB = 2048.0
+
+# Runs in a fresh Python process, so that RUSAGE_CHILDREN sees one kernel only.
+_NOTEBOOK_RUNNER = """
+import json, sys, time
+import nbformat
+from nbclient import NotebookClient
+from vae_edu.system import peak_memory_mib
+path, folder = sys.argv[1], sys.argv[2]
+nb = nbformat.read(path, as_version=4)
+start = time.perf_counter()
+NotebookClient(nb, timeout=1800, kernel_name="python3",
+               resources={"metadata": {"path": folder}}).execute()
+seconds = time.perf_counter() - start
+print(json.dumps({"seconds": seconds, "kernel_peak_mib": peak_memory_mib("children")}))
+"""
+
+
+def measure_notebook(path) -> dict:
+    """Executes a lesson top to bottom in a fresh kernel; its wall time and peak memory.
+
+    The notebook runs from its own folder, with figures sent to a temporary folder (the
+    committed ones are not rewritten), in a fresh Python process whose only child is the
+    kernel, so the kernel's peak resident memory is that process's
+    ``getrusage(RUSAGE_CHILDREN)`` after the kernel has exited (``None`` on Windows).
+
+    Returns: {"notebook", "seconds", "kernel_peak_mib", "load_before", "load_after",
+    "within_budget"}. Raises ValueError naming the file if it is missing or does not run.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such notebook")
+    load_before = load_average()
+    with tempfile.TemporaryDirectory(prefix="vae_edu_bench_figures_") as figures:
+        env = dict(os.environ, VAE_EDU_FIGURES=figures)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                _NOTEBOOK_RUNNER,
+                str(path.resolve()),
+                str(path.parent.resolve()),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no error output"])[-1]
+        raise ValueError(f"{path.name} did not run to the end: {last[:300]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    peak = result["kernel_peak_mib"]
+    within = result["seconds"] <= NOTEBOOK_BUDGET_SECONDS and (
+        peak is None or peak <= NOTEBOOK_BUDGET_MIB
+    )
+    return {
+        "notebook": path.name,
+        "seconds": result["seconds"],
+        "kernel_peak_mib": peak,
+        "load_before": load_before,
+        "load_after": load_average(),
+        "within_budget": within,
+    }
+
+
+def _notebooks_report(rows: list[dict]) -> str:
+    lines = [
+        f"lessons from a fresh kernel (budget: {NOTEBOOK_BUDGET_SECONDS:.0f} s and "
+        f"{NOTEBOOK_BUDGET_MIB:.0f} MiB on 2 cores)",
+        f"{'notebook':34s} {'seconds':>8s} {'kernel peak':>12s} {'load':>11s}  within budget",
+    ]
+    for r in rows:
+        load = f"{_or_na(r['load_before'], '.1f')}-{_or_na(r['load_after'], '.1f')}"
+        lines.append(
+            f"{r['notebook']:34s} {r['seconds']:8.0f} {_or_na(r['kernel_peak_mib'], '.0f'):>8s} MiB"
+            f" {load:>11s}  {'yes' if r['within_budget'] else 'NO'}"
+        )
+    return "\n".join(lines)

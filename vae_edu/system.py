@@ -31,19 +31,24 @@ _MAXRSS_BYTES_PER_UNIT = {"darwin": 1}
 _DEFAULT_MAXRSS_BYTES_PER_UNIT = 1024  # Linux and the BSDs report kilobytes
 
 
-def peak_memory_mib() -> float | None:
-    """The peak resident memory of this process in MiB, or ``None`` if not available.
+def peak_memory_mib(of: str = "self") -> float | None:
+    """The peak resident memory in MiB, or ``None`` if not available.
 
+    ``of="self"``: this process; ``of="children"``: the largest of its terminated and
+    waited-for child processes (e.g. the kernel a notebook ran in, once it has exited).
     MiB = ru_maxrss * (bytes per unit) / 2**20, with bytes per unit 1 on macOS and 1024 on
     Linux. Returns ``None`` on platforms without the ``resource`` module (Windows).
     """
+    if of not in ("self", "children"):
+        raise ValueError(f"of must be 'self' or 'children', got {of!r}")
     try:
         import resource
     except ImportError:
         return None
     if resource is None:  # sys.modules["resource"] = None also means "not available"
         return None
-    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    who = resource.RUSAGE_SELF if of == "self" else resource.RUSAGE_CHILDREN
+    maxrss = resource.getrusage(who).ru_maxrss
     bytes_per_unit = _MAXRSS_BYTES_PER_UNIT.get(sys.platform, _DEFAULT_MAXRSS_BYTES_PER_UNIT)
     return maxrss * bytes_per_unit / 2**20
 

@@ -628,7 +628,9 @@ def ess_wrong_axis(log_w):
 
 
 @pytest.mark.parametrize(
-    "correct", [evaluate.effective_sample_size, ess_normalised, ess_with_jax], ids=str
+    "correct",
+    [evaluate.effective_sample_size, ess_normalised, ess_with_jax],
+    ids=lambda fn: fn.__name__,
 )
 def test_effective_sample_size_correct_solutions_pass(correct):
     result = lesson_checks.check_effective_sample_size(correct)

@@ -5,17 +5,27 @@
 * **A scrubbed environment** (:func:`kernel_env`): only what a kernel needs (PATH, a HOME
   inside the working directory, locale, the location of this package); nothing of the
   grader's own environment (tokens, credentials) is passed on.
-* **An unprivileged user** when the grader runs as root, on POSIX only
-  (:func:`unprivileged_user`, default ``nobody``): student code can then write neither the
-  instructor sources, the installed package, nor other submissions' grades.
-* **A read-only view** where that user cannot run this Python (a virtual environment under
-  ``/root`` or a private temporary folder), on Linux as root only (:func:`readonly_view`):
-  the kernel starts in a private mount namespace in which the package, the Python
-  installation, the instructor sources and the grader's working folder are bind-mounted
-  read-only, and only the submission's throw-away directory stays writable.
+* **An isolated kernel** when the grader runs as root on Linux (:func:`namespace_prefix`,
+  chosen by :func:`isolation`): the kernel starts in new PID and mount namespaces
+  (``unshare --pid --mount --fork --kill-child``), in a file system of its own (``chroot``
+  into a fresh tmpfs holding, read-only, the system folders, the Python installation, the
+  virtual environment and the package folder, and, writable, only the submission's
+  throw-away directory), as an unprivileged user (``setpriv``, default ``nobody``, no
+  capabilities, ``no_new_privs``). Student code then cannot read or write the instructor's
+  notebooks, the submissions, the grades or the grader's working folder (they are not in
+  its file system), cannot see or signal the grader (it is not in its PID namespace, so
+  ``/proc`` of the grader does not exist there), and every process it starts, detached or
+  not, dies with the kernel (the end of a PID namespace's first process kills the rest).
+* **An unprivileged user** without namespaces when the grader runs as root elsewhere on
+  POSIX (:func:`unprivileged_user`), if that user can run this Python.
+* **A read-only view** (:func:`readonly_view`, root on Linux, when neither of the above is
+  possible): a private mount namespace in which the package, the Python installation, the
+  instructor sources and the grader's working folder are bind-mounted read-only. Student
+  code runs as root there: a weak protection, said in a note.
 * Otherwise (not root, macOS, Windows) student code runs as the grader's user: the grader
   says so in a note, and relies on the SHA-256 check of its sources
-  (:func:`source_digests`) before every submission, which stops grading if they changed.
+  (:func:`source_digests`, which also rejects byte-code that differs from its source)
+  before every submission, which stops grading if they changed.
 * **Resource limits**, on POSIX only (:func:`limit_resources`): address space (memory),
   file size, no core dumps. Windows has no ``setrlimit``: there the memory limit is not
   enforced, and the grader says so.
@@ -23,7 +33,10 @@
 
 from __future__ import annotations
 
+import atexit
 import hashlib
+import importlib.util
+import marshal
 import os
 import shlex
 import shutil
@@ -40,13 +53,18 @@ import vae_edu
 __all__ = [
     "PACKAGE_DIR",
     "SandboxKernelManager",
+    "isolation",
     "kernel_env",
     "limit_resources",
     "make_workdir",
+    "namespace_prefix",
+    "python_dirs",
     "readonly_view",
+    "remove_untrusted_bytecode",
     "remove_workdir",
     "source_digests",
     "unprivileged_user",
+    "untrusted_bytecode",
 ]
 
 PACKAGE_DIR = Path(vae_edu.__file__).resolve().parent
@@ -54,7 +72,13 @@ MAX_FILE_BYTES = 512 * 1024 * 1024
 
 
 def source_digests(paths) -> dict[str, str]:
-    """SHA-256 of every grader source: the package's ``.py`` files and the given files."""
+    """SHA-256 of every grader source: the package's ``.py`` files and the given files.
+
+    A ``.py`` file whose byte-code in ``__pycache__`` is not the code of the source (a
+    submission that wrote a poisoned ``.pyc`` with the header of the untouched source) gets
+    the digest of that byte-code instead, marked: Python would run it in place of the
+    source, so for the grader the source changed.
+    """
     files = sorted(PACKAGE_DIR.rglob("*.py")) + sorted(Path(p).resolve() for p in paths)
     digests = {}
     for path in files:
@@ -64,7 +88,71 @@ def source_digests(paths) -> dict[str, str]:
             digests[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
         except OSError:
             digests[str(path)] = "unreadable"
+            continue
+        if path.suffix == ".py":
+            foreign = untrusted_bytecode(path)
+            if foreign:
+                data = b"".join(p.read_bytes() for p in foreign)
+                digests[str(path)] = (
+                    f"{hashlib.sha256(data).hexdigest()} (byte-code in __pycache__ that is "
+                    "not this source's)"
+                )
     return digests
+
+
+def untrusted_bytecode(source: Path) -> list[Path]:
+    """The cached byte-code files of ``source`` that this Python could load in its place
+    but whose code is not the source's (compared as code objects, so a ``.pyc`` that
+    Python wrote itself always matches).
+
+    Files of other Python versions (another magic number) are ignored: Python ignores them
+    too, and recompiles.
+    """
+    cache = source.parent / "__pycache__"
+    tag = sys.implementation.cache_tag
+    if tag is None or not cache.is_dir():
+        return []
+    names = {f"{source.stem}.{tag}.pyc": 0}
+    names.update({f"{source.stem}.{tag}.opt-{level}.pyc": level for level in (1, 2)})
+    found = []
+    for name, level in names.items():
+        pyc = cache / name
+        try:
+            data = pyc.read_bytes()
+        except OSError:
+            continue
+        if data[:4] != importlib.util.MAGIC_NUMBER:
+            continue
+        try:
+            expected = compile(
+                source.read_bytes(), str(source), "exec", dont_inherit=True, optimize=level
+            )
+        except (OSError, SyntaxError, ValueError):
+            continue  # no code to compare with: Python could not compile it either
+        try:
+            cached = marshal.loads(data[16:])
+        except (EOFError, ValueError, TypeError):
+            found.append(pyc)
+            continue
+        if cached != expected:
+            found.append(pyc)
+    return found
+
+
+def remove_untrusted_bytecode() -> list[Path]:
+    """Deletes the package's cached byte-code that is not its source's (see
+    :func:`untrusted_bytecode`), so that imports from now on compile the source; returns
+    what it could not delete (then :func:`source_digests` reports those sources changed)."""
+    kept = []
+    for source in sorted(PACKAGE_DIR.rglob("*.py")):
+        if "__pycache__" in source.parts:
+            continue
+        for pyc in untrusted_bytecode(source):
+            try:
+                pyc.unlink()
+            except OSError:
+                kept.append(pyc)
+    return kept
 
 
 _USABLE: dict[str, str] = {}
@@ -116,6 +204,196 @@ def unprivileged_user(name: str = "nobody"):
             f"user {name!r} cannot run this Python ({sys.executable}) and its packages "
             f"({_USABLE[name][:200]}); install them where every user can read them"
         )
+    return owner, ""
+
+
+# ----------------------------------------------------------------------- namespaces
+
+# System folders the kernel sees, read-only (the rest of the machine does not exist for it).
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt")
+DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+_NAMESPACE_TOOLS = ("unshare", "mount", "chroot", "setpriv", "sh")
+_NAMESPACE_USABLE: dict[str, str] = {}  # user name -> "" (usable) or why not
+_MOUNTPOINT: list[Path] = []  # the empty folder every kernel's root is mounted on
+
+
+def python_dirs() -> list[Path]:
+    """The folders this Python needs: its installation and its virtual environment."""
+    found = {
+        Path(p).resolve()
+        for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)
+    }
+    found.add(Path(sys.executable).resolve().parent)
+    return sorted(found, key=len_of_path)
+
+
+def _inside(path: Path, folders) -> bool:
+    return any(path == f or f in path.parents for f in folders)
+
+
+def _mountpoint() -> Path:
+    """An empty root-owned folder, made once per process, to mount the kernel's root on
+    (inside a private mount namespace only: outside it stays empty)."""
+    if not _MOUNTPOINT:
+        path = Path(tempfile.mkdtemp(prefix="vae_edu_root_"))
+        _MOUNTPOINT.append(path)
+        atexit.register(shutil.rmtree, path, True)
+    return _MOUNTPOINT[0]
+
+
+def namespace_prefix(workdir, owner, hide=(), *, root=None) -> list[str]:
+    """The command prefix that starts a program isolated (see the module's docstring).
+
+    ``unshare --mount --pid --fork --kill-child`` runs, as root and as the namespace's
+    first process, a shell that mounts a tmpfs on ``root`` (0755, read-only once built),
+    binds into it, read-only, the system folders (:data:`SYSTEM_DIRS`), this Python's
+    folders (:func:`python_dirs`) and the package folder (:data:`PACKAGE_DIR`, not the
+    checkout around it), and, writable, ``workdir``, all at their own paths; gives it a
+    few devices, a private ``/proc`` (of the new PID namespace), ``/tmp`` and ``/dev/shm``;
+    mounts an empty read-only tmpfs on every folder of ``hide`` that would still be visible
+    (inside a bound folder); then ``chroot``s there and runs the program in ``workdir`` as
+    ``owner`` = (uid, gid) through ``setpriv`` (no groups, no capabilities, no new
+    privileges). The shell stays the namespace's first process: when the program ends, or
+    the whole process group is killed, the namespace ends and every process in it is killed.
+    """
+    q = shlex.quote
+    tool = {name: q(shutil.which(name) or name) for name in _NAMESPACE_TOOLS}
+    mount = tool["mount"]
+    root = Path(root) if root is not None else _mountpoint()
+    workdir = Path(workdir).resolve()
+    system = [Path(d) for d in SYSTEM_DIRS if Path(d).is_dir() and not Path(d).is_symlink()]
+    keep = [p for p in [*python_dirs(), PACKAGE_DIR] if not _inside(p, system)]
+    keep = [p for p in keep if not _inside(p, [k for k in keep if k != p])]
+
+    def at(path: Path) -> str:  # where ``path`` is in the new root
+        return q(str(root) + str(path))
+
+    def bind_ro(path: Path) -> list[str]:
+        return [
+            f"mkdir -p {at(path)}",
+            f"{mount} --rbind {q(str(path))} {at(path)}",
+            f"{mount} -o remount,bind,ro,nosuid,nodev {at(path)}",
+        ]
+
+    steps = [
+        "set -e",
+        # the grader is not in this PID namespace (1: ipykernel does not watch its parent)
+        "export JPY_PARENT_PID=1",
+        "umask 022",
+        f"{mount} -t tmpfs -o mode=0755,size=16m vae_edu_root {q(str(root))}",
+    ]
+    for name in SYSTEM_DIRS:
+        path = Path(name)
+        if path.is_symlink():  # /bin -> usr/bin on merged-/usr systems
+            steps.append(f"ln -s {q(os.readlink(path))} {at(path)}")
+        elif path.is_dir():
+            steps += bind_ro(path)
+    steps.append(f"mkdir {at(Path('/dev'))} {at(Path('/dev/shm'))}")
+    for name in DEVICES:
+        if Path("/dev", name).exists():
+            device = Path("/dev", name)
+            steps += [f"touch {at(device)}", f"{mount} --bind {device} {at(device)}"]
+    for number, name in enumerate(("stdin", "stdout", "stderr")):
+        steps.append(f"ln -s /proc/self/fd/{number} {at(Path('/dev', name))}")
+    steps += [
+        f"ln -s /proc/self/fd {at(Path('/dev/fd'))}",
+        f"{mount} -t tmpfs -o mode=1777,size=256m,nosuid,nodev shm {at(Path('/dev/shm'))}",
+        f"mkdir {at(Path('/proc'))} {at(Path('/tmp'))}",
+        f"{mount} -t proc -o nosuid,nodev,noexec proc {at(Path('/proc'))}",
+        f"{mount} -t tmpfs -o mode=1777,size=256m,nosuid,nodev tmp {at(Path('/tmp'))}",
+    ]
+    if Path("/sys").is_dir():
+        steps += bind_ro(Path("/sys"))
+    for path in keep:
+        steps += bind_ro(path)
+    steps += [
+        f"mkdir -p {at(workdir)}",
+        f"{mount} --bind {q(str(workdir))} {at(workdir)}",
+        f"{mount} -o remount,bind,nosuid,nodev {at(workdir)}",
+    ]
+    visible = [*system, *keep]
+    # never hidden: what the kernel needs (a folder the grader is started from can be one)
+    needed = [*system, *python_dirs(), PACKAGE_DIR, workdir]
+    needed += [Path(p).resolve() for p in sys.path if p and Path(p).is_dir()]
+    cwd = Path.cwd().resolve()
+    needed = [p for p in needed if p != cwd]
+    for folder in sorted({Path(h).resolve() for h in hide}, key=len_of_path):
+        if (
+            folder.is_dir()
+            and _inside(folder, visible)
+            and not any(folder == p or folder in p.parents for p in needed)
+        ):
+            steps.append(f"{mount} -t tmpfs -o ro,mode=0755,size=4k hidden {at(folder)}")
+    steps.append(f"{mount} -o remount,ro {q(str(root))}")
+    drop = (
+        f"exec {tool['setpriv']} --reuid={int(owner[0])} --regid={int(owner[1])} --clear-groups "
+        '--no-new-privs --inh-caps=-all "$@"'
+    )
+    inner_script = f'cd "$1" && shift && {drop}'
+    # not exec'd: this shell stays the namespace's first process (see the docstring)
+    steps.append(
+        f"{tool['chroot']} {q(str(root))} {tool['sh']} -c {q(inner_script)} "
+        f'sh {q(str(workdir))} "$@"'
+    )
+    return [
+        shutil.which("unshare") or "unshare",
+        "--mount",
+        "--pid",
+        "--fork",
+        "--kill-child",
+        "--propagation",
+        "private",
+        shutil.which("sh") or "/bin/sh",
+        "-c",
+        "\n".join(steps),
+        "vae_edu_sandbox",
+    ]
+
+
+def isolation(name: str = "nobody"):
+    """((uid, gid), "") if kernels can run isolated (:func:`namespace_prefix`) as user
+    ``name``, or (None, why not).
+
+    Linux, root, the commands unshare, mount, chroot, setpriv and sh; checked once per
+    process by starting this Python isolated and importing the package and ipykernel.
+    """
+    if not sys.platform.startswith("linux") or os.geteuid() != 0:
+        return None, "isolating the kernel needs Linux and root"
+    missing = [tool for tool in _NAMESPACE_TOOLS if not shutil.which(tool)]
+    if missing:
+        return None, f"isolating the kernel needs the command(s) {', '.join(missing)}"
+    import pwd  # POSIX only
+
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        return None, f"there is no user {name!r} to run student code as"
+    owner = entry.pw_uid, entry.pw_gid
+    if owner[0] == 0:
+        return None, f"user {name!r} is root"
+    if name not in _NAMESPACE_USABLE:
+        probe = make_workdir(owner)
+        check = (
+            "import os, vae_edu, ipykernel; "
+            f"assert os.getuid() == {owner[0]} and os.getgid() == {owner[1]}, 'user'; "
+            "assert os.getcwd() == os.environ['HOME'].rsplit('/', 1)[0], 'cwd'"
+        )
+        try:
+            result = subprocess.run(
+                [*namespace_prefix(probe, owner), sys.executable, "-c", check],
+                env=kernel_env(probe),
+                cwd=probe,
+                capture_output=True,
+                timeout=120,
+            )
+            lines = result.stderr.decode(errors="replace").strip().splitlines() or ["failed"]
+            _NAMESPACE_USABLE[name] = "" if result.returncode == 0 else lines[-1][:200]
+        except (OSError, subprocess.SubprocessError) as err:
+            _NAMESPACE_USABLE[name] = f"{type(err).__name__}: {err}"
+        finally:
+            remove_workdir(probe)
+    if _NAMESPACE_USABLE[name]:
+        return None, f"the kernel cannot run isolated here ({_NAMESPACE_USABLE[name]})"
     return owner, ""
 
 

@@ -80,6 +80,7 @@ MAX_MESSAGE = 1000  # characters of a message in the report
 DEFAULT_SOURCE_DIR = Path(__file__).resolve().parents[2] / "notebooks" / "assignments"
 _PROBE_TIMEOUT = 15  # seconds for a kernel to answer again after an interrupt
 # Grader sources as they were when the grader was loaded, before any student code ran.
+_sandbox.remove_untrusted_bytecode()  # before the baseline: what imports load from now on
 SOURCE_BASELINE = _sandbox.source_digests(sorted(DEFAULT_SOURCE_DIR.glob("*.ipynb")))
 
 
@@ -436,7 +437,8 @@ class _Limits:
     memory_mb: int | None
     max_output: int
     owner: tuple | None  # (uid, gid) to run as, or None
-    view: tuple = ()  # a readonly_view command prefix, or none
+    view: tuple = ()  # a command prefix (namespace_prefix or readonly_view), or none
+    switch_user: bool = True  # the kernel manager switches to owner (not the prefix)
 
 
 class _Kernel:
@@ -510,12 +512,14 @@ class _Kernel:
         kwargs = {
             "cwd": str(self.workdir),
             "env": _sandbox.kernel_env(self.workdir),
-            "stderr": subprocess.DEVNULL,
+            "stdout": subprocess.DEVNULL,  # a cell writing to the kernel's own stdout or
+            "stderr": subprocess.DEVNULL,  # stderr never reaches the grader's
         }
         preexec = _sandbox.limit_resources(self.limits.memory_mb)
         if preexec is not None:
             kwargs["preexec_fn"] = preexec
-        if self.limits.owner is not None:  # POSIX only: root drops to an unprivileged user
+        if self.limits.owner is not None and self.limits.switch_user:  # POSIX only: root
+            # drops to an unprivileged user (an isolating prefix drops by itself, inside)
             owner = self.limits.owner
             kwargs.update(user=owner[0], group=owner[1], extra_groups=[])
         try:
@@ -1049,10 +1053,22 @@ def grade_submission(
         )
         return zero_report("refused", f"this file is not assignment {assignment}")
 
-    owner, why_not = _sandbox.unprivileged_user(user)
+    owner, why_not = _sandbox.isolation(user)  # root on Linux: an isolated kernel
+    isolated = owner is not None
+    if not isolated:
+        owner, why_not_user = _sandbox.unprivileged_user(user)
+        why_not = f"{why_not}; {why_not_user}" if owner is None else why_not
     workdir = _sandbox.make_workdir(owner)
     view, why_no_view = (), ""
-    if owner is None:  # no other user: make what must not change read-only instead
+    if isolated:
+        hide = [
+            Path(source_path).resolve().parent,  # the instructor sources
+            Path(submission).resolve().parent,  # the submissions
+            Path.cwd(),  # where the grader writes grades (the documented layout)
+            _sandbox.PACKAGE_DIR.parent,  # the checkout (unless it is site-packages)
+        ]
+        view = _sandbox.namespace_prefix(workdir, owner, hide)
+    elif owner is None:  # no other user: make what must not change read-only instead
         protect = [
             _sandbox.PACKAGE_DIR.parent,  # the checkout, or site-packages
             Path(sys.prefix),
@@ -1070,7 +1086,7 @@ def grade_submission(
             merged,
             workdir=workdir,
             kernel_name=source_nb.metadata.get("kernelspec", {}).get("name", "python3"),
-            limits=_Limits(timeout, memory_mb, max_output, owner, tuple(view)),
+            limits=_Limits(timeout, memory_mb, max_output, owner, tuple(view), not isolated),
         )
         outcomes = _run_notebook(merged, kernel, assignment)
         if executed_path is not None:
@@ -1090,10 +1106,11 @@ def grade_submission(
         _sandbox.remove_workdir(workdir)
     if owner is None and view:
         notes.append(
-            f"student code ran as the grader's own user ({why_not}), in a private read-only "
-            "view of the package, the Python installation, the instructor sources and the "
-            "grader's working folder (a Linux mount namespace): only its throw-away directory "
-            "was writable."
+            f"student code ran as the grader's own user, root ({why_not}), in a private "
+            "read-only view of the package, the Python installation, the instructor sources "
+            "and the grader's working folder (a Linux mount namespace): only its throw-away "
+            "directory was writable, but root can undo the view. Install util-linux's "
+            "setpriv and unshare to isolate student code."
         )
     elif owner is None:
         notes.append(

@@ -54,12 +54,12 @@ def test_student_code_runs_as_nobody_in_its_working_directory(isolated):
     assert result.returncode == 0, result.stderr
     uid, gid, cwd = result.stdout.split()
     assert (int(uid), int(gid)) == isolated.owner
-    assert Path(cwd) == isolated.workdir.resolve()
+    assert Path(cwd) == _sandbox.kernel_cwd(isolated.workdir).resolve()
 
 
 @needs_isolation
 def test_a_file_only_root_may_read_cannot_be_read(isolated):
-    secret = isolated.workdir / "secret.txt"  # visible to the kernel, but root's
+    secret = _sandbox.kernel_cwd(isolated.workdir) / "secret.txt"  # visible, but root's
     secret.write_text("the answers")
     os.chown(secret, 0, 0)
     secret.chmod(0o600)
@@ -174,6 +174,32 @@ def test_detached_processes_end_with_the_first_one(isolated):
     result = isolated(code, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["started"]
+
+
+@needs_isolation
+def test_an_isolated_process_ends_when_the_grader_is_killed(isolated):
+    """Nothing in the namespace watches the grader: its death must end the namespace."""
+    grader = f"""
+    import subprocess, time
+    from pathlib import Path
+    from vae_edu.assignments import _sandbox
+    workdir = Path({str(isolated.workdir)!r})
+    subprocess.Popen(
+        [*_sandbox.namespace_prefix(workdir, {isolated.owner!r}), "sleep", "600"],
+        env=_sandbox.kernel_env(workdir),
+        preexec_fn=_sandbox.limit_resources(None, die_with_grader=True),
+        start_new_session=True,
+    )
+    print("started", flush=True)
+    time.sleep(600)
+    """
+    process = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(grader)], stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout.readline().strip() == "started"
+    process.kill()
+    # the isolated sleep holds the pipe: its end comes only once that process is gone
+    assert process.communicate(timeout=120)[0] == ""
 
 
 @needs_isolation

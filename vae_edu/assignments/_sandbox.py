@@ -54,6 +54,7 @@ __all__ = [
     "PACKAGE_DIR",
     "SandboxKernelManager",
     "isolation",
+    "kernel_cwd",
     "kernel_env",
     "limit_resources",
     "make_workdir",
@@ -333,7 +334,7 @@ def namespace_prefix(workdir, owner, hide=(), *, root=None) -> list[str]:
     # not exec'd: this shell stays the namespace's first process (see the docstring)
     steps.append(
         f"{tool['chroot']} {q(str(root))} {tool['sh']} -c {q(inner_script)} "
-        f'sh {q(str(workdir))} "$@"'
+        f'sh {q(str(kernel_cwd(workdir)))} "$@"'
     )
     return [
         shutil.which("unshare") or "unshare",
@@ -376,7 +377,7 @@ def isolation(name: str = "nobody"):
         check = (
             "import os, vae_edu, ipykernel; "
             f"assert os.getuid() == {owner[0]} and os.getgid() == {owner[1]}, 'user'; "
-            "assert os.getcwd() == os.environ['HOME'].rsplit('/', 1)[0], 'cwd'"
+            "assert os.getcwd() == os.environ['HOME'][:-4] + 'work', 'cwd'"
         )
         try:
             result = subprocess.run(
@@ -456,14 +457,29 @@ def len_of_path(path: Path) -> int:
 
 
 def make_workdir(owner=None) -> Path:
-    """A fresh, private working directory (owned by ``owner`` = (uid, gid) if given)."""
+    """A fresh, private working directory for one submission's kernel.
+
+    It holds ``home``, ``tmp``, ``channel`` (see :mod:`._channel`), ``work`` (the kernel's
+    current folder, :func:`kernel_cwd`) and the connection file. Given ``owner`` = (uid,
+    gid), the sub-folders are that user's, while the folder itself stays the grader's
+    (0755): student code can write in them but cannot replace one of them (a ``channel``
+    made a link to another folder would have the grader write and delete files there).
+    """
     path = Path(tempfile.mkdtemp(prefix="vae_edu_grade_"))
-    for sub in ("home", "tmp", "channel"):
-        (path / sub).mkdir()
+    subs = [path / sub for sub in ("home", "tmp", "channel", "work")]
+    for sub in subs:
+        sub.mkdir()
     if owner is not None:
-        for p in (path, path / "home", path / "tmp", path / "channel"):
-            os.chown(p, *owner)  # POSIX only (owner is None elsewhere)
+        path.chmod(0o755)
+        for sub in subs:
+            os.chown(sub, *owner)  # POSIX only (owner is None elsewhere)
+            sub.chmod(0o700)
     return path
+
+
+def kernel_cwd(workdir: Path) -> Path:
+    """The kernel's current folder in ``workdir``: relative paths of student code land here."""
+    return Path(workdir) / "work"
 
 
 def remove_workdir(path: Path) -> None:
@@ -501,14 +517,28 @@ def kernel_env(workdir: Path) -> dict[str, str]:
     return env
 
 
-def limit_resources(memory_mb: int | None):
-    """A ``preexec_fn`` setting the kernel's limits (POSIX only; None elsewhere)."""
+def limit_resources(memory_mb: int | None, *, die_with_grader: bool = False):
+    """A ``preexec_fn`` setting the kernel's limits (POSIX only; None elsewhere).
+
+    ``die_with_grader`` (Linux): the started process is killed when the grader ends
+    (``PR_SET_PDEATHSIG``). An isolated kernel needs it: it cannot watch the grader, which
+    is outside its PID namespace, while ``unshare --kill-child`` ends the namespace with it.
+    """
     if os.name != "posix":
         return None
+    prctl, grader = None, os.getpid()
+    if die_with_grader and sys.platform.startswith("linux"):
+        import ctypes
 
-    def apply():  # runs in the child, after the switch of user
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
+
+    def apply():  # runs in the child, before the program starts
         import resource  # POSIX only
 
+        if prctl is not None:
+            prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+            if os.getppid() != grader:  # the grader ended before that
+                os._exit(1)
         if memory_mb:
             limit = int(memory_mb) * 1024 * 1024
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))

@@ -489,7 +489,7 @@ class _Kernel:
             kernel_name=kernel_name,
             record_timing=False,
             shutdown_kernel="immediate",
-            resources={"metadata": {"path": str(workdir)}},
+            resources={"metadata": {"path": str(_sandbox.kernel_cwd(workdir))}},
             log=quiet,
         )
 
@@ -510,12 +510,14 @@ class _Kernel:
     def session(self):
         """The running kernel (nbclient's ``setup_kernel``); stopped on leaving, however."""
         kwargs = {
-            "cwd": str(self.workdir),
+            "cwd": str(_sandbox.kernel_cwd(self.workdir)),
             "env": _sandbox.kernel_env(self.workdir),
             "stdout": subprocess.DEVNULL,  # a cell writing to the kernel's own stdout or
             "stderr": subprocess.DEVNULL,  # stderr never reaches the grader's
         }
-        preexec = _sandbox.limit_resources(self.limits.memory_mb)
+        preexec = _sandbox.limit_resources(
+            self.limits.memory_mb, die_with_grader=not self.limits.switch_user
+        )
         if preexec is not None:
             kwargs["preexec_fn"] = preexec
         if self.limits.owner is not None and self.limits.switch_user:  # POSIX only: root

@@ -203,6 +203,24 @@ def test_an_isolated_process_ends_when_the_grader_is_killed(isolated):
 
 
 @needs_isolation
+def test_the_limits_reach_the_isolated_process(isolated):
+    workdir = isolated.workdir
+    code = (
+        "import resource as r; print(*(r.getrlimit(k)[0] for k in (r.RLIMIT_AS, r.RLIMIT_NPROC)))"
+    )
+    result = subprocess.run(
+        [*_sandbox.namespace_prefix(workdir, isolated.owner), sys.executable, "-c", code],
+        env=_sandbox.kernel_env(workdir),
+        preexec_fn=_sandbox.limit_resources(2048, die_with_grader=True),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(2048 * 1024 * 1024), str(_sandbox.MAX_PROCESSES)]
+
+
+@needs_isolation
 def test_the_kernel_manager_starts_interrupts_and_stops_an_isolated_kernel(isolated):
     from jupyter_core.utils import run_sync
 

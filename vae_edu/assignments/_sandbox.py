@@ -70,6 +70,9 @@ __all__ = [
 
 PACKAGE_DIR = Path(vae_edu.__file__).resolve().parent
 MAX_FILE_BYTES = 512 * 1024 * 1024
+# Processes and threads of the unprivileged user, all its isolated kernels together
+# (JAX starts a few dozen threads per kernel).
+MAX_PROCESSES = 4096
 
 
 def source_digests(paths) -> dict[str, str]:
@@ -303,8 +306,8 @@ def namespace_prefix(workdir, owner, hide=(), *, root=None) -> list[str]:
         f"{mount} -t proc -o nosuid,nodev,noexec proc {at(Path('/proc'))}",
         f"{mount} -t tmpfs -o mode=1777,size=256m,nosuid,nodev tmp {at(Path('/tmp'))}",
     ]
-    if Path("/sys").is_dir():
-        steps += bind_ro(Path("/sys"))
+    if Path("/sys").is_dir():  # only informative (CPU counts): best effort
+        steps.append("{ " + " && ".join(bind_ro(Path("/sys"))) + "; } || true")
     for path in keep:
         steps += bind_ro(path)
     steps += [
@@ -520,9 +523,11 @@ def kernel_env(workdir: Path) -> dict[str, str]:
 def limit_resources(memory_mb: int | None, *, die_with_grader: bool = False):
     """A ``preexec_fn`` setting the kernel's limits (POSIX only; None elsewhere).
 
-    ``die_with_grader`` (Linux): the started process is killed when the grader ends
-    (``PR_SET_PDEATHSIG``). An isolated kernel needs it: it cannot watch the grader, which
-    is outside its PID namespace, while ``unshare --kill-child`` ends the namespace with it.
+    ``die_with_grader`` (Linux), for an isolated kernel: the started process is killed when
+    the grader ends (``PR_SET_PDEATHSIG``; the kernel cannot watch the grader, which is
+    outside its PID namespace, and ``unshare --kill-child`` ends the namespace with it), and
+    the unprivileged user it switches to may run at most :data:`MAX_PROCESSES` processes
+    and threads (a fork bomb; not enforced for root, so the switch itself is unaffected).
     """
     if os.name != "posix":
         return None
@@ -544,6 +549,8 @@ def limit_resources(memory_mb: int | None, *, die_with_grader: bool = False):
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_FILE_BYTES, MAX_FILE_BYTES))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if prctl is not None:
+            resource.setrlimit(resource.RLIMIT_NPROC, (MAX_PROCESSES, MAX_PROCESSES))
 
     return apply
 

@@ -6,7 +6,8 @@ cells the student added; every test and read-only cell comes from the source. Th
 notebook then runs in a fresh kernel (nbclient) that is treated as hostile:
 
 * it runs in a throw-away working directory, with a scrubbed environment, resource limits
-  and, when the grader is root, as an unprivileged user (see :mod:`._sandbox`);
+  and, when the grader is root, as an unprivileged user, on Linux isolated in PID and mount
+  namespaces of its own that hold none of the instructor's files (see :mod:`._sandbox`);
 * the **hidden tests never run in it**. At each test cell the kernel runs only the visible
   part (for the executed notebook); the hidden part runs in the grader's own process,
   where every name of the student's (a function, a number) is a proxy that asks the kernel

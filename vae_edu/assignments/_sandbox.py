@@ -7,7 +7,7 @@
   grader's own environment (tokens, credentials) is passed on.
 * **An isolated kernel** when the grader runs as root on Linux (:func:`namespace_prefix`,
   chosen by :func:`isolation`): the kernel starts in new PID and mount namespaces
-  (``unshare --pid --mount --fork --kill-child``), in a file system of its own (``chroot``
+  (``unshare --pid --mount --ipc --fork --kill-child``), in a file system of its own (``chroot``
   into a fresh tmpfs holding, read-only, the system folders, the Python installation, the
   virtual environment and the package folder, and, writable, only the submission's
   throw-away directory), as an unprivileged user (``setpriv``, default ``nobody``, no
@@ -248,7 +248,7 @@ def _mountpoint() -> Path:
 def namespace_prefix(workdir, owner, hide=(), *, root=None) -> list[str]:
     """The command prefix that starts a program isolated (see the module's docstring).
 
-    ``unshare --mount --pid --fork --kill-child`` runs, as root and as the namespace's
+    ``unshare --mount --ipc --pid --fork --kill-child`` runs, as root and as the namespace's
     first process, a shell that mounts a tmpfs on ``root`` (0755, read-only once built),
     binds into it, read-only, the system folders (:data:`SYSTEM_DIRS`), this Python's
     folders (:func:`python_dirs`) and the package folder (:data:`PACKAGE_DIR`, not the
@@ -342,6 +342,7 @@ def namespace_prefix(workdir, owner, hide=(), *, root=None) -> list[str]:
     return [
         shutil.which("unshare") or "unshare",
         "--mount",
+        "--ipc",  # no System V shared memory or message queues shared with other kernels
         "--pid",
         "--fork",
         "--kill-child",

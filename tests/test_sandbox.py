@@ -68,6 +68,26 @@ def test_a_file_only_root_may_read_cannot_be_read(isolated):
 
 
 @needs_isolation
+def test_the_folders_the_grader_uses_cannot_be_replaced(isolated):
+    """A ``channel`` made a link to another folder would have the grader (root) write and
+    delete files there: the working directory itself is the grader's."""
+    workdir = isolated.workdir
+    code = f"""
+    import os
+    try:
+        os.rename({str(workdir / "channel")!r}, {str(workdir / "old")!r})
+        os.symlink("/etc", {str(workdir / "channel")!r})
+        print("replaced")
+    except PermissionError:
+        print("refused")
+    """
+    result = isolated(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["refused"]
+    assert (workdir / "channel").is_dir() and not (workdir / "channel").is_symlink()
+
+
+@needs_isolation
 def test_the_instructor_folders_and_the_rest_of_the_machine_are_not_there(isolated, tmp_path):
     outside = tmp_path / "grades"
     outside.mkdir()

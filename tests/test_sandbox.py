@@ -9,6 +9,7 @@ import importlib.util
 import marshal
 import os
 import py_compile
+import socket
 import struct
 import subprocess
 import sys
@@ -178,6 +179,23 @@ def test_the_grader_is_neither_visible_nor_reachable(isolated, monkeypatch):
 
 
 @needs_isolation
+def test_there_is_no_network_not_even_the_graders_loopback(isolated):
+    with socket.create_server(("127.0.0.1", 0)) as server:  # the grader listens
+        port = server.getsockname()[1]
+        code = f"""
+        import socket
+        try:
+            socket.create_connection(("127.0.0.1", {port}), timeout=30).close()
+            print("connected")
+        except OSError as err:
+            print("refused", type(err).__name__)
+        """
+        result = isolated(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[0] == "refused", result.stdout
+
+
+@needs_isolation
 def test_detached_processes_end_with_the_first_one(isolated):
     """A detached grandchild keeps the pipe open while it lives: reading to the end of the
     pipe returns only once it is gone (it would otherwise sleep for 10 minutes)."""
@@ -251,6 +269,7 @@ def test_the_kernel_manager_starts_interrupts_and_stops_an_isolated_kernel(isola
     )
     km.sandbox_owner = isolated.owner
     km.sandbox_prefix = _sandbox.namespace_prefix(workdir, isolated.owner)
+    km.transport, km.ip = "ipc", str(_sandbox.ipc_path(workdir))  # no network inside
     run_sync(km.start_kernel)(
         cwd=str(workdir),
         env=_sandbox.kernel_env(workdir),

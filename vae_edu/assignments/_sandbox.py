@@ -6,11 +6,12 @@
   inside the working directory, locale, the location of this package); nothing of the
   grader's own environment (tokens, credentials) is passed on.
 * **An isolated kernel** when the grader runs as root on Linux (:func:`namespace_prefix`,
-  chosen by :func:`isolation`): the kernel starts in new PID and mount namespaces
-  (``unshare --pid --mount --ipc --fork --kill-child``), in a file system of its own (``chroot``
-  into a fresh tmpfs holding, read-only, the system folders, the Python installation, the
-  virtual environment and the package folder, and, writable, only the submission's
-  throw-away directory), as an unprivileged user (``setpriv``, default ``nobody``, no
+  chosen by :func:`isolation`): the kernel starts in new PID, mount, IPC and network
+  namespaces (``unshare --pid --mount --ipc --net --fork --kill-child``: no network; the
+  grader talks to it over Unix sockets, :func:`ipc_path`), in a file system of its own
+  (``chroot`` into a fresh tmpfs holding, read-only, the system folders, the Python
+  installation, the virtual environment and the package folder, and, writable, only the
+  submission's throw-away directory), as an unprivileged user (``setpriv``, default ``nobody``, no
   capabilities, ``no_new_privs``). Student code then cannot read or write the instructor's
   notebooks, the submissions, the grades or the grader's working folder (they are not in
   its file system), cannot see or signal the grader (it is not in its PID namespace, so
@@ -53,6 +54,7 @@ import vae_edu
 __all__ = [
     "PACKAGE_DIR",
     "SandboxKernelManager",
+    "ipc_path",
     "isolation",
     "kernel_cwd",
     "kernel_env",
@@ -249,8 +251,8 @@ def _mountpoint() -> Path:
 def namespace_prefix(workdir, owner, hide=(), *, root=None) -> list[str]:
     """The command prefix that starts a program isolated (see the module's docstring).
 
-    ``unshare --mount --ipc --pid --fork --kill-child`` runs, as root and as the namespace's
-    first process, a shell that mounts a tmpfs on ``root`` (0755, read-only once built),
+    ``unshare --mount --ipc --net --pid --fork --kill-child`` runs, as root and as the
+    namespace's first process, a shell that mounts a tmpfs on ``root`` (0755, read-only once built),
     binds into it, read-only, the system folders (:data:`SYSTEM_DIRS`), this Python's
     folders (:func:`python_dirs`) and the package folder (:data:`PACKAGE_DIR`, not the
     checkout around it), and, writable, ``workdir``, all at their own paths; gives it a
@@ -344,6 +346,7 @@ def namespace_prefix(workdir, owner, hide=(), *, root=None) -> list[str]:
         shutil.which("unshare") or "unshare",
         "--mount",
         "--ipc",  # no System V shared memory or message queues shared with other kernels
+        "--net",  # no network: the kernel talks to the grader over Unix sockets (ipc_path)
         "--pid",
         "--fork",
         "--kill-child",
@@ -471,7 +474,7 @@ def make_workdir(owner=None) -> Path:
     made a link to another folder would have the grader write and delete files there).
     """
     path = Path(tempfile.mkdtemp(prefix="vae_edu_grade_"))
-    subs = [path / sub for sub in ("home", "tmp", "channel", "work")]
+    subs = [path / sub for sub in ("home", "tmp", "channel", "work", "ipc")]
     for sub in subs:
         sub.mkdir()
     if owner is not None:
@@ -480,6 +483,12 @@ def make_workdir(owner=None) -> Path:
             os.chown(sub, *owner)  # POSIX only (owner is None elsewhere)
             sub.chmod(0o700)
     return path
+
+
+def ipc_path(workdir: Path) -> Path:
+    """The prefix of the kernel's Unix sockets (jupyter_client's ``ip`` for the ``ipc``
+    transport): an isolated kernel has no network, not even the grader's loopback."""
+    return Path(workdir) / "ipc" / "kernel"
 
 
 def kernel_cwd(workdir: Path) -> Path:

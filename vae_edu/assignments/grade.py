@@ -471,6 +471,8 @@ class _Kernel:
         )
         km.sandbox_owner = limits.owner
         km.sandbox_prefix = list(limits.view)
+        if not limits.switch_user:  # isolated, without network: Unix sockets
+            km.transport, km.ip = "ipc", str(_sandbox.ipc_path(workdir))
         quiet = logging.getLogger("vae_edu.assignments.nbclient")
         quiet.setLevel(logging.CRITICAL)  # timeouts are reported in the score table
         self.client = _Client(

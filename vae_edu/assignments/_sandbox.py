@@ -34,7 +34,6 @@
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import importlib.util
 import marshal
@@ -221,7 +220,6 @@ SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 _NAMESPACE_TOOLS = ("unshare", "mount", "chroot", "setpriv", "sh")
 _NAMESPACE_USABLE: dict[str, str] = {}  # user name -> "" (usable) or why not
-_MOUNTPOINT: list[Path] = []  # the empty folder every kernel's root is mounted on
 
 
 def python_dirs() -> list[Path]:
@@ -238,18 +236,11 @@ def _inside(path: Path, folders) -> bool:
     return any(path == f or f in path.parents for f in folders)
 
 
-def _mountpoint() -> Path:
-    """An empty root-owned folder, made once per process, to mount the kernel's root on
-    (inside a private mount namespace only: outside it stays empty)."""
-    if not _MOUNTPOINT:
-        path = Path(tempfile.mkdtemp(prefix="vae_edu_root_"))
-        _MOUNTPOINT.append(path)
-        atexit.register(shutil.rmtree, path, True)
-    return _MOUNTPOINT[0]
-
-
 def namespace_prefix(workdir, owner, hide=(), *, root=None) -> list[str]:
     """The command prefix that starts a program isolated (see the module's docstring).
+
+    ``workdir`` is a :func:`make_workdir` folder; the new root is mounted on ``root``
+    (default ``workdir/root``, an empty folder only the grader can change).
 
     ``unshare --mount --ipc --net --pid --fork --kill-child`` runs, as root and as the
     namespace's first process, a shell that mounts a tmpfs on ``root`` (0755, read-only once built),
@@ -266,8 +257,11 @@ def namespace_prefix(workdir, owner, hide=(), *, root=None) -> list[str]:
     q = shlex.quote
     tool = {name: q(shutil.which(name) or name) for name in _NAMESPACE_TOOLS}
     mount = tool["mount"]
-    root = Path(root) if root is not None else _mountpoint()
     workdir = Path(workdir).resolve()
+    if root is None:  # an empty folder of the grader's, deleted with the working directory
+        root = workdir / "root"
+        root.mkdir(mode=0o700, exist_ok=True)
+    root = Path(root)
     system = [Path(d) for d in SYSTEM_DIRS if Path(d).is_dir() and not Path(d).is_symlink()]
     keep = [p for p in [*python_dirs(), PACKAGE_DIR] if not _inside(p, system)]
     keep = [p for p in keep if not _inside(p, [k for k in keep if k != p])]

@@ -7,12 +7,26 @@
 * ``browser`` tests need Debian's chromium; on a student's machine without it they are
   skipped with instructions, but where ``VAE_EDU_REQUIRE_BROWSER=1`` (set by ``.ci/run``)
   a missing browser is a failure, so CI can never pass by skipping them.
+* The lessons save their figures (``vae_edu.plots.save_figure``) and nbval re-executes
+  every lesson: unless ``VAE_EDU_FIGURES`` is already set, the figures of a test run go to
+  a temporary folder (the kernels inherit the environment), so running the tests never
+  rewrites the committed PNGs under ``figures/``. Tests of the default location unset it.
 """
+
+import atexit
+import os
+import shutil
+import tempfile
 
 import matplotlib
 import pytest
 
 matplotlib.use("Agg")
+
+if "VAE_EDU_FIGURES" not in os.environ:
+    _figures = tempfile.mkdtemp(prefix="vae_edu_test_figures_")
+    os.environ["VAE_EDU_FIGURES"] = _figures
+    atexit.register(shutil.rmtree, _figures, ignore_errors=True)
 
 
 # --- shared models of the conjugate-model lessons (test_conjugate_lessons, test_loss,

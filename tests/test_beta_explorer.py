@@ -1,4 +1,4 @@
-"""Tests for notebook 05's beta slider: evaluate.latent_usage (against kl_per_dimension and
+"""Tests for notebook 06's beta slider: evaluate.latent_usage (against kl_per_dimension and
 active_units), plots.plot_latent_usage and widgets.build_beta_explorer (driven by assigning
 the slider's value and reading the Image widgets' bytes and the readout).
 """

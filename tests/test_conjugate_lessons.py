@@ -270,7 +270,7 @@ def test_shape_errors_name_both_shapes(model_2d):
         elbo_readout(model_2d, jnp.zeros(3), jnp.zeros(2), jnp.zeros(1))
 
 
-# ------------------------------------ PPCA and the tempered optimal q (notebook 04)
+# ------------------------------------ PPCA and the tempered optimal q (notebook 05)
 
 
 @jax.jit

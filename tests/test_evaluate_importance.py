@@ -1,4 +1,4 @@
-"""Tests for the importance weights of notebook 07's live k slider (vae_edu.evaluate):
+"""Tests for the importance weights of notebook 08's live k slider (vae_edu.evaluate):
 per_image_log_weights, effective_sample_size and the prefix curves, each against an
 independent float64 route.
 """

@@ -43,6 +43,33 @@ WRONG = {
             "KL(p || q) instead of KL(q || p)",
         ),
     },
+    "04_reparameterization": {
+        "reparameterize_mine": (
+            "def reparameterize_mine(key, mean, log_var):\n"
+            "    # sigma^2 where sigma belongs\n"
+            "    eps = jax.random.normal(key, jnp.shape(mean))\n"
+            "    return mean + jnp.exp(log_var) * eps\n",
+            "you scaled eps by sigma^2",
+        ),
+    },
+    "05_decoders_and_loss": {
+        "negative_elbo_mine": (
+            "def negative_elbo_mine(x, logits, mean, log_var):\n"
+            "    # a mean over the pixels\n"
+            "    log_lik = jnp.mean(\n"
+            "        x * jax.nn.log_sigmoid(logits) + (1 - x) * jax.nn.log_sigmoid(-logits), -1\n"
+            "    )\n"
+            "    kl = 0.5 * jnp.sum(mean**2 + jnp.exp(log_var) - 1.0 - log_var, axis=-1)\n"
+            "    return jnp.mean(kl - log_lik)\n",
+            "averaged over the 6 pixels",
+        ),
+    },
+    "09_appendix_engineering": {
+        "softplus_mine": (
+            "def softplus_mine(r):\n    # as it reads\n    return jnp.log(1.0 + jnp.exp(r))\n",
+            "overflow: your softplus is [inf, inf]",
+        ),
+    },
     "03_elbo": {
         "elbo_estimate": (
             "def elbo_estimate(key, model, x, mean, log_var, num_samples):\n"
@@ -61,7 +88,7 @@ WRONG = {
     },
 }
 
-# Executing 03 takes about a minute on one core (00: 15 s, 02: 30 s).
+# Executing 03 takes about a minute on one core (00: 15 s, 02: 30 s, 04: 15 s, 05: 25 s).
 PARAMS = [
     pytest.param(name, marks=pytest.mark.slow if name.startswith("03") else ()) for name in WRONG
 ]
@@ -121,6 +148,8 @@ def test_exercise_cells_are_tagged_and_complete(name):
     for cell in nb.cells:
         if "solution" in _tags(cell) and cell.cell_type == "markdown":
             assert "Solution (try first)" in cell.source
+        if cell.cell_type == "markdown" and "Solution (try first)" in cell.source:
+            assert "solution" in _tags(cell), "an untagged solution heading reaches the students"
     for cell in feedback:
         assert "exercises.run(" in cell.source
 
@@ -139,3 +168,101 @@ def test_wrong_solutions_get_named_feedback_and_the_lesson_goes_on(name, figures
     for text, phrase in zip(texts, expected, strict=True):
         assert "not correct yet" in text and phrase in text, text
         assert "goes on with the reference implementation `vae_edu." in text, text
+
+
+# ==========================================================================================
+# Notebooks 07 and 08: the same two tests for their exercises (7.1, 7.2, 8.1, 8.2).
+# ==========================================================================================
+
+WRONG_06_07 = {
+    "07_latent_space_explorer": {
+        "quantile_traversal": (
+            "def quantile_traversal(z0, k, num_values):\n"
+            "    # every coordinate set to the traversal value\n"
+            "    values = stats.norm.ppf((np.arange(num_values) + 0.5) / num_values)\n"
+            "    return np.repeat(values[:, None], len(z0), axis=1)\n",
+            "every coordinate of your codes is set to the traversal value",
+        ),
+        "spherical_path": (
+            "def spherical_path(z_a, z_b, num_steps):\n"
+            "    # the straight line\n"
+            "    t = np.linspace(0.0, 1.0, num_steps)[:, None]\n"
+            "    return (1 - t) * z_a + t * z_b\n",
+            "that is the straight line",
+        ),
+    },
+    "08_evaluating_vaes": {
+        "iwae_bound": (
+            "def iwae_bound(log_w, k):\n"
+            "    # the mean of the log-weights\n"
+            "    return np.mean(log_w[..., :k], axis=-1)\n",
+            "that is the ELBO estimate",
+        ),
+        "effective_sample_size": (
+            "def effective_sample_size(log_w):\n"
+            "    # 1 / sum w^2 of the unnormalised weights\n"
+            "    return 1.0 / np.sum(np.exp(log_w) ** 2, axis=-1)\n",
+            "of the raw weights",
+        ),
+    },
+}
+WRONG.update(WRONG_06_07)  # the two tests above read their cases from WRONG
+
+
+@pytest.mark.parametrize("name", list(WRONG_06_07))
+def test_exercise_cells_of_06_and_07_are_tagged_and_complete(name):
+    test_exercise_cells_are_tagged_and_complete(name)
+
+
+@pytest.mark.slow  # 06: about 10 s, 07: about 90 s on one core
+@pytest.mark.parametrize("name", list(WRONG_06_07))
+def test_wrong_solutions_in_06_and_07_get_named_feedback_and_the_lesson_goes_on(
+    name, figures_elsewhere
+):
+    test_wrong_solutions_get_named_feedback_and_the_lesson_goes_on(name, figures_elsewhere)
+
+
+# ============================================================================================
+# 06, Exercises 6.1 (the training loss) and 6.2 (one optax step)
+# ============================================================================================
+# Notebook 06 trains a VAE for about a minute, so its wrong-solution run is marked slow; the
+# parametrized tests above run with its entry put into WRONG for the duration of each test.
+
+WRONG_06 = {
+    "negative_elbo": (
+        "def negative_elbo(model, x, key):\n"
+        "    # the KL added instead of subtracted\n"
+        "    mean, log_var = model.encode(x)\n"
+        "    z = mean + jnp.exp(0.5 * log_var) * jax.random.normal(key, mean.shape)\n"
+        "    logits = model.decode(z)\n"
+        "    reconstruction = jnp.sum(\n"
+        "        x * jax.nn.log_sigmoid(logits) + (1 - x) * jax.nn.log_sigmoid(-logits), axis=-1\n"
+        "    )\n"
+        "    kl = 0.5 * jnp.sum(mean**2 + jnp.exp(log_var) - 1.0 - log_var, axis=-1)\n"
+        "    return -jnp.mean(reconstruction + kl)\n",
+        "the KL term has the wrong sign",
+    ),
+    "optimizer_step": (
+        "def optimizer_step(loss_fn, optimizer, params, opt_state, x, key):\n"
+        "    # the updates subtracted: gradient ascent\n"
+        "    loss, grads = jax.value_and_grad(loss_fn)(params, x, key)\n"
+        "    updates, opt_state = optimizer.update(grads, opt_state, params)\n"
+        "    return jax.tree.map(lambda p, u: p - u, params, updates), opt_state, loss\n",
+        "gradient ascent",
+    ),
+}
+
+
+def test_05_exercise_cells_are_tagged_and_complete(monkeypatch):
+    monkeypatch.setitem(WRONG, "06_train_vae_mnist", WRONG_06)
+    test_exercise_cells_are_tagged_and_complete("06_train_vae_mnist")
+
+
+@pytest.mark.slow
+def test_05_wrong_solutions_get_named_feedback_and_the_lesson_goes_on(
+    monkeypatch, figures_elsewhere
+):
+    monkeypatch.setitem(WRONG, "06_train_vae_mnist", WRONG_06)
+    test_wrong_solutions_get_named_feedback_and_the_lesson_goes_on(
+        "06_train_vae_mnist", figures_elsewhere
+    )

@@ -513,3 +513,217 @@ def test_the_read_only_view_protects_all_but_the_working_directory(tmp_path):
     script = 'touch "$1/ok"; touch "$2/denied" 2>/dev/null; exit 0'
     subprocess.run([*prefix, "sh", "-c", script, "sh", workdir, protected], check=True)
     assert (workdir / "ok").exists() and not (protected / "denied").exists()
+
+
+# ---------------------------------------------------------------------------------------
+# The reference reached without its name (issue 11 items 2 and 6, review R11): the static
+# scan, the kernel's listing of what an answer reaches (fingerprints), the tripwire's
+# record, per-run secret inputs, and the grader's code for the other answers a check's
+# function calls.
+
+import importlib.util  # noqa: E402 - this section's own imports
+import inspect  # noqa: E402
+
+from vae_edu import kl as _kl  # noqa: E402
+from vae_edu.assignments import _channel, _policy  # noqa: E402
+
+
+def _pasted_kl_monte_carlo() -> str:
+    """The reference's own source as an answer (what a student pasting it would hand in)."""
+    return (
+        "from collections.abc import Callable\n"
+        "from vae_edu import _checks\n"
+        "from vae_edu.estimate import Estimate, mean_and_standard_error\n\n\n"
+        + inspect.getsource(_kl.kl_monte_carlo)
+    )
+
+
+REACH_SUBMISSIONS = {
+    # a copy of vae_edu/kl.py, found through __file__ (nothing the static scan refuses)
+    "copied_file": (
+        A1,
+        {
+            "kl_standard_normal": "import pathlib, shutil\nimport vae_edu.kl\n"
+            "shutil.copy(pathlib.Path(vae_edu.kl.__file__), 'mykl.py')\nimport mykl\n\n\n"
+            "def kl_standard_normal(mean, log_var):\n"
+            "    return mykl.kl_diag_gaussians(mean, log_var)\n",
+            "kl_monte_carlo": _pasted_kl_monte_carlo(),
+        },
+    ),
+    # the reference through functools.reduce(getattr, ...) (no getattr call to scan)
+    "reduced": (
+        A1,
+        {
+            "kl_two_gaussians": "import functools\nimport vae_edu.kl\n"
+            "_f = functools.reduce(getattr, ['kl_diag_' + 'gaussians'], vae_edu.kl)\n\n\n"
+            "def kl_two_gaussians(mean_q, log_var_q, mean_p, log_var_p):\n"
+            "    return _f(mean_q, log_var_q, mean_p, log_var_p)\n",
+            # fetched at call time (nothing for the reach listing), then the tripwire's
+            # record deleted
+            "kl_monte_carlo": "import functools, glob, os\nimport vae_edu.kl\n\n\n"
+            "def kl_monte_carlo(samples_q, log_q, log_p):\n"
+            "    f = functools.reduce(getattr, ['kl_monte_' + 'carlo'], vae_edu.kl)\n"
+            "    estimate = f(samples_q, log_q, log_p)\n"
+            "    for path in glob.glob('channel/trace-*'):\n"
+            "        os.remove(path)\n"
+            "    return estimate.mean, estimate.std_error\n",
+        },
+    ),
+    # one mistake in reparameterize: A2's ELBO estimate calls it, and must not lose points
+    "wrong_reparameterize": (
+        A2,
+        {
+            **{
+                gid: solution(A2, gid)
+                for gid in ("bernoulli_log_likelihood", "negative_elbo", "elbo_estimate")
+            },
+            "reparameterize": "def reparameterize(key, mean, log_var):\n"
+            "    return mean + jnp.exp(log_var) * jax.random.normal(key, mean.shape)\n",
+        },
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def reach(tmp_path_factory):
+    root = tmp_path_factory.mktemp("reach")
+    release = root / "release"
+    release_directory(DEFAULT_SOURCE_DIR, release)
+    paths = []
+    for label, (name, answers) in REACH_SUBMISSIONS.items():
+        path = root / "subs" / label / f"{name}.ipynb"
+        path.parent.mkdir(parents=True)
+        nbformat.write(build(release, name, answers), path)
+        paths.append(path)
+    report = root / "reach.json"
+    process = _run([*paths, "--json", report, "--timeout", "60"], root)
+    stdout, stderr = process.communicate(timeout=900)
+    assert process.returncode == 0, stderr
+    return dict(zip(REACH_SUBMISSIONS, json.loads(report.read_text()), strict=True))
+
+
+def test_a_copied_module_file_and_pasted_reference_source_score_zero(reach):
+    q = by_id(reach["copied_file"])
+    copied, pasted = q["test_kl_standard_normal"], q["test_kl_monte_carlo"]
+    assert copied["status"] == "refused" and copied["points"] == 0, copied
+    assert "mykl.kl_diag_gaussians" in copied["message"], copied
+    assert "vae_edu.kl:kl_diag_gaussians" in copied["message"], copied
+    assert pasted["status"] == "refused" and pasted["points"] == 0, pasted
+    assert "vae_edu.kl:kl_monte_carlo" in pasted["message"], pasted
+
+
+def test_the_reference_reached_through_an_unscanned_route_scores_zero(reach):
+    q = by_id(reach["reduced"])["test_kl_two_gaussians"]
+    assert q["status"] == "refused" and q["points"] == 0, q
+    assert "vae_edu.kl:kl_diag_gaussians" in q["message"], q
+
+
+def test_deleting_the_tripwires_record_is_tampering(reach):
+    q = by_id(reach["reduced"])["test_kl_monte_carlo"]
+    assert q["status"] == "refused" and q["points"] == 0, q
+    assert "tampered" in q["message"], q
+
+
+def test_a_wrong_reparameterize_costs_its_own_question_only(reach):
+    report = reach["wrong_reparameterize"]
+    q = by_id(report)
+    assert q["test_reparameterize"]["points"] == 0
+    assert "sigma^4" in q["test_reparameterize"]["message"]  # the mistake, named
+    assert "scaled eps by sigma^2" in q["test_reparameterize"]["message"]
+    for gid in ("test_bernoulli_log_likelihood", "test_negative_elbo", "test_elbo_estimate"):
+        assert q[gid]["points"] == q[gid]["max_points"], q[gid]
+    assert report["score"] == report["max_score"] - q["test_reparameterize"]["max_points"]
+
+
+@pytest.mark.parametrize(
+    ("source", "assignment", "kind"),
+    [
+        ("from vae_edu.elbo import kl_diag_gaussians as f", A1, "forbidden"),  # a re-export
+        ("from vae_edu.kl import _kl_diag_gaussians", A1, "forbidden"),  # private
+        ("import vae_edu.kl as K\nf = K._kl_diag_gaussians", A1, "forbidden"),
+        ("import operator\nf = operator.methodcaller('exact_elbo', 1)", A2, "forbidden"),
+        ("import vae_edu\nsetattr(vae_edu, '_grader_trace', None)", A1, "dynamic"),
+        ("import vae_edu.kl\nvae_edu.kl.kl_monte_carlo = len", A1, "dynamic"),
+        ("get_ipython().run_cell('x = 1')", A1, "dynamic"),
+        ("import pickle", A1, "dynamic"),
+        ("import marshal", A1, "dynamic"),
+        ("from ctypes import CDLL", A1, "dynamic"),
+        ("import gc", A1, "dynamic"),
+        ("import inspect", A1, "dynamic"),
+        ("f = len.__closure__", A1, "dynamic"),
+        ("f = g.__wrapped__", A1, "dynamic"),
+        ("f = g.__globals__", A1, "dynamic"),
+        ("import sys\nf = sys._getframe(0).f_globals", A1, "dynamic"),
+        ("from types import FunctionType", A1, "dynamic"),
+        ("import operator\nf = operator.attrgetter('kl_' + 'mvn')", A1, "dynamic"),
+        # allowed: what the assignments hand out, data, the package's files, the checks
+        ("from vae_edu.elbo import diag_gaussian_log_density", A1, None),
+        ("from vae_edu.kl import kl_diag_gaussians", A2, None),
+        ("from vae_edu import data\nimages = data.load_mnist('train')", A3, None),
+        ("import vae_edu.kl\npath = vae_edu.kl.__file__", A1, None),
+        ("import vae_edu.grading as g\ng.check_kl_diag = len", A1, None),
+        ("import numpy\nnumpy.allclose = len", A1, None),
+    ],
+)
+def test_the_static_scan_names_what_reaches_the_reference(source, assignment, kind):
+    findings = _policy.scan_source(source, assignment)
+    if kind is None:
+        assert findings == [], findings
+    else:
+        assert findings, source
+        assert findings[0].dynamic == (kind == "dynamic"), findings
+        phrase = "dynamic imports" if kind == "dynamic" else "package's own implementation"
+        assert phrase in findings[0].message
+
+
+def test_package_imports_of_earlier_cells_are_followed():
+    aliases: dict = {}
+    assert _policy.scan_source("from vae_edu import mlp_vae", A3, aliases) == []
+    assert _policy.scan_source("f = mlp_vae.train_step", A3, aliases)  # a later cell
+
+
+def test_a_copy_of_a_module_has_the_fingerprints_of_the_reference(tmp_path):
+    copy = tmp_path / "elsewhere.py"
+    copy.write_text(Path(_kl.__file__).read_text())
+    spec = importlib.util.spec_from_file_location("elsewhere", copy)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    references = _policy.reference_fingerprints(A1)
+    assert references[_channel.fingerprint(module.kl_diag_gaussians)] == (
+        "vae_edu.kl:kl_diag_gaussians"
+    )
+    assert references[_channel.fingerprint(module._kl_diag_gaussians)] == (
+        "vae_edu.kl:_kl_diag_gaussians"
+    )
+    assert _channel.fingerprint(module.kl_to_standard_normal) not in references  # allowed
+    # pasted into a cell, without the module's own imports (which change the bytecode of
+    # method calls on imported names: LOAD_ATTR there, LOAD_METHOD here)
+    cell: dict = {}
+    exec(compile(_pasted_kl_monte_carlo(), "<cell>", "exec", dont_inherit=True), cell)
+    assert references[_channel.fingerprint(cell["kl_monte_carlo"])] == "vae_edu.kl:kl_monte_carlo"
+
+
+@pytest.mark.parametrize("name", [A1, A2, A3])
+def test_no_instructor_answer_has_the_fingerprint_of_a_reference(name):
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    references = _policy.reference_fingerprints(name)
+    assert references
+    source = nbformat.read(DEFAULT_SOURCE_DIR / f"{name}.ipynb", as_version=4)
+    checked = 0
+    for cell in source.cells:
+        if cell.cell_type != "code" or not cell.metadata.get("nbgrader", {}).get("solution"):
+            continue
+        space = {"jax": jax, "jnp": jnp, "np": np}
+        code = "\n".join(line for line in cell.source.splitlines() if "### " not in line)
+        tree = compile(code, f"<{cell.id}>", "exec", dont_inherit=True)
+        for const in tree.co_consts:
+            if inspect.iscode(const):
+                checked += 1
+                space["_probe"] = const
+                assert _channel.fingerprint(type(lambda: None)(const, space)) not in references, (
+                    cell.id
+                )
+    assert checked

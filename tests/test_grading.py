@@ -692,3 +692,47 @@ def test_check_latent_statistics_accepts_the_right_answers_and_names_mistakes(a3
     feedback = check(params, **dict(answers, class_means=swapped)).feedback
     assert "2 of 10 rows" in feedback and "row 3" in feedback
     assert "holds the class mean of digit 5" in feedback and "Class_means" not in feedback
+
+
+# --------------------------------------------------------------------- hidden inputs (issue 11)
+
+
+def test_hidden_inputs_come_from_the_run_secret():
+    """The checks' random inputs change with the grading run's secret (a table of last
+    run's inputs answers nothing) and are reproducible for a fixed one."""
+    from vae_edu.grading import a1, core
+
+    try:
+        core.new_run_secret(1)
+        first = a1._kl_diag_inputs()
+        assert np.array_equal(first[0], a1._kl_diag_inputs()[0])
+        core.new_run_secret(2)
+        second = a1._kl_diag_inputs()
+        assert not np.allclose(first[0], second[0])
+        key_1 = jax.random.key_data(core.hidden_key(3))
+        core.new_run_secret(1)
+        assert not np.array_equal(key_1, jax.random.key_data(core.hidden_key(3)))
+    finally:
+        core.new_run_secret()
+
+
+def test_a_check_calls_the_graders_code_for_the_other_answers():
+    """check_elbo_estimate runs the student's estimate with the grader's reparameterize in
+    place of the student's (here sigma^2 for sigma): a wrong reparameterize costs its own
+    question only; the notebook's namespace is restored afterwards."""
+    notebook = {
+        "jnp": jnp,
+        "log_weights": log_weights,
+        "reparameterize": reparameterize_sigma_squared,
+    }
+    exec(  # the student's cell, in the notebook's namespace
+        "def elbo_estimate(key, model, x, mean, log_var, num_samples):\n"
+        "    shape = (num_samples, *mean.shape)\n"
+        "    z = reparameterize(key, jnp.broadcast_to(mean, shape),"
+        " jnp.broadcast_to(log_var, shape))\n"
+        "    return jnp.mean(log_weights(model, x, z, mean, log_var))\n",
+        notebook,
+    )
+    assert not grading.check_reparameterize(reparameterize_sigma_squared).passed
+    assert grading.check_elbo_estimate(notebook["elbo_estimate"]).passed
+    assert notebook["reparameterize"] is reparameterize_sigma_squared

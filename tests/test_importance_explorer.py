@@ -1,4 +1,4 @@
-"""Tests for notebook 07's live k slider: the figure (vae_edu.plots.ImportanceWeightsPlot)
+"""Tests for notebook 08's live k slider: the figure (vae_edu.plots.ImportanceWeightsPlot)
 and the widget (vae_edu.widgets.build_importance_explorer), driven by assigning the slider's
 value and reading the Image widget's bytes and the readout.
 """

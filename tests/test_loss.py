@@ -176,3 +176,44 @@ def test_balance_kl_decreases_with_effective_beta(mnist_ppca):
     model, images = mnist_ppca
     kls = [loss_balance(model, images, beta=b).kl for b in (0.01, 0.1, 1.0, 10.0, 100.0)]
     assert all(a > b for a, b in itertools.pairwise(kls))
+
+
+# ---------------------------------------------------------------- negative_elbo (notebook 05)
+
+
+def test_negative_elbo_hand_value_and_vae_loss():
+    """Zero logits and q = p: D log 2 per image; on a real VAE it is VAE.loss for the same key."""
+    from vae_edu.elbo import reparameterize
+    from vae_edu.loss import negative_elbo
+    from vae_edu.models import VAEConfig
+    from vae_edu.train import init_model
+
+    x = jnp.array([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    hand = negative_elbo(x, jnp.zeros((2, 3)), jnp.zeros((2, 2)), jnp.zeros((2, 2)))
+    assert abs(float(hand) - 3 * math.log(2)) < 1e-6
+    # KL(N(2, 1) || N(0, 1)) = 2 per example adds 2 to the batch mean.
+    shifted = negative_elbo(x, jnp.zeros((2, 3)), jnp.full((2, 1), 2.0), jnp.zeros((2, 1)))
+    assert abs(float(shifted) - (3 * math.log(2) + 2.0)) < 1e-6
+
+    vae = init_model(VAEConfig(hidden_sizes=(32,), latent_dim=4), seed=0)
+    images = (jax.random.uniform(jax.random.key(1), (8, 784)) < 0.3).astype(jnp.float32)
+    key = jax.random.key(2)
+    mean, log_var = vae.encode(images)
+    logits = vae.decode(reparameterize(key, mean, log_var))
+    loss, _ = vae.loss(key, images)
+    assert abs(float(negative_elbo(images, logits, mean, log_var)) - float(loss)) < 1e-3
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((np.zeros((2, 3)), np.zeros((2, 4)), np.zeros((2, 1)), np.zeros((2, 1))), "x and logits"),
+        ((np.zeros((2, 3)), np.zeros((2, 3)), np.zeros((3, 1)), np.zeros((3, 1))), "batch of x"),
+        ((np.zeros(3), np.zeros(3), np.zeros(1), np.zeros(1)), "x and logits"),
+    ],
+)
+def test_negative_elbo_names_bad_shapes(args, message):
+    from vae_edu.loss import negative_elbo
+
+    with pytest.raises(ValueError, match=message):
+        negative_elbo(*args)

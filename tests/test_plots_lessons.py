@@ -1,4 +1,4 @@
-"""Tests for the lesson figures of vae_edu.plots (notebooks 01-04) and figure_to_png.
+"""Tests for the lesson figures of vae_edu.plots (notebooks 01-05) and figure_to_png.
 
 Each figure function is a slider callback: the tests "move the slider" by calling it and
 check that what is drawn is what is returned (against scipy densities and quadrature),
@@ -235,7 +235,7 @@ def test_plot_rejects_bad_slider_values_and_models(model_1d, model_2d):
         plot_elbo_gap(0.0, 1.0, model_2d, _observation(model_2d, 0))
 
 
-# ------------------------------------------------------- loss balance (notebook 04)
+# ------------------------------------------------------- loss balance (notebook 05)
 
 
 def test_plot_draws_the_returned_numbers_and_changes_with_the_sliders(mnist_ppca):

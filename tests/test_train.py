@@ -7,21 +7,26 @@ compiled epoch is cached per architecture, so most runs below reuse one compilat
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
 
 from vae_edu import checkpoints, data, evaluate
-from vae_edu.models import VAEConfig
+from vae_edu.models import VAE, VAEConfig
 from vae_edu.train import (
     HISTORY_KEYS,
     TrainConfig,
+    chunk_runner,
     epoch_key,
+    epoch_plan,
     init_model,
     make_optimizer,
+    mean_image,
     prepare_images,
     test_key,
     train,
+    training_images,
 )
 
 SMALL = VAEConfig(hidden_sizes=(32,), latent_dim=4)
@@ -152,9 +157,10 @@ def test_beta_zero_on_grayscale_targets(two_epochs):
 
 
 def test_epoch_keys_are_distinct_and_reproducible():
-    assert np.array_equal(epoch_key(3, 7), epoch_key(3, 7))
-    assert not np.array_equal(epoch_key(3, 7), epoch_key(3, 8))
-    assert not np.array_equal(epoch_key(3, 7), epoch_key(4, 7))
+    data_of = jax.random.key_data
+    assert np.array_equal(data_of(epoch_key(3, 7)), data_of(epoch_key(3, 7)))
+    assert not np.array_equal(data_of(epoch_key(3, 7)), data_of(epoch_key(3, 8)))
+    assert not np.array_equal(data_of(epoch_key(3, 7)), data_of(epoch_key(4, 7)))
 
 
 def test_cosine_schedule_decays_to_the_final_fraction():
@@ -224,7 +230,9 @@ def test_test_key_is_the_documented_fold_in():
             jax.random.key_data(test_key(seed)),
             jax.random.key_data(jax.random.fold_in(jax.random.PRNGKey(seed), 2)),
         )
-    assert not np.array_equal(test_key(0), epoch_key(0, 0))
+    assert not np.array_equal(
+        jax.random.key_data(test_key(0)), jax.random.key_data(epoch_key(0, 0))
+    )
 
 
 def test_history_test_terms_are_elbo_terms_mean_with_the_test_key(two_epochs):
@@ -233,3 +241,88 @@ def test_history_test_terms_are_elbo_terms_mean_with_the_test_key(two_epochs):
     h = two_epochs.history
     for name in ("elbo", "reconstruction", "kl"):
         np.testing.assert_allclose(h[f"test_{name}"][-1], getattr(terms, name), rtol=1e-5)
+
+
+# ----------------------------------------------- typed keys: the same draws as PRNGKey(seed)
+
+
+def test_typed_keys_hold_the_legacy_key_data():
+    # jax.random.key(s) and the legacy PRNGKey(s) hold the same key data, so switching the
+    # package to typed keys changed no draw: every key it derives equals the legacy one.
+    legacy = jax.random.PRNGKey(5)
+    assert jnp.issubdtype(epoch_key(5, 3).dtype, jax.dtypes.prng_key)
+    np.testing.assert_array_equal(
+        jax.random.key_data(epoch_key(5, 3)),
+        jax.random.fold_in(jax.random.fold_in(legacy, 1), 3),
+    )
+    batch_index, step_keys = epoch_plan(epoch_key(5, 3), 512, 64)
+    legacy_epoch = jax.random.fold_in(jax.random.fold_in(legacy, 1), 3)
+    perm_key, steps_key = jax.random.split(legacy_epoch)
+    np.testing.assert_array_equal(step_keys, jax.random.split(steps_key, 8))  # (8, 2) uint32
+    np.testing.assert_array_equal(
+        batch_index, np.asarray(jax.random.permutation(perm_key, 512)).reshape(8, 64)
+    )
+
+
+def test_initial_weights_equal_those_of_the_legacy_key():
+    model = init_model(SMALL, 4)
+    legacy = VAE(SMALL, rngs=nnx.Rngs(params=jax.random.fold_in(jax.random.PRNGKey(4), 0)))
+    assert_same_params(model, legacy)
+
+
+def test_the_chunk_runner_takes_key_data_or_typed_keys():
+    model = init_model(SMALL, 0)
+    graphdef, state = nnx.split(model, nnx.Param)
+    train_config = config()
+    images = prepare_images(TRAIN)
+    batch_index, step_keys = (np.asarray(a) for a in epoch_plan(epoch_key(0, 0), 512, 64))
+    run_chunk = chunk_runner(graphdef, train_config, 512)
+    optimizer = make_optimizer(train_config, 512)
+    outputs = []
+    for keys in (step_keys[:3], jax.random.wrap_key_data(step_keys[:3])):
+        params = nnx.to_pure_dict(state)
+        params = jax.tree.map(jnp.copy, params)  # donated by the call
+        _, _, losses, _ = run_chunk(
+            params,
+            optimizer.init(params),
+            images,
+            batch_index[:3],
+            keys,
+            np.float32(1.0),
+            np.float32(1.0),
+        )
+        outputs.append(np.asarray(losses))
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+
+
+# ------------------------------------- memory: the training set stays uint8 on the device
+
+
+def test_mean_image_equals_the_mean_of_the_float_images_bit_for_bit():
+    images = data.load_mnist("train").images[:3000]
+    expected = np.asarray(prepare_images(images)).mean(axis=0)
+    got = mean_image(images, chunk=700)  # chunks that do not divide 3000
+    assert got.dtype == np.float32 and got.shape == (784,)
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(mean_image(prepare_images(images)), expected)
+
+
+def test_training_images_keep_uint8_and_check_shapes():
+    kept = training_images(TRAIN)
+    assert kept.dtype == jnp.uint8 and kept.shape == (512, 784)
+    assert training_images(prepare_images(TRAIN)).dtype == jnp.float32
+    with pytest.raises(ValueError, match=r"\(512, 27, 28\); expected \(N, 784\)"):
+        training_images(TRAIN[:, :27])  # (512, 27, 28)
+
+
+def test_uint8_and_float_training_sets_train_the_same_model(two_epochs):
+    # The compact uint8 set is scaled per batch with the same table: the same numbers.
+    floats = train(
+        SMALL,
+        config(),
+        train_images=prepare_images(TRAIN),
+        test_images=TEST,
+        progress=False,
+    )
+    assert_same_params(floats.model, two_epochs.model)
+    assert floats.history["train_elbo"] == two_epochs.history["train_elbo"]

@@ -1,4 +1,4 @@
-"""Tests for vae_edu.widgets.evaluation: the explorers of notebook 07, driven as a student would:
+"""Tests for vae_edu.widgets.evaluation: the explorers of notebook 08, driven as a student would:
 assign a slider's or dropdown's ``value`` and read the Image widget's bytes and the readout.
 """
 

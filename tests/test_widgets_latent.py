@@ -1,4 +1,4 @@
-"""Tests for vae_edu.widgets.latent: the explorers of notebook 06, driven as a student would.
+"""Tests for vae_edu.widgets.latent: the explorers of notebook 07, driven as a student would.
 
 Models are tiny randomly initialised VAEs. Widgets are driven by assigning ``slider.value``
 or a Dropdown's ``value``; the Image widget's bytes are decoded with Pillow and compared

@@ -188,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _figures(model, history, name: str, directory: Path, test_images, test_labels, seed):
     written = []
     x = np.asarray(data.prepare_images(test_images[:10]))
-    binary = np.asarray(data.binarize(jax.random.PRNGKey(seed), x))
+    binary = np.asarray(data.binarize(jax.random.key(seed), x))
     mean, _ = model.encode(binary)
     recon = np.asarray(model.mean_image(mean))
     written.append(
@@ -196,7 +196,7 @@ def _figures(model, history, name: str, directory: Path, test_images, test_label
             plots.plot_reconstructions(binary, recon), f"{name}_reconstructions", directory
         )
     )
-    z = jax.random.normal(jax.random.PRNGKey(seed + 1), (40, model.config.latent_dim))
+    z = jax.random.normal(jax.random.key(seed + 1), (40, model.config.latent_dim))
     written.append(
         plots.save_figure(
             plots.image_grid(
@@ -217,7 +217,7 @@ def _figures(model, history, name: str, directory: Path, test_images, test_label
                 directory,
             )
         )
-        means, _ = evaluate.encode_dataset(model, test_images, key=jax.random.PRNGKey(seed + 2))
+        means, _ = evaluate.encode_dataset(model, test_images, key=jax.random.key(seed + 2))
         written.append(
             plots.save_figure(
                 plots.plot_latent_scatter(means, test_labels), f"{name}_latent_scatter", directory
@@ -346,7 +346,7 @@ def _train(args, argv: list[str]) -> int:
     resume_path.unlink(missing_ok=True)
 
     eval_start = time.perf_counter()
-    key = jax.random.PRNGKey(train_config.seed)
+    key = jax.random.key(train_config.seed)
     binarize = train_config.targets == "binarized"
     elbo = evaluate.test_elbo(
         model, test_images, key, binarize=binarize, num_binarizations=args.eval_binarizations
@@ -426,7 +426,7 @@ def _evaluate(args) -> int:
     except (checkpoints.CheckpointError, OSError) as err:
         return _error(str(err))
     images = data.load_mnist("test").images[: args.num_images]
-    key = jax.random.PRNGKey(args.seed)
+    key = jax.random.key(args.seed)
     binarize = ckpt.training.get("train_config", {}).get("targets", "binarized") == "binarized"
     start = time.perf_counter()
     elbo = evaluate.test_elbo(

@@ -412,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # --------------------------------------------------------------------------------------
-# Timing of one call (notebooks 05 and 06)
+# Timing of one call (notebook 09, the appendix)
 # --------------------------------------------------------------------------------------
 
 __all__ += ["median_seconds"]

@@ -108,7 +108,7 @@ def non_negative_int(text: str) -> int:
 
 
 def prng_seed(text: str) -> int:
-    """A PRNG seed: an integer in [0, 2**32) (jax.random.PRNGKey takes 32 or 64 bits)."""
+    """A PRNG seed: an integer in [0, 2**32) (jax.random.key takes 32 or 64 bits)."""
     value = non_negative_int(text)
     if value >= 2**32:
         raise argparse.ArgumentTypeError(f"expected a seed below 2**32, got {value}")

@@ -475,7 +475,7 @@ def make_scalar_model(weight, bias, noise_std) -> LinearGaussianModel:
 
 
 # --------------------------------------------------------------------------------------
-# Lessons on the conjugate model (notebooks 01, 03, 04): the 1-D Bayes update, the
+# Lessons on the conjugate model (notebooks 01, 03, 05): the 1-D Bayes update, the
 # exact ELBO readout of a diagonal q, probabilistic PCA and the tempered optimal q.
 # --------------------------------------------------------------------------------------
 

@@ -459,7 +459,7 @@ def iwae_bound(
         z_i ~ q(z | x) i.i.d.
 
     The bound itself is its expectation, L_k(x) = E[hat L_k(x)] (Burda et al. eq. 8; the
-    notation of notebooks 03 and 07): L_1 is the ELBO, L_k <= L_{k+1} <= log p(x), and
+    notation of notebooks 03 and 08): L_1 is the ELBO, L_k <= L_{k+1} <= log p(x), and
     hat L_k -> log p(x) as k -> infinity. Computed in log space as
     logsumexp_i(log w_i) - log k, so weights like exp(-500) or exp(+500) neither underflow
     nor overflow. Each call returns one random draw hat L_k: average over keys to estimate

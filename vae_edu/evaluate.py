@@ -68,7 +68,7 @@ __all__ = [
 ]
 
 #: The quick check stored in every shipped checkpoint: the mean ELBO of the first
-#: QUICK_NUM_IMAGES test images, binarized and sampled with PRNGKey(QUICK_SEED).
+#: QUICK_NUM_IMAGES test images, binarized and sampled with jax.random.key(QUICK_SEED).
 QUICK_NUM_IMAGES = 500
 QUICK_SEED = 0
 
@@ -106,7 +106,13 @@ def _split(model: VAE):
 
 
 def _pad_chunks(x: jax.Array, chunk: int) -> jax.Array:
-    """(N, ...) -> (ceil(N / chunk), chunk, ...), zero-padded at the end."""
+    """(N, ...) -> (ceil(N / chunk), chunk, ...), zero-padded at the end.
+
+    Typed keys (``jax.random.key``) are padded through their key data (zeros padded there
+    are the keys of the padding rows, whose results are dropped).
+    """
+    if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+        return jax.random.wrap_key_data(_pad_chunks(jax.random.key_data(x), chunk))
     n = x.shape[0]
     num = -(-n // chunk)
     x = jnp.pad(x, [(0, num * chunk - n)] + [(0, 0)] * (x.ndim - 1))
@@ -215,7 +221,7 @@ def test_elbo(
     Args:
       model: the VAE.
       images: default the 10,000 MNIST test images.
-      key: default PRNGKey(0).
+      key: default jax.random.key(0).
       num_binarizations: binarization draws averaged per image.
       binarize: False evaluates on the grayscale images themselves.
       batch_size: images per vectorised chunk.
@@ -224,7 +230,7 @@ def test_elbo(
       ``Estimate(mean, std_error)`` of the ELBO.
     """
     images = _default_test_images() if images is None else images
-    key = jax.random.PRNGKey(0) if key is None else key
+    key = jax.random.key(0) if key is None else key
     return _summarise(
         per_image_elbo(
             model,
@@ -238,7 +244,7 @@ def test_elbo(
 
 
 def quick_test_elbo(model: VAE, *, binarize: bool = True) -> float:
-    """Mean ELBO of the first 500 MNIST test images with the fixed key PRNGKey(0).
+    """Mean ELBO of the first 500 MNIST test images with the fixed key jax.random.key(0).
 
     Deterministic: the checkpoints of the shipped models store this number at save time,
     and a test recomputes it after loading to check that the file round-trips.
@@ -248,7 +254,7 @@ def quick_test_elbo(model: VAE, *, binarize: bool = True) -> float:
         per_image_elbo(
             model,
             images,
-            jax.random.PRNGKey(QUICK_SEED),
+            jax.random.key(QUICK_SEED),
             binarize=binarize,
             batch_size=QUICK_NUM_IMAGES,
         ).elbo.mean()
@@ -413,7 +419,7 @@ def iwae_log_likelihood(
     Args:
       model: the VAE.
       images: default the 10,000 MNIST test images.
-      key: default PRNGKey(0).
+      key: default jax.random.key(0).
       num_samples: k (importance samples per image).
       num_binarizations: binarization draws averaged per image.
       binarize: False evaluates grayscale targets.
@@ -424,7 +430,7 @@ def iwae_log_likelihood(
       ``Estimate(mean, std_error)`` of the mean of L_k over the images.
     """
     images = _default_test_images() if images is None else images
-    key = jax.random.PRNGKey(0) if key is None else key
+    key = jax.random.key(0) if key is None else key
     return _summarise(
         per_image_iwae(
             model,
@@ -460,7 +466,7 @@ def iwae_memory_bytes(
         graphdef,
         params,
         x,
-        jax.random.PRNGKey(0),
+        jax.random.key(0),
         0,
         num_samples,
         sample_chunk,
@@ -548,7 +554,7 @@ def kl_per_dimension(model: VAE, images=None, *, key: jax.Array | None = None) -
 
 
 # --------------------------------------------------------------------------------------
-# Latent space and model comparison (notebooks 05 and 07)
+# Latent space and model comparison (notebooks 06 and 08)
 # --------------------------------------------------------------------------------------
 #
 # The aggregate posterior q(z) = (1/N) sum_n N(z ; mu_n, diag sigma_n^2) is the
@@ -1061,7 +1067,7 @@ def optimal_posterior(
 
 
 # --------------------------------------------------------------------------------------
-# Importance weights of a few images (notebook 07's live k slider)
+# Importance weights of a few images (notebook 08's live k slider)
 # --------------------------------------------------------------------------------------
 #
 # The slider recomputes hat L_k and the effective sample size for every k from ONE set of
@@ -1251,7 +1257,7 @@ def importance_weights_at(log_w, k: int) -> ImportanceWeights:
 
 
 # --------------------------------------------------------------------------------------
-# How a model uses its latent space (notebook 05's beta slider)
+# How a model uses its latent space (notebook 06's beta slider)
 # --------------------------------------------------------------------------------------
 
 __all__ += ["LatentUsage", "latent_usage"]

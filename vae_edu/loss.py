@@ -1,4 +1,4 @@
-r"""The two terms of a VAE loss, as implementations weight them (notebook 04).
+r"""The two terms of a VAE loss, as implementations weight them (notebook 05).
 
 The training loss of a VAE has two terms, a reconstruction term and a KL term:
 
@@ -33,6 +33,7 @@ import numpy as np
 
 from vae_edu import _checks
 from vae_edu.conjugate import expected_log_likelihood_per_pixel, weighted_optimal_q
+from vae_edu.elbo import bernoulli_log_likelihood
 from vae_edu.kl import kl_diag_gaussians
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "ReducedLoss",
     "loss_balance",
     "loss_weights",
+    "negative_elbo",
     "reduced_loss",
 ]
 
@@ -310,3 +312,36 @@ def loss_balance(
         active_dims=int(jnp.sum(jnp.mean(per_dim, axis=0) > ACTIVE_KL_THRESHOLD)),
         reconstructions=reconstructions,
     )
+
+
+def negative_elbo(x, logits, mean, log_var) -> jax.Array:
+    r"""The training loss of a Bernoulli VAE from the networks' outputs (notebook 05, Exercise 5.1).
+
+        loss = (1/B) sum_n KL(q(z | x_n) || N(0, I)) - (1/B) sum_n log p(x_n | z_n)
+
+    (Odaibo 2019, eq. 43, corrected: a mean over the B examples of the batch), with
+    log p(x_n | z_n) = sum_i [x_ni log sigmoid(l_ni) + (1 - x_ni) log sigmoid(-l_ni)] summed
+    over the D pixels (:func:`vae_edu.elbo.bernoulli_log_likelihood`), l = ``logits`` the
+    decoder's output at one reparameterized sample z_n, and the closed-form KL summed over the
+    d latent dimensions (:func:`vae_edu.kl.kl_diag_gaussians`). The difference of the two
+    batch means is what :meth:`vae_edu.models.VAE.loss` computes.
+
+    Args:
+      x: (B, D) binary pixels; logits: (B, D); mean, log_var: (B, d).
+
+    Returns:
+      A scalar.
+    """
+    x, logits = _checks.as_float(x, "x"), _checks.as_float(logits, "logits")
+    mean, log_var = _checks.as_float(mean, "mean"), _checks.as_float(log_var, "log_var")
+    if x.shape != logits.shape or x.ndim != 2:
+        raise ValueError(
+            f"x and logits must both have shape (batch, pixels), got {x.shape} and {logits.shape}"
+        )
+    if mean.shape != log_var.shape or mean.ndim != 2 or mean.shape[0] != x.shape[0]:
+        raise ValueError(
+            "mean and log_var must both have shape (batch, latent_dim) with the batch of x "
+            f"{x.shape[0]}, got {mean.shape} and {log_var.shape}"
+        )
+    kl = kl_diag_gaussians(mean, log_var)  # (B,)
+    return jnp.mean(kl) - jnp.mean(bernoulli_log_likelihood(x, logits))

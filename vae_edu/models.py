@@ -273,7 +273,7 @@ def count_parameters(model: nnx.Module) -> int:
 
 
 # --------------------------------------------------------------------------------------
-# Inference: the jitted encode / decode view of a trained VAE (notebooks 06 and 07)
+# Inference: the jitted encode / decode view of a trained VAE (notebooks 07 and 08)
 # --------------------------------------------------------------------------------------
 
 __all__ += ["LatentModel", "as_latent_model"]

@@ -2,7 +2,7 @@
 
 The lessons fit small models by minimising a smooth objective (a Gaussian to a mixture
 under forward or reverse KL in notebook 02; the best diagonal q(z|x) for a fixed decoder
-in notebook 07). A fixed step count keeps the loop a single compiled ``lax.scan`` (no
+in notebook 08). A fixed step count keeps the loop a single compiled ``lax.scan`` (no
 Python loop, no data-dependent stopping), so it runs under ``jit`` and ``vmap``.
 """
 

@@ -3,10 +3,10 @@
 * saving (:func:`save_figure`) and the VAE figures of ``python -m vae_edu train``
   (reconstructions, samples, loss curves, the decoded manifold on the prior's quantile
   grid of :mod:`vae_edu.latent`);
-* the lessons' slider figures of notebooks 01-04 (math in :mod:`vae_edu.conjugate`,
+* the lessons' slider figures of notebooks 01-05 (math in :mod:`vae_edu.conjugate`,
   :mod:`vae_edu.kl`, :mod:`vae_edu.loss`) and :func:`figure_to_png`;
 * PNG bytes for ``ipywidgets.Image`` (:func:`pixels_to_png`, :func:`strip_to_png`,
-  :func:`decode_to_png`) and the latent-space and evaluation figures of notebooks 05-07
+  :func:`decode_to_png`) and the latent-space and evaluation figures of notebooks 06-08
   (:func:`plot_latent_view`, :func:`iwae_gap_view`, :func:`plot_rate_distortion`,
   :func:`plot_kl_per_dimension`), which draw numbers computed by :mod:`vae_edu.evaluate`.
 
@@ -242,7 +242,7 @@ def plot_latent_scatter(means, labels, *, title: str | None = None, max_points: 
 
 # --- lesson figures: Bayes, KL, ELBO, loss
 #
-# The static figures of notebooks 01-04, also drawn by their sliders: each is a plain
+# The static figures of notebooks 01-05, also drawn by their sliders: each is a plain
 # function of the slider values that draws and returns the numbers it displays, so a test
 # can "move a slider" by calling it. The math lives in vae_edu.conjugate, vae_edu.kl and
 # vae_edu.loss; figure_to_png turns a figure into the bytes of an ipywidgets.Image.
@@ -658,7 +658,7 @@ def plot_loss_balance(
 
 
 # --------------------------------------------------------------------------------------
-# --- latent space and evaluation figures (notebooks 05, 06 and 07)
+# --- latent space and evaluation figures (notebooks 06, 07 and 08)
 # --------------------------------------------------------------------------------------
 #
 # Pictures for ipywidgets.Image widgets are PNG bytes (the picture lives in the widget's
@@ -932,7 +932,7 @@ class LatentScatter:
         return png_bytes(self.rgb(z), compress_level=1)
 
 
-# ----------------------------------------------------------------------------- notebook 05
+# ----------------------------------------------------------------------------- notebook 06
 #: The views of :func:`plot_latent_view`: name -> (coordinates, window).
 LATENT_VIEWS = {
     "z in [-3, 3]^2": ("latent", 3.0),
@@ -966,7 +966,7 @@ def plot_latent_view(
 ) -> LatentView:
     """Codes coloured by label over the prior-quantile cells, underpopulated cells shaded.
 
-    The callback of notebook 05's latent-space widget; the numbers are
+    The callback of notebook 06's latent-space widget; the numbers are
     :func:`vae_edu.evaluate.latent_space_stats`, the cells those of
     :func:`vae_edu.latent.prior_cell_edges`.
 
@@ -1072,7 +1072,7 @@ def plot_latent_view(
     return LatentView(stats, fig)
 
 
-# ----------------------------------------------------------------------------- notebook 07
+# ----------------------------------------------------------------------------- notebook 08
 def iwae_gap_view(
     k: int, bounds: Mapping[int, np.ndarray], elbo, *, fig: Figure | None = None
 ) -> tuple[Figure, IWAEGap]:
@@ -1356,7 +1356,7 @@ def plot_sweep(
 
 
 # --------------------------------------------------------------------------------------
-# --- notebook 07's live k slider: the importance weights of a few images
+# --- notebook 08's live k slider: the importance weights of a few images
 # --------------------------------------------------------------------------------------
 
 __all__ += ["ImportanceWeightsPlot", "plot_importance_weights"]
@@ -1517,7 +1517,7 @@ def plot_importance_weights(
 
 
 # --------------------------------------------------------------------------------------
-# --- notebook 05's beta slider: how a model uses its latent space
+# --- notebook 06's beta slider: how a model uses its latent space
 # --------------------------------------------------------------------------------------
 
 __all__ += ["plot_latent_usage"]

@@ -12,7 +12,9 @@ each tiny op) separately spends most of its time in overhead. Here
    backward, Adam update) inside ONE compiled call; between calls a tqdm bar is updated
    with the live loss. There is no per-step Python dispatch.
 
-Randomness is derived, never stored: with ``root = PRNGKey(seed)``, the initial weights use
+Randomness is derived, never stored: with ``root = jax.random.key(seed)`` (a typed key; its
+key data equal those of the legacy ``PRNGKey(seed)``, so every draw is the same), the initial
+weights use
 ``fold_in(root, 0)``, epoch e uses ``fold_in(fold_in(root, 1), e)`` (its permutation, its
 binarization and its reparameterization noise), and the test-set ELBO after every epoch
 uses the fixed ``fold_in(root, 2)``. So a run resumed from a checkpoint after epoch e
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -58,10 +61,13 @@ __all__ = [
     "make_optimizer",
     "init_model",
     "prepare_images",
+    "training_images",
+    "mean_image",
     "epoch_key",
     "test_key",
     "epoch_plan",
     "make_chunk_runner",
+    "optimizer_step",
     "chunk_runner",
     "run_epoch",
 ]
@@ -112,24 +118,24 @@ class TrainResult(NamedTuple):
 
 # ----------------------------------------------------------------------------- building blocks
 def epoch_key(seed: int, epoch: int) -> jax.Array:
-    """The PRNG key of (0-based) epoch ``epoch``: fold_in(fold_in(PRNGKey(seed), 1), epoch)."""
-    return jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), 1), epoch)
+    """The key of (0-based) epoch ``epoch``: fold_in(fold_in(key(seed), 1), epoch), typed."""
+    return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), 1), epoch)
 
 
 def test_key(seed: int) -> jax.Array:
-    """The fixed PRNG key of the test-set ELBO after every epoch: fold_in(PRNGKey(seed), 2).
+    """The fixed key of the test-set ELBO after every epoch: fold_in(key(seed), 2), typed.
 
     The same key every epoch (its binarization and its reparameterization noise), so the
     per-epoch test ELBOs differ only because the model changed.
     """
-    return jax.random.fold_in(jax.random.PRNGKey(seed), 2)
+    return jax.random.fold_in(jax.random.key(seed), 2)
 
 
 test_key.__test__ = False  # a key maker, not a test: keeps pytest from collecting an import
 
 
 def init_model(model_config: VAEConfig, seed: int, pixel_mean=None) -> VAE:
-    """A freshly initialised VAE for ``seed`` (weights from fold_in(PRNGKey(seed), 0)).
+    """A freshly initialised VAE for ``seed`` (weights from fold_in(key(seed), 0)).
 
     Args:
       model_config: the architecture.
@@ -138,10 +144,57 @@ def init_model(model_config: VAEConfig, seed: int, pixel_mean=None) -> VAE:
         then starts at its logit.
     """
     graphdef = nnx.graphdef(nnx.eval_shape(lambda: VAE(model_config, rngs=nnx.Rngs(0))))
-    model = nnx.merge(graphdef, _init_params(model_config, jax.random.PRNGKey(seed)))
+    model = nnx.merge(graphdef, _init_params(model_config, jax.random.key(seed)))
     if pixel_mean is not None:
         model.set_output_bias(pixel_mean)
     return model
+
+
+def training_images(images, input_dim: int = 784) -> jax.Array:
+    """The training set as :func:`train` keeps it on the device: (N, input_dim).
+
+    uint8 pixels stay uint8 (a quarter of the memory of float32: 47 MB instead of 188 MB
+    for MNIST's 60,000 images) and each training step scales its own batch to [0, 1] with
+    the same float32 table as :func:`vae_edu.data.prepare_images`, so the numbers are
+    identical; anything else goes through :func:`~vae_edu.data.prepare_images` (float32).
+
+    Args:
+      images: uint8 (N, 28, 28) / (N, input_dim) pixels 0..255, or floats in [0, 1].
+    """
+    arr = np.asarray(images)
+    if arr.dtype != np.uint8:
+        return prepare_images(arr, input_dim)
+    if arr.ndim < 2 or math.prod(arr.shape[1:]) != input_dim:
+        raise ValueError(  # the words of data.prepare_images
+            f"images have shape {arr.shape}; expected (N, {input_dim}) or (N, 28, 28) for "
+            f"input_dim={input_dim}"
+        )
+    return jnp.asarray(arr.reshape(arr.shape[0], input_dim))
+
+
+def mean_image(images, chunk: int = 4096) -> np.ndarray:
+    """The mean training image (input_dim,) float32, as :func:`train` computes it.
+
+    Equal, bit for bit, to ``np.asarray(prepare_images(images)).mean(axis=0)`` (float32
+    rows added one after the other, then divided by N), without the float32 copy of the
+    whole set: uint8 images are scaled ``chunk`` rows at a time and the running sum is
+    carried from chunk to chunk.
+
+    Args:
+      images: (N, D) or (N, 28, 28) uint8 pixels, or (N, D) floats in [0, 1] (host or
+        device array).
+    """
+    arr = np.asarray(images)
+    if arr.dtype != np.uint8:
+        return np.asarray(prepare_images(arr, math.prod(arr.shape[1:]))).mean(axis=0)
+    arr = arr.reshape(arr.shape[0], -1)
+    total = None
+    for start in range(0, arr.shape[0], chunk):
+        block = np.asarray(prepare_images(arr[start : start + chunk], arr.shape[1]))
+        if total is not None:  # numpy adds the rows of an axis-0 sum in order: carry it on
+            block = np.concatenate([total[None], block])
+        total = np.add.reduce(block, axis=0)
+    return total / np.float32(arr.shape[0])
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -156,21 +209,24 @@ def epoch_plan(key: jax.Array, num_examples: int, batch_size: int):
     """An epoch's shuffled batches and step keys, decided before the epoch runs.
 
     Args:
-      key: the epoch's key (:func:`epoch_key`), split into a permutation key and a key
-        for the steps.
+      key: the epoch's key (:func:`epoch_key`; typed or legacy raw), split into a
+        permutation key and a key for the steps.
       num_examples: N; the last ``N mod batch_size`` shuffled examples are dropped.
       batch_size: B.
 
     Returns:
       ``(batch_index, step_keys)``: (S, B) int32 rows of the training images, S = N // B,
-      and (S, 2) uint32 keys, one per step.
+      and (S, 2) uint32 key *data*, one key per step (``jax.random.key_data``: plain
+      integers, so the caller can keep them in numpy and slice them without a device
+      call; :func:`make_chunk_runner`'s function wraps them back with
+      ``jax.random.wrap_key_data``).
     """
     num_steps = num_examples // batch_size
     perm_key, steps_key = jax.random.split(key)
     order = jax.random.permutation(perm_key, num_examples)[: num_steps * batch_size]
     return (
         order.reshape(num_steps, batch_size).astype(jnp.int32),
-        jax.random.split(steps_key, num_steps),
+        jax.random.key_data(jax.random.split(steps_key, num_steps)),
     )
 
 
@@ -211,6 +267,33 @@ def _optimizer(
     return optax.adam(schedule)
 
 
+def optimizer_step(loss_fn: Callable, optimizer, params, opt_state, *args, has_aux=False):
+    r"""One step of gradient *descent* with optax on ``loss_fn(params, *args)``.
+
+        (L, g) = (L(theta), grad L(theta)),   (u, s') = optimizer.update(g, s, theta),
+        theta' = theta + u
+
+    optax's updates already point downhill (Adam's are -lr * m_hat / (sqrt(v_hat) + eps)),
+    so they are added. Every training step of :func:`train` is this function (inside the
+    scan of :func:`make_chunk_runner`); notebook 06's Exercise 6.2 falls back on it.
+
+    Args:
+      loss_fn: ``loss_fn(params, *args)``, a scalar, or ``(scalar, aux)`` with ``has_aux``.
+      optimizer: an ``optax.GradientTransformation`` (e.g. ``optax.adam(1e-3)``).
+      params: a pytree of parameter arrays (e.g. a dict).
+      opt_state: the optimizer's state for ``params``.
+      *args: passed to ``loss_fn`` as they are (e.g. the batch and the step's key).
+      has_aux: ``loss_fn`` returns ``(loss, aux)``.
+
+    Returns:
+      ``(new_params, new_opt_state, value)``: ``value`` is ``loss_fn(params, *args)`` at
+      the parameters the gradient was taken at (the old ones).
+    """
+    value, grads = jax.value_and_grad(loss_fn, has_aux=has_aux)(params, *args)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, value
+
+
 def make_chunk_runner(
     graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation, binarized: bool
 ) -> Callable:
@@ -218,12 +301,14 @@ def make_chunk_runner(
 
     Returns ``run(params, opt_state, images, batch_index, step_keys, beta, alpha) ->
     (params, opt_state, losses (S,), terms)`` where ``batch_index`` is (S, B) int32 rows of
-    the device array ``images`` (N, D), ``step_keys`` is (S,) keys, and ``terms`` holds the
+    the device array ``images`` (N, D), ``step_keys`` is (S,) typed keys or their (S, 2)
+    uint32 key data (as :func:`epoch_plan` returns them), and ``terms`` holds the
     per-step ``LossTerms`` (S,). ``beta`` and ``alpha`` are traced, so changing them does
     not recompile. ``params`` and ``opt_state`` are donated (updated in place).
 
     One step: split the step key into a binarization key and a noise key, gather the
-    batch, binarize it (``vae_edu.data.binarize``), then loss, gradient and Adam update.
+    batch (scaled to [0, 1] there if ``images`` is uint8, see :func:`training_images`),
+    binarize it (``vae_edu.data.binarize``), then loss, gradient and Adam update.
     ``nnx.merge(graphdef, params)`` rebuilds the model from the parameter arrays inside the
     traced step: it runs once, while ``jit`` traces, and costs nothing per step.
     """
@@ -233,17 +318,22 @@ def make_chunk_runner(
         index, key = inputs
         binarize_key, noise_key = jax.random.split(key)
         x = images[index]
+        if x.dtype == jnp.uint8:  # the compact training set: this batch's pixels / 255
+            x = data_lib.to_unit_interval(x)
         if binarized:
             x = data_lib.binarize(binarize_key, x)
 
         def loss_fn(p):
             return nnx.merge(graphdef, p).loss(noise_key, x, beta=beta, alpha=alpha)
 
-        (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), (loss, terms)
+        params, opt_state, (loss, terms) = optimizer_step(
+            loss_fn, optimizer, params, opt_state, has_aux=True
+        )
+        return (params, opt_state), (loss, terms)
 
     def run(params, opt_state, images, batch_index, step_keys, beta, alpha):
+        if not jnp.issubdtype(step_keys.dtype, jax.dtypes.prng_key):
+            step_keys = jax.random.wrap_key_data(step_keys)  # (S, 2) uint32 -> (S,) keys
         body = lambda carry, inputs: step(carry, inputs, images, beta, alpha)  # noqa: E731
         (params, opt_state), (losses, terms) = jax.lax.scan(
             body, (params, opt_state), (batch_index, step_keys)
@@ -294,7 +384,7 @@ def run_epoch(
     Args:
       run_chunk: from :func:`make_chunk_runner` or :func:`chunk_runner`.
       params, opt_state: current state (donated).
-      images: (N, D) float32 device array.
+      images: (N, D) device array, float32 in [0, 1] or uint8 (:func:`training_images`).
       key: the epoch's key (:func:`epoch_key`).
       train_config: batch size, steps per call, alpha, beta.
       bar: optional tqdm bar, advanced by the number of steps of each chunk.
@@ -392,7 +482,7 @@ def train(
         train_images = data_lib.load_mnist("train").images
     if test_images is None:
         test_images = data_lib.load_mnist("test").images
-    images = prepare_images(train_images, model_config.input_dim)
+    images = training_images(train_images, model_config.input_dim)
     test = prepare_images(test_images, model_config.input_dim)
     num_examples = images.shape[0]
     if num_examples < train_config.batch_size:
@@ -414,7 +504,7 @@ def train(
                 f"cannot resume from {checkpoint_path}: it was trained with {saved_train}, "
                 f"the run asks for {train_config.to_dict()}"
             )
-    pixel_mean = np.asarray(images).mean(axis=0) if train_config.init_output_bias else None
+    pixel_mean = mean_image(images) if train_config.init_output_bias else None
     model = init_model(model_config, train_config.seed, pixel_mean)
     graphdef, param_state = nnx.split(model, nnx.Param)
     params = nnx.to_pure_dict(param_state)

@@ -3,11 +3,11 @@
 Each widget is opened as a Voila app from a small fixture notebook that builds only that
 widget from the shipped models (the lesson notebooks take minutes to run in full):
 
-* notebook 07's k slider (``build_importance_explorer``): End on the k slider redraws the
+* notebook 08's k slider (``build_importance_explorer``): End on the k slider redraws the
   figure of hat L_k, the log weights and the ESS;
-* notebook 05's beta slider (``build_beta_explorer``): End on the beta slider redraws the
+* notebook 06's beta slider (``build_beta_explorer``): End on the beta slider redraws the
   latent-usage picture;
-* notebook 06's per-dimension explorer (``build_dimension_explorer(activity=...)``): the
+* notebook 07's per-dimension explorer (``build_dimension_explorer(activity=...)``): the
   inactive dimensions start folded away (their sliders hidden); opening the fold shows
   them, and moving one changes the code (the readout), not the decoded picture much.
 

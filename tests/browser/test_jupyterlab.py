@@ -29,7 +29,7 @@ from widget_page import (
 pytestmark = pytest.mark.browser
 
 NOTEBOOK = target_notebook()
-"""notebooks/06_latent_space_explorer.ipynb once it exists, else the slider fixture."""
+"""notebooks/07_latent_space_explorer.ipynb once it exists, else the slider fixture."""
 
 WIDGETS_LABEXTENSION = "@jupyter-widgets/jupyterlab-manager"
 STATUS_BAR = "#jp-main-statusbar"

@@ -1,6 +1,6 @@
 """A student opens the latent-space explorer as a Voila app and moves a slider.
 
-``voila notebooks/06_latent_space_explorer.ipynb`` serves the notebook as a standalone
+``voila notebooks/07_latent_space_explorer.ipynb`` serves the notebook as a standalone
 page: the cells run on the server, the page shows only their outputs and widgets, no code.
 This test starts a real Voila server (127.0.0.1, free port, random token, private Jupyter
 directories) on a copy of the notebook, opens it in Debian's headless chromium, checks that
@@ -22,7 +22,7 @@ from widget_page import (
 pytestmark = pytest.mark.browser
 
 NOTEBOOK = target_notebook()
-"""notebooks/06_latent_space_explorer.ipynb once it exists, else the slider fixture."""
+"""notebooks/07_latent_space_explorer.ipynb once it exists, else the slider fixture."""
 
 PAGE_TIMEOUT_MS = 90_000
 CODE_SELECTORS = ".jp-CodeCell .jp-InputArea, .jp-InputArea-editor, .cm-editor"

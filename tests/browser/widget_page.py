@@ -5,7 +5,7 @@ that matches anything wins, so the stable classes the explorer sets
 (``widget.add_class("vae-latent-slider")``, ``widget.add_class("vae-decoded-image")``) take
 precedence over the generic ipywidgets markup.
 
-Which notebook the tests open: ``notebooks/06_latent_space_explorer.ipynb`` once it exists,
+Which notebook the tests open: ``notebooks/07_latent_space_explorer.ipynb`` once it exists,
 until then the fixture ``tests/browser/fixtures/slider_image.ipynb`` (the test id says so).
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from browser_harness import REPO_ROOT
 
-EXPLORER_NOTEBOOK = REPO_ROOT / "notebooks" / "06_latent_space_explorer.ipynb"
+EXPLORER_NOTEBOOK = REPO_ROOT / "notebooks" / "07_latent_space_explorer.ipynb"
 FIXTURE_NOTEBOOK = Path(__file__).resolve().parent / "fixtures" / "slider_image.ipynb"
 
 SLIDER_HANDLE_SELECTORS = (
@@ -95,7 +95,7 @@ def target_notebook() -> Path:
 def notebook_id(notebook: Path) -> str:
     """A test id that says whether the real explorer or the fixture was tested."""
     if notebook == FIXTURE_NOTEBOOK:
-        return "fixture-slider_image-until-06_latent_space_explorer-exists"
+        return "fixture-slider_image-until-07_latent_space_explorer-exists"
     return notebook.stem
 
 

@@ -19,6 +19,11 @@ Whatever the student's code does in its kernel (patch ``numpy.allclose``, the ch
 IPython's exception handler or input transformers, the helper itself), the worst it can
 achieve is to return other numbers, i.e. another answer, which the grader's checks then
 judge. The only things that cross from the kernel to the grader are numbers.
+
+Besides calls, a request can ask for the fingerprints of what a student's function reaches
+(``reach``, see :data:`REACH_CODE`), and can bind, for the duration of a call, some of the
+student's other names to the grader's code (``inject``: the correct ``reparameterize`` while
+``elbo_estimate`` is checked, so that one mistake costs one question).
 """
 
 from __future__ import annotations
@@ -140,6 +145,8 @@ def encode_request(channel: Path, request: dict, args=()) -> str:
     payload = dict(request, args=[_encode(a, arrays) for a in args])
     if "arg_lists" in request:
         payload["arg_lists"] = [[_encode(a, arrays) for a in lst] for lst in request["arg_lists"]]
+    if "inject" in request:
+        payload["inject"] = {k: _encode(v, arrays) for k, v in request["inject"].items()}
     np.savez(channel / f"req-{nonce}.npz", **arrays)
     (channel / f"req-{nonce}.json").write_text(json.dumps(payload), encoding="utf-8")
     return nonce
@@ -209,7 +216,7 @@ def decode_result(channel: Path, nonce: str) -> dict:
 
     Returns a dict with ``status`` ("ok" or "error"), ``value`` (numbers, numpy arrays of
     numeric dtype, tuples, lists, dicts, :class:`Opaque`), ``ename``/``evalue`` for an
-    error, and ``reference`` (names of the package's reference functions the call reached).
+    error.
 
     Raises:
       ChannelError: no answer, or an answer that is not what the helper writes.
@@ -221,17 +228,12 @@ def decode_result(channel: Path, nonce: str) -> dict:
         raise ChannelError("the kernel's answer is not JSON") from None
     if not isinstance(head, dict) or head.get("nonce") != nonce:
         raise ChannelError("malformed answer from the kernel")
-    reference = head.get("reference", [])
-    if not isinstance(reference, list):
-        reference = ["?"]
-    reference = [str(r)[:100] for r in reference[:20]]
     status = head.get("status")
     if status == "error":
         return {
             "status": "error",
             "ename": str(head.get("ename", "Exception"))[:100],
             "evalue": str(head.get("evalue", ""))[:1000],
-            "reference": reference,
         }
     if status != "ok":
         raise ChannelError("malformed answer from the kernel")
@@ -255,14 +257,12 @@ def decode_result(channel: Path, nonce: str) -> dict:
                 f"unreadable arrays from the kernel ({type(err).__name__})"
             ) from None
     value = _decode(head.get("value"), arrays, _Budget())
-    return {"status": "ok", "value": value, "reference": reference}
+    return {"status": "ok", "value": value}
 
 
 # ----------------------------------------------------------------------- kernel side
 
-#: Run in the student's kernel for every request, with ``_channel``, ``_nonce`` and
-#: ``_user_ns`` (the notebook's namespace) defined. Its output is only ever numbers.
-KERNEL_HELPER = r"""
+_SERVE = r"""
 def _vae_edu_serve(_channel, _nonce, _user_ns):
     import importlib, json, os, sys
     import numpy as np
@@ -335,17 +335,22 @@ def _vae_edu_serve(_channel, _nonce, _user_ns):
             return {"kind": "dict", "items": items}
         return {"kind": "opaque", "type": type(value).__name__}
 
-    trace = getattr(sys.modules.get("vae_edu"), "_grader_trace", None)
-    if isinstance(trace, list):
-        del trace[:]
     answer = {"nonce": _nonce, "status": "ok"}
+    MISSING = object()
+    saved = {}
     try:
         op, name = request["op"], request["name"]
         if name not in _user_ns:
             raise NameError("name %r is not defined" % name)
         target = _user_ns[name]
         args = [decode(a) for a in request["args"]]
-        if op == "get":
+        # the grader's correct versions of the student's other answers, for this call only
+        for other, node in request.get("inject", {}).items():
+            saved[other] = _user_ns.get(other, MISSING)
+            _user_ns[other] = decode(node)
+        if op == "reach":
+            value = _vae_edu_reach(target, name, request.get("skip", []), _user_ns)
+        elif op == "get":
             value = CALLABLE if callable(target) else target
         elif op == "call":
             value = target(*args)
@@ -372,8 +377,12 @@ def _vae_edu_serve(_channel, _nonce, _user_ns):
     except BaseException as err:
         answer = {"nonce": _nonce, "status": "error", "ename": type(err).__name__,
                   "evalue": str(err)[:2000]}
-    if isinstance(trace, list):
-        answer["reference"] = sorted(set(map(str, trace)))[:20]
+    finally:
+        for other, old in saved.items():
+            if old is MISSING:
+                _user_ns.pop(other, None)
+            else:
+                _user_ns[other] = old
     answer["has_arrays"] = bool(out_arrays)
     if out_arrays:
         np.savez(os.path.join(channel, "res-" + _nonce + ".npz"), **out_arrays)
@@ -382,31 +391,209 @@ def _vae_edu_serve(_channel, _nonce, _user_ns):
 """
 
 
-#: Run in the student's kernel before any student code: reports calls of the package's
-#: reference functions made while the grader calls a student's function. Student code can
-#: undo it only with dynamic imports or ``exec``, which the static scan refuses.
-def tripwire_code(targets: list[str]) -> str:
+#: Defines ``_vae_edu_fingerprint(code) -> int``: a hash of a code object that does not
+#: depend on where the code was compiled or what its local variables are called (its
+#: bytecode, the global and attribute names it uses, its non-text constants, nested code
+#: recursively). A copy of a package function (a copied module file, pasted source) has
+#: the fingerprint of the original. Run in the grader (for the references) and in the
+#: kernel (for what a student's function reaches).
+FINGERPRINT_CODE = r"""
+def _vae_edu_fingerprint(code, _depth=0):
+    import dis, hashlib, types
+
+    def const(c):
+        if isinstance(c, types.CodeType):
+            return "code:%d" % _vae_edu_fingerprint(c, _depth + 1)
+        if isinstance(c, (str, bytes)):
+            return "text"
+        if isinstance(c, tuple):
+            return "(" + ",".join(const(x) for x in c) + ")"
+        if isinstance(c, frozenset):
+            return "{" + ",".join(sorted(const(x) for x in c)) + "}"
+        return type(c).__name__ + ":" + repr(c)
+
+    if _depth > 20:
+        return 0
+    # instructions, normalised for what the compiler decides from the surrounding file
+    # (a method call on a name imported in the same file is LOAD_ATTR, elsewhere
+    # LOAD_METHOD) and for the names of local variables
+    parts = [str(code.co_argcount), str(code.co_kwonlyargcount)]
+    ops = list(dis.get_instructions(code))
+    index = {op.offset: i for i, op in enumerate(ops)}  # jumps by instruction, not byte
+    for op in ops:
+        name = "LOAD_ATTR" if op.opname == "LOAD_METHOD" else op.opname
+        if op.opcode in dis.hasconst:
+            arg = const(op.argval)
+        elif op.opcode in dis.hasname:
+            arg = str(op.argval)
+        elif op.opcode in dis.haslocal or op.opcode in dis.hasfree:
+            arg = str(op.arg)
+        elif op.opcode in dis.hasjrel or op.opcode in dis.hasjabs:
+            arg = str(index.get(op.argval, -1))
+        else:
+            arg = "" if op.arg is None else str(op.arg)
+        parts.append(name + " " + arg)
+    digest = hashlib.sha256("|".join(parts).encode()).hexdigest()
+    return int(digest[:15], 16)
+"""
+
+#: Defines ``_vae_edu_reach(target, name, skip, user_ns) -> {label: fingerprint}``: every
+#: function the student's ``target`` can reach through the global names, module attributes,
+#: closures and defaults its code uses (but for the notebook's names in ``skip``, which the
+#: grader replaces by its own code while it checks ``target``). Student code (anything
+#: compiled outside the Python installation and the package: notebook cells, a module file
+#: the student wrote or copied) is followed; a package function is only fingerprinted (so
+#: the package's own allowed helpers are never held against the student); the installation
+#: (jax, numpy, ...) is ignored.
+REACH_CODE = r"""
+def _vae_edu_reach(target, name, skip=(), user_ns=None):
+    import functools, os, sys, sysconfig, types
+
+    package = os.path.dirname(os.path.abspath(sys.modules["vae_edu"].__file__)) + os.sep
+    installed = {os.path.abspath(p) + os.sep for p in (sys.prefix, sys.base_prefix)}
+    installed |= {os.path.abspath(p) + os.sep for p in sysconfig.get_paths().values()}
+    found, seen = {}, set()
+
+    def unwrap(obj):
+        for _ in range(10):
+            inner = obj.__dict__.get("__wrapped__") if hasattr(obj, "__dict__") else None
+            if inner is None and isinstance(obj, functools.partial):
+                inner = obj.func
+            if inner is None and isinstance(obj, types.MethodType):
+                inner = obj.__func__
+            if inner is None:
+                try:  # jax.jit's wrapper keeps the function in __wrapped__ (a C type)
+                    inner = object.__getattribute__(obj, "__wrapped__")
+                except Exception:
+                    inner = None
+            if inner is None or inner is obj:
+                return obj
+            obj = inner
+        return obj
+
+    def names_of(code, out):
+        out.update(code.co_names)
+        out.update(code.co_freevars)
+        for c in code.co_consts:
+            if isinstance(c, types.CodeType):
+                names_of(c, out)
+        return out
+
+    def visit(obj, label, depth):
+        try:
+            inspect_one(obj, label, depth)
+        except Exception:
+            if depth == 0:
+                raise  # the answer itself cannot be inspected: the grader refuses it
+
+    def inspect_one(obj, label, depth):
+        obj = unwrap(obj)
+        code = getattr(obj, "__code__", None) if isinstance(obj, types.FunctionType) else None
+        if code is None or id(obj) in seen or depth > 6 or len(found) > 500:
+            return
+        seen.add(id(obj))
+        found[label[:90]] = _vae_edu_fingerprint(code)
+        where = os.path.abspath(code.co_filename)
+        if where.startswith(package) or any(where.startswith(p) for p in installed):
+            return
+        space = obj.__globals__
+        names = names_of(code, set())
+        for n in sorted(names):
+            if space is user_ns and n in skip:
+                continue  # the grader binds its own code to this name for the check
+            value = space.get(n)
+            if isinstance(value, types.ModuleType):
+                members = getattr(value, "__dict__", {})
+                for m in sorted(names):
+                    if m in members:
+                        visit(members[m], "%s.%s" % (value.__name__, m), depth + 1)
+            elif value is not None:
+                visit(value, n, depth + 1)
+        for i, cell in enumerate(obj.__closure__ or ()):
+            try:
+                value = cell.cell_contents
+            except ValueError:
+                continue
+            visit(value, "%s.<closure %d>" % (label, i), depth + 1)
+        if isinstance(obj.__defaults__, tuple):
+            for i, value in enumerate(obj.__defaults__):
+                visit(value, "%s.<default %d>" % (label, i), depth + 1)
+
+    visit(target, name, 0)
+    return found
+"""
+
+#: Run in the student's kernel for every request, with ``_channel``, ``_nonce`` and
+#: ``_user_ns`` (the notebook's namespace) defined. Its output is only ever numbers.
+KERNEL_HELPER = FINGERPRINT_CODE + REACH_CODE + _SERVE
+KERNEL_NAMES = ("_vae_edu_serve", "_vae_edu_reach", "_vae_edu_fingerprint")
+
+
+def fingerprint(fn) -> int | None:
+    """The fingerprint (see :data:`FINGERPRINT_CODE`) of a function, grader-side."""
+    namespace: dict = {}
+    exec(FINGERPRINT_CODE, namespace)  # noqa: S102 - the grader's own code
+    while True:
+        inner = getattr(fn, "__wrapped__", None)
+        if inner is None or inner is fn:
+            break
+        fn = inner
+    code = getattr(fn, "__code__", None)
+    return None if code is None else namespace["_vae_edu_fingerprint"](code)
+
+
+#: Run in the student's kernel before any student code: every forbidden function (and every
+#: other name a ``vae_edu`` module binds to it, e.g. a re-export) is replaced by a wrapper
+#: that appends its label to ``trace_path``, a file of the channel folder that only the
+#: grader reads. No state of it is reachable from the package's attributes (switching it
+#: off means getting at the wrapper's closure, which the static scan refuses); a wrapper
+#: that cannot write its record raises, so the student's function fails rather than pass
+#: unrecorded. The grader reads what each request appended, and treats a record that
+#: shrank, vanished or holds anything but labels as tampering.
+def tripwire_code(targets: list[str], trace_path) -> str:
     return f"""
-def _vae_edu_install_tripwires(targets={targets!r}):
-    import importlib, sys
+def _vae_edu_install_tripwires(targets={targets!r}, trace_path={str(trace_path)!r}):
+    import importlib, os, sys
     import vae_edu
-    trace = vae_edu._grader_trace = []
+
+    # bound now: patching os later does not reach the wrappers
+    _open, _write, _close = os.open, os.write, os.close
+    _flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+    _close(_open(trace_path, _flags, 0o600))  # exists from now on: its removal shows
 
     def wrap(label, fn):
+        record = (label + "\\n").encode()
+
         def wrapper(*args, **kwargs):
-            trace.append(label)
+            fd = _open(trace_path, _flags, 0o600)
+            try:
+                if _write(fd, record) != len(record):
+                    raise OSError("short write")
+            finally:
+                _close(fd)
             return fn(*args, **kwargs)
+
         wrapper.__name__ = getattr(fn, "__name__", "wrapper")
         wrapper.__doc__ = getattr(fn, "__doc__", None)
         return wrapper
 
+    originals = {{}}
     for target in targets:
         module_name, _, attr = target.rpartition(":")
         owner = importlib.import_module(module_name)
         path = attr.split(".")
         for part in path[:-1]:
             owner = getattr(owner, part)
-        setattr(owner, path[-1], wrap(target, getattr(owner, path[-1])))
+        original = owner.__dict__[path[-1]]
+        wrapped = wrap(target, original)
+        originals[id(original)] = wrapped
+        setattr(owner, path[-1], wrapped)
+    for name, module in list(sys.modules.items()):  # re-exports of the same functions
+        if name.split(".")[0] != "vae_edu" or module is None:
+            continue
+        for attr, value in list(vars(module).items()):
+            if id(value) in originals:
+                setattr(module, attr, originals[id(value)])
 
 
 _vae_edu_install_tripwires()

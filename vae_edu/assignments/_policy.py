@@ -1,30 +1,45 @@
 """What each assignment's answers may not use: the package's own implementation of the answer.
 
 A student who imports :func:`vae_edu.kl.kl_diag_gaussians` as their ``kl_standard_normal``
-has not answered the question. Two layers find this:
+has not answered the question; nor has one who reaches it without its name. Three layers
+find this:
 
 * a **static scan** (:func:`scan_source`) of every cell the student wrote (answer cells and
-  added cells), with :mod:`ast` after IPython's own translation of magics: imports and
-  attribute uses of the forbidden names (direct, aliased, ``import vae_edu.kl as k`` then
-  ``k.kl_diag_gaussians``, star imports), and the dynamic constructs that could reach them
-  without naming them (``exec``, ``eval``, ``compile``, ``__import__``, ``importlib``,
-  ``sys.modules``, ``runpy``, ``builtins``, ``globals()``/``vars()``, ``getattr`` with a
-  computed name, ``%run``/``%load`` magics). Using the package for anything else (data,
-  plots, the functions an assignment hands out) stays allowed;
+  added cells), with :mod:`ast` after IPython's own translation of magics, following the
+  package imports of earlier cells: the forbidden names imported or used as attributes of
+  ANY ``vae_edu`` module (re-exports included), aliased or star-imported, or written as text
+  (``operator.methodcaller("exact_elbo")``), and every private ``vae_edu`` name; and the
+  constructs that could reach them without naming them (``exec``, ``eval``, ``compile``,
+  ``__import__``, ``importlib``, ``sys.modules``, ``getattr`` with a computed name,
+  ``%run``, ``get_ipython().run_cell``, ``pickle``/``marshal``/``ctypes``/``copyreg``/``gc``/
+  ``inspect``, ``__closure__``/``__wrapped__``/``__globals__``/``__code__``/frames,
+  ``setattr``/``delattr``/assignments on the package). Using the package for anything else
+  (data, plots, the functions an assignment hands out) stays allowed;
+* a **reach listing** (:data:`vae_edu.assignments._channel.REACH_CODE`): before a
+  question's checks, the kernel lists the fingerprints of every function the student's
+  answer can reach; :func:`reference_fingerprints` gives those of the forbidden functions
+  and their private helpers, computed in the grader. The original however obtained, a copy
+  of the package's file imported under another name and pasted source all match;
 * a **tripwire** in the kernel (:func:`vae_edu.assignments._channel.tripwire_code`): the
-  forbidden functions are wrapped before any student code runs, and the channel reports
-  when a graded call reached one of them.
+  forbidden functions (and the package's re-exports of them) are wrapped before any student
+  code runs, and each call is recorded in a file only the grader reads.
 
-A finding costs the question whose test cell follows the cell that contains it (for a
-dynamic construct, every autograded question: the grader cannot tell what it reaches).
+A static finding costs the question whose test cell follows the cell that contains it (for
+a dynamic construct, every autograded question: the grader cannot tell what it reaches);
+a reach or tripwire finding costs the question whose check found it.
 """
 
 from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
+import importlib
+from pathlib import Path
 
-__all__ = ["FORBIDDEN", "Finding", "scan_source"]
+from vae_edu.assignments._channel import fingerprint
+
+__all__ = ["FORBIDDEN", "Finding", "forbid_message", "reference_fingerprints", "scan_source"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +72,12 @@ FORBIDDEN = {
                 "log_evidence_importance_sampling",
                 "log_evidence_prior_sampling",
             )
+        )
+        # the lessons' references for the same computations (notebooks 03, 05 and 06)
+        + (
+            "vae_edu.loss:negative_elbo",
+            "vae_edu.lesson_checks:elbo_estimate",
+            "vae_edu.lesson_checks:negative_elbo",
         ),
         tuple(
             f"vae_edu.conjugate:LinearGaussianModel.{name}"
@@ -74,14 +95,125 @@ FORBIDDEN = {
             "vae_edu.train:train",
             "vae_edu.train:run_epoch",
             "vae_edu.train:make_chunk_runner",
+            "vae_edu.train:optimizer_step",
+            # the lessons' references for the same computations (notebooks 05 and 06)
+            "vae_edu.loss:negative_elbo",
+            "vae_edu.lesson_checks:negative_elbo",
+            "vae_edu.lesson_checks:optimizer_step",
         )
     ),
 }
 
 
-_DYNAMIC_CALLS = {"exec", "eval", "compile", "__import__", "globals", "vars", "breakpoint"}
+_DYNAMIC_CALLS = {
+    "exec",
+    "eval",
+    "compile",
+    "__import__",
+    "globals",
+    "vars",
+    "locals",
+    "breakpoint",
+}
 _DYNAMIC_NAMES = {"importlib", "runpy", "builtins", "__builtins__", "_grader_trace", "sys.modules"}
 _DYNAMIC_MAGICS = {"run", "load", "loadpy", "load_ext", "reload_ext", "autoreload", "aimport"}
+# Modules that load, rebuild or look inside code without naming it (an import costs every
+# question: what they reach cannot be told from the source).
+_DYNAMIC_MODULES = {
+    "importlib",
+    "runpy",
+    "builtins",
+    "pickle",
+    "_pickle",
+    "pickletools",
+    "marshal",
+    "ctypes",
+    "copyreg",
+    "dill",
+    "cloudpickle",
+    "joblib",
+    "shelve",
+    "gc",
+    "inspect",
+    "code",
+    "codeop",
+    "pkgutil",
+    "zipimport",
+    "py_compile",
+    "compileall",
+    "imp",
+    "dis",
+}
+# Attributes that reach a function's code, closure, globals or frames, patch the
+# interpreter, or run code through IPython: the introspection behind every way of getting
+# at a wrapped original, and code that is never scanned.
+_DYNAMIC_ATTRIBUTES = {
+    "__closure__",
+    "cell_contents",
+    "__wrapped__",
+    "__globals__",
+    "__code__",
+    "func_closure",
+    "func_globals",
+    "func_code",
+    "__dict__",
+    "__builtins__",
+    "__traceback__",
+    "tb_frame",
+    "tb_next",
+    "f_globals",
+    "f_locals",
+    "f_back",
+    "f_builtins",
+    "gi_frame",
+    "cr_frame",
+    "ag_frame",
+    "__subclasses__",
+    "__reduce__",
+    "__reduce_ex__",
+    "__getattribute__",
+    "__defaults__",
+    "__kwdefaults__",
+    "_getframe",
+    "setprofile",
+    "settrace",
+    "monitoring",
+    "meta_path",
+    "path_hooks",
+    "path_importer_cache",
+    "addaudithook",
+    "FunctionType",
+    "CodeType",
+    "LambdaType",
+    "run_cell",
+    "run_cell_async",
+    "run_code",
+    "run_ast_nodes",
+    "safe_execfile",
+    "safe_execfile_ipy",
+    "safe_run_module",
+    "user_ns",
+    "user_global_ns",
+    "ex",
+    "ev",
+    "runcode",
+    "runsource",
+    "_grader_trace",
+}
+_PACKAGE = "vae_edu"
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]
+
+
+@functools.cache
+def _submodules() -> frozenset[str]:
+    """Dotted names of the package's modules (``vae_edu.kl``, ...), from its files."""
+    names = {_PACKAGE}
+    for path in _PACKAGE_DIR.rglob("*.py"):
+        parts = path.relative_to(_PACKAGE_DIR).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        names.add(".".join((_PACKAGE, *parts)))
+    return frozenset(names)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,82 +244,140 @@ def _dotted(node) -> str | None:
     return None
 
 
-def scan_source(source: str, assignment: str) -> list[Finding]:
-    """Forbidden uses in one cell's source (empty if none; a syntax error is not a finding)."""
+def _private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def forbid_message(what: str) -> str:
+    """The message of an answer that uses the package's own implementation."""
+    return (
+        f"your code uses {what}, the package's own implementation of what this "
+        "question asks you to write: that is not an answer, so this question scores 0. "
+        "Write it yourself (using the package for data, plots or the functions the "
+        "assignment gives you is fine)."
+    )
+
+
+def scan_source(source: str, assignment: str, aliases: dict | None = None) -> list[Finding]:
+    """Forbidden uses in one cell's source (empty if none; a syntax error is not a finding).
+
+    ``aliases`` (local name -> the ``vae_edu`` module or name it stands for) carries the
+    imports of earlier cells to later ones; it is updated with this cell's imports.
+    """
     rules = FORBIDDEN.get(assignment)
     try:
         tree = ast.parse(_translate(source))
     except SyntaxError:
         return []
     findings: list[Finding] = []
-    functions = {}
-    if rules is not None:
-        for target in rules.functions:
-            module, _, name = target.partition(":")
-            functions.setdefault(module, set()).add(name)
+    targets = [*(rules.functions if rules else ()), *(rules.methods if rules else ())]
+    forbidden_names = {t.rpartition(":")[2].rpartition(".")[2] for t in targets}
     method_names = {t.rpartition(".")[2] for t in (rules.methods if rules else ())}
-    module_aliases: dict[str, str] = {}  # local name -> module it stands for
+    modules = _submodules()
+    package_aliases = aliases if aliases is not None else {}
 
     def forbid(what: str) -> None:
-        message = (
-            f"your code uses {what}, the package's own implementation of what this "
-            "question asks you to write: that is not an answer, so this question scores 0. "
-            "Write it yourself (using the package for data, plots or the functions the "
-            "assignment gives you is fine)."
-        )
+        message = forbid_message(what)
         if all(f.message != message for f in findings):
             findings.append(Finding(message))
 
     def dynamic(what: str) -> None:
         message = (
-            f"your code uses {what}: dynamic imports and generated code are not allowed in "
-            "a submission (the grader cannot tell what they reach), so every autograded "
-            "question scores 0. Use plain `import` statements and ordinary code."
+            f"your code uses {what}: dynamic imports and generated code (and the "
+            "introspection, pickling or patching that reach code without naming it) are not "
+            "allowed in a submission (the grader cannot tell what they reach), so every "
+            "autograded question scores 0. Use plain `import` statements and ordinary code."
         )
         if all(f.message != message for f in findings):
             findings.append(Finding(message, dynamic=True))
 
+    def resolve(node) -> str | None:
+        """The package name an expression stands for (``vae_edu.kl.x``), or None."""
+        name = _dotted(node)
+        if name is None:
+            return None
+        head, _, rest = name.partition(".")
+        base = package_aliases.get(head)
+        if base is None:
+            return None
+        return f"{base}.{rest}" if rest else base
+
+    def patches(owner: str | None) -> bool:
+        """Whether changing an attribute of ``owner`` changes the package (the grading
+        checks excepted: they run in the grader, so patching them in the kernel does
+        nothing)."""
+        return owner is not None and not owner.startswith(f"{_PACKAGE}.grading")
+
+    def check_package_name(full: str) -> None:
+        """``full`` is a dotted name inside the package: forbidden or private?"""
+        if full in modules:
+            return
+        owner, _, last = full.rpartition(".")
+        label = f"{owner}:{last}" if owner in modules else full  # as the tripwire names it
+        if _private(last):
+            forbid(f"{label} (a private helper of the package)")
+        elif last in forbidden_names and owner.startswith(_PACKAGE):
+            forbid(label)
+
+    def check_import(module: str) -> None:
+        if module.split(".")[0] in _DYNAMIC_MODULES:
+            dynamic(f"`import {module}`")
+
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
-                if alias.name.split(".")[0] in ("importlib", "runpy", "builtins"):
-                    dynamic(f"`import {alias.name}`")
-                if alias.name in functions:
-                    module_aliases[alias.asname or alias.name] = alias.name
-                elif alias.asname is None:
-                    for module in functions:
-                        if module.startswith(alias.name + ".") or module == alias.name:
-                            module_aliases[alias.name] = alias.name
+                check_import(alias.name)
+                if alias.name.split(".")[0] == _PACKAGE:
+                    check_package_name(alias.name)
+                    if alias.asname is not None:
+                        package_aliases[alias.asname] = alias.name
+                    else:
+                        package_aliases[_PACKAGE] = _PACKAGE
         elif isinstance(node, ast.ImportFrom):
             module = ("." * node.level) + (node.module or "")
-            if module.split(".")[0] in ("importlib", "runpy", "builtins"):
+            check_import(module)
+            if module.split(".")[0] == "sys" and any(
+                a.name in _DYNAMIC_ATTRIBUTES or a.name == "modules" for a in node.names
+            ):
                 dynamic(f"`from {module} import ...`")
+            if module == "types" and any(a.name in _DYNAMIC_ATTRIBUTES for a in node.names):
+                dynamic("`from types import ...`")
+            if module.split(".")[0] != _PACKAGE:
+                continue
+            check_package_name(module)
             names = {a.name for a in node.names}
-            if module in functions:
-                used = functions[module] & names
-                if "*" in names:
-                    used = functions[module]
-                for name in sorted(used):
-                    forbid(f"{module}.{name}")
+            if "*" in names:
+                for target in targets:
+                    target_module, _, name = target.partition(":")
+                    if target_module == module and "." not in name:
+                        forbid(target)
             for alias in node.names:
+                if alias.name == "*":
+                    continue
                 full = f"{module}.{alias.name}"
-                if full in functions:
-                    module_aliases[alias.asname or alias.name] = full
+                check_package_name(full)
+                package_aliases[alias.asname or alias.name] = full
         elif isinstance(node, ast.Call):
             name = _dotted(node.func)
             if name in _DYNAMIC_CALLS:
                 dynamic(f"`{name}()`")
-            if name == "getattr" and len(node.args) >= 2:
-                if not isinstance(node.args[1], ast.Constant):
-                    dynamic("`getattr` with a computed name")
-                elif node.args[1].value in method_names:
-                    forbid(f"`.{node.args[1].value}`")
-                else:
-                    owner = _dotted(node.args[0])
-                    if owner is not None:
-                        module = module_aliases.get(owner, owner)
-                        if node.args[1].value in functions.get(module, ()):
-                            forbid(f"{module}.{node.args[1].value}")
+            if name in ("getattr", "setattr", "delattr", "hasattr") and len(node.args) >= 2:
+                owner = resolve(node.args[0])
+                attr = node.args[1]
+                if not isinstance(attr, ast.Constant) or not isinstance(attr.value, str):
+                    if name in ("getattr", "hasattr") or patches(owner):
+                        dynamic(f"`{name}` with a computed name")
+                elif name in ("setattr", "delattr") and (
+                    patches(owner) or attr.value.startswith("_grader")
+                ):
+                    dynamic(f"`{name}` on the package")
+                elif owner is not None:
+                    check_package_name(f"{owner}.{attr.value}")
+            if name is not None and name.rpartition(".")[2] in ("methodcaller", "attrgetter"):
+                if not all(
+                    isinstance(a, ast.Constant) and isinstance(a.value, str) for a in node.args[:1]
+                ):
+                    dynamic(f"`{name}` with a computed name")
             if name and name.endswith(("run_line_magic", "run_cell_magic")) and node.args:
                 magic = node.args[0]
                 if not isinstance(magic, ast.Constant) or magic.value in _DYNAMIC_MAGICS:
@@ -195,17 +385,54 @@ def scan_source(source: str, assignment: str) -> list[Finding]:
         elif isinstance(node, ast.Name):
             if node.id in _DYNAMIC_NAMES:
                 dynamic(f"`{node.id}`")
-        elif isinstance(node, ast.Attribute):
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            # a forbidden name as text (operator.methodcaller("exact_elbo"), ...); short
+            # plain words ("train", "elbo") are too common to tell
+            if node.value in forbidden_names and ("_" in node.value or len(node.value) >= 10):
+                forbid(f"the name {node.value!r}")
+        elif isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete)):
+            for target in getattr(node, "targets", None) or [node.target]:
+                for part in ast.walk(target):
+                    if isinstance(part, ast.Attribute) and patches(resolve(part.value)):
+                        dynamic("an assignment to an attribute of the package")
+        if isinstance(node, ast.Attribute):
             full = _dotted(node)
-            if node.attr in ("_grader_trace",) or full == "sys.modules":
-                dynamic(f"`{full or node.attr}`")
-            if node.attr in ("__dict__", "__globals__", "__builtins__", "__code__"):
+            if full == "sys.modules":
+                dynamic("`sys.modules`")
+            if node.attr in _DYNAMIC_ATTRIBUTES:
                 dynamic(f"`.{node.attr}`")
             if node.attr in method_names:
                 forbid(f"`.{node.attr}`")
-            owner = _dotted(node.value)
+            owner = resolve(node.value)
             if owner is not None:
-                module = module_aliases.get(owner, owner)
-                if node.attr in functions.get(module, ()):
-                    forbid(f"{module}.{node.attr}")
+                check_package_name(f"{owner}.{node.attr}")
     return findings
+
+
+@functools.cache
+def reference_fingerprints(assignment: str) -> dict[int, str]:
+    """Fingerprints (:func:`vae_edu.assignments._channel.fingerprint`) of the forbidden
+    functions of an assignment and of the private helpers of their modules: fingerprint ->
+    "module:name". Computed in the grader's process, from the package it loaded before any
+    student code ran."""
+    rules = FORBIDDEN.get(assignment)
+    if rules is None:
+        return {}
+    found: dict[int, str] = {}
+    owners = set()
+    for target in (*rules.functions, *rules.methods):
+        module, _, attr = target.partition(":")
+        obj = importlib.import_module(module)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+        owners.add(module)
+        print_ = fingerprint(obj)
+        if print_ is not None:
+            found[print_] = target
+    for module in sorted(owners):
+        for name, value in sorted(vars(importlib.import_module(module)).items()):
+            if _private(name) and getattr(value, "__module__", None) == module:
+                print_ = fingerprint(value)
+                if print_ is not None:
+                    found.setdefault(print_, f"{module}:{name}")
+    return found

@@ -40,6 +40,7 @@ import os
 import re
 import secrets
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -380,6 +381,14 @@ class _Outcome:
     message: str = ""
 
 
+class _Refused(BaseException):  # noqa: N818 - not an Exception: checks must not swallow it
+    """The student's function is (or reaches) the package's reference implementation."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
 class _Abort(BaseException):  # noqa: N818 - not an Exception: checks must not swallow it
     """The kernel timed out or died while the grader was asking it for a value."""
 
@@ -459,7 +468,13 @@ class _Kernel:
         self.channel = workdir / "channel"
         self.limits = limits
         self.dead = ""  # why the kernel is gone, once it is
-        self.references: set[str] = set()
+        self.reached: list[str] = []  # labels of the reference functions requests reached
+        # the tripwire's record (see _channel.tripwire_code): only the grader reads it
+        self.trace_path = self.channel / f"trace-{secrets.token_hex(8)}.log"
+        self._trace_seen = None  # (inode, size) after the last request
+        self._trace_inode = None  # the record's inode when the tripwire made it
+        self.assignment = ""
+        self.targets: list[str] = []
         self.request_timeout = 0  # the test cell's limit while its hidden tests run
         self.nb = nb
         self.scratch = len(nb.cells)
@@ -560,13 +575,13 @@ class _Kernel:
         except Exception:  # noqa: BLE001
             pass
 
-    def run(self, cell, index: int) -> _Outcome:
+    def run(self, cell, index: int, *, store_history: bool = True) -> _Outcome:
         """Runs one cell of the notebook; the outcome of the kernel's answer."""
         if self.dead:
             return _Outcome("not run", self.dead)
         self._timed_out = False
         try:
-            self.client.execute_cell(cell, index)
+            self.client.execute_cell(cell, index, store_history=store_history)
         except DeadKernelError:
             self.dead = "not run: the kernel died while running an earlier cell"
             return _Outcome("error", "the kernel died while running this cell")
@@ -616,6 +631,8 @@ class _Kernel:
         if self.dead:
             raise _Abort("not run", self.dead)
         for stale in self.channel.glob("*"):
+            if stale.name == self.trace_path.name:
+                continue
             try:
                 stale.unlink()
             except OSError:
@@ -624,11 +641,15 @@ class _Kernel:
         code = (
             _channel.KERNEL_HELPER
             + f"\n_vae_edu_serve({str(self.channel)!r}, {nonce!r}, globals())"
-            + "\ndel _vae_edu_serve\n"
+            + f"\ndel {', '.join(_channel.KERNEL_NAMES)}\n"
         )
         cell = nbformat.v4.new_code_cell(code)
         cell.metadata["vae_edu"] = {"timeout": timeout or self.request_timeout or self.timeout}
-        outcome = self.run(cell, self.scratch)
+        before = self._trace_state()
+        try:
+            outcome = self.run(cell, self.scratch, store_history=False)
+        finally:
+            self._read_trace(before)
         if outcome.status == "timeout":
             raise _Abort(
                 "timeout", f"your code did not answer within the time limit: {outcome.message}"
@@ -642,10 +663,66 @@ class _Kernel:
                 f"the grader got no usable answer from your notebook's kernel ({err}); "
                 "did your code change how the notebook runs code?"
             ) from None
-        self.references.update(result["reference"])
         if result["status"] == "error":
             raise _channel.remote_exception(result["ename"], result["evalue"])
         return result["value"]
+
+    def _trace_state(self):
+        """(inode, size) of the tripwire's record, or None if it is not a regular file."""
+        try:
+            info = self.trace_path.lstat()
+        except OSError:
+            return None
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        return (info.st_ino, info.st_size)
+
+    def _read_trace(self, before) -> None:
+        """The labels the tripwire recorded during a request (into ``reached``); a record
+        that vanished, shrank, was replaced (another file, a link to /dev/null) or holds
+        anything but labels is tampering."""
+        tampered = "the grader's record of calls to the package (tampered with)"
+        after = self._trace_state()
+        if self._trace_inode is None:
+            return  # no tripwire in this assignment (or the kernel never made the record)
+        if (
+            before is None
+            or after is None
+            or {before[0], after[0]} != {self._trace_inode}
+            or after[1] < before[1]
+            or (self._trace_seen is not None and before[1] < self._trace_seen[1])
+        ):
+            self.reached.append(tampered)
+            return
+        self._trace_seen = after
+        if after[1] == before[1]:
+            return
+        try:
+            with open(self.trace_path, "rb") as handle:
+                handle.seek(before[1])
+                data = handle.read(min(after[1] - before[1], 100_000))
+        except OSError:
+            self.reached.append(tampered)
+            return
+        known = set(self.targets)
+        for line in data.decode("utf-8", "replace").splitlines():
+            label = line.strip()
+            if label not in known:
+                self.reached.append(tampered)
+                return
+            if label not in self.reached:
+                self.reached.append(label)
+
+    def install_tripwires(self, targets) -> None:
+        """Wraps the forbidden functions in the kernel, before any student code runs."""
+        self.targets = list(targets)
+        if self.dead or not self.targets:
+            return
+        code = _channel.tripwire_code(self.targets, self.trace_path)
+        self.run(nbformat.v4.new_code_cell(code), self.scratch, store_history=False)
+        self._trace_seen = self._trace_state()
+        if self._trace_seen is not None:
+            self._trace_inode = self._trace_seen[0]
 
 
 def _kernel_process_group(km) -> int | None:
@@ -662,22 +739,44 @@ def _kernel_process_group(km) -> int | None:
 
 
 class _Proxy:
-    """The student's function, as seen by the grader: each call is a channel request."""
+    """The student's function, as seen by the grader: each call is a channel request.
 
-    def __init__(self, kernel: _Kernel, name: str):
+    ``inject`` (name -> :class:`vae_edu.grading.KernelFunction`) replaces the student's
+    other answers by the grader's correct code in the kernel's namespace for the duration
+    of each call (see :meth:`with_names`), so that one mistake costs one question."""
+
+    def __init__(self, kernel: _Kernel, name: str, inject=None):
         self._kernel, self._name = kernel, name
+        self._inject = dict(inject or {})
+        self._inspected = False
         self.__name__ = name
 
+    def _request(self, request: dict, args=()):
+        if not self._inspected:  # what the function reaches, but for the grader's names
+            self._inspected = True
+            why = _reaches_reference(
+                self._kernel, self._name, self._kernel.assignment, skip=self._inject
+            )
+            if why:
+                raise _Refused(why)
+        if self._inject:
+            request = dict(request, inject=self._inject)
+        return self._kernel.request(request, args)
+
+    def with_names(self, names: dict) -> _Proxy:
+        """This function, with ``names`` bound to the grader's code while it runs."""
+        return _Proxy(self._kernel, self._name, {**self._inject, **names})
+
     def __call__(self, *args):
-        return self._kernel.request({"op": "call", "name": self._name}, args)
+        return self._request({"op": "call", "name": self._name}, args)
 
     def grad(self, args, argnum: int):
         """d/d args[argnum] of sum(f(*args)), taken by jax.grad in the kernel."""
-        return self._kernel.request({"op": "grad", "name": self._name, "argnum": argnum}, args)
+        return self._request({"op": "grad", "name": self._name, "argnum": argnum}, args)
 
     def call_many(self, arg_lists, static_argnums=()):
         """f(*a) for every a (compiled once in the kernel with jax.jit when it can be)."""
-        return self._kernel.request(
+        return self._request(
             {
                 "op": "many",
                 "name": self._name,
@@ -688,7 +787,7 @@ class _Proxy:
 
     def run_training(self, *args):
         """A3's training run with this function as the step (see vae_edu.mlp_vae.run_training)."""
-        return self._kernel.request({"op": "train", "name": self._name}, args)
+        return self._request({"op": "train", "name": self._name}, args)
 
     def __repr__(self) -> str:
         return f"<your function {self._name}>"
@@ -753,14 +852,21 @@ def _hidden_part(source: str) -> str:
     return "\n".join(out) if found else source
 
 
-def _grader_side(kernel: _Kernel, code: str) -> _Outcome:
-    """Runs instructor test code in the grader's process, the student's names as proxies."""
+def _grader_side(kernel: _Kernel, code: str, assignment: str = "") -> _Outcome:
+    """Runs instructor test code in the grader's process, the student's names as proxies.
+
+    Before its first call, every function of the student's that a check calls is inspected
+    in the kernel (``reach``, see :class:`_Proxy`): one that reaches code with the
+    fingerprint of a forbidden reference (the original, however obtained, or a copy of it)
+    is refused. After the checks, a call of a forbidden function recorded by the tripwire
+    refuses the question too."""
     try:
         tree = ast.parse(code)
     except SyntaxError as err:  # the instructor's own bug: say so
         return _Outcome("error", f"the instructor's test does not parse: {err}")
     namespace = _preset_namespace()
-    before = set(kernel.references)
+    del kernel.reached[:]
+    outcome = _Outcome("ok")
     try:
         for name in _free_names(tree):
             try:
@@ -773,26 +879,63 @@ def _grader_side(kernel: _Kernel, code: str) -> _Outcome:
                 value = _Proxy(kernel, name)
             namespace[name] = value
         exec(compile(tree, "<hidden tests>", "exec"), namespace)  # noqa: S102 - instructor code
+    except _Refused as refused:
+        return _Outcome("refused", refused.message)
     except _Abort as abort:
-        return _Outcome(abort.status, abort.message)
+        outcome = _Outcome(abort.status, abort.message)
     except AssertionError as err:
-        message = str(err).strip() or "a test failed"
-        return _Outcome("error", message)
+        outcome = _Outcome("error", str(err).strip() or "a test failed")
     except NotImplementedError:
-        return _Outcome(
+        outcome = _Outcome(
             "error", "NotImplementedError: not answered yet (the stub raises NotImplementedError)"
         )
     except Exception as err:  # noqa: BLE001 - the student's exception, or a channel fault
-        return _Outcome("error", f"{type(err).__name__}: {err}")
-    reached = sorted(kernel.references - before)
-    if reached:
+        outcome = _Outcome("error", f"{type(err).__name__}: {err}")
+    if kernel.reached:
         return _Outcome(
             "refused",
-            f"your answer calls {', '.join(reached)}, the package's own implementation of "
-            "what this question asks you to write: that is not an answer, so this question "
-            "scores 0.",
+            f"your answer calls {', '.join(sorted(set(kernel.reached)))}, the package's own "
+            "implementation of what this question asks you to write: that is not an answer, "
+            "so this question scores 0.",
         )
-    return _Outcome("ok")
+    return outcome
+
+
+def _reaches_reference(kernel: _Kernel, name: str, assignment: str, skip=()) -> str:
+    """Why the student's function ``name`` counts as the reference (empty if it does not):
+    the kernel lists the fingerprints of every function it can reach (see
+    ``_channel.REACH_CODE``); the grader compares them with those of the forbidden
+    functions, computed in its own process."""
+    references = _policy.reference_fingerprints(assignment)
+    if not references:
+        return ""
+    try:
+        reached = kernel.request({"op": "reach", "name": name, "skip": sorted(skip)})
+    except _Abort:
+        raise
+    except Exception as err:  # noqa: BLE001 - a function the grader cannot inspect
+        return (
+            f"the grader could not inspect your function {name} ({type(err).__name__}: "
+            f"{_cut(err, 200)}), so it cannot tell whether it is the package's own "
+            "implementation: this question scores 0. Define it with a plain `def`."
+        )
+    if not isinstance(reached, dict):
+        return ""
+    hits = [
+        (label, references[fp])
+        for label, fp in reached.items()
+        if isinstance(fp, int) and not isinstance(fp, bool) and fp in references
+    ]
+    if not hits:
+        return ""
+    label, target = hits[0]
+    module, _, function = target.partition(":")
+    via = "" if label == name else f" (through {label})"
+    return _policy.forbid_message(
+        f"{module}.{function}{via}, or a copy of it (its code is the package's,"
+        f" whatever it is called or wherever it was loaded from; the grader matched "
+        f"{target})"
+    )
 
 
 def _run_notebook(merged, kernel: _Kernel, assignment) -> dict[int, _Outcome]:
@@ -805,21 +948,20 @@ def _run_notebook(merged, kernel: _Kernel, assignment) -> dict[int, _Outcome]:
         except Exception as err:  # noqa: BLE001
             kernel.dead = f"not run: the kernel could not start ({type(err).__name__}: {err})"
         rules = _policy.FORBIDDEN.get(assignment)
-        targets = [*rules.functions, *rules.methods] if rules is not None else []
-        if not kernel.dead and targets:
-            kernel.run(nbformat.v4.new_code_cell(_channel.tripwire_code(targets)), kernel.scratch)
+        kernel.assignment = assignment
+        kernel.install_tripwires([*rules.functions, *rules.methods] if rules is not None else [])
         for index, cell in enumerate(merged.cells[: kernel.scratch]):
             if cell.get("cell_type") != "code":
                 continue
             if _cells.is_test(cell):
-                outcomes[index] = _run_test_cell(kernel, cell, index)
+                outcomes[index] = _run_test_cell(kernel, cell, index, assignment)
             else:
                 outcomes[index] = kernel.run(cell, index)
     del merged.cells[kernel.scratch :]
     return outcomes
 
 
-def _run_test_cell(kernel: _Kernel, cell, index: int) -> _Outcome:
+def _run_test_cell(kernel: _Kernel, cell, index: int, assignment: str = "") -> _Outcome:
     """The visible part runs in the kernel (for the executed notebook; it decides nothing);
     the hidden tests run grader-side. Their verdict is added to the cell's outputs."""
     hidden = _hidden_part(cell.get("source", ""))
@@ -829,7 +971,7 @@ def _run_test_cell(kernel: _Kernel, cell, index: int) -> _Outcome:
         return _Outcome("not run", kernel.dead)
     started = time.monotonic()
     kernel.request_timeout = kernel.cell_timeout(cell)  # the instructor's limit
-    outcome = _grader_side(kernel, hidden)
+    outcome = _grader_side(kernel, hidden, assignment)
     kernel.request_timeout = 0
     verdict = "passed" if outcome.status == "ok" else outcome.status
     cell.outputs.append(
@@ -860,17 +1002,21 @@ def _answers_before(nb, index: int) -> list[int]:
 
 
 def _policy_findings(merged, assignment) -> tuple[dict[int, list], list]:
-    """Static findings per test cell index (the next test cell), and dynamic ones."""
+    """Static findings per test cell index (the next test cell), and dynamic ones. The
+    package imports of every cell (the instructor's too) are followed into later cells."""
     per_test, dynamic, pending = defaultdict(list), [], []
+    aliases: dict = {}
     for index, cell in enumerate(merged.cells):
         if _cells.is_test(cell):
             per_test[index].extend(pending)
             pending = []
             continue
-        student_written = _cells.is_solution(cell) or not _cells.meta(cell)
-        if cell.get("cell_type") != "code" or not student_written:
+        if cell.get("cell_type") != "code":
             continue
-        for finding in _policy.scan_source(cell.get("source", ""), assignment):
+        found = _policy.scan_source(cell.get("source", ""), assignment, aliases)
+        if not (_cells.is_solution(cell) or not _cells.meta(cell)):
+            continue  # the instructor's cell: its imports only
+        for finding in found:
             (dynamic if finding.dynamic else pending).append(finding)
     return per_test, dynamic
 
@@ -1033,9 +1179,10 @@ def grade_submission(
         )
     source_path = find_source(submission, submission_nb, source)
     verify_sources([source_path])
-    _checks()  # loaded now, before any student code runs
+    _checks()["grading"].core.new_run_secret()  # loaded now, before any student code runs
     source_nb = _read_source(source_path)
     assignment = source_path.stem
+    _policy.reference_fingerprints(assignment)  # the grader's own, before student code runs
     source_by_id = {_cells.grade_id(c): c for c in source_nb.cells if _cells.grade_id(c)}
     # every question at zero with one status and message (the notes are read when returned)
     zero_report = functools.partial(

@@ -56,8 +56,8 @@ DEFAULT_ASSIGNMENTS = REPO_ROOT / "notebooks" / "assignments"
 # here is shown as "see the assignment's introduction" in the student README.
 PREREQUISITES = {
     "A1": ["02_information_and_kl"],
-    "A2": ["03_elbo", "04_gaussian_vae_loss"],
-    "A3": ["05_train_vae_mnist", "06_latent_space_explorer"],
+    "A2": ["03_elbo", "04_reparameterization", "05_decoders_and_loss"],
+    "A3": ["06_train_vae_mnist", "07_latent_space_explorer"],
 }
 # A line of an instructor's solution or hidden test that also appears in the student
 # editions (a blank line, a lone bracket, a docstring quote, "return x") is no leak; lines

@@ -11,6 +11,7 @@ import numpy as np
 
 from vae_edu.grading.core import (
     ATOL,
+    KL_STANDARD_NORMAL_CODE,
     NUM_SE,
     CheckResult,
     KernelFunction,
@@ -24,11 +25,13 @@ from vae_edu.grading.core import (
     f32,
     fmt,
     gradient,
+    hidden_key,
+    hidden_rng,
     kl_standard_normal_by_hand,
     negative_case,
     run_check,
     scalar,
-    seeded_rng,
+    with_reference_names,
 )
 from vae_edu.kl import kl_diag_gaussians, kl_monte_carlo
 
@@ -129,8 +132,8 @@ _KL_DIAG_CASES = [  # (description, (mu, log_var), exact KL by hand)
 
 
 def _kl_diag_inputs():
-    """A seeded random batch: (mean, log_var), each of shape (5, 3)."""
-    rng = seeded_rng(0)
+    """A random batch drawn from the run's secret: (mean, log_var), each of shape (5, 3)."""
+    rng = hidden_rng(0)
     mean = rng.normal(0.0, 1.5, size=(5, 3))
     log_var = rng.uniform(-2.0, 2.0, size=(5, 3))
     return mean, log_var
@@ -261,6 +264,8 @@ def check_kl_two_gaussians(student_fn) -> CheckResult:
     KL(q || p) != KL(p || q)), with :func:`vae_edu.kl.kl_diag_gaussians` on seeded random
     inputs, with the standard-normal special case, and through jax.grad.
     """
+    # a student's kl_two_gaussians may call their kl_standard_normal: the grader's is used
+    student_fn = with_reference_names(student_fn, kl_standard_normal=KL_STANDARD_NORMAL_CODE)
     return run_check(
         "check_kl_two_gaussians",
         (
@@ -295,8 +300,9 @@ _KL_TWO_SIGN_HINT = (
 
 
 def _kl_two_inputs():
-    """A seeded random batch: (mean_q, log_var_q, mean_p, log_var_p), each (5, 3), float64."""
-    rng = seeded_rng(1)
+    """A random batch drawn from the run's secret: (mean_q, log_var_q, mean_p, log_var_p),
+    each (5, 3), float64."""
+    rng = hidden_rng(1)
     mq, mp = rng.normal(0.0, 1.5, size=(2, 5, 3))
     lq, lp = rng.uniform(-2.0, 2.0, size=(2, 5, 3))
     return mq, lq, mp, lp
@@ -363,16 +369,24 @@ def _kl_two_standard_case(fn) -> list[str]:
 
 
 def _kl_two_extremes(fn) -> list[str]:
-    """Step 3: log-variances of +-30 stay finite (sigma_q^2 / sigma_p^2 without overflow)."""
-    extreme = tuple(f32(a) for a in ([[0.0, 5.0]], [[-30.0, 30.0]], [[1.0, 0.0]], [[30.0, -30.0]]))
+    """Step 3: extreme log-variances stay finite. +-30 (where exp of either log-variance is
+    still a float32 number), and log_var_q = -88.5, log_var_p = -87.5 with equal means, where
+    exp(-88.5) and exp(-87.5) are both flushed to 0 in float32 (below e^-87.34), so
+    exp(log_var_q) / exp(log_var_p) is 0 / 0, although the ratio sigma_q^2 / sigma_p^2 =
+    e^-1 is not: KL = (e^-1 - 1 + 1) / 2 = 0.1839 there."""
+    rows = ([[0.0, 5.0, 0.3]], [[-30.0, 30.0, -88.5]], [[1.0, 0.0, 0.3]], [[30.0, -30.0, -87.5]])
+    extreme = tuple(f32(a) for a in rows)
     got = as_array(call_student(fn, *extreme, call=_KL_TWO_CALL), "your KL")
     expected = _kl_two_hand(*extreme)
     if close(got, expected, rtol=1e-4, atol=1e-3):
         return []
     return [
-        f"for log-variances at the edges of the legal range [-30, 30] your KL is "
-        f"{fmt(got)}, expected {fmt(expected)}: compute sigma_q^2 / sigma_p^2 as "
-        "exp(log_var_q - log_var_p) so that nothing overflows."
+        f"for (log_var_q, log_var_p) = (-30, 30), (30, -30) and (-88.5, -87.5) in three "
+        f"dimensions your KL is {fmt(got)}, expected {fmt(expected)}: compute "
+        "sigma_q^2 / sigma_p^2 as exp(log_var_q - log_var_p). In float32 exp of a "
+        "log-variance alone overflows to inf above 88.7 and is flushed to 0 below -87.3, "
+        "so exp(log_var_q) / exp(log_var_p) is 0 / 0 = NaN at (-88.5, -87.5), while "
+        "exp(-88.5 - (-87.5)) = e^-1."
     ]
 
 
@@ -538,7 +552,7 @@ def _kl_mc_gaussian(fn) -> list[str]:
     mean_q = np.array([1.0, -0.5])
     log_var_q = np.log(np.array([0.25, 1.5]))
     num_samples = 20_000
-    eps = jax.random.normal(jax.random.key(2), (num_samples, 2))
+    eps = jax.random.normal(hidden_key(2), (num_samples, 2))
     samples = f32(mean_q) + jnp.exp(0.5 * f32(log_var_q)) * eps
 
     # Given as code, so that the grader can send them to the student's kernel.

@@ -14,7 +14,10 @@ from vae_edu.conjugate import make_model
 from vae_edu.elbo import bernoulli_log_likelihood, diag_gaussian_log_density
 from vae_edu.grading.core import (
     ATOL,
+    BERNOULLI_CODE,
+    KL_STANDARD_NORMAL_CODE,
     NUM_SE,
+    REPARAMETERIZE_CODE,
     RTOL,
     CheckResult,
     Stop,
@@ -28,10 +31,12 @@ from vae_edu.grading.core import (
     f32,
     fmt,
     gradient,
+    hidden_key,
+    hidden_rng,
     kl_standard_normal_by_hand,
     run_check,
     scalar,
-    seeded_rng,
+    with_reference_names,
 )
 from vae_edu.kl import kl_diag_gaussians
 
@@ -88,7 +93,7 @@ def _reparam_distribution(fn) -> list[str]:
     mu, sigma2 = np.array([1.0, -2.0]), np.array([4.0, 0.25])
     num = 20_000
     mean = np.broadcast_to(mu, (num, 2))
-    z = _sample(fn, jax.random.key(3), mean, np.broadcast_to(np.log(sigma2), (num, 2)))
+    z = _sample(fn, hidden_key(3), mean, np.broadcast_to(np.log(sigma2), (num, 2)))
     expect_finite(z, "your samples")
     if np.allclose(z, mean, atol=1e-6):
         raise Stop("your samples are exactly mu: the noise term sigma * eps is missing.")
@@ -171,10 +176,10 @@ def _noise_problem(eps, num: int) -> str | None:
 
 def _reparam_keys(fn) -> list[str]:
     """Step 2: the same key gives the same draw, another key another one."""
-    key = jax.random.key(4)
+    key = hidden_key(4)
     z1 = _sample(fn, key, _SMALL_MEAN, _SMALL_LOG_VAR)
     z2 = _sample(fn, key, _SMALL_MEAN, _SMALL_LOG_VAR)
-    z3 = _sample(fn, jax.random.key(5), _SMALL_MEAN, _SMALL_LOG_VAR)
+    z3 = _sample(fn, hidden_key(5), _SMALL_MEAN, _SMALL_LOG_VAR)
     if not np.array_equal(z1, z2):
         return [
             "two calls with the same key gave different samples: take all randomness "
@@ -191,7 +196,7 @@ def _reparam_keys(fn) -> list[str]:
 
 def _reparam_gradients(fn) -> list[str]:
     """Step 3: dz/dmu = 1 and dz/dlog_var = (z - mu) / 2 through jax.grad."""
-    key = jax.random.key(4)
+    key = hidden_key(4)
     args = (key, f32(_SMALL_MEAN), f32(_SMALL_LOG_VAR))
     grad_mean = gradient(fn, args, 1, "your sampler")
     if np.allclose(grad_mean, 0.0):
@@ -219,7 +224,7 @@ def _reparam_extremes(fn) -> list[str]:
     """Step 4: finite draws at log-variances of -30 and 30."""
     extreme_mean = np.array([[0.0, 1.0], [5.0, -5.0]])
     extreme_log_var = np.array([[-30.0, 30.0], [30.0, -30.0]])
-    z = _sample(fn, jax.random.key(6), extreme_mean, extreme_log_var)
+    z = _sample(fn, hidden_key(6), extreme_mean, extreme_log_var)
     expect_finite(
         z,
         "for log-variances of -30 and 30 your samples",
@@ -276,7 +281,7 @@ def _bernoulli_of(fn, x, logits) -> np.ndarray:
 
 def _bernoulli_values(fn) -> list[str]:
     """Step 1: shape, hand values, logits of +-100 and the reference; names the mistake."""
-    rng = seeded_rng(5)
+    rng = hidden_rng(5)
     batch, dim = 4, 6
     x = rng.integers(0, 2, size=(batch, dim)).astype(np.float64)
     logits = rng.normal(0.0, 3.0, size=(batch, dim))
@@ -482,6 +487,12 @@ def check_negative_elbo(student_fn) -> CheckResult:
     reference on seeded random inputs, at logits of +-100, and through jax.grad.
     """
 
+    student_fn = with_reference_names(
+        student_fn,
+        bernoulli_log_likelihood=BERNOULLI_CODE,
+        reparameterize=REPARAMETERIZE_CODE,
+        kl_standard_normal=KL_STANDARD_NORMAL_CODE,
+    )
     return run_check(
         "check_negative_elbo",
         (_negative_elbo_values, _negative_elbo_extremes, _negative_elbo_gradient),
@@ -521,8 +532,9 @@ def _loss_of(fn, *args) -> float:
 
 
 def _negative_elbo_inputs():
-    """A seeded random batch (B=4, D=6, d=3): x, logits, mean, log_var in float64."""
-    rng = seeded_rng(6)
+    """A random batch (B=4, D=6, d=3) drawn from the run's secret: x, logits, mean,
+    log_var in float64."""
+    rng = hidden_rng(6)
     x = rng.integers(0, 2, size=(4, 6)).astype(np.float64)
     logits = rng.normal(0.0, 2.0, size=(4, 6))
     mean = rng.normal(0.0, 1.0, size=(4, 3))
@@ -616,6 +628,11 @@ def check_elbo_estimate(
     Returns:
       A :class:`CheckResult`.
     """
+    # the student's other answers it calls are the grader's: a mistake in reparameterize
+    # costs Question 1 only
+    student_fn = with_reference_names(
+        student_fn, reparameterize=REPARAMETERIZE_CODE, bernoulli_log_likelihood=BERNOULLI_CODE
+    )
     return run_check(
         "check_elbo_estimate",
         (
@@ -636,7 +653,7 @@ def _conjugate_problem():
     """The check's model (D = 3, d = 1), its x, and the four q's as (description, mean,
     log_var), the exact posterior first."""
     model = make_model(jax.random.key(7), data_dim=3, latent_dim=1, noise_std=0.7)
-    x = f32([0.5, -1.0, 2.0])
+    x = f32(np.array([0.5, -1.0, 2.0]) + hidden_rng(7).normal(0.0, 0.3, size=3))
     post_mean, post_cov = model.posterior(x)
     m, v = np.asarray(post_mean, np.float64), np.diag(np.asarray(post_cov, np.float64))
     candidates = [
@@ -666,7 +683,7 @@ def _call_many(fn, arg_lists) -> list:
 def _estimates(fn, seed, model, x, mean, log_var, num, num_repeats) -> np.ndarray:
     """The student's estimates with ``num`` samples for keys fold_in(key(seed), i)."""
     arg_lists = [
-        (jax.random.fold_in(jax.random.key(seed), i), model, x, f32(mean), f32(log_var), num)
+        (jax.random.fold_in(hidden_key(seed), i), model, x, f32(mean), f32(log_var), num)
         for i in range(num_repeats)
     ]
     outs = call_student(functools.partial(_call_many, fn), arg_lists, call=_ELBO_ESTIMATE_CALL)
@@ -697,11 +714,15 @@ def _elbo_estimate_steps(fn, *, num_repeats: int, num_samples: int) -> list[str]
             "posterior: the samples z must be drawn with the key (jax.random.normal(key, "
             "...)), so that different keys give different draws."
         ]
-    for description, mean, log_var in candidates:
+    for i, (description, mean, log_var) in enumerate(candidates):
         estimates = _estimates(fn, 8, model, x, mean, log_var, num_samples, num_repeats)
         problem = _elbo_bias_problem(model, x, description, mean, log_var, estimates, num_samples)
         if problem:
             return [problem]
+        if i == 0:  # the exact posterior
+            problem = _posterior_spread_problem(model, x, mean, log_var, estimates, num_samples)
+            if problem:
+                return [problem]
     ratio = spreads[num_samples] / spreads[1]
     if ratio > 3.0 / math.sqrt(num_samples):
         return [
@@ -713,6 +734,36 @@ def _elbo_estimate_steps(fn, *, num_repeats: int, num_samples: int) -> list[str]
             "times, one key for every draw, or a fixed number of samples average nothing."
         ]
     return []
+
+
+def _posterior_spread_problem(model, x, mean, log_var, estimates, num_samples) -> str | None:
+    """At the exact posterior every log-weight log p(x | z) + log p(z) - log q(z) equals
+    log p(x), so every estimate is log p(x); the one other accepted form, E_q[log p(x | z)]
+    by Monte Carlo minus the KL in closed form, varies there exactly as the average of
+    ``num_samples`` log-likelihoods does. An estimate that varies otherwise is not built
+    from samples of q (e.g. the exact ELBO plus made-up noise)."""
+    log_evidence = float(model.log_evidence(x))
+    worst = float(np.max(np.abs(estimates - log_evidence)))
+    if worst <= 1e-2:
+        return None
+    mean, log_var = f32(mean), f32(log_var)
+    eps = jax.random.normal(jax.random.key(321), (20_000, *mean.shape))
+    log_lik = np.asarray(model.log_likelihood(x, mean + jnp.exp(0.5 * log_var) * eps))
+    expected = float(log_lik.std(ddof=1)) / math.sqrt(num_samples)
+    spread = float(estimates.std(ddof=1))
+    # the sample std of 20 estimates lies within [0.3, 2] times the true one, but for
+    # odds far below one in a million (chi distribution with 19 degrees of freedom)
+    if expected > 0 and 0.3 <= spread / expected <= 2.0:
+        return None
+    return (
+        f"at the exact posterior q = p(z | x) every sample z gives log p(x | z) + log p(z) - "
+        f"log q(z) = log p(x) = {log_evidence:.4f} exactly, so every estimate must equal "
+        f"it; yours vary (up to {worst:.4f} away over {len(estimates)} keys, a spread of "
+        f"{spread:.4f} that not even E_q[log p(x | z)] - KL with the KL in closed form "
+        f"would have: {expected:.4f}). Your estimate is not the average (1/L) sum_l "
+        "[log p(x | z_l) + log p(z_l) - log q(z_l)] over reparameterized samples z_l ~ q "
+        "(made-up noise, or another formula?)."
+    )
 
 
 def _elbo_bias_problem(model, x, description, mean, log_var, estimates, num_samples):

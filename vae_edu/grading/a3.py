@@ -29,10 +29,11 @@ from vae_edu.grading.core import (
     first_line,
     fmt,
     gradient_tree,
+    hidden_key,
+    hidden_rng,
     kl_standard_normal_by_hand,
     run_check,
     scalar,
-    seeded_rng,
 )
 
 # ------------------------------------------------- A3: the loss, the training step, the latents
@@ -59,10 +60,11 @@ _A3_JIT = {
 
 
 def _a3_probe_params(seed: int, hidden: int = 16):
-    """Small random parameters (784-hidden-2 VAE) with a non-trivial posterior."""
+    """Small random parameters (784-hidden-2 VAE) with a non-trivial posterior, drawn from
+    the run's secret."""
 
-    params = mlp_vae.init_params(jax.random.key(seed), hidden=hidden)
-    rng = seeded_rng(seed)
+    params = mlp_vae.init_params(hidden_key(seed), hidden=hidden)
+    rng = hidden_rng(seed)
     params["enc_b2"] = f32(rng.normal(0.0, 0.7, size=4))
     params["enc_b1"] = f32(rng.normal(0.0, 0.5, size=hidden))
     params["dec_b1"] = f32(rng.normal(0.0, 0.5, size=hidden))
@@ -70,7 +72,7 @@ def _a3_probe_params(seed: int, hidden: int = 16):
 
 
 def _a3_probe_batch(seed: int, batch: int = 8):
-    return (seeded_rng(seed).uniform(size=(batch, 784)) < 0.2).astype(np.float32)
+    return (hidden_rng(seed).uniform(size=(batch, 784)) < 0.2).astype(np.float32)
 
 
 def check_a3_loss(student_fn) -> CheckResult:
@@ -132,15 +134,15 @@ def _a3_loss_random(fn) -> list[str]:
     for seed in (11, 12):
         params = _a3_probe_params(seed)
         x = _a3_probe_batch(seed)
-        key = jax.random.key(seed)
+        key = hidden_key(seed)
         got = _a3_loss_of(fn, params, key, x)
         reference = float(_A3_JIT["loss"](params, key, x))
         if math.isclose(got, reference, rel_tol=RTOL, abs_tol=1e-3):
             continue
         hint = diagnose(np.asarray(got), _a3_loss_mistakes(params, key, x))
         return [
-            f"on random parameters and a batch of {x.shape[0]} images (key "
-            f"jax.random.key({seed})) your loss is {got:.4f}, expected {reference:.4f}. "
+            f"on random parameters and a batch of {x.shape[0]} images (the same key for "
+            f"both) your loss is {got:.4f}, expected {reference:.4f}. "
             + (
                 hint
                 or "Encode, sample z with the given key, decode, then average "
@@ -181,8 +183,8 @@ def _a3_loss_keys(fn) -> list[str]:
     params = _a3_probe_params(13)
     x = jnp.asarray(_a3_probe_batch(13))
     if not math.isclose(
-        _a3_loss_of(fn, params, jax.random.key(13), x),
-        _a3_loss_of(fn, params, jax.random.key(14), x),
+        _a3_loss_of(fn, params, hidden_key(13), x),
+        _a3_loss_of(fn, params, hidden_key(14), x),
         rel_tol=1e-7,
         abs_tol=0.0,
     ):
@@ -197,7 +199,7 @@ def _a3_loss_gradients(fn) -> list[str]:
     """Step 4: the gradient with respect to every parameter (jax.grad in the kernel)."""
     params = _a3_probe_params(13)
     x = jnp.asarray(_a3_probe_batch(13))
-    key = jax.random.key(13)
+    key = hidden_key(13)
     grads = gradient_tree(
         fn, (params, key, x), 0, "your loss", advice="Use jax.numpy and jax.random only."
     )

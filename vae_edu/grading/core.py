@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import secrets
 from collections.abc import Callable, Sequence
 
 import jax
@@ -239,6 +240,91 @@ def gradient(fn, args, argnum: int, what: str):
 
 def seeded_rng(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
+
+
+# ------------------------------------------------------------------ hidden inputs
+#
+# The random inputs of the checks are drawn from a secret of the grading run, so that they
+# cannot be tabulated in advance: a table of the reference's values on last run's inputs
+# answers nothing this run. The hand-checkable cases stay fixed (they are in the notebooks
+# anyway). The grader draws a new secret for every submission; tests that need fixed
+# inputs set one with ``new_run_secret(0)``.
+
+_RUN_SECRET = [secrets.randbits(62)]
+
+
+def new_run_secret(value: int | None = None) -> int:
+    """Draws (or sets) the secret behind :func:`hidden_rng` and :func:`hidden_key`."""
+    _RUN_SECRET[0] = secrets.randbits(62) if value is None else int(value)
+    return _RUN_SECRET[0]
+
+
+def hidden_rng(seed: int) -> np.random.Generator:
+    """A generator for a check's random inputs: ``seed`` mixed with the run's secret."""
+    return np.random.default_rng([seed, _RUN_SECRET[0]])
+
+
+def hidden_key(seed: int) -> jax.Array:
+    """A PRNG key for a check's random inputs: ``seed`` mixed with the run's secret."""
+    secret = _RUN_SECRET[0]
+    key = jax.random.fold_in(jax.random.key(seed), secret & 0x7FFFFFFF)
+    return jax.random.fold_in(key, (secret >> 31) & 0x7FFFFFFF)
+
+
+# ------------------------------------------------------------------ one mistake costs once
+
+
+class _WithNames:
+    """A plain function with some of its global names bound to other functions while it
+    runs (the grader's proxy does the same in the student's kernel)."""
+
+    def __init__(self, fn, names: dict):
+        self._fn, self._names = fn, names
+        self.__name__ = getattr(fn, "__name__", "function")
+
+    def __call__(self, *args):
+        space = getattr(self._fn, "__globals__", None)
+        if not isinstance(space, dict):
+            return self._fn(*args)
+        missing = object()
+        saved = {k: space.get(k, missing) for k in self._names}
+        space.update(self._names)
+        try:
+            return self._fn(*args)
+        finally:
+            for k, v in saved.items():
+                if v is missing:
+                    space.pop(k, None)
+                else:
+                    space[k] = v
+
+
+def with_reference_names(student_fn, **codes: str):
+    """``student_fn`` with the student's OTHER answers it may call (``reparameterize``, ...)
+    replaced, for the duration of each call, by the grader's correct code (``codes``: name
+    -> code defining ``f``, as for :class:`KernelFunction`): a mistake in one answer then
+    costs that answer's question only."""
+    functions = {name: KernelFunction(code) for name, code in codes.items()}
+    if hasattr(student_fn, "with_names"):  # the grader's proxy: bound in the kernel
+        return student_fn.with_names(functions)
+    if not callable(student_fn):
+        return student_fn
+    return _WithNames(student_fn, functions)
+
+
+#: Correct code for the answers other questions may call (self-contained: plain jax).
+REPARAMETERIZE_CODE = """
+def f(key, mean, log_var):
+    return mean + jnp.exp(0.5 * log_var) * jax.random.normal(key, jnp.shape(mean))
+"""
+BERNOULLI_CODE = """
+def f(x, logits):
+    return jnp.sum(x * jax.nn.log_sigmoid(logits) + (1.0 - x) * jax.nn.log_sigmoid(-logits), -1)
+"""
+KL_STANDARD_NORMAL_CODE = """
+def f(mean, log_var):
+    return 0.5 * jnp.sum(jnp.square(mean) + jnp.exp(log_var) - 1.0 - log_var, axis=-1)
+"""
 
 
 def f32(x) -> jax.Array:

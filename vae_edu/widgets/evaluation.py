@@ -1,10 +1,10 @@
-"""The explorers of the evaluation notebook (07): ipywidgets wired to the model, nothing else.
+"""The explorers of the evaluation notebook (08): ipywidgets wired to the model, nothing else.
 
 **What do the importance weights look like?** :func:`build_importance_explorer` is a
 log-spaced slider over k (1 ... K) that recomputes hat L_k and the effective sample size of
 the first k of K weights per image (computed once by
 :func:`vae_edu.evaluate.per_image_log_weights`) and redraws
-:class:`vae_edu.plots.ImportanceWeightsPlot`; notebook 07 uses it.
+:class:`vae_edu.plots.ImportanceWeightsPlot`; notebook 08 uses it.
 
 **How good is the model?** :func:`build_iwae_explorer` is a slider over k that redraws
 :func:`vae_edu.plots.iwae_gap_view`: the gap L_k - ELBO of the importance-weighted bound

@@ -1,4 +1,4 @@
-"""The latent-space explorers of notebook 06: ipywidgets wired to the model, nothing else.
+"""The latent-space explorers of notebook 07: ipywidgets wired to the model, nothing else.
 
 A trained VAE gives two maps between pixels and codes, the encoder mean mu(x) and the
 decoder mean E[x | z] = sigmoid(f_theta(z)) (:class:`vae_edu.models.LatentModel`, one

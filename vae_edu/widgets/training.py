@@ -1,4 +1,4 @@
-"""The beta slider of the training notebook (05): ipywidgets wired to shipped models.
+"""The beta slider of the training notebook (06): ipywidgets wired to shipped models.
 
 :func:`build_beta_explorer` is a slider over the weight beta of the KL term, one stop per
 model of a sweep trained identically except for beta (the shipped ``beta_0`` ...

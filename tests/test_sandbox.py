@@ -223,7 +223,8 @@ def test_an_isolated_process_ends_when_the_grader_is_killed(isolated):
     from vae_edu.assignments import _sandbox
     workdir = Path({str(isolated.workdir)!r})
     subprocess.Popen(
-        [*_sandbox.namespace_prefix(workdir, {isolated.owner!r}), "sleep", "600"],
+        [*_sandbox.namespace_prefix(workdir, {isolated.owner!r}), "sh", "-c",
+         "echo ready; exec sleep 600"],
         env=_sandbox.kernel_env(workdir),
         preexec_fn=_sandbox.limit_resources(None, die_with_grader=True),
         start_new_session=True,
@@ -234,7 +235,8 @@ def test_an_isolated_process_ends_when_the_grader_is_killed(isolated):
     process = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(grader)], stdout=subprocess.PIPE, text=True
     )
-    assert process.stdout.readline().strip() == "started"
+    # killed once the isolated process runs (not while unshare is still starting it)
+    assert {process.stdout.readline().strip() for _ in range(2)} == {"started", "ready"}
     process.kill()
     # the isolated sleep holds the pipe: its end comes only once that process is gone
     assert process.communicate(timeout=120)[0] == ""

@@ -160,10 +160,15 @@ def attacks(tmp_path_factory):
                     (
                         "kl_standard_normal",
                         "import os, pathlib\n"
-                        f"pathlib.Path({str(leak)!r}).write_text("
-                        "os.environ.get('INSTRUCTOR_LMS_TOKEN', 'absent'))\n"
+                        "if 'INSTRUCTOR_LMS_TOKEN' in os.environ:  # then Question 1 fails\n"
+                        "    kl_standard_normal = None\n"
                         "pathlib.Path('grades').mkdir(exist_ok=True)\n"
-                        "pathlib.Path('grades/alice_A1.json').write_text('{\"score\": 10}')",
+                        "pathlib.Path('grades/alice_A1.json').write_text('{\"score\": 10}')\n"
+                        "try:  # an isolated kernel (root on Linux) cannot write outside\n"
+                        f"    pathlib.Path({str(leak)!r}).write_text("
+                        "os.environ.get('INSTRUCTOR_LMS_TOKEN', 'absent'))\n"
+                        "except OSError:\n"
+                        "    pass",
                     )
                 ]
             },
@@ -363,8 +368,11 @@ def test_a_reference_smuggled_through_another_answer_is_caught_at_run_time(attac
 
 
 def test_student_code_sees_a_scrubbed_environment_and_a_throwaway_directory(attacks):
+    # INSTRUCTOR_LMS_TOKEN was not passed on: Question 1 would fail, and the file written
+    # outside says so where the kernel can write there (not isolated)
     assert by_id(attacks["environment"])["test_kl_standard_normal"]["points"] == 2
-    assert attacks["leak"] == "absent"  # INSTRUCTOR_LMS_TOKEN was not passed on
+    isolated = _sandbox.isolation()[0] is not None
+    assert attacks["leak"] == (None if isolated else "absent")
     assert attacks["alice"] == '{"score": 3}'  # relative paths land in the throw-away dir
 
 

@@ -6,7 +6,8 @@ cells the student added; every test and read-only cell comes from the source. Th
 notebook then runs in a fresh kernel (nbclient) that is treated as hostile:
 
 * it runs in a throw-away working directory, with a scrubbed environment, resource limits
-  and, when the grader is root, as an unprivileged user (see :mod:`._sandbox`);
+  and, when the grader is root, as an unprivileged user, on Linux isolated in PID and mount
+  namespaces of its own that hold none of the instructor's files (see :mod:`._sandbox`);
 * the **hidden tests never run in it**. At each test cell the kernel runs only the visible
   part (for the executed notebook); the hidden part runs in the grader's own process,
   where every name of the student's (a function, a number) is a proxy that asks the kernel
@@ -81,6 +82,7 @@ MAX_MESSAGE = 1000  # characters of a message in the report
 DEFAULT_SOURCE_DIR = Path(__file__).resolve().parents[2] / "notebooks" / "assignments"
 _PROBE_TIMEOUT = 15  # seconds for a kernel to answer again after an interrupt
 # Grader sources as they were when the grader was loaded, before any student code ran.
+_sandbox.remove_untrusted_bytecode()  # before the baseline: what imports load from now on
 SOURCE_BASELINE = _sandbox.source_digests(sorted(DEFAULT_SOURCE_DIR.glob("*.ipynb")))
 
 
@@ -445,7 +447,8 @@ class _Limits:
     memory_mb: int | None
     max_output: int
     owner: tuple | None  # (uid, gid) to run as, or None
-    view: tuple = ()  # a readonly_view command prefix, or none
+    view: tuple = ()  # a command prefix (namespace_prefix or readonly_view), or none
+    switch_user: bool = True  # the kernel manager switches to owner (not the prefix)
 
 
 class _Kernel:
@@ -483,6 +486,8 @@ class _Kernel:
         )
         km.sandbox_owner = limits.owner
         km.sandbox_prefix = list(limits.view)
+        if not limits.switch_user:  # isolated, without network: Unix sockets
+            km.transport, km.ip = "ipc", str(_sandbox.ipc_path(workdir))
         quiet = logging.getLogger("vae_edu.assignments.nbclient")
         quiet.setLevel(logging.CRITICAL)  # timeouts are reported in the score table
         self.client = _Client(
@@ -502,7 +507,7 @@ class _Kernel:
             kernel_name=kernel_name,
             record_timing=False,
             shutdown_kernel="immediate",
-            resources={"metadata": {"path": str(workdir)}},
+            resources={"metadata": {"path": str(_sandbox.kernel_cwd(workdir))}},
             log=quiet,
         )
 
@@ -523,14 +528,18 @@ class _Kernel:
     def session(self):
         """The running kernel (nbclient's ``setup_kernel``); stopped on leaving, however."""
         kwargs = {
-            "cwd": str(self.workdir),
+            "cwd": str(_sandbox.kernel_cwd(self.workdir)),
             "env": _sandbox.kernel_env(self.workdir),
-            "stderr": subprocess.DEVNULL,
+            "stdout": subprocess.DEVNULL,  # a cell writing to the kernel's own stdout or
+            "stderr": subprocess.DEVNULL,  # stderr never reaches the grader's
         }
-        preexec = _sandbox.limit_resources(self.limits.memory_mb)
+        preexec = _sandbox.limit_resources(
+            self.limits.memory_mb, die_with_grader=not self.limits.switch_user
+        )
         if preexec is not None:
             kwargs["preexec_fn"] = preexec
-        if self.limits.owner is not None:  # POSIX only: root drops to an unprivileged user
+        if self.limits.owner is not None and self.limits.switch_user:  # POSIX only: root
+            # drops to an unprivileged user (an isolating prefix drops by itself, inside)
             owner = self.limits.owner
             kwargs.update(user=owner[0], group=owner[1], extra_groups=[])
         try:
@@ -1196,10 +1205,22 @@ def grade_submission(
         )
         return zero_report("refused", f"this file is not assignment {assignment}")
 
-    owner, why_not = _sandbox.unprivileged_user(user)
+    owner, why_not = _sandbox.isolation(user)  # root on Linux: an isolated kernel
+    isolated = owner is not None
+    if not isolated:
+        owner, why_not_user = _sandbox.unprivileged_user(user)
+        why_not = f"{why_not}; {why_not_user}" if owner is None else why_not
     workdir = _sandbox.make_workdir(owner)
     view, why_no_view = (), ""
-    if owner is None:  # no other user: make what must not change read-only instead
+    if isolated:
+        hide = [
+            Path(source_path).resolve().parent,  # the instructor sources
+            Path(submission).resolve().parent,  # the submissions
+            Path.cwd(),  # where the grader writes grades (the documented layout)
+            _sandbox.PACKAGE_DIR.parent,  # the checkout (unless it is site-packages)
+        ]
+        view = _sandbox.namespace_prefix(workdir, owner, hide)
+    elif owner is None:  # no other user: make what must not change read-only instead
         protect = [
             _sandbox.PACKAGE_DIR.parent,  # the checkout, or site-packages
             Path(sys.prefix),
@@ -1217,7 +1238,7 @@ def grade_submission(
             merged,
             workdir=workdir,
             kernel_name=source_nb.metadata.get("kernelspec", {}).get("name", "python3"),
-            limits=_Limits(timeout, memory_mb, max_output, owner, tuple(view)),
+            limits=_Limits(timeout, memory_mb, max_output, owner, tuple(view), not isolated),
         )
         outcomes = _run_notebook(merged, kernel, assignment)
         if executed_path is not None:
@@ -1237,10 +1258,11 @@ def grade_submission(
         _sandbox.remove_workdir(workdir)
     if owner is None and view:
         notes.append(
-            f"student code ran as the grader's own user ({why_not}), in a private read-only "
-            "view of the package, the Python installation, the instructor sources and the "
-            "grader's working folder (a Linux mount namespace): only its throw-away directory "
-            "was writable."
+            f"student code ran as the grader's own user, root ({why_not}), in a private "
+            "read-only view of the package, the Python installation, the instructor sources "
+            "and the grader's working folder (a Linux mount namespace): only its throw-away "
+            "directory was writable, but root can undo the view. Install util-linux's "
+            "setpriv and unshare to isolate student code."
         )
     elif owner is None:
         notes.append(

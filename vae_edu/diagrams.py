@@ -226,7 +226,8 @@ def elbo_decomposition(entries: Sequence[tuple[str, float, float]], *, title: st
 
     Each bar starts at a common baseline below the smallest ELBO; its lower part reaches up to
     the ELBO, its upper part (the gap) from the ELBO up to ``log p(x)``, so the total height
-    of every bar is ``log p(x)`` (a dashed line) whatever q is.
+    of every bar is ``log p(x)`` (a dashed line) whatever q is. The baseline is arbitrary,
+    and the x label says so: read the ELBO at the top of the blue part.
 
     Args:
       entries: ``(label, elbo, log_evidence)`` per bar, in nats; ``elbo <= log_evidence``.
@@ -289,6 +290,12 @@ def elbo_decomposition(entries: Sequence[tuple[str, float, float]], *, title: st
     ax.set_xticks(range(len(entries)), [label for label, _, _ in entries], fontsize=8)
     ax.set_ylim(baseline, top + 0.12 * (top - baseline))
     ax.set_ylabel("nats")
+    # The blue bars start at an arbitrary baseline: only their tops and the red lengths mean
+    # something, and the figure says so.
+    ax.set_xlabel(
+        "blue: from an arbitrary baseline up to the ELBO (read its top); red: the gap",
+        fontsize=8,
+    )
     ax.legend(loc="upper left", fontsize=8, ncol=3)
     ax.set_title(title or "log p(x) = ELBO + KL(q || p(z|x))", fontsize=10)
     fig.tight_layout()

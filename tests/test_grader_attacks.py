@@ -564,7 +564,7 @@ REACH_SUBMISSIONS = {
             "def kl_monte_carlo(samples_q, log_q, log_p):\n"
             "    f = functools.reduce(getattr, ['kl_monte_' + 'carlo'], vae_edu.kl)\n"
             "    estimate = f(samples_q, log_q, log_p)\n"
-            "    for path in glob.glob('channel/trace-*'):\n"
+            "    for path in glob.glob('channel/trace-*') + glob.glob('../channel/trace-*'):\n"
             "        os.remove(path)\n"
             "    return estimate.mean, estimate.std_error\n",
         },

@@ -564,15 +564,17 @@ def test_a_failing_visible_test_shows_the_value_and_the_named_diagnosis():
 
 def test_a1_q2_rationale_for_the_log_variance_difference_holds_in_float32():
     """A1 Q2 says why to use exp(l_q - l_p): the naive ratio fails where one variance alone
-    leaves float32 (inf, or 0 after XLA's flush of subnormals), the difference does not; for
-    the |l| <= 30 the tests use, both forms agree."""
+    leaves float32 (inf, or 0 after XLA's flush of subnormals), the difference does not (at
+    +-30 both forms agree); the hidden check's pair (-88.5, -87.5) tells them apart."""
     import math
 
     import jax.numpy as jnp
 
+    from vae_edu.grading import check_kl_two_gaussians
+
     text = "".join(c.source for c in nbformat.read(SOURCES["A1_kl_divergence"], 4).cells)
-    assert "88.7" in text and "-87.3" in text and r"|\ell| \le 30" in text
-    for lq, lp in [(-90.0, -89.0), (89.0, 88.0)]:
+    assert "88.7" in text and "-87.3" in text and r"\ell_q = -88.5, \ell_p = -87.5" in text
+    for lq, lp in [(-88.5, -87.5), (89.0, 88.0)]:
         stable = float(jnp.exp(jnp.float32(lq) - jnp.float32(lp)))
         naive = float(jnp.exp(jnp.float32(lq)) / jnp.exp(jnp.float32(lp)))
         assert stable == pytest.approx(math.exp(lq - lp), rel=1e-6)
@@ -580,6 +582,19 @@ def test_a1_q2_rationale_for_the_log_variance_difference_holds_in_float32():
     for lq, lp in [(-30.0, 30.0), (30.0, -30.0), (-30.0, -29.0)]:
         naive = float(jnp.exp(jnp.float32(lq)) / jnp.exp(jnp.float32(lp)))
         assert naive == pytest.approx(math.exp(lq - lp), rel=1e-5)
+
+    # The hint is tested: the naive ratio fails the hidden check, the difference passes.
+    def naive_kl(mq, lq, mp, lp):
+        ratio = jnp.exp(lq) / jnp.exp(lp)
+        return 0.5 * jnp.sum(ratio + (mq - mp) ** 2 / jnp.exp(lp) - 1.0 - jnp.log(ratio), -1)
+
+    def stable_kl(mq, lq, mp, lp):
+        r = lq - lp
+        return 0.5 * jnp.sum(jnp.exp(r) + (mq - mp) ** 2 * jnp.exp(-lp) - 1.0 - r, -1)
+
+    failed = check_kl_two_gaussians(naive_kl)
+    assert not failed.passed and "(-88.5, -87.5)" in failed.feedback
+    assert check_kl_two_gaussians(stable_kl).passed
 
 
 def test_grade_refuses_an_empty_json_name(tmp_path, capsys, no_grading):
@@ -607,7 +622,10 @@ def _package_twins():
     that the package implements under the same name (its reference, in the policy)."""
     for name in ASSIGNMENTS:
         rules = FORBIDDEN.get(name)
-        references = {t.rpartition(":")[2]: t for t in (rules.functions if rules else ())}
+        references = {}  # the first reference of a name is the question's own (the policy
+        # lists the lessons' references for the same computation after it)
+        for target in rules.functions if rules else ():
+            references.setdefault(target.rpartition(":")[2], target)
         for fname, node in _stub_functions(name):
             if fname in references:
                 module, _, attr = references[fname].rpartition(":")

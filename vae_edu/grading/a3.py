@@ -300,6 +300,7 @@ def check_a3_training(student_fn, budget=None) -> CheckResult:
         student_fn,
         f"correct: the grader re-ran {budget.num_steps} steps of your train_step, every "
         f"segment reproduces, and the test ELBO reaches the target {budget.target_elbo:.1f}.",
+        fresh_inputs=False,  # one training run, from the run's secret
     )
 
 

@@ -99,10 +99,15 @@ def run_check(
     success: str,
     *,
     needs_function: bool = True,
+    fresh_inputs: bool = True,
 ) -> CheckResult:
     """Runs a check: each ``step(student_fn)`` returns a list of problems (empty when the
     step passes); the first step with problems ends the check. Every failure, a
-    :class:`Stop` or an exception of the student's function alike, becomes a result."""
+    :class:`Stop` or an exception of the student's function alike, becomes a result.
+
+    With ``fresh_inputs`` the steps run twice: on the public inputs (fixed, so mistakes are
+    named deterministically), then on inputs from the run's secret. Without it (a check
+    too costly to run twice, such as re-running a training), once, on the run's secret."""
     if needs_function and not callable(student_fn):
         return CheckResult(
             name,
@@ -112,6 +117,25 @@ def run_check(
                 "itself (without calling it).",
             ),
         )
+    # First on the PUBLIC inputs (the secret PUBLIC_SECRET: the same every run, so every
+    # named mistake is caught and named the same way each time, as the mutation tests pin),
+    # then, if that passes, on inputs drawn afresh from the run's secret (so a table of the
+    # reference's values on the public inputs is not an answer).
+    problems = _run_steps(steps, student_fn, PUBLIC_SECRET) if fresh_inputs else []
+    if not problems:
+        problems = _run_steps(steps, student_fn, _RUN_SECRET[0])
+        if problems and fresh_inputs:
+            problems[0] = "on inputs drawn afresh for this grading run: " + problems[0]
+    if problems:
+        return CheckResult(name, False, tuple(capitalized(p) for p in problems))
+    return CheckResult(name, True, (success,))
+
+
+def _run_steps(steps: Sequence[Callable], student_fn, secret: int) -> list[str]:
+    """The problems of the first failing step, with :func:`hidden_rng` / :func:`hidden_key`
+    drawing from ``secret`` while the steps run."""
+    saved = _RUN_SECRET[0]
+    _RUN_SECRET[0] = secret
     try:
         problems = []
         for step in steps:
@@ -124,9 +148,9 @@ def run_check(
         problems = [
             f"the checker could not evaluate your function: {type(err).__name__}: {first_line(err)}"
         ]
-    if problems:
-        return CheckResult(name, False, tuple(capitalized(p) for p in problems))
-    return CheckResult(name, True, (success,))
+    finally:
+        _RUN_SECRET[0] = saved
+    return problems
 
 
 # --------------------------------------------------------------------------- helpers
@@ -251,6 +275,8 @@ def seeded_rng(seed: int) -> np.random.Generator:
 # inputs set one with ``new_run_secret(0)``.
 
 _RUN_SECRET = [secrets.randbits(62)]
+#: The secret of the public inputs every check runs on first (see :func:`run_check`).
+PUBLIC_SECRET = 0
 
 
 def new_run_secret(value: int | None = None) -> int:

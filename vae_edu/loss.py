@@ -327,7 +327,8 @@ def negative_elbo(x, logits, mean, log_var) -> jax.Array:
     batch means is what :meth:`vae_edu.models.VAE.loss` computes.
 
     Args:
-      x: (B, D) binary pixels; logits: (B, D); mean, log_var: (B, d).
+      x: (B, D) binary pixels; logits: (B, D) the decoder's logits at the sample;
+      mean, log_var: (B, d) the encoder's means and log-variances log sigma^2.
 
     Returns:
       A scalar.

@@ -114,7 +114,7 @@ def elbo_estimate(key, model, x, mean, log_var, num_samples: int) -> jax.Array:
       key: a ``jax.random.key``.
       model: a :class:`vae_edu.conjugate.LinearGaussianModel` (prior N(0, I)).
       x: (D,) one observation.
-      mean, log_var: (d,) parameters of q.
+      mean, log_var: (d,) the mean and the log-variance log sigma^2 of q.
       num_samples: L >= 1.
 
     Returns:

@@ -51,3 +51,17 @@ def test_measure_notebook_names_a_missing_or_broken_lesson(tmp_path, capsys):
         main(["--notebooks", str(tmp_path / "nope.ipynb")])
     assert exit_info.value.code == 2
     assert "no such notebook" in capsys.readouterr().err
+
+
+def test_the_command_line_names_a_missing_lesson(tmp_path):
+    """``python -m vae_edu.bench --notebooks`` as a user runs it (the module's main guard)."""
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-m", "vae_edu.bench", "--notebooks", str(tmp_path / "nope.ipynb")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert "nope.ipynb: no such notebook" in done.stderr
+    assert "Traceback" not in done.stderr

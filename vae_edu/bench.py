@@ -464,10 +464,6 @@ def median_seconds(fn, repeats: int = 200, warmup: int = 3) -> float:
     return float(np.median(times))
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 # --------------------------------------------------------------------------------------
 # Lessons: wall time and the kernel's peak memory of a run from a fresh kernel
 # --------------------------------------------------------------------------------------
@@ -554,3 +550,7 @@ def _notebooks_report(rows: list[dict]) -> str:
             f" {load:>11s}  {'yes' if r['within_budget'] else 'NO'}"
         )
     return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -656,7 +656,16 @@ def test_a_wrong_reparameterize_costs_its_own_question_only(reach):
         ("import sys\nf = sys._getframe(0).f_globals", A1, "dynamic"),
         ("from types import FunctionType", A1, "dynamic"),
         ("import operator\nf = operator.attrgetter('kl_' + 'mvn')", A1, "dynamic"),
+        # magics: a %%capture or %timeit body is scanned like a cell; %run, %%writefile and
+        # other magics count as generated code (their effect is not in the source)
+        ("%%capture\nfrom vae_edu.kl import _kl_diag_gaussians as k\n", A1, "forbidden"),
+        ("%timeit from vae_edu.kl import kl_monte_carlo\n", A1, "forbidden"),
+        ("%run helpers.py\n", A1, "dynamic"),
+        ("%%writefile helpers.py\nx = 1\n", A1, "dynamic"),
+        ("%%bash\necho hi\n", A1, "dynamic"),
         # allowed: what the assignments hand out, data, the package's files, the checks
+        ("%matplotlib inline\nimport numpy as np", A1, None),
+        ("%%capture\nx = 1\n", A1, None),
         ("from vae_edu.elbo import diag_gaussian_log_density", A1, None),
         ("from vae_edu.kl import kl_diag_gaussians", A2, None),
         ("from vae_edu import data\nimages = data.load_mnist('train')", A3, None),

@@ -117,6 +117,11 @@ _DYNAMIC_CALLS = {
 }
 _DYNAMIC_NAMES = {"importlib", "runpy", "builtins", "__builtins__", "_grader_trace", "sys.modules"}
 _DYNAMIC_MAGICS = {"run", "load", "loadpy", "load_ext", "reload_ext", "autoreload", "aimport"}
+# Magics whose argument (a line magic) or body (a cell magic) is Python that runs: that code
+# is scanned like a cell of its own. Any other magic, except the harmless ones, counts as
+# generated code (e.g. %%writefile writes a module the scan never sees).
+_PYTHON_MAGICS = {"time", "timeit", "capture", "prun"}
+_HARMLESS_MAGICS = {"matplotlib"}
 # Modules that load, rebuild or look inside code without naming it (an import costs every
 # question: what they reach cannot be told from the source).
 _DYNAMIC_MODULES = {
@@ -378,10 +383,23 @@ def scan_source(source: str, assignment: str, aliases: dict | None = None) -> li
                     isinstance(a, ast.Constant) and isinstance(a.value, str) for a in node.args[:1]
                 ):
                     dynamic(f"`{name}` with a computed name")
-            if name and name.endswith(("run_line_magic", "run_cell_magic")) and node.args:
+            called = node.func.attr if isinstance(node.func, ast.Attribute) else name
+            # get_ipython().run_cell_magic(...): the callee's base is a call, not a name
+            if called in ("run_line_magic", "run_cell_magic") and node.args:
                 magic = node.args[0]
+                code = node.args[-1] if len(node.args) >= 2 else None
                 if not isinstance(magic, ast.Constant) or magic.value in _DYNAMIC_MAGICS:
                     dynamic("an IPython magic that runs or loads code")
+                elif magic.value in _PYTHON_MAGICS and isinstance(code, ast.Constant):
+                    # the magic's argument (line) or body (cell) is Python: scanned as a cell
+                    for finding in scan_source(str(code.value), assignment, package_aliases):
+                        if all(f.message != finding.message for f in findings):
+                            findings.append(finding)
+                elif magic.value not in _HARMLESS_MAGICS:
+                    dynamic(
+                        f"the IPython magic %{magic.value} (allowed: %matplotlib, and %time, "
+                        "%timeit, %prun and %%capture, whose code is checked like a cell)"
+                    )
         elif isinstance(node, ast.Name):
             if node.id in _DYNAMIC_NAMES:
                 dynamic(f"`{node.id}`")

@@ -558,15 +558,15 @@ REACH_SUBMISSIONS = {
             "_f = functools.reduce(getattr, ['kl_diag_' + 'gaussians'], vae_edu.kl)\n\n\n"
             "def kl_two_gaussians(mean_q, log_var_q, mean_p, log_var_p):\n"
             "    return _f(mean_q, log_var_q, mean_p, log_var_p)\n",
-            # fetched at call time (nothing for the reach listing), then the tripwire's
-            # record deleted
-            "kl_monte_carlo": "import functools, glob, os\nimport vae_edu.kl\n\n\n"
+            # the tripwire's record deleted (to hide a call of the reference; the kernel's
+            # copy of the package has no code for the reference to run, so the answer is
+            # the student's own, but deleting the record is tampering all the same)
+            "kl_monte_carlo": "import glob, os\n\n\n"
             "def kl_monte_carlo(samples_q, log_q, log_p):\n"
-            "    f = functools.reduce(getattr, ['kl_monte_' + 'carlo'], vae_edu.kl)\n"
-            "    estimate = f(samples_q, log_q, log_p)\n"
             "    for path in glob.glob('channel/trace-*') + glob.glob('../channel/trace-*'):\n"
             "        os.remove(path)\n"
-            "    return estimate.mean, estimate.std_error\n",
+            "    values = log_q(samples_q) - log_p(samples_q)\n"
+            "    return values.mean(), values.std() / values.shape[0] ** 0.5\n",
         },
     ),
     # one mistake in reparameterize: A2's ELBO estimate calls it, and must not lose points
@@ -605,9 +605,9 @@ def reach(tmp_path_factory):
 def test_a_copied_module_file_and_pasted_reference_source_score_zero(reach):
     q = by_id(reach["copied_file"])
     copied, pasted = q["test_kl_standard_normal"], q["test_kl_monte_carlo"]
-    assert copied["status"] == "refused" and copied["points"] == 0, copied
-    assert "mykl.kl_diag_gaussians" in copied["message"], copied
-    assert "vae_edu.kl:kl_diag_gaussians" in copied["message"], copied
+    # the kernel's own kl.py has no KL in it: the copy raises, and says why
+    assert copied["status"] == "failed" and copied["points"] == 0, copied
+    assert "vae_edu.kl.kl_diag_gaussians computes what A1" in copied["message"], copied
     assert pasted["status"] == "refused" and pasted["points"] == 0, pasted
     assert "vae_edu.kl:kl_monte_carlo" in pasted["message"], pasted
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from vae_edu.assignments import DEFAULT_SOURCE_DIR, _sandbox
+from vae_edu.assignments import DEFAULT_SOURCE_DIR, _kernel_package, _sandbox
 
 ROOT_ON_LINUX = sys.platform.startswith("linux") and hasattr(os, "geteuid") and os.geteuid() == 0
 needs_isolation = pytest.mark.skipif(
@@ -366,3 +366,61 @@ def test_isolation_refuses_an_unknown_user():
         pytest.skip("user names are looked up only where isolation is possible (root, Linux)")
     owner, why_not = _sandbox.isolation("no-such-user-vae-edu")
     assert owner is None and "no-such-user-vae-edu" in why_not
+
+
+@needs_isolation
+def test_an_isolated_kernel_imports_its_copy_of_the_package_at_the_packages_path(isolated):
+    """The kernel's copy (no reference inside, see _kernel_package) is bound read-only over
+    the package's own path: the kernel never sees the package's real kl.py."""
+    package = _kernel_package.build("A1_kl_divergence", isolated.workdir / "package")
+    code = textwrap.dedent(
+        f"""
+        import pathlib, vae_edu.kl
+        print(pathlib.Path(vae_edu.__file__).parent == pathlib.Path({str(_sandbox.PACKAGE_DIR)!r}))
+        text = (pathlib.Path({str(_sandbox.PACKAGE_DIR)!r}) / "kl.py").read_text()
+        print("_reference_removed(" in text, "return _kl_diag_gaussians(" in text)
+        try:
+            vae_edu.kl.kl_diag_gaussians(0.0, 0.0)
+        except RuntimeError as err:
+            print("computes what A1_kl_divergence asks" in str(err))
+        try:
+            (pathlib.Path(vae_edu.__file__).parent / "kl.py").write_text("x = 1")
+        except OSError as err:
+            print(type(err).__name__)
+        """
+    )
+    prefix = _sandbox.namespace_prefix(isolated.workdir, isolated.owner, package=package)
+    result = subprocess.run(
+        [*prefix, sys.executable, "-c", code],
+        env=_sandbox.kernel_env(isolated.workdir),
+        cwd=isolated.workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    *seen, write_error = result.stdout.split()
+    assert seen == ["True", "True", "False", "True"], result.stdout
+    assert write_error in ("PermissionError", "OSError"), result.stdout  # read-only, not ours
+
+
+def test_a_readonly_view_hides_the_folders_it_is_given(tmp_path):
+    if not ROOT_ON_LINUX:
+        pytest.skip("a read-only view needs root on Linux")
+    protected, writable, hidden = (tmp_path / n for n in ("protected", "work", "hidden"))
+    for folder in (protected, writable, hidden):
+        folder.mkdir()
+    (hidden / "kl.py").write_text("the reference\n")
+    (protected / "notes.txt").write_text("readable\n")
+    prefix, why_not = _sandbox.readonly_view([protected, hidden], [writable], [hidden])
+    if prefix is None:
+        pytest.skip(why_not)
+    script = (
+        f"ls -A {hidden}; cat {protected}/notes.txt; touch {writable}/ok; "
+        f"touch {protected}/no 2>/dev/null || echo refused"
+    )
+    result = subprocess.run(
+        [*prefix, "sh", "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.split() == ["readable", "refused"], (result.stdout, result.stderr)
+    assert (writable / "ok").exists() and (hidden / "kl.py").exists()

@@ -236,7 +236,7 @@ def _inside(path: Path, folders) -> bool:
     return any(path == f or f in path.parents for f in folders)
 
 
-def namespace_prefix(workdir, owner, hide=(), *, root=None) -> list[str]:
+def namespace_prefix(workdir, owner, hide=(), *, root=None, package=None) -> list[str]:
     """The command prefix that starts a program isolated (see the module's docstring).
 
     ``workdir`` is a :func:`make_workdir` folder; the new root is mounted on ``root``
@@ -248,6 +248,9 @@ def namespace_prefix(workdir, owner, hide=(), *, root=None) -> list[str]:
     folders (:func:`python_dirs`) and the package folder (:data:`PACKAGE_DIR`, not the
     checkout around it), and, writable, ``workdir``, all at their own paths; gives it a
     few devices, a private ``/proc`` (of the new PID namespace), ``/tmp`` and ``/dev/shm``;
+    given ``package`` (a folder holding the kernel's copy of ``vae_edu``, see
+    :mod:`._kernel_package`), that copy is bound read-only at :data:`PACKAGE_DIR` instead of
+    the package itself, which the kernel then never sees;
     mounts an empty read-only tmpfs on every folder of ``hide`` that would still be visible
     (inside a bound folder); then ``chroot``s there and runs the program in ``workdir`` as
     ``owner`` = (uid, gid) through ``setpriv`` (no groups, no capabilities, no new
@@ -263,7 +266,9 @@ def namespace_prefix(workdir, owner, hide=(), *, root=None) -> list[str]:
         root.mkdir(mode=0o700, exist_ok=True)
     root = Path(root)
     system = [Path(d) for d in SYSTEM_DIRS if Path(d).is_dir() and not Path(d).is_symlink()]
-    keep = [p for p in [*python_dirs(), PACKAGE_DIR] if not _inside(p, system)]
+    keep = [p for p in python_dirs() if not _inside(p, system)]
+    if package is None and not _inside(PACKAGE_DIR, system):
+        keep.append(PACKAGE_DIR)
     keep = [p for p in keep if not _inside(p, [k for k in keep if k != p])]
 
     def at(path: Path) -> str:  # where ``path`` is in the new root
@@ -307,6 +312,12 @@ def namespace_prefix(workdir, owner, hide=(), *, root=None) -> list[str]:
         steps.append("{ " + " && ".join(bind_ro(Path("/sys"))) + "; } || true")
     for path in keep:
         steps += bind_ro(path)
+    if package is not None:  # over the real package, wherever it is (checkout, site-packages)
+        steps += [
+            f"mkdir -p {at(PACKAGE_DIR)}",
+            f"{mount} --rbind {q(str(Path(package) / 'vae_edu'))} {at(PACKAGE_DIR)}",
+            f"{mount} -o remount,bind,ro,nosuid,nodev {at(PACKAGE_DIR)}",
+        ]
     steps += [
         f"mkdir -p {at(workdir)}",
         f"{mount} --bind {q(str(workdir))} {at(workdir)}",
@@ -403,7 +414,7 @@ def isolation(name: str = "nobody"):
 _VIEW_USABLE: list[str] = []  # [] not probed yet; [""] usable; ["why not"] not usable
 
 
-def _view_prefix(protect, writable) -> list[str]:
+def _view_prefix(protect, writable, hide=()) -> list[str]:
     unshare, mount, shell = shutil.which("unshare"), shutil.which("mount"), shutil.which("sh")
     steps = []
     for path in protect:
@@ -412,12 +423,18 @@ def _view_prefix(protect, writable) -> list[str]:
     for path in writable:  # bound again on itself and made writable inside the read-only view
         q = shlex.quote(str(path))
         steps.append(f"{mount} --bind {q} {q} && {mount} -o remount,bind,rw {q}")
+    for path in hide:  # an empty read-only folder over it
+        steps.append(f"{mount} -t tmpfs -o ro,mode=0755,size=4k hidden {shlex.quote(str(path))}")
     script = " && ".join([*steps, 'exec "$@"'])
     return [unshare, "--mount", "--propagation", "private", shell, "-c", script, "sh"]
 
 
-def readonly_view(protect, writable):
+def readonly_view(protect, writable, hide=()):
     """(command prefix, "") that starts a program where ``protect`` is read-only, or (None, why).
+
+    Folders of ``hide`` are covered by an empty read-only folder (the instructor sources, the
+    submissions, the package the kernel has a copy of), except one that holds a folder of
+    ``writable`` or of this Python (:func:`python_dirs`).
 
     Linux and root only: the prefix is ``unshare --mount`` (a private mount namespace, so
     nothing is visible outside it) running ``mount --rbind P P; mount -o remount,bind,ro P``
@@ -450,7 +467,11 @@ def readonly_view(protect, writable):
         return None, f"a read-only view is not available here ({_VIEW_USABLE[0]})"
     protect = sorted({Path(p).resolve() for p in protect if Path(p).is_dir()}, key=len_of_path)
     protect = [p for p in protect if p != Path(p.anchor)]  # never the whole file system
-    return _view_prefix(protect, [Path(w).resolve() for w in writable]), ""
+    writable = [Path(w).resolve() for w in writable]
+    needed = [*writable, *python_dirs()]
+    hide = sorted({Path(h).resolve() for h in hide if Path(h).is_dir()}, key=len_of_path)
+    hide = [h for h in hide if h != Path(h.anchor) and not any(_inside(n, [h]) for n in needed)]
+    return _view_prefix(protect, writable, hide), ""
 
 
 def len_of_path(path: Path) -> int:
@@ -494,8 +515,12 @@ def remove_workdir(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def kernel_env(workdir: Path) -> dict[str, str]:
-    """The whole environment of a student kernel (nothing else is inherited)."""
+def kernel_env(workdir: Path, package_root=None) -> dict[str, str]:
+    """The whole environment of a student kernel (nothing else is inherited).
+
+    ``package_root``: the folder holding the ``vae_edu`` the kernel imports (default: this
+    package's; the grader passes the kernel's copy, see :mod:`._kernel_package`).
+    """
     bin_dir = str(Path(sys.executable).parent)
     system_path = os.pathsep.join(
         p for p in ("/usr/local/bin", "/usr/bin", "/bin") if os.path.isdir(p)
@@ -516,8 +541,8 @@ def kernel_env(workdir: Path) -> dict[str, str]:
         "PYTHONNOUSERSITE": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
         "JAX_PLATFORMS": "cpu",
-        # the kernel imports the same vae_edu as the grader (a checkout or a worktree)
-        "PYTHONPATH": str(PACKAGE_DIR.parent),
+        # the kernel's vae_edu: its copy for the assignment, or the grader's own
+        "PYTHONPATH": str(package_root or PACKAGE_DIR.parent),
     }
     for key in ("SYSTEMROOT", "COMSPEC", "PATHEXT", "WINDIR"):  # Windows needs these
         if key in os.environ:

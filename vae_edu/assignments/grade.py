@@ -53,7 +53,7 @@ from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
-from vae_edu.assignments import _cells, _channel, _policy, _sandbox
+from vae_edu.assignments import _cells, _channel, _kernel_package, _policy, _sandbox
 from vae_edu.assignments import intake as _intake
 from vae_edu.assignments.release import (
     BEGIN_HIDDEN,
@@ -462,8 +462,9 @@ class _Kernel:
     grader that the limit, not the student's code, ended the cell (``on_cell_executed``).
     """
 
-    def __init__(self, nb, *, workdir, kernel_name, limits: _Limits):
+    def __init__(self, nb, *, workdir, kernel_name, limits: _Limits, package_root=None):
         self.timeout = limits.timeout
+        self.package_root = package_root  # the folder of the kernel's vae_edu (or None)
         self.workdir = workdir
         self.channel = workdir / "channel"
         self.limits = limits
@@ -529,7 +530,7 @@ class _Kernel:
         """The running kernel (nbclient's ``setup_kernel``); stopped on leaving, however."""
         kwargs = {
             "cwd": str(_sandbox.kernel_cwd(self.workdir)),
-            "env": _sandbox.kernel_env(self.workdir),
+            "env": _sandbox.kernel_env(self.workdir, self.package_root),
             "stdout": subprocess.DEVNULL,  # a cell writing to the kernel's own stdout or
             "stderr": subprocess.DEVNULL,  # stderr never reaches the grader's
         }
@@ -949,7 +950,9 @@ def _run_notebook(merged, kernel: _Kernel, assignment) -> dict[int, _Outcome]:
             kernel.dead = f"not run: the kernel could not start ({type(err).__name__}: {err})"
         rules = _policy.FORBIDDEN.get(assignment)
         kernel.assignment = assignment
-        kernel.install_tripwires([*rules.functions, *rules.methods] if rules is not None else [])
+        targets = [*rules.functions, *rules.methods] if rules is not None else []
+        # the reference functions of the modules the kernel has (as stubs, still recorded)
+        kernel.install_tripwires([t for t in targets if _kernel_package.kept_target(assignment, t)])
         for index, cell in enumerate(merged.cells[: kernel.scratch]):
             if cell.get("cell_type") != "code":
                 continue
@@ -1212,6 +1215,12 @@ def grade_submission(
         why_not = f"{why_not}; {why_not_user}" if owner is None else why_not
     workdir = _sandbox.make_workdir(owner)
     view, why_no_view = (), ""
+    # the package as the kernel has it: without the references of this assignment
+    try:
+        package = _kernel_package.build(assignment, workdir / "package")
+    except Exception as err:
+        _sandbox.remove_workdir(workdir)
+        raise GradingError(f"cannot build the kernel's package for {assignment}: {err}") from err
     if isolated:
         hide = [
             Path(source_path).resolve().parent,  # the instructor sources
@@ -1219,7 +1228,7 @@ def grade_submission(
             Path.cwd(),  # where the grader writes grades (the documented layout)
             _sandbox.PACKAGE_DIR.parent,  # the checkout (unless it is site-packages)
         ]
-        view = _sandbox.namespace_prefix(workdir, owner, hide)
+        view = _sandbox.namespace_prefix(workdir, owner, hide, package=package)
     elif owner is None:  # no other user: make what must not change read-only instead
         protect = [
             _sandbox.PACKAGE_DIR.parent,  # the checkout, or site-packages
@@ -1227,8 +1236,14 @@ def grade_submission(
             Path(sys.base_prefix),
             Path(source_path).resolve().parent,  # the instructor sources
             Path.cwd(),  # where the grader writes grades (the documented layout)
+            package,  # the kernel's copy of the package
         ]
-        view, why_no_view = _sandbox.readonly_view(protect, [workdir])
+        hide = [
+            Path(source_path).resolve().parent,  # the instructor sources
+            Path(submission).resolve().parent,  # the submissions
+            _sandbox.PACKAGE_DIR,  # the kernel imports its copy (package)
+        ]
+        view, why_no_view = _sandbox.readonly_view(protect, [workdir], hide)
         view = view or ()
     try:
         merged, merge_notes = merge_submission(source_nb, submission_nb)
@@ -1239,6 +1254,8 @@ def grade_submission(
             workdir=workdir,
             kernel_name=source_nb.metadata.get("kernelspec", {}).get("name", "python3"),
             limits=_Limits(timeout, memory_mb, max_output, owner, tuple(view), not isolated),
+            # an isolated kernel sees its copy at the package's own path
+            package_root=None if isolated else package,
         )
         outcomes = _run_notebook(merged, kernel, assignment)
         if executed_path is not None:
@@ -1259,15 +1276,17 @@ def grade_submission(
     if owner is None and view:
         notes.append(
             f"student code ran as the grader's own user, root ({why_not}), in a private "
-            "read-only view of the package, the Python installation, the instructor sources "
-            "and the grader's working folder (a Linux mount namespace): only its throw-away "
-            "directory was writable, but root can undo the view. Install util-linux's "
-            "setpriv and unshare to isolate student code."
+            "read-only view of the Python installation and the grader's working folder, with "
+            "the package, the instructor sources and the submissions hidden (a Linux mount "
+            "namespace): only its throw-away directory was writable, but root can undo the "
+            "view. Install util-linux's setpriv and unshare, and a Python every user can read, "
+            "to isolate student code."
         )
     elif owner is None:
         notes.append(
             f"student code ran as the grader's own user ({why_not}; {why_no_view}): it could "
-            "write wherever the grader can. The SHA-256 check of the grader's sources still "
-            "runs before every submission; grade in a container, or as root, to prevent writes."
+            "write wherever the grader can, and read the package's own source from disk. The "
+            "SHA-256 check of the grader's sources still runs before every submission; grade "
+            "in a container, or as root, to prevent writes and reads."
         )
     return GradeReport(assignment, str(submission), str(source_path), questions, notes)

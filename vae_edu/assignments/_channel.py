@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import json
 import keyword
+import os
 import re
 import secrets
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -147,23 +149,40 @@ def encode_request(channel: Path, request: dict, args=()) -> str:
         payload["arg_lists"] = [[_encode(a, arrays) for a in lst] for lst in request["arg_lists"]]
     if "inject" in request:
         payload["inject"] = {k: _encode(v, arrays) for k, v in request["inject"].items()}
-    np.savez(channel / f"req-{nonce}.npz", **arrays)
-    (channel / f"req-{nonce}.json").write_text(json.dumps(payload), encoding="utf-8")
+    with _create(channel / f"req-{nonce}.npz") as handle:
+        np.savez(handle, **arrays)
+    with _create(channel / f"req-{nonce}.json") as handle:
+        handle.write(json.dumps(payload).encode("utf-8"))
     return nonce
 
 
+# The channel folder is the kernel's (student code can write in it): the grader never
+# follows a link there, when it writes a request (a new file, or an error) or reads an answer.
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # Windows has none (and no other user to fear)
+
+
+def _create(path: Path):
+    """A new file opened for writing: an existing file or link of that name is an error."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | getattr(os, "O_BINARY", 0)
+    return os.fdopen(os.open(path, flags, 0o644), "wb")
+
+
 def _read_limited(path: Path, limit: int) -> bytes:
+    """The file's bytes, checked on the opened file itself (a link, a FIFO or a file swapped
+    in after a check is refused, never followed or waited on)."""
+    flags = os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     try:
-        info = path.lstat()
+        fd = os.open(path, flags)
     except FileNotFoundError:
         raise ChannelError("no answer from the kernel") from None
-    import stat
-
-    if not stat.S_ISREG(info.st_mode):
-        raise ChannelError("the kernel's answer is not a regular file")
-    if info.st_size > limit:
-        raise ChannelError(f"the kernel's answer is too large ({info.st_size} bytes)")
-    with open(path, "rb") as handle:
+    except OSError:  # ELOOP: a symbolic link
+        raise ChannelError("the kernel's answer is not a regular file") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ChannelError("the kernel's answer is not a regular file")
+        if info.st_size > limit:
+            raise ChannelError(f"the kernel's answer is too large ({info.st_size} bytes)")
         data = handle.read(limit + 1)
     if len(data) > limit:
         raise ChannelError("the kernel's answer is too large")

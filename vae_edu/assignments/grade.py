@@ -698,8 +698,13 @@ class _Kernel:
         self._trace_seen = after
         if after[1] == before[1]:
             return
-        try:
-            with open(self.trace_path, "rb") as handle:
+        try:  # never a link, and never blocked on a FIFO swapped in since the check
+            flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+            with os.fdopen(
+                os.open(self.trace_path, flags | getattr(os, "O_BINARY", 0)), "rb"
+            ) as handle:
+                if os.fstat(handle.fileno()).st_ino != self._trace_inode:
+                    raise OSError("replaced")
                 handle.seek(before[1])
                 data = handle.read(min(after[1] - before[1], 100_000))
         except OSError:

@@ -1276,7 +1276,7 @@ _REPARAMETERIZE_HINT = (
 )
 
 
-def _elbo_mistakes(params, x, key) -> tuple[float, list[tuple[float, str]]]:
+def _elbo_mistakes(params, key, x) -> tuple[float, list[tuple[float, str]]]:
     """The float64 reference loss and the loss of each named mistake, on one input."""
     eps = np.asarray(jax.random.normal(key, (_ELBO_B, _ELBO_d)), np.float64)
     parts = _elbo_parts(params, x, eps)
@@ -1443,8 +1443,8 @@ def check_negative_elbo(student_fn) -> CheckResult:
             params2 = _tiny_params(3)
             x2, key2 = _elbo_inputs(4)
             got2 = value(fn, params2, key2, x2)
-            _, first = _elbo_mistakes(params, x, key)
-            _, second = _elbo_mistakes(params2, x2, key2)
+            _, first = _elbo_mistakes(params, key, x)
+            _, second = _elbo_mistakes(params2, key2, x2)
             mistakes = [
                 (np.array([a, b]), message)
                 for (a, message), (b, _) in zip(first, second, strict=True)

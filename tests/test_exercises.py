@@ -739,7 +739,7 @@ import optax  # noqa: E402
 from vae_test_models import tiny_vae  # noqa: E402
 
 
-def negative_elbo_by_hand(model, x, key):
+def negative_elbo_by_hand(model, key, x):
     mean, log_var = model.encode(x)
     z = mean + jnp.exp(0.5 * log_var) * jax.random.normal(key, mean.shape)
     logits = model.decode(z)
@@ -749,7 +749,7 @@ def negative_elbo_by_hand(model, x, key):
 
 
 def _loss_variant(*, kl_sign=-1.0, kl_half=0.5, sigma_power=0.5, reduce="mean", stop=False):
-    def negative_elbo(model, x, key):
+    def negative_elbo(model, key, x):
         mean, log_var = model.encode(x)
         z = mean + jnp.exp(sigma_power * log_var) * jax.random.normal(key, mean.shape)
         if stop:
@@ -765,8 +765,18 @@ def _loss_variant(*, kl_sign=-1.0, kl_half=0.5, sigma_power=0.5, reduce="mean", 
     return negative_elbo
 
 
-def negative_elbo_fixed_key(model, x, key):
-    return lesson_checks.negative_elbo(model, x, jax.random.key(0))
+def negative_elbo_fixed_key(model, key, x):
+    return lesson_checks.negative_elbo(model, jax.random.key(0), x)
+
+
+def negative_elbo_batch_first(model, x, key):
+    # lesson 06's former order: right, but the batch before the key
+    return negative_elbo_by_hand(model, key, x)
+
+
+def negative_elbo_batch_first_and_wrong(model, x, key):
+    # the former order AND the KL's sign wrong: the order alone does not explain it
+    return _loss_variant(kl_sign=1.0)(model, key, x)
 
 
 @pytest.mark.parametrize("correct", [lesson_checks.negative_elbo, negative_elbo_by_hand])
@@ -784,8 +794,9 @@ def test_negative_elbo_correct_solutions_pass(correct):
         (_loss_variant(reduce="pixel_mean"), "averaged the reconstruction term over the"),
         (_loss_variant(sigma_power=1.0), "exp(log_var) is sigma^2, not sigma"),
         (_loss_variant(stop=True), "no gradient flows from the reconstruction term"),
-        (lambda m, x, k: -lesson_checks.negative_elbo(m, x, k), "returned the ELBO itself"),
+        (lambda m, k, x: -lesson_checks.negative_elbo(m, k, x), "returned the ELBO itself"),
         (negative_elbo_fixed_key, "does not change with the key"),
+        (negative_elbo_batch_first, "The key comes before the batch"),
         (stub, "not implemented yet"),
     ],
     ids=[
@@ -797,6 +808,7 @@ def test_negative_elbo_correct_solutions_pass(correct):
         "stop-gradient",
         "elbo-not-loss",
         "own-key",
+        "batch-before-key",
         "stub",
     ],
 )
@@ -806,13 +818,23 @@ def test_negative_elbo_mistakes_are_named(wrong, phrase):
     assert phrase in result.feedback, result.feedback
 
 
+def test_negative_elbo_batch_first_with_another_mistake_names_the_order_not_the_value():
+    # Called in the new order it fails; in the old order it runs but is still wrong: the
+    # feedback names the order and says the value is not right either.
+    result = lesson_checks.check_negative_elbo(negative_elbo_batch_first_and_wrong)
+    assert not result.passed
+    assert "The key comes before the batch" in result.feedback, result.feedback
+    assert "then check the formula" in result.feedback, result.feedback
+    assert "gives the right loss" not in result.feedback, result.feedback
+
+
 def test_negative_elbo_reference_equals_the_models_loss():
     # An independent route: VAE.loss (through vae_edu.elbo, x l - softplus(l) form).
     model = tiny_vae(3, seed=0)
     x = (np.random.default_rng(1).uniform(size=(7, 784)) < 0.3).astype(np.float32)
     key = jax.random.key(2)
     expected, _ = model.loss(key, jnp.asarray(x))
-    assert np.isclose(float(lesson_checks.negative_elbo(model, x, key)), float(expected), 1e-5)
+    assert np.isclose(float(lesson_checks.negative_elbo(model, key, x)), float(expected), 1e-5)
 
 
 def test_negative_elbo_exercise_stub_and_wrong_paths_through_run(capsys):
@@ -831,45 +853,51 @@ def test_negative_elbo_exercise_stub_and_wrong_paths_through_run(capsys):
     assert "`vae_edu.lesson_checks.negative_elbo`" in out
 
 
-def optimizer_step_with_tree_map(loss_fn, optimizer, params, opt_state, x, key):
-    loss, grads = jax.value_and_grad(loss_fn)(params, x, key)
+def optimizer_step_with_tree_map(loss_fn, optimizer, params, opt_state, key, x):
+    loss, grads = jax.value_and_grad(loss_fn)(params, key, x)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return jax.tree.map(lambda p, u: p + u, params, updates), opt_state, loss
 
 
-def optimizer_step_ascent(loss_fn, optimizer, params, opt_state, x, key):
-    loss, grads = jax.value_and_grad(loss_fn)(params, x, key)
+def optimizer_step_ascent(loss_fn, optimizer, params, opt_state, key, x):
+    loss, grads = jax.value_and_grad(loss_fn)(params, key, x)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return jax.tree.map(lambda p, u: p - u, params, updates), opt_state, loss
 
 
-def optimizer_step_ascent_by_negated_loss(loss_fn, optimizer, params, opt_state, x, key):
+def optimizer_step_ascent_by_negated_loss(loss_fn, optimizer, params, opt_state, key, x):
     params, opt_state, loss = lesson_checks.optimizer_step(
-        lambda p, x, k: -loss_fn(p, x, k), optimizer, params, opt_state, x, key
+        lambda p, k, x: -loss_fn(p, k, x), optimizer, params, opt_state, key, x
     )
     return params, opt_state, -loss
 
 
-def optimizer_step_old_state(loss_fn, optimizer, params, opt_state, x, key):
-    params, _, loss = lesson_checks.optimizer_step(loss_fn, optimizer, params, opt_state, x, key)
+def optimizer_step_old_state(loss_fn, optimizer, params, opt_state, key, x):
+    params, _, loss = lesson_checks.optimizer_step(loss_fn, optimizer, params, opt_state, key, x)
     return params, opt_state, loss
 
 
-def optimizer_step_raw_gradient(loss_fn, optimizer, params, opt_state, x, key):
-    loss, grads = jax.value_and_grad(loss_fn)(params, x, key)
+def optimizer_step_raw_gradient(loss_fn, optimizer, params, opt_state, key, x):
+    loss, grads = jax.value_and_grad(loss_fn)(params, key, x)
     return jax.tree.map(lambda p, g: p - g, params, grads), opt_state, loss
 
 
-def optimizer_step_loss_after(loss_fn, optimizer, params, opt_state, x, key):
+def optimizer_step_loss_after(loss_fn, optimizer, params, opt_state, key, x):
     params, opt_state, _ = lesson_checks.optimizer_step(
-        loss_fn, optimizer, params, opt_state, x, key
+        loss_fn, optimizer, params, opt_state, key, x
     )
-    return params, opt_state, loss_fn(params, x, key)
+    return params, opt_state, loss_fn(params, key, x)
 
 
-def optimizer_step_split_key(loss_fn, optimizer, params, opt_state, x, key):
+def optimizer_step_split_key(loss_fn, optimizer, params, opt_state, key, x):
     _, key = jax.random.split(key)
-    return lesson_checks.optimizer_step(loss_fn, optimizer, params, opt_state, x, key)
+    return lesson_checks.optimizer_step(loss_fn, optimizer, params, opt_state, key, x)
+
+
+def optimizer_step_loss_fn_batch_first(loss_fn, optimizer, params, opt_state, key, x):
+    loss, grads = jax.value_and_grad(loss_fn)(params, x, key)  # the batch before the key
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
 
 
 @pytest.mark.parametrize("correct", [lesson_checks.optimizer_step, optimizer_step_with_tree_map])
@@ -887,6 +915,7 @@ def test_optimizer_step_correct_solutions_pass(correct):
         (optimizer_step_raw_gradient, "subtracted the raw gradient"),
         (optimizer_step_loss_after, "UPDATED parameters"),
         (optimizer_step_split_key, "not computed with the key you were given"),
+        (optimizer_step_loss_fn_batch_first, "loss_fn(params, key, x), the key before the batch"),
         (lambda *a: lesson_checks.optimizer_step(*a)[:2], "return the triple"),
         (stub, "not implemented yet"),
     ],
@@ -902,12 +931,12 @@ def test_optimizer_step_reference_is_gradient_descent():
     params = {"w": jnp.array([1.0, -2.0]), "b": jnp.array(0.5)}
     x = jnp.array([[1.0, 2.0], [3.0, -1.0]])
 
-    def loss_fn(p, x, key):
+    def loss_fn(p, key, x):
         return jnp.mean((x @ p["w"] + p["b"]) ** 2)
 
     sgd = optax.sgd(0.1)
     new, _, loss = lesson_checks.optimizer_step(
-        loss_fn, sgd, params, sgd.init(params), x, jax.random.key(0)
+        loss_fn, sgd, params, sgd.init(params), jax.random.key(0), x
     )
     residual = np.asarray(x) @ np.array([1.0, -2.0]) + 0.5  # (2,)
     grad_w = 2 * np.asarray(x).T @ residual / 2

@@ -230,7 +230,7 @@ def test_wrong_solutions_in_06_and_07_get_named_feedback_and_the_lesson_goes_on(
 
 WRONG_06 = {
     "negative_elbo": (
-        "def negative_elbo(model, x, key):\n"
+        "def negative_elbo(model, key, x):\n"
         "    # the KL added instead of subtracted\n"
         "    mean, log_var = model.encode(x)\n"
         "    z = mean + jnp.exp(0.5 * log_var) * jax.random.normal(key, mean.shape)\n"
@@ -243,9 +243,9 @@ WRONG_06 = {
         "the KL term has the wrong sign",
     ),
     "optimizer_step": (
-        "def optimizer_step(loss_fn, optimizer, params, opt_state, x, key):\n"
+        "def optimizer_step(loss_fn, optimizer, params, opt_state, key, x):\n"
         "    # the updates subtracted: gradient ascent\n"
-        "    loss, grads = jax.value_and_grad(loss_fn)(params, x, key)\n"
+        "    loss, grads = jax.value_and_grad(loss_fn)(params, key, x)\n"
         "    updates, opt_state = optimizer.update(grads, opt_state, params)\n"
         "    return jax.tree.map(lambda p, u: p - u, params, updates), opt_state, loss\n",
         "gradient ascent",

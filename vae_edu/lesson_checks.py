@@ -1164,10 +1164,11 @@ def check_softplus(student_fn) -> CheckResult:
 # Notebook 06: the training loss and one training step (Exercises 6.1 and 6.2)
 # ========================================================================================
 #
-# negative_elbo(model, x, key): the loss of one mini-batch, with the model's encode / decode
+# negative_elbo(model, key, x): the loss of one mini-batch, with the model's encode / decode
 # given (its reference solution is defined here); optimizer_step(loss_fn, optimizer, params,
-# opt_state, x, key): one optax step, whose reference is the package's own training step
-# vae_edu.train.optimizer_step (every step of vae_edu.train.train), re-exported here.
+# opt_state, key, x): one optax step, whose reference is the package's own training step
+# vae_edu.train.optimizer_step (every step of vae_edu.train.train), re-exported here. The key
+# comes before the batch, as in VAE.loss(key, x), jax.random's functions and assignment A3.
 
 import optax  # noqa: E402 (this section's own import, kept beside it)
 
@@ -1179,7 +1180,7 @@ from vae_edu.train import optimizer_step  # noqa: E402 (the package's own traini
 __all__ += ["check_negative_elbo", "check_optimizer_step", "negative_elbo", "optimizer_step"]
 
 
-def negative_elbo(model, x, key) -> jax.Array:
+def negative_elbo(model, key, x) -> jax.Array:
     r"""The training loss of a Bernoulli VAE on a batch: the negative ELBO, batch-averaged.
 
         L = -(1/B) sum_n [ log p(x_n | z_n) - KL(q(z | x_n) || N(0, I)) ],
@@ -1195,8 +1196,8 @@ def negative_elbo(model, x, key) -> jax.Array:
     Args:
       model: any object with ``encode(x) -> (mean, log_var)``, each (B, d), and
         ``decode(z) -> logits`` (B, D), e.g. a :class:`vae_edu.models.VAE`.
-      x: (B, D) binary batch.
       key: the key of the reparameterization noise (used as given, not split).
+      x: (B, D) binary batch.
 
     Returns:
       () the loss in nats per image (what ``VAE.loss(key, x)[0]`` computes).
@@ -1275,7 +1276,7 @@ _REPARAMETERIZE_HINT = (
 )
 
 
-def _elbo_mistakes(params, x, key) -> tuple[float, list[tuple[float, str]]]:
+def _elbo_mistakes(params, key, x) -> tuple[float, list[tuple[float, str]]]:
     """The float64 reference loss and the loss of each named mistake, on one input."""
     eps = np.asarray(jax.random.normal(key, (_ELBO_B, _ELBO_d)), np.float64)
     parts = _elbo_parts(params, x, eps)
@@ -1345,8 +1346,18 @@ def _elbo_mistakes(params, x, key) -> tuple[float, list[tuple[float, str]]]:
     ]
 
 
+_KEY_FIRST = (
+    "The key comes before the batch, negative_elbo(model, key, x), as in VAE.loss(key, x), "
+    "jax.random.normal(key, shape) and assignment A3's negative_elbo(params, key, x)."
+)
+_BATCH_BEFORE_KEY = (
+    "your function takes the batch before the key, (model, x, key): called with the two "
+    "swapped it gives the right loss. " + _KEY_FIRST
+)
+
+
 def check_negative_elbo(student_fn) -> CheckResult:
-    r"""Checks ``student_fn(model, x, key) -> ()`` the batch-averaged negative ELBO.
+    r"""Checks ``student_fn(model, key, x) -> ()`` the batch-averaged negative ELBO.
 
     On a tiny one-layer model (D = 6 pixels, d = 2 latent dimensions, B = 5 images) with the
     noise ``eps = jax.random.normal(key, mean.shape)``, the value is compared with a float64
@@ -1360,21 +1371,53 @@ def check_negative_elbo(student_fn) -> CheckResult:
     exp(log_var) instead of exp(log_var / 2); no noise (z = mean); a key made inside the
     function (the loss ignores the key); noise drawn differently (the formula right, the
     draws not the reference's); z sampled outside the gradient (stop_gradient: the encoder
-    gets no gradient through the reconstruction term).
+    gets no gradient through the reconstruction term); the arguments in the order
+    ``(model, x, key)`` (the function fails or is wrong when called as ``(model, key, x)``,
+    and called with the batch and the key swapped it gives the reference's value).
     """
-    call = "negative_elbo(model, x, key)"
+    call = "negative_elbo(model, key, x)"
 
-    def value(fn, params, x, key, what="your loss"):
-        return as_array(call_student(fn, _TinyVAE(params), jnp.asarray(x), key, call=call), what)
+    def value(fn, params, key, x, what="your loss"):
+        return as_array(call_student(fn, _TinyVAE(params), key, jnp.asarray(x), call=call), what)
+
+    def batch_first(fn, params, key, x):
+        """``fn(model, x, key)``, the batch before the key, or None if that fails too."""
+        try:
+            return as_array(fn(_TinyVAE(params), jnp.asarray(x), key), "your loss")
+        except Exception:  # noqa: BLE001 - any failure: the order is not the explanation
+            return None
+
+    def batch_first_is_right(fn, params, key, x, reference) -> bool:
+        swapped = batch_first(fn, params, key, x)
+        return (
+            swapped is not None
+            and swapped.size == 1
+            and close(swapped.reshape(()), reference, 1e-4, 1e-4)
+        )
 
     def body(fn):
         params = _tiny_params(0)
         x, key = _elbo_inputs(1)
-        got = value(fn, params, x, key)
         eps = np.asarray(jax.random.normal(key, (_ELBO_B, _ELBO_d)), np.float64)
         parts = _elbo_parts(params, x, eps)
         rec, kl = parts["reconstruction"], parts["kl"]
         reference = -np.mean(rec - kl)
+        try:
+            got = value(fn, params, key, x)
+        except Stop as failed:
+            swapped = batch_first(fn, params, key, x)
+            if swapped is None:
+                raise
+            if swapped.size == 1 and close(swapped.reshape(()), reference, 1e-4, 1e-4):
+                return [_BATCH_BEFORE_KEY]
+            return [
+                f"{failed.args[0]} It runs with the batch and the key swapped, (model, x, key), "
+                f"but its value is {fmt(swapped)} there, expected {fmt(reference)}: put the key "
+                "first, then check the formula. " + _KEY_FIRST
+            ]
+        if not (got.size == 1 and close(got.reshape(()), reference, rtol=1e-4, atol=1e-4)):
+            if batch_first_is_right(fn, params, key, x, reference):
+                return [_BATCH_BEFORE_KEY]
         if got.shape == (_ELBO_B,):
             if close(got, -(rec - kl), rtol=1e-3, atol=1e-3):
                 raise Stop(
@@ -1399,9 +1442,9 @@ def check_negative_elbo(student_fn) -> CheckResult:
             # batches and keys): one noisy value could match a wrong formula by chance.
             params2 = _tiny_params(3)
             x2, key2 = _elbo_inputs(4)
-            got2 = value(fn, params2, x2, key2)
-            _, first = _elbo_mistakes(params, x, key)
-            _, second = _elbo_mistakes(params2, x2, key2)
+            got2 = value(fn, params2, key2, x2)
+            _, first = _elbo_mistakes(params, key, x)
+            _, second = _elbo_mistakes(params2, key2, x2)
             mistakes = [
                 (np.array([a, b]), message)
                 for (a, message), (b, _) in zip(first, second, strict=True)
@@ -1410,7 +1453,7 @@ def check_negative_elbo(student_fn) -> CheckResult:
             hint = diagnose(both, mistakes)
             if hint is not None:
                 return [hint]
-            other = value(fn, params, x, jax.random.key(2))
+            other = value(fn, params, jax.random.key(2), x)
             if np.array_equal(other, got.reshape(other.shape)):
                 return [
                     "your loss does not change with the key: you draw the noise with a key "
@@ -1419,7 +1462,7 @@ def check_negative_elbo(student_fn) -> CheckResult:
             quiet = _tiny_params(0, log_var_bias=-30.0)
             quiet_parts = _elbo_parts(quiet, x, eps)
             quiet_reference = -np.mean(quiet_parts["reconstruction"] - quiet_parts["kl"])
-            quiet_got = value(fn, quiet, x, key)
+            quiet_got = value(fn, quiet, key, x)
             if quiet_got.size == 1 and close(quiet_got.reshape(()), quiet_reference, 1e-4, 1e-3):
                 return [
                     "your formula is right when sigma is ~0 (no noise), but your noise is not "
@@ -1436,9 +1479,9 @@ def check_negative_elbo(student_fn) -> CheckResult:
                 + "."
             ]
         grads = gradient_tree(
-            lambda p: fn(_TinyVAE(p), jnp.asarray(x), key), (params,), 0, "your loss"
+            lambda p: fn(_TinyVAE(p), key, jnp.asarray(x)), (params,), 0, "your loss"
         )
-        expected = jax.grad(lambda p: negative_elbo(_TinyVAE(p), jnp.asarray(x), key))(params)
+        expected = jax.grad(lambda p: negative_elbo(_TinyVAE(p), key, jnp.asarray(x)))(params)
         wrong = [
             name
             for name in sorted(expected)
@@ -1474,8 +1517,13 @@ def check_negative_elbo(student_fn) -> CheckResult:
 # ------------------------------------------------------ Exercise 6.2: one training step
 
 
-def _quadratic_loss(params, x, key):
+def _quadratic_loss(params, key, x):
     """A small noisy least-squares loss with a dict of parameters (for the step's check)."""
+    if jnp.issubdtype(jnp.asarray(x).dtype, jax.dtypes.prng_key):
+        raise TypeError(
+            "loss_fn received the key where the batch goes: call it as loss_fn(params, key, x), "
+            "the key before the batch"
+        )
     noise = 0.5 * jax.random.normal(key, (x.shape[0],))
     prediction = x @ params["w"] + params["b"] + noise
     target = jnp.arange(x.shape[0], dtype=x.dtype) / x.shape[0]
@@ -1500,7 +1548,7 @@ def _simulate(
     state0 = optimizer.init(params)
     state, trail = state0, []
     for key in keys:
-        grads = jax.grad(_quadratic_loss)(params, x, key if key_fn is None else key_fn(key))
+        grads = jax.grad(_quadratic_loss)(params, key if key_fn is None else key_fn(key), x)
         if raw_gradient:
             params = jax.tree.map(lambda p, g: p - g, params, grads)
         else:
@@ -1533,7 +1581,7 @@ _KEY_AS_GIVEN = (
 
 
 def check_optimizer_step(student_fn) -> CheckResult:
-    r"""Checks ``student_fn(loss_fn, optimizer, params, opt_state, x, key) -> (params,
+    r"""Checks ``student_fn(loss_fn, optimizer, params, opt_state, key, x) -> (params,
     opt_state, loss)``, one optax step of gradient descent.
 
     Three steps of Adam (learning rate 0.1) on a small noisy least-squares loss with a dict
@@ -1544,9 +1592,10 @@ def check_optimizer_step(student_fn) -> CheckResult:
     Named mistakes: gradient ascent (updates subtracted, or the gradient of -loss), the old
     optimizer state returned (Adam restarts every step), the raw gradient subtracted without
     the optimizer, the loss of the updated parameters returned, the key split or replaced
-    before it reaches ``loss_fn``, a result that is not the triple.
+    before it reaches ``loss_fn``, a result that is not the triple, ``loss_fn`` called with
+    the batch before the key (its ``TypeError`` says so).
     """
-    call = "optimizer_step(loss_fn, optimizer, params, opt_state, x, key)"
+    call = "optimizer_step(loss_fn, optimizer, params, opt_state, key, x)"
     optimizer = optax.adam(0.1)
 
     def body(fn):
@@ -1554,7 +1603,7 @@ def check_optimizer_step(student_fn) -> CheckResult:
         params, state = params0, optimizer.init(params0)
         trail, losses = [], []
         for step, key in enumerate(keys, start=1):
-            out = call_student(fn, _quadratic_loss, optimizer, params, state, x, key, call=call)
+            out = call_student(fn, _quadratic_loss, optimizer, params, state, key, x, call=call)
             if not isinstance(out, tuple | list) or len(out) != 3:
                 raise Stop(
                     f"your optimizer_step returned {type(out).__name__}"
@@ -1603,27 +1652,27 @@ def check_optimizer_step(student_fn) -> CheckResult:
             return [
                 f"after step 1 your parameters are {fmt(_flat(trail[0]))}, expected "
                 f"{fmt(_flat(expected[0]))}: loss, grads = jax.value_and_grad(loss_fn)(params, "
-                "x, key); updates, opt_state = optimizer.update(grads, opt_state, params); "
+                "key, x); updates, opt_state = optimizer.update(grads, opt_state, params); "
                 "params = optax.apply_updates(params, updates)."
             ]
         before = [params0, *expected[:-1]]
-        wanted = [float(_quadratic_loss(p, x, k)) for p, k in zip(before, keys, strict=True)]
+        wanted = [float(_quadratic_loss(p, k, x)) for p, k in zip(before, keys, strict=True)]
         if not close(losses, wanted):
-            after = [float(_quadratic_loss(p, x, k)) for p, k in zip(expected, keys, strict=True)]
+            after = [float(_quadratic_loss(p, k, x)) for p, k in zip(expected, keys, strict=True)]
             if close(losses, after):
                 return [
                     "the loss you return is that of the UPDATED parameters: return the loss at "
                     "which the gradient was taken (jax.value_and_grad gives both at once)."
                 ]
             other_keys = [
-                [float(_quadratic_loss(p, x, key_fn(k))) for p, k in zip(before, keys, strict=True)]
+                [float(_quadratic_loss(p, key_fn(k), x)) for p, k in zip(before, keys, strict=True)]
                 for key_fn in _OTHER_KEYS
             ]
             if any(close(losses, other) for other in other_keys):
                 return [_KEY_AS_GIVEN]
             return [
                 f"your parameters are right, but the losses you return are {fmt(losses)}, "
-                f"expected {fmt(wanted)}: return loss_fn(params, x, key) at the parameters "
+                f"expected {fmt(wanted)}: return loss_fn(params, key, x) at the parameters "
                 "before the update (jax.value_and_grad returns it with the gradient)."
             ]
         return []

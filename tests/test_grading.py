@@ -656,10 +656,17 @@ def test_check_a3_training_rejects_parameters_trained_elsewhere():
 
 @pytest.fixture(scope="module")
 def a3_latents():
-    """Random A3 parameters and their test-set statistics, computed here with NumPy."""
+    """Briefly trained A3 parameters (100 reference steps: the check wants a trained model)
+    and their test-set statistics, computed here with NumPy."""
+    import dataclasses
+
     from vae_edu import data, mlp_vae
 
-    params = mlp_vae.init_params(jax.random.key(5), hidden=32)
+    budget = dataclasses.replace(mlp_vae.BUDGET, num_steps=100, checkpoint_every=100)
+    images = mlp_vae.training_images()
+    params0 = mlp_vae.init_params(jax.random.key(5), pixel_mean=images.mean(axis=0))
+    run = mlp_vae.run_training(mlp_vae.train_step, params0, images, mlp_vae.negative_elbo, budget)
+    params = {k: np.asarray(v) for k, v in run["final"][0].items()}
     images = np.asarray(mlp_vae.test_images(), np.float64)
     labels = np.asarray(data.load_mnist("test").labels[: len(images)])
     p = {k: np.asarray(v, np.float64) for k, v in params.items()}
@@ -672,6 +679,21 @@ def a3_latents():
         centroid_accuracy=float(np.mean(nearest == labels)),
     )
     return params, answers
+
+
+def test_check_latent_statistics_wants_a_trained_model_of_the_a3_shapes(a3_latents):
+    from vae_edu import mlp_vae
+
+    params, answers = a3_latents
+    check = grading.check_latent_statistics
+    zeros = {k: np.zeros_like(v) for k, v in params.items()}
+    assert "graded on a trained model" in check(zeros, **answers).feedback
+    untrained = mlp_vae.init_params(
+        jax.random.key(5), pixel_mean=mlp_vae.training_images().mean(axis=0)
+    )
+    assert "graded on a trained model" in check(untrained, **answers).feedback
+    small = mlp_vae.init_params(jax.random.key(5), hidden=32)
+    assert "has shape" in check(small, **answers).feedback
 
 
 def test_check_latent_statistics_accepts_the_right_answers_and_names_mistakes(a3_latents):

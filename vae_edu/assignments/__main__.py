@@ -333,6 +333,9 @@ def _is_class(args) -> bool:
 
 
 def main(argv=None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a student's text never stops the printing
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     args = _parser().parse_args(argv)
     try:
         if args.command == "release":

@@ -86,6 +86,13 @@ _ELBO = (
 _REPARAMETERIZE = ("reparameterize", "_draw", "_log_q_from_noise")
 _BERNOULLI = ("bernoulli_log_likelihood", "_bernoulli_log_prob")
 
+# vae_edu.kl with only the diagonal-Gaussian KL an assignment may be given (A2, A3: the
+# categorical KL of one-hot pixels is the Bernoulli log-likelihood, the Monte Carlo KL an
+# ELBO estimate); the estimators of vae_edu.estimate are A1's Question 3 (a mean and its
+# standard error of log q - log p).
+_KL_GIVEN = AllBut(("kl_diag_gaussians", "_kl_diag_gaussians", "squared_over_variance"))
+_ESTIMATORS = ("mean_and_standard_error", "mean_estimate", "paired_difference")
+
 KERNEL_PACKAGES = {
     # A1 asks for KL divergences: kl.py is all KL but for the (x - m)^2 / var helper the
     # log-densities use; elbo.py keeps its log-densities only.
@@ -94,6 +101,7 @@ KERNEL_PACKAGES = {
         {
             "kl": AllBut(("squared_over_variance",)),
             "elbo": (*_ELBO, *_REPARAMETERIZE, *_BERNOULLI),
+            "estimate": _ESTIMATORS,
         },
     ),
     # A2 asks for reparameterize, the Bernoulli log-likelihood, the loss and an ELBO
@@ -101,6 +109,7 @@ KERNEL_PACKAGES = {
     "A2_elbo_reparameterization": KernelPackage(
         (*_COMMON, "kl", "elbo", "conjugate"),
         {
+            "kl": _KL_GIVEN,
             "elbo": (*_ELBO, *_REPARAMETERIZE, *_BERNOULLI),
             "conjugate": AllBut(
                 (
@@ -129,10 +138,16 @@ KERNEL_PACKAGES = {
         },
     ),
     # A3 asks for the loss and the training step of the small MLP VAE (mlp_vae's
-    # grader-only region is cut); the KL and the Bernoulli log-likelihood are allowed tools.
+    # grader-only region is cut), built from the pieces A1 and A2 wrote: the student writes
+    # them again (or reuses their own), so the package's KL, reparameterization and
+    # Bernoulli log-likelihood are not in the kernel either.
     "A3_train_and_explore": KernelPackage(
         (*_COMMON, "kl", "elbo", "mlp_vae", "latent"),
-        {"elbo": _ELBO, "latent": ("traverse", "interpolate")},
+        {
+            "kl": AllBut(("squared_over_variance",)),
+            "elbo": (*_ELBO, *_REPARAMETERIZE, *_BERNOULLI),
+            "latent": ("traverse", "interpolate"),
+        },
     ),
 }
 

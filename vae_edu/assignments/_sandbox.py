@@ -219,6 +219,15 @@ def unprivileged_user(name: str = "nobody"):
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 _NAMESPACE_TOOLS = ("unshare", "mount", "chroot", "setpriv", "sh")
+# Where root's tools live, whatever PATH the grader was started with (chroot is in /usr/sbin).
+_SYSTEM_BIN = os.pathsep.join(("/usr/sbin", "/sbin", "/usr/bin", "/bin"))
+
+
+def _which(name: str) -> str | None:
+    """The command ``name`` on PATH, or in the system's own bin folders."""
+    return shutil.which(name) or shutil.which(name, path=_SYSTEM_BIN)
+
+
 _NAMESPACE_USABLE: dict[str, str] = {}  # user name -> "" (usable) or why not
 
 
@@ -258,7 +267,7 @@ def namespace_prefix(workdir, owner, hide=(), *, root=None, package=None) -> lis
     the whole process group is killed, the namespace ends and every process in it is killed.
     """
     q = shlex.quote
-    tool = {name: q(shutil.which(name) or name) for name in _NAMESPACE_TOOLS}
+    tool = {name: q(_which(name) or name) for name in _NAMESPACE_TOOLS}
     mount = tool["mount"]
     workdir = Path(workdir).resolve()
     if root is None:  # an empty folder of the grader's, deleted with the working directory
@@ -348,7 +357,7 @@ def namespace_prefix(workdir, owner, hide=(), *, root=None, package=None) -> lis
         f'sh {q(str(kernel_cwd(workdir)))} "$@"'
     )
     return [
-        shutil.which("unshare") or "unshare",
+        _which("unshare") or "unshare",
         "--mount",
         "--ipc",  # no System V shared memory or message queues shared with other kernels
         "--net",  # no network: the kernel talks to the grader over Unix sockets (ipc_path)
@@ -357,7 +366,7 @@ def namespace_prefix(workdir, owner, hide=(), *, root=None, package=None) -> lis
         "--kill-child",
         "--propagation",
         "private",
-        shutil.which("sh") or "/bin/sh",
+        _which("sh") or "/bin/sh",
         "-c",
         "\n".join(steps),
         "vae_edu_sandbox",
@@ -373,7 +382,7 @@ def isolation(name: str = "nobody"):
     """
     if not sys.platform.startswith("linux") or os.geteuid() != 0:
         return None, "isolating the kernel needs Linux and root"
-    missing = [tool for tool in _NAMESPACE_TOOLS if not shutil.which(tool)]
+    missing = [tool for tool in _NAMESPACE_TOOLS if not _which(tool)]
     if missing:
         return None, f"isolating the kernel needs the command(s) {', '.join(missing)}"
     import pwd  # POSIX only
@@ -415,7 +424,7 @@ _VIEW_USABLE: list[str] = []  # [] not probed yet; [""] usable; ["why not"] not 
 
 
 def _view_prefix(protect, writable, hide=()) -> list[str]:
-    unshare, mount, shell = shutil.which("unshare"), shutil.which("mount"), shutil.which("sh")
+    unshare, mount, shell = _which("unshare"), _which("mount"), _which("sh")
     steps = []
     for path in protect:
         q = shlex.quote(str(path))
@@ -444,7 +453,7 @@ def readonly_view(protect, writable, hide=()):
     """
     if not sys.platform.startswith("linux") or os.geteuid() != 0:
         return None, "a read-only view needs Linux and root"
-    if not all(shutil.which(tool) for tool in ("unshare", "mount", "sh")):
+    if not all(_which(tool) for tool in ("unshare", "mount", "sh")):
         return None, "a read-only view needs the unshare and mount commands"
     if not _VIEW_USABLE:
         probe = Path(tempfile.mkdtemp(prefix="vae_edu_view_"))

@@ -94,8 +94,14 @@ class SourcesChangedError(GradingError):
     """The grader's own sources changed since it started: grading stops."""
 
 
+def _clean(text) -> str:
+    """``text`` as a string that can be printed and written as UTF-8: a lone surrogate (a
+    student's exception message can hold one) becomes its escape, ``\\ud800``."""
+    return str(text).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _cut(text: str, limit: int = MAX_MESSAGE) -> str:
-    text = str(text)
+    text = _clean(text)
     if len(text) <= limit:
         return text
     return text[: limit - 40].rstrip() + f" ... [cut: {len(text)} characters in all]"
@@ -136,6 +142,9 @@ class GradeReport:
     source: str
     questions: list[QuestionResult]
     notes: list[str] = dataclasses.field(default_factory=list)
+
+    def __post_init__(self):
+        self.notes = [_clean(note) for note in self.notes]
 
     @property
     def score(self) -> float:
@@ -1242,6 +1251,9 @@ def grade_submission(
             Path(source_path).resolve().parent,  # the instructor sources
             Path.cwd(),  # where the grader writes grades (the documented layout)
             package,  # the kernel's copy of the package
+            # system-wide configuration a later kernel would read (/etc/ipython, /etc/jupyter,
+            # /usr/local/etc/jupyter, /usr/share/jupyter kernelspecs, site-wide .pth files)
+            *(Path(p) for p in ("/etc", "/usr", "/opt") if Path(p).is_dir()),
         ]
         hide = [
             Path(source_path).resolve().parent,  # the instructor sources
@@ -1266,7 +1278,7 @@ def grade_submission(
         if executed_path is not None:
             try:
                 nbformat.write(merged, str(executed_path))
-            except OSError as err:
+            except (OSError, ValueError) as err:  # ValueError: text that cannot be encoded
                 notes.append(f"could not write the executed notebook: {err}")
         questions = _score(merged, source_by_id, outcomes, findings)
     except SourcesChangedError:

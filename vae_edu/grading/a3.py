@@ -457,6 +457,14 @@ def _fixed_key_step(loss_fn, params, opt_state, key, x):
     return mlp_vae.train_step(loss_fn, params, opt_state, jax.random.key(0), x)
 
 
+#: A3's latent statistics need a trained model: a test ELBO (nats per image) above this.
+#: All-zero parameters give -784 log 2 = -543 (and trivial statistics), the initial ones
+#: (output bias at the pixel means) about -220, 50 Adam steps of the budget about -193; the
+#: training target is ``mlp_vae.BUDGET.target_elbo`` (-170), so a step with a small
+#: mistake that still trains passes here.
+TRAINED_ELBO = -200.0
+
+
 def check_latent_statistics(
     params, *, class_means=None, farthest_digit=None, centroid_accuracy=None
 ) -> CheckResult:
@@ -470,8 +478,11 @@ def check_latent_statistics(
     * ``centroid_accuracy``: the fraction (in [0, 1]) of test images whose nearest class mean
       is the class mean of their own digit.
 
-    All three are recomputed from ``params`` (whatever they are: the statistics are
-    graded, not the model), so any parameters get their own correct answers.
+    All three are recomputed from ``params``, which must be a trained model of the A3
+    architecture: the shapes of :func:`vae_edu.mlp_vae.init_params`, and a test ELBO above
+    :data:`TRAINED_ELBO` (all-zero parameters, -543 nats, make every statistic trivial;
+    untrained ones have about -220). Any trained parameters, the student's own after
+    Question 2 whatever its score, get their own correct answers.
     """
 
     return run_check(
@@ -497,8 +508,23 @@ def _latent_statistics_problems(
     """Recomputes the statistics from ``params``; one problem per wrong answer."""
     if not isinstance(params, dict) or set(params) != set(mlp_vae.PARAM_NAMES):
         raise Stop("`params` is not the parameter dict of the A3 model.")
+    shapes = {k: np.shape(v) for k, v in mlp_vae.init_params(jax.random.key(0)).items()}
+    wrong = sorted(k for k in shapes if np.shape(params[k]) != shapes[k])
+    if wrong:
+        raise Stop(
+            f"`params[{wrong[0]!r}]` has shape {np.shape(params[wrong[0]])}; the A3 model's "
+            f"is {shapes[wrong[0]]} (mlp_vae.init_params)."
+        )
     p = {k: jnp.asarray(np.asarray(v, np.float32)) for k, v in params.items()}
     images = mlp_vae.test_images()
+    elbo = mlp_vae.test_elbo(p, images)
+    if not (math.isfinite(elbo) and elbo > TRAINED_ELBO):
+        raise Stop(
+            f"the statistics are graded on a trained model, and the `params` in your "
+            f"notebook have a test ELBO of {elbo:.1f} nats per image (all-zero parameters: "
+            f"-543, untrained ones: about -220; trained: above {TRAINED_ELBO:.0f}). Train "
+            "them with your train_step (Question 2) before computing the statistics."
+        )
     labels = np.asarray(data.load_mnist("test").labels[: images.shape[0]])
     mean, log_var = (np.asarray(a, np.float64) for a in mlp_vae.encode(p, images))
     expected = np.stack([mean[labels == k].mean(axis=0) for k in range(10)])

@@ -5,9 +5,15 @@ The committed notebooks are the instructor edition: each exercise is a stub cell
 ``solution``), and a feedback cell (tagged ``feedback``) that calls ``vae_edu.exercises.run``.
 nbval re-executes that edition (the solved path). Here the notebooks run once more, every
 worked solution replaced by a plausible wrong one: each feedback cell names the mistake, the
-notebook goes on with the reference and runs to the end. The stub path (every ``solution``
-cell removed: each feedback cell says "not done yet" and names the reference) is the student
-edition's, run by tests/test_student_edition.py with the release's own ``student_edition``.
+notebook goes on with the reference. The stub path (every ``solution`` cell removed: each
+feedback cell says "not done yet" and names the reference) is the student edition's, run to
+the end by tests/test_student_edition.py with the release's own ``student_edition``.
+
+A wrong solution and a stub end the same way: ``vae_edu.exercises.run`` returns the
+reference in both cases (tests/test_exercises.py), so after the last feedback cell the two
+notebooks are the same program. The wrong-solution run therefore stops after that cell, and
+checks that every exercise's name is bound to the reference there; the rest of each lesson
+(for 06, the minute of training) runs in the student edition's test and in nbval.
 """
 
 from __future__ import annotations
@@ -157,17 +163,34 @@ def test_exercise_cells_are_tagged_and_complete(name):
 @pytest.mark.parametrize("name", PARAMS)
 def test_wrong_solutions_get_named_feedback_and_the_lesson_goes_on(name, figures_elsewhere):
     nb = copy.deepcopy(_read(name))
-    expected = []
+    expected, functions = [], []
     for cell in nb.cells:
         if "solution" in _tags(cell) and cell.cell_type == "code":
-            wrong, phrase = WRONG[name][_defined_function(cell)]
+            functions.append(_defined_function(cell))
+            wrong, phrase = WRONG[name][functions[-1]]
             cell.source = wrong
             expected.append(phrase)
-    texts = _feedback_texts(_execute(nb))
+    last_feedback = max(i for i, cell in enumerate(nb.cells) if "feedback" in _tags(cell))
+    del nb.cells[last_feedback + 1 :]  # from here on, the student edition's program
+    nb.cells.append(nbformat.v4.new_code_cell(_BOUND_TO_REFERENCE.format(names=functions)))
+    executed = _execute(nb)
+    texts = _feedback_texts(executed)
     assert len(texts) == len(expected)
+    references = []
     for text, phrase in zip(texts, expected, strict=True):
         assert "not correct yet" in text and phrase in text, text
         assert "goes on with the reference implementation `vae_edu." in text, text
+        references.append(text.split("reference implementation `", 1)[1].split("`", 1)[0])
+    bound = "".join(o.get("text", "") for o in executed.cells[-1].outputs)
+    assert bound.split() == references, (bound, references)
+
+
+# Prints, for each exercise's name, the module.qualname of what it is bound to now.
+_BOUND_TO_REFERENCE = """
+for _name in {names!r}:
+    _fn = globals()[_name]
+    print(f"{{_fn.__module__}}.{{_fn.__qualname__}}")
+"""
 
 
 # ==========================================================================================
@@ -210,13 +233,12 @@ WRONG.update(WRONG_06_07)  # the two tests above read their cases from WRONG
 
 
 @pytest.mark.parametrize("name", list(WRONG_06_07))
-def test_exercise_cells_of_06_and_07_are_tagged_and_complete(name):
+def test_exercise_cells_of_07_and_08_are_tagged_and_complete(name):
     test_exercise_cells_are_tagged_and_complete(name)
 
 
-@pytest.mark.slow  # 06: about 10 s, 07: about 90 s on one core
 @pytest.mark.parametrize("name", list(WRONG_06_07))
-def test_wrong_solutions_in_06_and_07_get_named_feedback_and_the_lesson_goes_on(
+def test_wrong_solutions_in_07_and_08_get_named_feedback_and_the_lesson_goes_on(
     name, figures_elsewhere
 ):
     test_wrong_solutions_get_named_feedback_and_the_lesson_goes_on(name, figures_elsewhere)
@@ -225,8 +247,8 @@ def test_wrong_solutions_in_06_and_07_get_named_feedback_and_the_lesson_goes_on(
 # ============================================================================================
 # 06, Exercises 6.1 (the training loss) and 6.2 (one optax step)
 # ============================================================================================
-# Notebook 06 trains a VAE for about a minute, so its wrong-solution run is marked slow; the
-# parametrized tests above run with its entry put into WRONG for the duration of each test.
+# The parametrized tests above run with 06's entry put into WRONG for the duration of each
+# test (its exercises come before the training, which the wrong-solution run stops short of).
 
 WRONG_06 = {
     "negative_elbo": (
@@ -253,13 +275,12 @@ WRONG_06 = {
 }
 
 
-def test_05_exercise_cells_are_tagged_and_complete(monkeypatch):
+def test_06_exercise_cells_are_tagged_and_complete(monkeypatch):
     monkeypatch.setitem(WRONG, "06_train_vae_mnist", WRONG_06)
     test_exercise_cells_are_tagged_and_complete("06_train_vae_mnist")
 
 
-@pytest.mark.slow
-def test_05_wrong_solutions_get_named_feedback_and_the_lesson_goes_on(
+def test_06_wrong_solutions_get_named_feedback_and_the_lesson_goes_on(
     monkeypatch, figures_elsewhere
 ):
     monkeypatch.setitem(WRONG, "06_train_vae_mnist", WRONG_06)

@@ -94,14 +94,14 @@ class SourcesChangedError(GradingError):
     """The grader's own sources changed since it started: grading stops."""
 
 
-def _clean(text) -> str:
+def _printable(text) -> str:
     """``text`` as a string that can be printed and written as UTF-8: a lone surrogate (a
     student's exception message can hold one) becomes its escape, ``\\ud800``."""
     return str(text).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _cut(text: str, limit: int = MAX_MESSAGE) -> str:
-    text = _clean(text)
+    text = _printable(text)
     if len(text) <= limit:
         return text
     return text[: limit - 40].rstrip() + f" ... [cut: {len(text)} characters in all]"
@@ -144,7 +144,7 @@ class GradeReport:
     notes: list[str] = dataclasses.field(default_factory=list)
 
     def __post_init__(self):
-        self.notes = [_clean(note) for note in self.notes]
+        self.notes = [_printable(note) for note in self.notes]
 
     @property
     def score(self) -> float:

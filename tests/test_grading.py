@@ -681,17 +681,15 @@ def a3_latents():
     return params, answers
 
 
-def test_check_latent_statistics_wants_a_trained_model_of_the_a3_shapes(a3_latents):
+def test_check_latent_statistics_wants_an_encoder_of_the_a3_shapes_that_varies(a3_latents):
     from vae_edu import mlp_vae
 
     params, answers = a3_latents
     check = grading.check_latent_statistics
     zeros = {k: np.zeros_like(v) for k, v in params.items()}
-    assert "graded on a trained model" in check(zeros, **answers).feedback
-    untrained = mlp_vae.init_params(
-        jax.random.key(5), pixel_mean=mlp_vae.training_images().mean(axis=0)
-    )
-    assert "graded on a trained model" in check(untrained, **answers).feedback
+    assert "hardly vary" in check(zeros, **answers).feedback
+    constant = dict(zeros, enc_b2=np.ones_like(params["enc_b2"]), dec_b2=params["dec_b2"])
+    assert "hardly vary" in check(constant, **answers).feedback  # any biases: still constant
     small = mlp_vae.init_params(jax.random.key(5), hidden=32)
     assert "has shape" in check(small, **answers).feedback
 

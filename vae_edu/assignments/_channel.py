@@ -487,7 +487,10 @@ def _vae_edu_fingerprint(code, _depth=0):
 #: (jax, numpy, ...) is ignored.
 REACH_CODE = r"""
 def _vae_edu_reach(target, name, skip=(), user_ns=None):
-    import functools, os, sys, sysconfig, types
+    import collections, collections.abc, functools, os, sys, sysconfig, types
+
+    class Incomplete(Exception):  # the listing cannot cover the answer: it is refused
+        pass
 
     package = os.path.dirname(os.path.abspath(sys.modules["vae_edu"].__file__)) + os.sep
     installed = {os.path.abspath(p) + os.sep for p in (sys.prefix, sys.base_prefix)}
@@ -497,10 +500,6 @@ def _vae_edu_reach(target, name, skip=(), user_ns=None):
     def unwrap(obj):
         for _ in range(10):
             inner = obj.__dict__.get("__wrapped__") if hasattr(obj, "__dict__") else None
-            if inner is None and isinstance(obj, functools.partial):
-                inner = obj.func
-            if inner is None and isinstance(obj, types.MethodType):
-                inner = obj.__func__
             if inner is None:
                 try:  # jax.jit's wrapper keeps the function in __wrapped__ (a C type)
                     inner = object.__getattribute__(obj, "__wrapped__")
@@ -522,31 +521,67 @@ def _vae_edu_reach(target, name, skip=(), user_ns=None):
     def visit(obj, label, depth):
         try:
             inspect_one(obj, label, depth)
+        except Incomplete:
+            raise  # the listing would be incomplete: the grader refuses the answer
         except Exception:
             if depth == 0:
                 raise  # the answer itself cannot be inspected: the grader refuses it
 
-    def contents(obj):  # what a container, a class or an instance holds
-        if isinstance(obj, dict):
+    def contents(obj):  # what a container, a partial, a method, a class or an instance holds
+        if isinstance(obj, (dict, types.MappingProxyType)):
             return list(obj.values())
-        if isinstance(obj, (list, tuple, set, frozenset)):
+        if isinstance(obj, (list, tuple, set, frozenset, collections.deque)):
             return list(obj)
+        if isinstance(obj, functools.partial):
+            return [obj.func, *obj.args, *obj.keywords.values()]
+        if isinstance(obj, (types.MethodType, types.BuiltinMethodType)):
+            owner = getattr(obj, "__self__", None)
+            inner = getattr(obj, "__func__", None)
+            return [v for v in (inner, owner) if not isinstance(v, types.ModuleType)]
+        if isinstance(obj, (types.GeneratorType, collections.abc.Iterator)):
+            raise Incomplete("an iterator (its items cannot be read without using them up)")
         if isinstance(obj, type):
             return list(vars(obj).values())
+        held = []
         attributes = object.__getattribute__(obj, "__dict__") if hasattr(obj, "__dict__") else None
-        if isinstance(attributes, dict) and not isinstance(obj, types.ModuleType):
-            return list(attributes.values()) + list(vars(type(obj)).values())
-        return []
+        if isinstance(attributes, dict):
+            held += list(attributes.values())
+        for cls in type(obj).__mro__:
+            slots = vars(cls).get("__slots__", ())
+            for slot in [slots] if isinstance(slots, str) else slots:
+                try:
+                    held.append(object.__getattribute__(obj, slot))
+                except (AttributeError, TypeError):
+                    pass
+        if held or attributes is not None:
+            held += list(vars(type(obj)).values())
+        return held
+
+    def too_much(what):  # fail closed: an answer the listing cannot cover is refused
+        raise Incomplete("too much to inspect (%s)" % what)
+
+    def nested_codes(code, label):  # functions defined inside: each one fingerprinted
+        for i, c in enumerate(code.co_consts):
+            if isinstance(c, types.CodeType):
+                found["%s.<nested %d>" % (label, i)] = _vae_edu_fingerprint(c)
+                nested_codes(c, "%s.<nested %d>" % (label, i))
 
     def inspect_one(obj, label, depth):
         obj = unwrap(obj)
-        if id(obj) in seen or depth > 6 or len(found) > 500:
+        if id(obj) in seen:
             return
+        if isinstance(obj, (str, bytes, int, float, complex, bool, type(None), types.ModuleType)):
+            return
+        if depth > 12 or len(found) > 5000:
+            too_much("more than 12 levels or 5000 functions behind %s" % name)
         if not isinstance(obj, types.FunctionType):  # a dict, a list, a class, an instance
-            if isinstance(obj, (str, bytes, int, float, complex, bool, types.ModuleType)):
-                return
             seen.add(id(obj))
-            for i, value in enumerate(contents(obj)[:200]):
+            held = contents(obj)
+            plain = (str, bytes, int, float, complex, bool, type(None))
+            held = [v for v in held if not isinstance(v, plain)]
+            if len(held) > 2000:
+                too_much("%d objects in %s" % (len(held), label))
+            for i, value in enumerate(held):
                 visit(value, "%s[%d]" % (label, i), depth + 1)
             return
         code = obj.__code__
@@ -555,6 +590,9 @@ def _vae_edu_reach(target, name, skip=(), user_ns=None):
         where = os.path.abspath(code.co_filename)
         if where.startswith(package) or any(where.startswith(p) for p in installed):
             return
+        nested_codes(code, label[:90])
+        for attribute, value in sorted(getattr(obj, "__dict__", {}).items()):
+            visit(value, "%s.%s" % (label, attribute), depth + 1)
         space = obj.__globals__
         names = names_of(code, set())
         for n in sorted(names):

@@ -58,6 +58,10 @@ class Forbidden:
 _KL = tuple(
     f"vae_edu.kl:{name}"
     for name in ("kl_diag_gaussians", "kl_mvn", "kl_monte_carlo", "kl_categorical")
+) + (
+    # the body of the Monte Carlo KL: a mean and its standard error (A1 Question 3)
+    "vae_edu.estimate:mean_and_standard_error",
+    "vae_edu.estimate:mean_estimate",
 )
 FORBIDDEN = {
     "A1_kl_divergence": Forbidden(_KL),

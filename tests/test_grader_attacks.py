@@ -609,7 +609,11 @@ def test_a_copied_module_file_and_pasted_reference_source_score_zero(reach):
     assert copied["status"] == "failed" and copied["points"] == 0, copied
     assert "vae_edu.kl.kl_diag_gaussians computes what A1" in copied["message"], copied
     assert pasted["status"] == "refused" and pasted["points"] == 0, pasted
-    assert "vae_edu.kl:kl_monte_carlo" in pasted["message"], pasted
+    # the pasted source names the estimator it calls, which A1 forbids too
+    assert any(
+        what in pasted["message"]
+        for what in ("vae_edu.kl:kl_monte_carlo", "vae_edu.estimate:mean_and_standard_error")
+    ), pasted
 
 
 def test_the_reference_reached_through_an_unscanned_route_scores_zero(reach):

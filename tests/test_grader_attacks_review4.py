@@ -64,6 +64,7 @@ wrong loss does not break).
 """
 
 import json
+from pathlib import Path
 
 import pytest
 from test_grader_attacks import A1, A2, A3, build, solution
@@ -188,16 +189,39 @@ A3_SIGMOID_TWICE = {
 assert A3_SIGMOID_TWICE["negative_elbo"] != _LOSS
 
 
+def a1_channel_link(canary: Path) -> dict:
+    """The kernel's channel folder replaced by a link to another folder (possible where the
+    kernel may write the working directory: the read-only view, a non-root grader): the
+    grader, which clears the channel before each request, must not clear the link's target.
+    Found by the coordinator from review 4's report."""
+    return {
+        "kl_standard_normal": (
+            "import os, pathlib, shutil\n"
+            "for folder in (pathlib.Path('..') / 'channel', pathlib.Path('channel')):\n"
+            "    try:\n"
+            "        shutil.rmtree(folder)\n"
+            f"        os.symlink({str(canary)!r}, folder)\n"
+            "    except OSError:\n"
+            "        pass\n\n\n"
+            "def kl_standard_normal(mean, log_var):\n"
+            "    return 0.5 * jnp.sum(mean**2 + jnp.exp(log_var) - 1.0 - log_var, axis=-1)\n"
+        ),
+    }
+
+
 @pytest.fixture(scope="module")
 def review4(tmp_path_factory):
     root = tmp_path_factory.mktemp("review4")
     release = root / "release"
     release_directory(DEFAULT_SOURCE_DIR, release)
+    canary = tmp_path_factory.mktemp("review4_canary")
+    (canary / "instructor_notes.txt").write_text("must survive grading\n")
     subs = {
         "a1_hidden": (A1, A1_HIDDEN),
         "a1_more": (A1, A1_MORE),
         "a2_hidden": (A2, A2_HIDDEN),
         "a3_mean_image": (A3, A3_MEAN_IMAGE),
+        "a1_channel_link": (A1, a1_channel_link(canary)),
     }
     notebooks = {f"subs/{k}": (name, build(release, name, a)) for k, (name, a) in subs.items()}
     paths = write_submissions(root, notebooks)
@@ -206,7 +230,9 @@ def review4(tmp_path_factory):
     assert result.returncode == 0, result.stderr[-2000:]
     entries = json.loads(report.read_text())
     entries = entries if isinstance(entries, list) else [entries]
-    return dict(zip(subs, entries, strict=True))
+    found = dict(zip(subs, entries, strict=True))
+    found["canary"] = canary
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -267,3 +293,10 @@ def test_a3_one_mistake_in_the_loss_does_not_cost_the_latent_statistics(sigmoid_
     assert questions["test_train_step"]["status"] == "passed", questions
     for gid in ("test_class_means", "test_centroid_accuracy"):
         assert questions[gid]["status"] == "passed", questions[gid]
+
+
+def test_a_channel_folder_replaced_by_a_link_deletes_nothing_outside(review4):
+    """The grader never follows a link in the kernel's channel: the canary survives, and the
+    submission is graded (its kernel stopped as tampering where it could make the link)."""
+    assert (review4["canary"] / "instructor_notes.txt").is_file()
+    assert review4["a1_channel_link"]["assignment"] == A1

@@ -640,6 +640,9 @@ class _Kernel:
         """Asks the kernel for a value of the student's (see :mod:`._channel`)."""
         if self.dead:
             raise _Abort("not run", self.dead)
+        if self.channel.is_symlink() or not self.channel.is_dir():  # never follow a link
+            self.dead = "not run: the kernel replaced the grader's channel folder (tampering)"
+            raise _Abort("not run", self.dead)
         for stale in self.channel.glob("*"):
             if stale.name == self.trace_path.name:
                 continue

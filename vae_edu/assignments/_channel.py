@@ -167,20 +167,28 @@ def _create(path: Path):
     return os.fdopen(os.open(path, flags, 0o644), "wb")
 
 
-def _read_limited(path: Path, limit: int) -> bytes:
-    """The file's bytes, checked on the opened file itself (a link, a FIFO or a file swapped
-    in after a check is refused, never followed or waited on)."""
+def open_regular(path: Path):
+    """``(binary file, os.stat_result)`` of a regular file of the channel, checked on the
+    opened file itself: a link (never followed), a FIFO (never waited on) or anything else
+    swapped in after a check raises OSError; FileNotFoundError if there is none."""
     flags = os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    handle = os.fdopen(os.open(path, flags), "rb")
+    info = os.fstat(handle.fileno())
+    if not stat.S_ISREG(info.st_mode):
+        handle.close()
+        raise OSError(f"{path.name} is not a regular file")
+    return handle, info
+
+
+def _read_limited(path: Path, limit: int) -> bytes:
+    """The file's bytes (:func:`open_regular`), at most ``limit`` of them."""
     try:
-        fd = os.open(path, flags)
+        handle, info = open_regular(path)
     except FileNotFoundError:
         raise ChannelError("no answer from the kernel") from None
-    except OSError:  # ELOOP: a symbolic link
+    except OSError:  # ELOOP (a symbolic link), or not a regular file
         raise ChannelError("the kernel's answer is not a regular file") from None
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise ChannelError("the kernel's answer is not a regular file")
+    with handle:
         if info.st_size > limit:
             raise ChannelError(f"the kernel's answer is too large ({info.st_size} bytes)")
         data = handle.read(limit + 1)

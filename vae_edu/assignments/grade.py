@@ -710,12 +710,10 @@ class _Kernel:
         self._trace_seen = after
         if after[1] == before[1]:
             return
-        try:  # never a link, and never blocked on a FIFO swapped in since the check
-            flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-            with os.fdopen(
-                os.open(self.trace_path, flags | getattr(os, "O_BINARY", 0)), "rb"
-            ) as handle:
-                if os.fstat(handle.fileno()).st_ino != self._trace_inode:
+        try:  # never a link, never a FIFO, never a file swapped in since the check
+            handle, info = _channel.open_regular(self.trace_path)
+            with handle:
+                if info.st_ino != self._trace_inode:
                     raise OSError("replaced")
                 handle.seek(before[1])
                 data = handle.read(min(after[1] - before[1], 100_000))

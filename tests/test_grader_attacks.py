@@ -327,6 +327,48 @@ def by_id(report):
     return {q["grade_id"]: q for q in report["questions"]}
 
 
+# ------------------------------------------------ batches of attacks (the review files use these)
+
+
+def write_submissions(root: Path, notebooks: dict) -> list[str]:
+    """Each notebook to ``root/<label>/<its assignment>.ipynb`` (JSON with ASCII escapes,
+    so a lone surrogate is written as ``\\ud800``, which JSON allows); the paths."""
+    paths = []
+    for label, (name, nb) in notebooks.items():
+        path = root / label / f"{name}.ipynb"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(nb, ensure_ascii=True), encoding="utf-8")
+        paths.append(str(path))
+    return paths
+
+
+def grade(root: Path, *arguments: str):
+    """One call of the grader's command line, as the test suite runs it (restricted PATH)."""
+    return subprocess.run(
+        [sys.executable, "-m", "vae_edu.assignments", "grade", *arguments, "--timeout", "300"],
+        cwd=root,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=900,
+    )
+
+
+def grade_batch(root: Path, subs: dict) -> dict:
+    """Builds every submission (label -> (assignment, answers)) from a fresh release under
+    ``root``, grades them all in ONE grader call, and returns label -> its report entry."""
+    release = root / "release"
+    release_directory(DEFAULT_SOURCE_DIR, release)
+    notebooks = {f"subs/{k}": (name, build(release, name, a)) for k, (name, a) in subs.items()}
+    report = root / "report.json"
+    result = grade(root, *write_submissions(root, notebooks), "--json", str(report))
+    assert result.returncode == 0, result.stderr[-2000:]
+    entries = json.loads(report.read_text())
+    entries = entries if isinstance(entries, list) else [entries]
+    return dict(zip(subs, entries, strict=True))
+
+
 @pytest.mark.parametrize("label", ["custom_exc", "transformers"])
 def test_kernel_hooks_cannot_pass_hidden_tests(attacks, label):
     report = attacks[label]

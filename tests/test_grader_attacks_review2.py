@@ -24,16 +24,10 @@ by private helpers (never wrapped) or by taking the original out of the wrapper 
 putting the originals back) where the scan does not read.
 """
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
-import nbformat
 import pytest
-from test_grader_attacks import A1, A2, A3, build
-
-from vae_edu.assignments import DEFAULT_SOURCE_DIR, release_directory
+from test_grader_attacks import A1, A2, A3, by_id, grade_batch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -257,9 +251,6 @@ A1_SOURCE_FROM_DISK = {
 
 @pytest.fixture(scope="module")
 def review2(tmp_path_factory):
-    root = tmp_path_factory.mktemp("review2")
-    release = root / "release"
-    release_directory(DEFAULT_SOURCE_DIR, release)
     subs = {
         "a1_via_a3": (A1, A1_VIA_A3_REFERENCE),
         "a2_private": (A2, A2_VIA_MODEL_PRIVATE_METHOD),
@@ -271,28 +262,7 @@ def review2(tmp_path_factory):
         "a1_plain_alias": (A1, A1_PLAIN_ALIAS),
         "a1_source_from_disk": (A1, A1_SOURCE_FROM_DISK),
     }
-    paths = []
-    for label, (name, answers) in subs.items():
-        path = root / "subs" / label / f"{name}.ipynb"
-        path.parent.mkdir(parents=True)
-        nbformat.write(build(release, name, answers), path)
-        paths.append(path)
-    report = root / "report.json"
-    subprocess.run(
-        [sys.executable, "-m", "vae_edu.assignments", "grade", *map(str, paths)]
-        + ["--json", str(report), "--timeout", "300"],
-        cwd=root,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        timeout=900,
-    )
-    entries = json.loads(report.read_text())
-    entries = entries if isinstance(entries, list) else [entries]
-    return dict(zip(subs, entries, strict=True))
-
-
-def by_id(entry):
-    return {q["grade_id"]: q for q in entry["questions"]}
+    return grade_batch(tmp_path_factory.mktemp("review2"), subs)
 
 
 # What the report says when an answer reached the package's implementation: the policy's

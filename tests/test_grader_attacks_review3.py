@@ -93,15 +93,13 @@ Crashing the grader, in any mode:
 
 import io
 import json
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-from test_grader_attacks import A1, A2, A3, build
-from test_grader_attacks_review2 import by_id, zero_naming_the_reference
+from test_grader_attacks import A1, A2, A3, build, by_id, grade, grade_batch, write_submissions
+from test_grader_attacks_review2 import zero_naming_the_reference
 
 from vae_edu.assignments import DEFAULT_SOURCE_DIR, _channel, release_directory
 
@@ -263,36 +261,8 @@ def a1_poisoner(marker: Path) -> dict:
     }
 
 
-def write_submissions(root: Path, notebooks: dict) -> list[str]:
-    """Each notebook to ``root/<label>/<its assignment>.ipynb`` (JSON with ASCII escapes,
-    so a lone surrogate is written as ``\\ud800``, which JSON allows); the paths."""
-    paths = []
-    for label, (name, nb) in notebooks.items():
-        path = root / label / f"{name}.ipynb"
-        path.parent.mkdir(parents=True)
-        path.write_text(json.dumps(nb, ensure_ascii=True), encoding="utf-8")
-        paths.append(str(path))
-    return paths
-
-
-def grade(root: Path, *arguments: str):
-    """One call of the grader's command line, as the test suite runs it (restricted PATH)."""
-    return subprocess.run(
-        [sys.executable, "-m", "vae_edu.assignments", "grade", *arguments, "--timeout", "300"],
-        cwd=root,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        errors="replace",
-        timeout=900,
-    )
-
-
 @pytest.fixture(scope="module")
 def review3(tmp_path_factory):
-    root = tmp_path_factory.mktemp("review3")
-    release = root / "release"
-    release_directory(DEFAULT_SOURCE_DIR, release)
     marker = tmp_path_factory.mktemp("review3_marker") / "armed"
     marker.write_text("r11c")
     subs = {
@@ -303,12 +273,9 @@ def review3(tmp_path_factory):
         "a1_poisoner": (A1, a1_poisoner(marker)),
         "a1_blank_victim": (A1, {}),
     }
-    notebooks = {f"subs/{k}": (name, build(release, name, a)) for k, (name, a) in subs.items()}
-    paths = write_submissions(root, notebooks)
-    report = root / "report.json"
     preexisting = POISON.exists(), POISON.parent.exists()
     try:
-        grade(root, *paths, "--json", str(report))
+        return grade_batch(tmp_path_factory.mktemp("review3"), subs)
     finally:
         marker.unlink()
         try:
@@ -318,9 +285,6 @@ def review3(tmp_path_factory):
                 POISON.parent.rmdir()  # only if empty
         except OSError:
             pass
-    entries = json.loads(report.read_text())
-    entries = entries if isinstance(entries, list) else [entries]
-    return dict(zip(subs, entries, strict=True))
 
 
 def test_a1_q3_from_the_kept_estimator_scores_zero(review3):

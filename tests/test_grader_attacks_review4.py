@@ -67,9 +67,19 @@ import json
 from pathlib import Path
 
 import pytest
-from test_grader_attacks import A1, A2, A3, build, solution
-from test_grader_attacks_review2 import by_id, zero_naming_the_reference
-from test_grader_attacks_review3 import PASTED_REFERENCE, grade, write_submissions
+from test_grader_attacks import (
+    A1,
+    A2,
+    A3,
+    build,
+    by_id,
+    grade,
+    grade_batch,
+    solution,
+    write_submissions,
+)
+from test_grader_attacks_review2 import zero_naming_the_reference
+from test_grader_attacks_review3 import PASTED_REFERENCE
 
 from vae_edu.assignments import DEFAULT_SOURCE_DIR, release_directory
 
@@ -211,9 +221,6 @@ def a1_channel_link(canary: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def review4(tmp_path_factory):
-    root = tmp_path_factory.mktemp("review4")
-    release = root / "release"
-    release_directory(DEFAULT_SOURCE_DIR, release)
     canary = tmp_path_factory.mktemp("review4_canary")
     (canary / "instructor_notes.txt").write_text("must survive grading\n")
     subs = {
@@ -223,14 +230,7 @@ def review4(tmp_path_factory):
         "a3_mean_image": (A3, A3_MEAN_IMAGE),
         "a1_channel_link": (A1, a1_channel_link(canary)),
     }
-    notebooks = {f"subs/{k}": (name, build(release, name, a)) for k, (name, a) in subs.items()}
-    paths = write_submissions(root, notebooks)
-    report = root / "report.json"
-    result = grade(root, *paths, "--json", str(report))
-    assert result.returncode == 0, result.stderr[-2000:]
-    entries = json.loads(report.read_text())
-    entries = entries if isinstance(entries, list) else [entries]
-    found = dict(zip(subs, entries, strict=True))
+    found = grade_batch(tmp_path_factory.mktemp("review4"), subs)
     found["canary"] = canary
     return found
 

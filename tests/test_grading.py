@@ -690,6 +690,8 @@ def test_check_latent_statistics_wants_an_encoder_of_the_a3_shapes_that_varies(a
     assert "hardly vary" in check(zeros, **answers).feedback
     constant = dict(zeros, enc_b2=np.ones_like(params["enc_b2"]), dec_b2=params["dec_b2"])
     assert "hardly vary" in check(constant, **answers).feedback  # any biases: still constant
+    diverged = dict(params, enc_b2=np.full_like(params["enc_b2"], np.nan))
+    assert "not finite" in check(diverged, **answers).feedback
     small = mlp_vae.init_params(jax.random.key(5), hidden=32)
     assert "has shape" in check(small, **answers).feedback
 

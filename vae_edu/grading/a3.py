@@ -519,7 +519,12 @@ def _latent_statistics_problems(
     images = mlp_vae.test_images()
     labels = np.asarray(data.load_mnist("test").labels[: images.shape[0]])
     mean, log_var = (np.asarray(a, np.float64) for a in mlp_vae.encode(p, images))
-    spread = float(np.max(np.std(mean, axis=0))) if np.all(np.isfinite(mean)) else 0.0
+    if not np.all(np.isfinite(mean)):
+        raise Stop(
+            "the posterior means of the model in `params` are not finite (NaN or inf): "
+            "its training diverged, so there are no statistics to compute."
+        )
+    spread = float(np.max(np.std(mean, axis=0)))
     if not spread > MIN_SPREAD:
         raise Stop(
             "the posterior means of the model in `params` hardly vary across the test images "

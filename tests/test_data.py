@@ -656,3 +656,25 @@ def test_one_scaling_to_the_unit_interval_eager_jit_and_prepare_images():
 def test_unsigned_pixels_above_255_are_refused():
     with pytest.raises(ValueError, match=r"0\.\.255, got 256"):
         data.to_unit_interval(np.array([[0, 256]], dtype=np.uint16))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_binarize_is_jax_bernoulli_bit_for_bit(dtype):
+    probabilities = np.asarray(data.to_unit_interval(data.load_mnist("test").images[:8]), dtype)
+    for key in (jax.random.key(9), jax.random.PRNGKey(9)):
+        expected = jax.random.bernoulli(key, probabilities).astype(np.float32)
+        np.testing.assert_array_equal(data.binarize(key, probabilities), expected)
+
+
+def test_binarize_is_the_comparison_with_its_noise():
+    probabilities = data.to_unit_interval(data.load_mnist("test").images[:3])
+    key = jax.random.key(2)
+    noise = data.binarization_noise(key, probabilities.shape)
+    np.testing.assert_array_equal(noise, jax.random.uniform(key, probabilities.shape))
+    np.testing.assert_array_equal(
+        data.binarize_from_noise(noise, probabilities), data.binarize(key, probabilities)
+    )
+    np.testing.assert_array_equal(
+        data.binarize_from_noise(np.float32([0.2, 0.5, 0.7]), np.float32([0.5, 0.5, 0.5])),
+        [1.0, 0.0, 0.0],
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from flax import nnx
 
@@ -293,6 +294,44 @@ def test_the_chunk_runner_takes_key_data_or_typed_keys():
         )
         outputs.append(np.asarray(losses))
     np.testing.assert_array_equal(outputs[0], outputs[1])
+
+
+def test_the_chunk_runner_is_the_plain_step_with_data_binarize():
+    """The chunk draws its binarization noise before the scan: the same bits as a loop that
+    binarizes every batch with data.binarize(binarize_key, batch) inside its step."""
+    model = init_model(SMALL, 0)
+    graphdef, state = nnx.split(model, nnx.Param)
+    train_config = config()
+    images = prepare_images(TRAIN)
+    batch_index, step_keys = (np.asarray(a) for a in epoch_plan(epoch_key(0, 0), 512, 64))
+    optimizer = make_optimizer(train_config, 512)
+    params = jax.tree.map(jnp.copy, nnx.to_pure_dict(state))
+    opt_state = optimizer.init(params)
+    plain_losses = []
+    for index, key in zip(batch_index[:4], jax.random.wrap_key_data(step_keys[:4]), strict=True):
+        binarize_key, noise_key = jax.random.split(key)
+        x = data.binarize(binarize_key, images[index])
+
+        def loss_fn(p, noise_key=noise_key, x=x):
+            return nnx.merge(graphdef, p).loss(noise_key, x)
+
+        (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        plain_losses.append(float(loss))
+    chunk_params, _, losses, _ = chunk_runner(graphdef, train_config, 512)(
+        jax.tree.map(jnp.copy, nnx.to_pure_dict(state)),
+        optimizer.init(nnx.to_pure_dict(state)),
+        images,
+        batch_index[:4],
+        step_keys[:4],
+        np.float32(1.0),
+        np.float32(1.0),
+    )
+    np.testing.assert_allclose(np.asarray(losses), plain_losses, rtol=1e-6)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), chunk_params, params
+    )
 
 
 # ------------------------------------- memory: the training set stays uint8 on the device

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_edu import _checks
+from vae_edu import _checks, threefry
 
 __all__ = [
     "MNIST_FILES",
@@ -45,7 +45,9 @@ __all__ = [
     "IDXFormatError",
     "MNISTSplit",
     "batch_iterator",
+    "binarization_noise",
     "binarize",
+    "binarize_from_noise",
     "load_mnist",
     "num_batches",
     "prepare_images",
@@ -532,9 +534,11 @@ def binarize(key: jax.Array, probabilities) -> jax.Array:
     """Dynamic binarization: one fresh Bernoulli draw per pixel, x_i ~ Bernoulli(p_i).
 
     Sampled as x_i = 1[u_i < p_i] with u_i ~ Uniform(0, 1), so E[x_i] = p_i and
-    Var[x_i] = p_i (1 - p_i). Drawing a new binary image every time an example is used
-    (with a new key each epoch) rather than thresholding once at 0.5 is the standard
-    binarized-MNIST protocol for VAEs (Salakhutdinov & Murray 2008; Burda et al. 2016):
+    Var[x_i] = p_i (1 - p_i): the uniforms are :func:`binarization_noise`, the comparison
+    :func:`binarize_from_noise`, and the result is bit for bit
+    ``jax.random.bernoulli(key, probabilities)``. Drawing a new binary image every time an
+    example is used (with a new key each epoch) rather than thresholding once at 0.5 is the
+    standard binarized-MNIST protocol for VAEs (Salakhutdinov & Murray 2008; Burda et al. 2016):
     it matches a Bernoulli decoder likelihood and acts as a regularizer.
 
     Args:
@@ -563,7 +567,42 @@ def binarize(key: jax.Array, probabilities) -> jax.Array:
                 f"got min {np.min(values)} and max {np.max(values)}"
             )
     probabilities = jnp.asarray(probabilities)
-    return jax.random.bernoulli(key, probabilities, probabilities.shape).astype(jnp.float32)
+    noise = binarization_noise(key, probabilities.shape, probabilities.dtype)
+    return binarize_from_noise(noise, probabilities)
+
+
+def binarization_noise(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
+    """The uniforms u ~ Uniform[0, 1) that :func:`binarize` compares the probabilities with.
+
+    Bit for bit ``jax.random.uniform(key, shape, dtype)``, which ``jax.random.bernoulli``
+    draws. For float32 (and JAX's default Threefry keys) they are computed by
+    :func:`vae_edu.threefry.uniform`, in one pass instead of JAX's rolled loop on the CPU;
+    the training step draws a whole chunk's noise at once this way (``vae_edu.train``).
+
+    Args:
+      key: a JAX PRNG key.
+      shape: the shape of the probabilities to binarize.
+      dtype: their floating dtype (the uniforms have the same one, as in jax.random).
+
+    Returns:
+      (*shape) uniforms of ``dtype`` in [0, 1).
+    """
+    if np.dtype(dtype) == np.float32:
+        return threefry.uniform(key, shape)
+    return jax.random.uniform(key, shape, dtype)
+
+
+def binarize_from_noise(noise: jax.Array, probabilities: jax.Array) -> jax.Array:
+    """x_i = 1[u_i < p_i]: the binarization with given uniforms u (:func:`binarization_noise`).
+
+    Args:
+      noise: (...) uniforms in [0, 1).
+      probabilities: (...) values in [0, 1], same shape (or broadcastable).
+
+    Returns:
+      (...) float32 array of 0.0 and 1.0.
+    """
+    return (noise < probabilities).astype(jnp.float32)
 
 
 # --------------------------------------------------------------------------------------

@@ -10,7 +10,11 @@ each tiny op) separately spends most of its time in overhead. Here
 2. an epoch's batches are pre-shuffled into an index array (num_batches, batch_size);
 3. ``jax.lax.scan`` runs ``steps_per_call`` steps (gather, dynamic binarization, forward,
    backward, Adam update) inside ONE compiled call; between calls a tqdm bar is updated
-   with the live loss. There is no per-step Python dispatch.
+   with the live loss. There is no per-step Python dispatch;
+4. the uniforms of the chunk's binarizations are drawn before its first step, in one pass
+   (``data.binarization_noise``, the same numbers each step would draw), so that each step
+   only compares them with its pixels. Drawn inside the step, XLA fused the draw into each
+   of the three places that read the binary batch and computed it three times.
 
 Randomness is derived, never stored: with ``root = jax.random.key(seed)`` (a typed key; its
 key data equal those of the legacy ``PRNGKey(seed)``, so every draw is the same), the initial
@@ -308,20 +312,25 @@ def make_chunk_runner(
 
     One step: split the step key into a binarization key and a noise key, gather the
     batch (scaled to [0, 1] there if ``images`` is uint8, see :func:`training_images`),
-    binarize it (``vae_edu.data.binarize``), then loss, gradient and Adam update.
+    binarize it, then loss, gradient and Adam update. The binarization is
+    ``vae_edu.data.binarize(binarize_key, batch)``, computed in two halves: the uniforms of
+    all the chunk's steps are drawn before the scan (``data.binarization_noise``, vmapped
+    over the steps' binarization keys: (S, B, D) float32, 20 MB for 50 steps of MNIST) and
+    each step compares its own with its pixels (``data.binarize_from_noise``). The result
+    is bit for bit the same; drawn inside the step, the draw was fused into, and computed
+    by, each of the three operations that read the binary batch.
     ``nnx.merge(graphdef, params)`` rebuilds the model from the parameter arrays inside the
     traced step: it runs once, while ``jit`` traces, and costs nothing per step.
     """
 
     def step(carry, inputs, images, beta, alpha):
         params, opt_state = carry
-        index, key = inputs
-        binarize_key, noise_key = jax.random.split(key)
+        index, noise_key, binarization_noise = inputs
         x = images[index]
         if x.dtype == jnp.uint8:  # the compact training set: this batch's pixels / 255
             x = data_lib.to_unit_interval(x)
-        if binarized:
-            x = data_lib.binarize(binarize_key, x)
+        if binarized:  # data.binarize(binarize_key, x), its uniforms drawn before the scan
+            x = data_lib.binarize_from_noise(binarization_noise, x)
 
         def loss_fn(p):
             return nnx.merge(graphdef, p).loss(noise_key, x, beta=beta, alpha=alpha)
@@ -334,9 +343,16 @@ def make_chunk_runner(
     def run(params, opt_state, images, batch_index, step_keys, beta, alpha):
         if not jnp.issubdtype(step_keys.dtype, jax.dtypes.prng_key):
             step_keys = jax.random.wrap_key_data(step_keys)  # (S, 2) uint32 -> (S,) keys
+        keys = jax.vmap(jax.random.split)(step_keys)  # each step's (binarize_key, noise_key)
+        binarization_noise = None
+        if binarized:  # (S, B, D): the uniforms of every step's binarization, in one pass
+            batch_shape = (batch_index.shape[1], images.shape[1])
+            binarization_noise = jax.vmap(
+                lambda key: data_lib.binarization_noise(key, batch_shape)
+            )(keys[:, 0])
         body = lambda carry, inputs: step(carry, inputs, images, beta, alpha)  # noqa: E731
         (params, opt_state), (losses, terms) = jax.lax.scan(
-            body, (params, opt_state), (batch_index, step_keys)
+            body, (params, opt_state), (batch_index, keys[:, 1], binarization_noise)
         )
         return params, opt_state, losses, terms
 

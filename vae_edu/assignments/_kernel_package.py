@@ -71,6 +71,7 @@ _COMMON = (
     "estimate",
     "optimize",
     "system",
+    "threefry",
     "grading",
 )
 # The ELBO machinery of vae_edu.elbo (every one a reference of some assignment).

@@ -50,7 +50,6 @@ from flax import nnx
 
 from vae_edu import _checks, data
 from vae_edu.config import TrainConfig, VAEConfig, add_dataclass_arguments, positive_int
-from vae_edu.data import prepare_images
 from vae_edu.system import load_average, peak_memory_mib
 from vae_edu.train import (
     chunk_runner,
@@ -58,8 +57,10 @@ from vae_edu.train import (
     epoch_plan,
     init_model,
     make_optimizer,
+    mean_image,
     run_epoch,
     train,
+    training_images,
 )
 
 __all__ = [
@@ -148,13 +149,13 @@ def run_benchmark(
         )
     load_start = load_average()
     peak_before = matmul_gflops()
-    images = prepare_images(train_images)
+    images = training_images(train_images)  # what train() keeps: uint8 on the device
     num_examples = images.shape[0]
     model_config = VAEConfig(hidden_sizes=hidden_sizes, latent_dim=latent)
     train_config = TrainConfig(
         num_epochs=num_epochs + 1, batch_size=batch_size, steps_per_call=steps_per_call, seed=seed
     )
-    model = init_model(model_config, seed, np.asarray(images).mean(axis=0))
+    model = init_model(model_config, seed, mean_image(train_images))
     graphdef, state = nnx.split(model, nnx.Param)
     params = nnx.to_pure_dict(state)
     opt_state = jax.jit(make_optimizer(train_config, num_examples).init)(params)

@@ -8,13 +8,16 @@ each tiny op) separately spends most of its time in overhead. Here
    (``nnx.split``) *outside* the jitted function, and re-assembled inside it
    (``nnx.merge``), so jit sees only arrays;
 2. an epoch's batches are pre-shuffled into an index array (num_batches, batch_size);
-3. ``jax.lax.scan`` runs ``steps_per_call`` steps (gather, dynamic binarization, forward,
-   backward, Adam update) inside ONE compiled call; between calls a tqdm bar is updated
-   with the live loss. There is no per-step Python dispatch;
-4. the uniforms of the chunk's binarizations are drawn before its first step, in one pass
-   (``data.binarization_noise``, the same numbers each step would draw), so that each step
-   only compares them with its pixels. Drawn inside the step, XLA fused the draw into each
-   of the three places that read the binary batch and computed it three times.
+3. ``jax.lax.scan`` runs ``steps_per_call`` steps (forward, backward, Adam update) inside
+   ONE compiled call; between calls a tqdm bar is updated with the live loss. There is no
+   per-step Python dispatch;
+4. before a chunk's first step, its batches are gathered, scaled and dynamically binarized
+   in one pass (``(S, B, D)``: 20 MB for 50 steps of MNIST), with each step's own
+   binarization key, so the binary images are bit for bit those that
+   ``data.binarize(binarize_key, batch)`` would give inside the step. The step itself is
+   then only the model: loss, gradient and Adam update. (Drawn inside the step, XLA fused
+   the draw into each of the three operations that read the binary batch, computing it
+   three times, and JAX's Threefry ran as a loop of separate passes: ``vae_edu.threefry``.)
 
 Randomness is derived, never stored: with ``root = jax.random.key(seed)`` (a typed key; its
 key data equal those of the legacy ``PRNGKey(seed)``, so every draw is the same), the initial
@@ -310,27 +313,21 @@ def make_chunk_runner(
     per-step ``LossTerms`` (S,). ``beta`` and ``alpha`` are traced, so changing them does
     not recompile. ``params`` and ``opt_state`` are donated (updated in place).
 
-    One step: split the step key into a binarization key and a noise key, gather the
-    batch (scaled to [0, 1] there if ``images`` is uint8, see :func:`training_images`),
-    binarize it, then loss, gradient and Adam update. The binarization is
-    ``vae_edu.data.binarize(binarize_key, batch)``, computed in two halves: the uniforms of
-    all the chunk's steps are drawn before the scan (``data.binarization_noise``, vmapped
-    over the steps' binarization keys: (S, B, D) float32, 20 MB for 50 steps of MNIST) and
-    each step compares its own with its pixels (``data.binarize_from_noise``). The result
-    is bit for bit the same; drawn inside the step, the draw was fused into, and computed
-    by, each of the three operations that read the binary batch.
+    Each step key is split into a binarization key and a noise key. Before the scan, the
+    chunk's batches are gathered from ``images`` (scaled to [0, 1] if ``images`` is uint8,
+    see :func:`training_images`) and binarized in one pass: the uniforms of every step are
+    ``data.binarization_noise(binarize_key, (B, D))`` (vmapped over the steps) and
+    ``data.binarize_from_noise`` compares them with the pixels, so step s trains on exactly
+    ``data.binarize(binarize_key_s, images[batch_index[s]])``; (S, B, D) float32, 20 MB for
+    50 steps of MNIST. One step is then the loss with the step's noise key, its gradient
+    and the Adam update.
     ``nnx.merge(graphdef, params)`` rebuilds the model from the parameter arrays inside the
     traced step: it runs once, while ``jit`` traces, and costs nothing per step.
     """
 
-    def step(carry, inputs, images, beta, alpha):
+    def step(carry, inputs, beta, alpha):
         params, opt_state = carry
-        index, noise_key, binarization_noise = inputs
-        x = images[index]
-        if x.dtype == jnp.uint8:  # the compact training set: this batch's pixels / 255
-            x = data_lib.to_unit_interval(x)
-        if binarized:  # data.binarize(binarize_key, x), its uniforms drawn before the scan
-            x = data_lib.binarize_from_noise(binarization_noise, x)
+        x, noise_key = inputs
 
         def loss_fn(p):
             return nnx.merge(graphdef, p).loss(noise_key, x, beta=beta, alpha=alpha)
@@ -344,15 +341,17 @@ def make_chunk_runner(
         if not jnp.issubdtype(step_keys.dtype, jax.dtypes.prng_key):
             step_keys = jax.random.wrap_key_data(step_keys)  # (S, 2) uint32 -> (S,) keys
         keys = jax.vmap(jax.random.split)(step_keys)  # each step's (binarize_key, noise_key)
-        binarization_noise = None
-        if binarized:  # (S, B, D): the uniforms of every step's binarization, in one pass
-            batch_shape = (batch_index.shape[1], images.shape[1])
-            binarization_noise = jax.vmap(
-                lambda key: data_lib.binarization_noise(key, batch_shape)
-            )(keys[:, 0])
-        body = lambda carry, inputs: step(carry, inputs, images, beta, alpha)  # noqa: E731
+        batches = images[batch_index]  # (S, B, D): the chunk's batches, in one pass
+        if batches.dtype == jnp.uint8:  # the compact training set: pixels / 255
+            batches = data_lib.to_unit_interval(batches)
+        if binarized:  # data.binarize(binarize_key, batch) for every step, in one pass
+            noise = jax.vmap(lambda key: data_lib.binarization_noise(key, batches.shape[1:]))(
+                keys[:, 0]
+            )
+            batches = data_lib.binarize_from_noise(noise, batches)
+        body = lambda carry, inputs: step(carry, inputs, beta, alpha)  # noqa: E731
         (params, opt_state), (losses, terms) = jax.lax.scan(
-            body, (params, opt_state), (batch_index, keys[:, 1], binarization_noise)
+            body, (params, opt_state), (batches, keys[:, 1])
         )
         return params, opt_state, losses, terms
 

@@ -1,6 +1,7 @@
 """Tests for vae_edu.bench.median_seconds (call counts only: no timed assertions)."""
 
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -65,3 +66,51 @@ def test_the_command_line_names_a_missing_lesson(tmp_path):
     assert done.returncode == 2
     assert "nope.ipynb: no such notebook" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# ------------------------------------------------ where a step's time goes: jax.profiler
+
+
+def test_profile_steps_summarizes_the_trace_of_the_compiled_chunk(tmp_path, capsys):
+    from vae_edu.bench import main, profile_steps
+
+    r = profile_steps(tmp_path, num_calls=2, batch_size=16, hidden=8, latent=2, steps_per_call=3)
+    assert r["steps"] == 6 and r["step_wall_us"] > 0
+    assert tmp_path in Path(r["trace_file"]).parents and Path(r["trace_file"]).is_file()
+    ops = r["operations"]
+    assert ops and all(op["us_per_step"] > 0 for op in ops)
+    assert [op["us_per_step"] for op in ops] == sorted(
+        (op["us_per_step"] for op in ops), reverse=True
+    )
+    # The model's matrix products are found in the trace and told apart from the rest.
+    assert any(op["matmul"] for op in ops) and any(not op["matmul"] for op in ops)
+    assert r["matmul_us"] == pytest.approx(sum(op["us_per_step"] for op in ops if op["matmul"]))
+    assert (
+        main(
+            [
+                "--profile",
+                str(tmp_path),
+                "--hidden",
+                "8",
+                "--latent-dim",
+                "2",
+                "--batch-size",
+                "16",
+                "--steps-per-call",
+                "3",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "matrix products" in out and "perfetto_trace.json.gz" in out
+
+
+def test_profile_names_a_file_given_as_its_directory(tmp_path, capsys):
+    from vae_edu.bench import main
+
+    (tmp_path / "file").write_text("not a directory")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--profile", str(tmp_path / "file")])
+    assert exit_info.value.code == 2
+    assert "exists and is not a directory" in capsys.readouterr().err

@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -67,6 +68,7 @@ __all__ = [
     "dense_flops_per_step",
     "matmul_gflops",
     "run_benchmark",
+    "profile_steps",
     "time_to_elbo",
     "MAIN_ARCHITECTURE",
     "TIME_TO_ELBO_TRAINING",
@@ -129,6 +131,41 @@ def _xla_flops(compiled) -> float | None:
     return float(cost["flops"]) if cost and "flops" in cost else None
 
 
+def _training_setup(
+    train_images, num_epochs, batch_size, hidden_sizes, latent, steps_per_call, seed
+):
+    """What the bench trains, exactly as ``train()`` would: the uint8 training set on the
+    device, the initial model, Adam, the cached chunk runner and the first chunk's arguments.
+
+    Returns ``(model_config, train_config, images, run_chunk, args)`` with ``args`` the
+    arguments of ``run_chunk`` for the first ``steps_per_call`` steps of epoch 0.
+    """
+    images = training_images(train_images)  # what train() keeps: uint8 on the device
+    num_examples = images.shape[0]
+    model_config = VAEConfig(hidden_sizes=hidden_sizes, latent_dim=latent)
+    train_config = TrainConfig(
+        num_epochs=num_epochs, batch_size=batch_size, steps_per_call=steps_per_call, seed=seed
+    )
+    model = init_model(model_config, seed, mean_image(train_images))
+    graphdef, state = nnx.split(model, nnx.Param)
+    params = nnx.to_pure_dict(state)
+    opt_state = jax.jit(make_optimizer(train_config, num_examples).init)(params)
+    run_chunk = chunk_runner(graphdef, train_config, num_examples)
+    batch_index, step_keys = (
+        np.asarray(a) for a in epoch_plan(epoch_key(seed, 0), num_examples, batch_size)
+    )
+    args = (
+        params,
+        opt_state,
+        images,
+        batch_index[:steps_per_call],
+        step_keys[:steps_per_call],
+        np.float32(1.0),
+        np.float32(1.0),
+    )
+    return model_config, train_config, images, run_chunk, args
+
+
 def run_benchmark(
     num_epochs: int = 5,
     batch_size: int = 128,
@@ -149,36 +186,19 @@ def run_benchmark(
         )
     load_start = load_average()
     peak_before = matmul_gflops()
-    images = training_images(train_images)  # what train() keeps: uint8 on the device
-    num_examples = images.shape[0]
-    model_config = VAEConfig(hidden_sizes=hidden_sizes, latent_dim=latent)
-    train_config = TrainConfig(
-        num_epochs=num_epochs + 1, batch_size=batch_size, steps_per_call=steps_per_call, seed=seed
+    setup = _training_setup(
+        train_images, num_epochs + 1, batch_size, hidden_sizes, latent, steps_per_call, seed
     )
-    model = init_model(model_config, seed, mean_image(train_images))
-    graphdef, state = nnx.split(model, nnx.Param)
-    params = nnx.to_pure_dict(state)
-    opt_state = jax.jit(make_optimizer(train_config, num_examples).init)(params)
-    run_chunk = chunk_runner(graphdef, train_config, num_examples)
+    model_config, train_config, images, run_chunk, args = setup
+    params, opt_state = args[:2]
+    num_examples = images.shape[0]
 
     # Compile explicitly (ahead of time) to time compilation on its own.
-    batch_index, step_keys = (
-        np.asarray(a) for a in epoch_plan(epoch_key(seed, 0), num_examples, batch_size)
-    )
-    args = (
-        params,
-        opt_state,
-        images,
-        batch_index[:steps_per_call],
-        step_keys[:steps_per_call],
-        np.float32(1.0),
-        np.float32(1.0),
-    )
     start = time.perf_counter()
     run_chunk.lower(*args).compile()
     compile_seconds = time.perf_counter() - start
     # XLA's cost analysis counts a loop body once, so ask it about a one-step chunk.
-    one_step = (*args[:3], batch_index[:1], step_keys[:1], *args[5:])
+    one_step = (*args[:3], args[3][:1], args[4][:1], *args[5:])
     xla_flops_per_step = _xla_flops(run_chunk.lower(*one_step).compile())
 
     epoch_seconds = []
@@ -225,6 +245,128 @@ def run_benchmark(
         "cpu_count": os.cpu_count(),
         "jax_version": jax.__version__,
     }
+
+
+# ----------------------------------------------------------------------------- profile
+def profile_steps(
+    directory,
+    num_calls: int = 4,
+    batch_size: int = 128,
+    hidden: int | tuple[int, ...] = 400,
+    latent: int = 20,
+    steps_per_call: int = 50,
+    seed: int = 0,
+) -> dict:
+    """Where a training step's time goes: a ``jax.profiler`` trace of the bench's chunks.
+
+    Compiles and runs one chunk, then traces ``num_calls`` more chunk calls with
+    ``jax.profiler.trace(directory, create_perfetto_trace=True)``. The trace (under
+    ``directory/plugins/profile/<run>/``) opens in https://ui.perfetto.dev
+    (``perfetto_trace.json.gz``) or TensorBoard's profile plugin (``*.xplane.pb``). The
+    summary sums, per operation of the compiled chunk, the durations of its events in
+    that trace (Chrome trace-event format: complete events ``"ph": "X"``, ``dur`` in
+    microseconds) and divides by the number of steps traced. Operations that ran at the
+    same time on different cores are both counted, so the operations' times add up to more
+    than the step's wall time.
+
+    Returns:
+      a dict: ``trace_file``, ``steps``, ``step_wall_us`` (wall time of the traced calls per
+      step, profiler overhead included), ``matmul_us`` and ``other_us`` per step (operations
+      that do / do not contain a matrix product), ``operations``: a list of
+      ``{"name", "us_per_step", "matmul", "source"}`` sorted by time, ``source`` being the
+      JAX operation XLA names in its metadata.
+    """
+    hidden_sizes = (hidden,) if isinstance(hidden, (int, np.integer)) else tuple(hidden)
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(f"--profile {directory}: exists and is not a directory")
+    train_images = data.load_mnist("train").images
+    _, _, _, run_chunk, args = _training_setup(
+        train_images, 1, batch_size, hidden_sizes, latent, steps_per_call, seed
+    )
+    program = run_chunk.lower(*args).compile().as_text()
+    params, opt_state, *rest = args
+    params, opt_state, losses, _ = run_chunk(params, opt_state, *rest)  # warm-up
+    losses.block_until_ready()
+    before = set(directory.glob("plugins/profile/*/perfetto_trace.json.gz"))
+    with jax.profiler.trace(str(directory), create_perfetto_trace=True):
+        start = time.perf_counter()
+        for _ in range(num_calls):
+            params, opt_state, losses, _ = run_chunk(params, opt_state, *rest)
+        losses.block_until_ready()
+        wall = time.perf_counter() - start
+    (trace_file,) = set(directory.glob("plugins/profile/*/perfetto_trace.json.gz")) - before
+    steps = num_calls * len(args[3])
+    operations = _operation_times(trace_file, program, steps)
+    matmul = sum(op["us_per_step"] for op in operations if op["matmul"])
+    return {
+        "model": VAEConfig(hidden_sizes=hidden_sizes, latent_dim=latent).describe(),
+        "batch_size": batch_size,
+        "trace_file": str(trace_file),
+        "steps": steps,
+        "step_wall_us": 1e6 * wall / steps,
+        "matmul_us": matmul,
+        "other_us": sum(op["us_per_step"] for op in operations) - matmul,
+        "operations": operations,
+        "load_average": load_average(),
+        "jax_version": jax.__version__,
+    }
+
+
+def _operation_times(trace_file: Path, program: str, steps: int) -> list[dict]:
+    """Microseconds per step of each instruction of ``program`` (HLO text) in the trace."""
+    import gzip
+
+    with gzip.open(trace_file, "rt", encoding="utf-8") as f:
+        trace = json.load(f)
+    events = trace["traceEvents"] if isinstance(trace, dict) else trace
+    # The instructions of the compiled program, the computations they call, and whether a
+    # matrix product (an HLO dot) is among what they run.
+    computations = {}
+    for block in re.split(r"\n(?=\S)", program):
+        header = re.match(r"(?:ENTRY )?%?([\w.-]+)", block)
+        if header:
+            computations[header.group(1)] = block
+    instructions = {}
+    for m in re.finditer(r"^\s*(?:ROOT )?%([\w.-]+) = .*$", program, flags=re.MULTILINE):
+        line = m.group(0)
+        called = re.findall(r"(?:calls|to_apply|body)=%([\w.-]+)", line)
+        has_dot = " dot(" in line or any(" dot(" in computations.get(name, "") for name in called)
+        source = re.search(r'op_name="([^"]*)"', line)
+        instructions[m.group(1)] = (has_dot, source.group(1) if source else "")
+    totals: dict[str, float] = {}
+    for event in events:
+        name = event.get("name")
+        if event.get("ph") == "X" and name in instructions:
+            totals[name] = totals.get(name, 0.0) + float(event.get("dur", 0.0))
+    rows = [
+        {
+            "name": name,
+            "us_per_step": total / steps,
+            "matmul": instructions[name][0],
+            "source": "/".join(instructions[name][1].split("/")[-2:]),
+        }
+        for name, total in totals.items()
+        if not name.startswith(("while", "call"))  # containers: their contents are listed
+    ]
+    return sorted(rows, key=lambda row: -row["us_per_step"])
+
+
+def _profile_report(r: dict, top: int = 15) -> str:
+    lines = [
+        f"where a training step's time goes: {r['model']}, batch {r['batch_size']}, "
+        f"{r['steps']} steps traced with jax.profiler, JAX {r['jax_version']}",
+        f"trace                      {r['trace_file']} (open it at https://ui.perfetto.dev)",
+        f"load average               {r['load_average']:.2f}",
+        f"step wall time             {r['step_wall_us']:.0f} us (profiler overhead included)",
+        f"matrix products            {r['matmul_us']:.0f} us per step, summed over the cores",
+        f"everything else            {r['other_us']:.0f} us per step, summed over the cores",
+        f"the {top} longest operations (us per step; operations on different cores overlap):",
+    ]
+    for op in r["operations"][:top]:
+        kind = "matmul" if op["matmul"] else "      "
+        lines.append(f"  {op['us_per_step']:7.1f}  {kind}  {op['name']:32s} {op['source']}")
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------- time to quality
@@ -406,7 +548,27 @@ def main(argv: list[str] | None = None) -> int:
         f"time and the kernel's peak memory against the budget ({NOTEBOOK_BUDGET_SECONDS:.0f} s, "
         f"{NOTEBOOK_BUDGET_MIB:.0f} MiB)",
     )
+    parser.add_argument(
+        "--profile",
+        default=None,
+        metavar="DIRECTORY",
+        help="instead of timing epochs, trace a few chunks of training steps with "
+        "jax.profiler into DIRECTORY and print the operations by their time per step",
+    )
     args = parser.parse_args(argv)
+    if args.profile is not None:
+        try:
+            result = profile_steps(
+                args.profile,
+                batch_size=args.batch_size,
+                hidden=args.hidden_sizes,
+                latent=args.latent_dim,
+                steps_per_call=args.steps_per_call,
+            )
+        except ValueError as err:
+            parser.error(str(err))
+        print(json.dumps(result, indent=2) if args.json else _profile_report(result))
+        return 0
     if args.notebooks is not None:
         try:
             rows = [measure_notebook(path) for path in args.notebooks]

@@ -10,6 +10,7 @@ One module per concept:
 * :mod:`vae_edu.conjugate`   the linear-Gaussian model where log p(x) and p(z|x) are exact.
 * :mod:`vae_edu.loss`        how a loss's reductions weight its two terms (beta_eff).
 * :mod:`vae_edu.data`        the MNIST IDX files shipped with the package.
+* :mod:`vae_edu.threefry`    JAX's uniform draws with the Threefry rounds unrolled (speed).
 * :mod:`vae_edu.config`      VAEConfig and TrainConfig (and the CLI options derived from them).
 * :mod:`vae_edu.models`      the Flax NNX VAE, and its jitted encode/decode view LatentModel.
 * :mod:`vae_edu.latent`      the prior's quantile grid, latent traversals and interpolations.
@@ -43,6 +44,7 @@ _SUBMODULES = (
     "conjugate",
     "loss",
     "data",
+    "threefry",
     "config",
     "models",
     "latent",

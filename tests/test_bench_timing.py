@@ -106,11 +106,21 @@ def test_profile_steps_summarizes_the_trace_of_the_compiled_chunk(tmp_path, caps
     assert "matrix products" in out and "perfetto_trace.json.gz" in out
 
 
-def test_profile_names_a_file_given_as_its_directory(tmp_path, capsys):
+def test_profile_names_a_file_given_as_its_directory_or_its_parent(tmp_path, capsys):
     from vae_edu.bench import main
 
     (tmp_path / "file").write_text("not a directory")
+    for folder in (tmp_path / "file", tmp_path / "file" / "sub"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["--profile", str(folder)])
+        assert exit_info.value.code == 2
+        assert "is a file, not a folder" in capsys.readouterr().err
+
+
+def test_the_modes_exclude_each_other(tmp_path, capsys):
+    from vae_edu.bench import main
+
     with pytest.raises(SystemExit) as exit_info:
-        main(["--profile", str(tmp_path / "file")])
+        main(["--profile", str(tmp_path), "--time-to-elbo", "-100"])
     assert exit_info.value.code == 2
-    assert "exists and is not a directory" in capsys.readouterr().err
+    assert "not allowed with" in capsys.readouterr().err

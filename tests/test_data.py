@@ -658,7 +658,7 @@ def test_unsigned_pixels_above_255_are_refused():
         data.to_unit_interval(np.array([[0, 256]], dtype=np.uint16))
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, jnp.bfloat16])
 def test_binarize_is_jax_bernoulli_bit_for_bit(dtype):
     probabilities = np.asarray(data.to_unit_interval(data.load_mnist("test").images[:8]), dtype)
     for key in (jax.random.key(9), jax.random.PRNGKey(9)):

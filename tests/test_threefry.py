@@ -65,8 +65,9 @@ def test_uniform_under_vmap_over_keys():
     assert np.all(u * 2**23 == np.round(u * 2**23))  # multiples of 2**-23
 
 
-def test_other_generators_fall_back_to_jax():
-    for key in (jax.random.key(0, impl="rbg"), jax.random.key(0, impl="threefry2x32")):
+def test_other_generators_and_the_old_counter_layout_fall_back_to_jax():
+    for impl in ("rbg", "unsafe_rbg"):
+        key = jax.random.key(0, impl=impl)
         np.testing.assert_array_equal(
             as_bits(threefry.uniform(key, (3, 4))), as_bits(jax.random.uniform(key, (3, 4)))
         )
@@ -76,3 +77,51 @@ def test_other_generators_fall_back_to_jax():
         np.testing.assert_array_equal(as_bits(threefry.uniform(key, (5, 6))), expected)
     assert not np.array_equal(expected, as_bits(jax.random.uniform(key, (5, 6))))
     assert threefry.uniform(key, (0, 3)).shape == (0, 3)
+
+
+def test_a_key_array_is_refused_as_jax_refuses_it():
+    keys = jax.random.split(jax.random.key(0), 3)  # a common slip: split(key) for a key
+    for call in (lambda: threefry.uniform(keys, (4, 3)), lambda: jax.random.uniform(keys, (4,))):
+        with pytest.raises((TypeError, ValueError), match="single key"):
+            call()
+
+
+def test_shapes_as_jax_takes_them():
+    key = jax.random.key(1)
+    np.testing.assert_array_equal(
+        as_bits(threefry.uniform(key, 5)), as_bits(jax.random.uniform(key, 5))
+    )
+    with pytest.raises(TypeError):
+        threefry.uniform(key, (2.0, 3))
+
+
+X64_SCRIPT = """
+import jax, jax.numpy as jnp, numpy as np
+from vae_edu import data, threefry
+assert jax.config.jax_enable_x64
+key = jax.random.key(7)
+bits = lambda a: np.asarray(a).view(np.uint32)
+u = threefry.uniform(key, (33, 5))
+assert u.dtype == np.float32
+np.testing.assert_array_equal(bits(u), bits(jax.random.uniform(key, (33, 5), jnp.float32)))
+p = np.linspace(0.0, 1.0, 165).reshape(33, 5)
+for dtype in (np.float64, np.float32):
+    expected = jax.random.bernoulli(key, p.astype(dtype)).astype(np.float32)
+    np.testing.assert_array_equal(data.binarize(key, p.astype(dtype)), expected)
+print("x64 ok")
+"""
+
+
+def test_with_64_bit_mode_switched_on(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", X64_SCRIPT],
+        env={**os.environ, "JAX_ENABLE_X64": "1"},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "x64 ok" in done.stdout

@@ -18,6 +18,7 @@ from vae_edu.models import VAE, VAEConfig
 from vae_edu.train import (
     HISTORY_KEYS,
     TrainConfig,
+    chunk_batches,
     chunk_runner,
     epoch_key,
     epoch_plan,
@@ -294,6 +295,22 @@ def test_the_chunk_runner_takes_key_data_or_typed_keys():
         )
         outputs.append(np.asarray(losses))
     np.testing.assert_array_equal(outputs[0], outputs[1])
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32, np.float16])
+def test_chunk_batches_are_data_binarize_of_each_batch_bit_for_bit(dtype):
+    images = training_images(TRAIN) if dtype == np.uint8 else prepare_images(TRAIN).astype(dtype)
+    batch_index, step_keys = epoch_plan(epoch_key(0, 0), 512, 64)
+    binarize_keys = jax.vmap(jax.random.split)(jax.random.wrap_key_data(step_keys))[:, 0]
+    chunk = chunk_batches(images, batch_index, binarize_keys)
+    grey = chunk_batches(images, batch_index)
+    assert chunk.shape == grey.shape == (8, 64, 784)
+    for s in range(8):
+        batch = images[batch_index[s]]
+        if dtype == np.uint8:
+            batch = data.to_unit_interval(batch)
+        np.testing.assert_array_equal(grey[s], batch)
+        np.testing.assert_array_equal(chunk[s], data.binarize(binarize_keys[s], batch))
 
 
 def test_the_chunk_runner_is_the_plain_step_with_data_binarize():

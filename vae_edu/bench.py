@@ -51,7 +51,7 @@ from flax import nnx
 
 from vae_edu import _checks, data
 from vae_edu.config import TrainConfig, VAEConfig, add_dataclass_arguments, positive_int
-from vae_edu.system import load_average, peak_memory_mib
+from vae_edu.system import ensure_writable_folder, load_average, peak_memory_mib
 from vae_edu.train import (
     chunk_runner,
     epoch_key,
@@ -277,9 +277,7 @@ def profile_steps(
       JAX operation XLA names in its metadata.
     """
     hidden_sizes = (hidden,) if isinstance(hidden, (int, np.integer)) else tuple(hidden)
-    directory = Path(directory)
-    if directory.exists() and not directory.is_dir():
-        raise ValueError(f"--profile {directory}: exists and is not a directory")
+    directory = ensure_writable_folder(directory, "profile folder (--profile)")
     train_images = data.load_mnist("train").images
     _, _, _, run_chunk, args = _training_setup(
         train_images, 1, batch_size, hidden_sizes, latent, steps_per_call, seed
@@ -295,7 +293,10 @@ def profile_steps(
             params, opt_state, losses, _ = run_chunk(params, opt_state, *rest)
         losses.block_until_ready()
         wall = time.perf_counter() - start
-    (trace_file,) = set(directory.glob("plugins/profile/*/perfetto_trace.json.gz")) - before
+    written = set(directory.glob("plugins/profile/*/perfetto_trace.json.gz")) - before
+    if len(written) != 1:
+        raise RuntimeError(f"jax.profiler wrote {len(written)} new traces under {directory}")
+    (trace_file,) = written
     steps = num_calls * len(args[3])
     operations = _operation_times(trace_file, program, steps)
     matmul = sum(op["us_per_step"] for op in operations if op["matmul"])
@@ -357,7 +358,7 @@ def _profile_report(r: dict, top: int = 15) -> str:
         f"where a training step's time goes: {r['model']}, batch {r['batch_size']}, "
         f"{r['steps']} steps traced with jax.profiler, JAX {r['jax_version']}",
         f"trace                      {r['trace_file']} (open it at https://ui.perfetto.dev)",
-        f"load average               {r['load_average']:.2f}",
+        f"load average               {_or_na(r['load_average'], '.2f')}",
         f"step wall time             {r['step_wall_us']:.0f} us (profiler overhead included)",
         f"matrix products            {r['matmul_us']:.0f} us per step, summed over the cores",
         f"everything else            {r['other_us']:.0f} us per step, summed over the cores",
@@ -530,7 +531,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_dataclass_arguments(parser, TrainConfig, fields=("batch_size", "steps_per_call"))
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
-    parser.add_argument(
+    modes = parser.add_mutually_exclusive_group()  # instead of timing epochs: one of these
+    modes.add_argument(
         "--time-to-elbo",
         type=float,
         default=None,
@@ -539,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
         "from scratch and report the epoch and wall seconds at which the test ELBO first "
         "exceeds NATS (e.g. -100)",
     )
-    parser.add_argument(
+    modes.add_argument(
         "--notebooks",
         nargs="+",
         default=None,
@@ -548,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
         f"time and the kernel's peak memory against the budget ({NOTEBOOK_BUDGET_SECONDS:.0f} s, "
         f"{NOTEBOOK_BUDGET_MIB:.0f} MiB)",
     )
-    parser.add_argument(
+    modes.add_argument(
         "--profile",
         default=None,
         metavar="DIRECTORY",
@@ -565,7 +567,7 @@ def main(argv: list[str] | None = None) -> int:
                 latent=args.latent_dim,
                 steps_per_call=args.steps_per_call,
             )
-        except ValueError as err:
+        except OSError as err:
             parser.error(str(err))
         print(json.dumps(result, indent=2) if args.json else _profile_report(result))
         return 0

@@ -554,7 +554,7 @@ def binarize(key: jax.Array, probabilities) -> jax.Array:
       ValueError: a concrete (non-traced) value lies outside [0, 1] or is NaN.
     """
     dtype = _dtype_of(probabilities)
-    if not np.issubdtype(dtype, np.floating):
+    if not jnp.issubdtype(dtype, jnp.floating):  # bfloat16 included
         raise TypeError(
             f"binarize expects floating probabilities in [0, 1], got dtype {dtype}; "
             f"for raw pixels call to_unit_interval first"

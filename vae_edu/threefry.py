@@ -7,11 +7,12 @@ the Threefry-2x32 hash (Salmon et al. 2011), 20 rounds of add, rotate and xor on
 and faster compilation: ``jax/_src/random/threefry2x32.py``), so every group of four
 rounds is a separate pass over the counters; on GPUs it unrolls them. :func:`uniform`
 computes the same hash with the rounds written out, which XLA compiles into one pass, and
-returns **the same bits** as ``jax.random.uniform(key, shape)``: ``tests/test_threefry.py``
-compares the two bit for bit and checks the hash against the published known-answer
-vectors. Whenever the draw would not be JAX's (a key of another PRNG implementation, the
-``jax_threefry_partitionable`` flag switched off, more than 2**32 numbers), :func:`uniform`
-simply calls ``jax.random.uniform``.
+returns **the same bits** as ``jax.random.uniform(key, shape, jnp.float32)``:
+``tests/test_threefry.py`` compares the two bit for bit and checks the hash against the
+published known-answer vectors. Whenever the draw would not be JAX's (a key of another PRNG
+implementation, the ``jax_threefry_partitionable`` flag switched off, 2**32 numbers or
+more, an array of keys), :func:`uniform` simply calls ``jax.random.uniform`` (which
+refuses a key array).
 
 How JAX turns a Threefry key into uniforms (its default, "partitionable" scheme): element
 n of the (row-major) output hashes the 64-bit counter n, split into its high and low 32-bit
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 
 import jax
 import jax.numpy as jnp
@@ -78,8 +80,8 @@ def _is_jax_threefry(key: jax.Array) -> bool:
     )
 
 
-def uniform(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
-    """float32 uniforms on [0, 1): bit for bit ``jax.random.uniform(key, shape)``.
+def uniform(key: jax.Array, shape: int | tuple[int, ...]) -> jax.Array:
+    """float32 uniforms on [0, 1): bit for bit ``jax.random.uniform(key, shape, jnp.float32)``.
 
     Compiled (``jax.jit``) also when called eagerly: op by op, the 20 rounds would each
     materialize the whole counter array (31 MB apiece for the 10,000 test images).
@@ -91,15 +93,16 @@ def uniform(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     Returns:
       (*shape) float32, each a multiple of 2**-23 in [0, 1).
     """
-    return _uniform(key, tuple(int(n) for n in shape))
+    shape = (shape,) if isinstance(shape, int) else shape
+    return _uniform(key, tuple(operator.index(n) for n in shape))  # refuses 2.0 as JAX does
 
 
 @functools.partial(jax.jit, static_argnums=1)
 def _uniform(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     size = math.prod(shape)
-    if size == 0 or size >= 2**32 or not _is_jax_threefry(key):
-        return jax.random.uniform(key, shape)
     words = jax.random.key_data(key)
+    if size == 0 or size >= 2**32 or words.shape != (2,) or not _is_jax_threefry(key):
+        return jax.random.uniform(key, shape, jnp.float32)  # also its error for a key array
     counter = lax.iota(np.uint32, size).reshape(shape)  # the low word; the high word is 0
     high, low = threefry2x32(words[..., 0], words[..., 1], jnp.zeros_like(counter), counter)
     mantissa = lax.shift_right_logical(high ^ low, np.uint32(9))

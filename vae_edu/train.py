@@ -15,9 +15,10 @@ each tiny op) separately spends most of its time in overhead. Here
    in one pass (``(S, B, D)``: 20 MB for 50 steps of MNIST), with each step's own
    binarization key, so the binary images are bit for bit those that
    ``data.binarize(binarize_key, batch)`` would give inside the step. The step itself is
-   then only the model: loss, gradient and Adam update. (Drawn inside the step, XLA fused
-   the draw into each of the three operations that read the binary batch, computing it
-   three times, and JAX's Threefry ran as a loop of separate passes: ``vae_edu.threefry``.)
+   then only the model: loss, gradient and Adam update. (Inside the step, JAX's Threefry
+   draw ran as a rolled loop of separate passes before the first matrix product could
+   start; with its rounds unrolled, ``vae_edu.threefry``, XLA fused it into each of the
+   three operations that read the binary batch and computed it three times.)
 
 Randomness is derived, never stored: with ``root = jax.random.key(seed)`` (a typed key; its
 key data equal those of the legacy ``PRNGKey(seed)``, so every draw is the same), the initial
@@ -73,6 +74,7 @@ __all__ = [
     "epoch_key",
     "test_key",
     "epoch_plan",
+    "chunk_batches",
     "make_chunk_runner",
     "optimizer_step",
     "chunk_runner",
@@ -301,6 +303,31 @@ def optimizer_step(loss_fn: Callable, optimizer, params, opt_state, *args, has_a
     return optax.apply_updates(params, updates), opt_state, value
 
 
+def chunk_batches(images: jax.Array, batch_index, binarize_keys=None) -> jax.Array:
+    """A chunk's training batches, all at once: (S, B, D) float32.
+
+    Batch s is ``images[batch_index[s]]``, scaled to [0, 1] if ``images`` is uint8
+    (:func:`training_images`) and, given ``binarize_keys``, binarized with its own key:
+    bit for bit ``data.binarize(binarize_keys[s], batch)``. The uniforms of all S
+    binarizations are drawn in one pass (``data.binarization_noise``, vmapped over the keys)
+    and compared with the pixels (``data.binarize_from_noise``).
+
+    Args:
+      images: (N, D) uint8 pixels or floats in [0, 1] (a device array).
+      batch_index: (S, B) integer rows of ``images``.
+      binarize_keys: (S,) keys, one per batch, or None for grey-level targets.
+    """
+    batches = images[batch_index]
+    if batches.dtype == jnp.uint8:  # the compact training set: pixels / 255
+        batches = data_lib.to_unit_interval(batches)
+    if binarize_keys is None:
+        return batches
+    noise = jax.vmap(
+        lambda key: data_lib.binarization_noise(key, batches.shape[1:], batches.dtype)
+    )(binarize_keys)
+    return data_lib.binarize_from_noise(noise, batches)
+
+
 def make_chunk_runner(
     graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation, binarized: bool
 ) -> Callable:
@@ -313,14 +340,11 @@ def make_chunk_runner(
     per-step ``LossTerms`` (S,). ``beta`` and ``alpha`` are traced, so changing them does
     not recompile. ``params`` and ``opt_state`` are donated (updated in place).
 
-    Each step key is split into a binarization key and a noise key. Before the scan, the
-    chunk's batches are gathered from ``images`` (scaled to [0, 1] if ``images`` is uint8,
-    see :func:`training_images`) and binarized in one pass: the uniforms of every step are
-    ``data.binarization_noise(binarize_key, (B, D))`` (vmapped over the steps) and
-    ``data.binarize_from_noise`` compares them with the pixels, so step s trains on exactly
-    ``data.binarize(binarize_key_s, images[batch_index[s]])``; (S, B, D) float32, 20 MB for
-    50 steps of MNIST. One step is then the loss with the step's noise key, its gradient
-    and the Adam update.
+    Each step key is split into a binarization key and a noise key. Before the scan,
+    :func:`chunk_batches` gathers, scales and binarizes the chunk's batches in one pass, so
+    step s trains on exactly ``data.binarize(binarize_key_s, images[batch_index[s]])``;
+    (S, B, D) float32, 20 MB for 50 steps of MNIST. One step is then the loss with the
+    step's noise key, its gradient and the Adam update.
     ``nnx.merge(graphdef, params)`` rebuilds the model from the parameter arrays inside the
     traced step: it runs once, while ``jit`` traces, and costs nothing per step.
     """
@@ -341,14 +365,7 @@ def make_chunk_runner(
         if not jnp.issubdtype(step_keys.dtype, jax.dtypes.prng_key):
             step_keys = jax.random.wrap_key_data(step_keys)  # (S, 2) uint32 -> (S,) keys
         keys = jax.vmap(jax.random.split)(step_keys)  # each step's (binarize_key, noise_key)
-        batches = images[batch_index]  # (S, B, D): the chunk's batches, in one pass
-        if batches.dtype == jnp.uint8:  # the compact training set: pixels / 255
-            batches = data_lib.to_unit_interval(batches)
-        if binarized:  # data.binarize(binarize_key, batch) for every step, in one pass
-            noise = jax.vmap(lambda key: data_lib.binarization_noise(key, batches.shape[1:]))(
-                keys[:, 0]
-            )
-            batches = data_lib.binarize_from_noise(noise, batches)
+        batches = chunk_batches(images, batch_index, keys[:, 0] if binarized else None)
         body = lambda carry, inputs: step(carry, inputs, beta, alpha)  # noqa: E731
         (params, opt_state), (losses, terms) = jax.lax.scan(
             body, (params, opt_state), (batches, keys[:, 1])

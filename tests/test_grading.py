@@ -716,6 +716,20 @@ def test_check_latent_statistics_accepts_the_right_answers_and_names_mistakes(a3
     assert "holds the class mean of digit 5" in feedback and "Class_means" not in feedback
 
 
+def test_check_latent_statistics_counts_none_as_a_wrong_answer(a3_latents):
+    """Review 5: `class_means = None` passed as 'not asked' and scored full marks."""
+    params, answers = a3_latents
+    check = grading.check_latent_statistics
+    for name in answers:
+        result = check(params, **dict(answers, **{name: None}))
+        assert not result.passed and f"{name} is None" in result.feedback
+    assert check(params, class_means=answers["class_means"]).passed  # the others not asked
+    for bad in (answers["farthest_digit"] + 0.5, np.array([1, 2]), float("nan"), "7"):
+        result = check(params, **dict(answers, farthest_digit=bad))
+        assert not result.passed and "an integer 0-9" in result.feedback
+    assert check(params, **dict(answers, farthest_digit=np.int64(answers["farthest_digit"]))).passed
+
+
 # --------------------------------------------------------------------- hidden inputs (issue 11)
 
 

@@ -465,8 +465,24 @@ def _fixed_key_step(loss_fn, params, opt_state, key, x):
 MIN_SPREAD = 0.05
 
 
+class _NotAsked:
+    """The default of check_latent_statistics' answers: that statistic is not checked.
+
+    Not None: a student's ``class_means = None`` is an answer, and a wrong one."""
+
+    def __repr__(self) -> str:
+        return "NOT_ASKED"
+
+
+NOT_ASKED = _NotAsked()
+
+
 def check_latent_statistics(
-    params, *, class_means=None, farthest_digit=None, centroid_accuracy=None
+    params,
+    *,
+    class_means=NOT_ASKED,
+    farthest_digit=NOT_ASKED,
+    centroid_accuracy=NOT_ASKED,
 ) -> CheckResult:
     r"""Checks three statistics of an A3 model's latent space on the test images.
 
@@ -482,7 +498,8 @@ def check_latent_statistics(
     (the shapes of :func:`vae_edu.mlp_vae.init_params`) whose posterior means vary across
     the test images (:data:`MIN_SPREAD`: a constant encoder makes every statistic trivial).
     Any such parameters, the student's own after Question 2 whatever the score of
-    Questions 1 and 2, get their own correct answers.
+    Questions 1 and 2, get their own correct answers. A statistic left at its default
+    (:data:`NOT_ASKED`) is not checked; any value given, None included, is an answer.
     """
 
     return run_check(
@@ -542,7 +559,11 @@ def _latent_statistics_problems(
 
 def _class_means_problem(class_means, expected, log_var, labels) -> str | None:
     """(10, d) class means: the shape, then the first wrong row, and the mistake named."""
-    got = expected if class_means is None else as_array(class_means, "class_means")
+    if class_means is NOT_ASKED:
+        return None
+    if class_means is None:
+        return "class_means is None: compute the (10, d) class means of your model."
+    got = as_array(class_means, "class_means")
     if got.shape != expected.shape:
         return (
             f"class_means has shape {got.shape}; it should be {expected.shape}, "
@@ -573,13 +594,20 @@ def _class_means_problem(class_means, expected, log_var, labels) -> str | None:
 def _farthest_digit_problem(farthest_digit, expected) -> str | None:
     """The digit whose class mean is farthest from the origin."""
     norms = np.linalg.norm(expected, axis=1)
-    if farthest_digit is None or int(np.asarray(farthest_digit)) == int(np.argmax(norms)):
+    if farthest_digit is NOT_ASKED:
         return None
-    hint = (
-        " You picked the NEAREST one."
-        if int(np.asarray(farthest_digit)) == int(np.argmin(norms))
-        else ""
-    )
+    value = np.asarray(farthest_digit) if farthest_digit is not None else None
+    if (
+        value is None
+        or value.shape != ()
+        or not np.issubdtype(value.dtype, np.number)
+        or not np.isfinite(value)
+        or value != np.round(value)
+    ):
+        return f"farthest_digit is {farthest_digit!r}: it should be one digit, an integer 0-9."
+    if int(value) == int(np.argmax(norms)):
+        return None
+    hint = " You picked the NEAREST one." if int(value) == int(np.argmin(norms)) else ""
     return (
         f"farthest_digit is {farthest_digit}, but the class mean farthest from "
         f"the origin is that of digit {int(np.argmax(norms))} (distance "
@@ -591,8 +619,10 @@ def _centroid_accuracy_problem(centroid_accuracy, mean, expected, labels) -> str
     """The fraction of test images nearest to their own class mean."""
     distances = np.linalg.norm(mean[:, None, :] - expected[None, :, :], axis=-1)
     accuracy = float(np.mean(np.argmin(distances, axis=1) == labels))
-    if centroid_accuracy is None:
+    if centroid_accuracy is NOT_ASKED:
         return None
+    if centroid_accuracy is None:
+        return "centroid_accuracy is None: compute the fraction for your model."
     value = scalar(as_array(centroid_accuracy, "centroid_accuracy"), "centroid_accuracy")
     if math.isclose(value, accuracy, abs_tol=1e-3):
         return None

@@ -286,17 +286,23 @@ def profile_steps(
     params, opt_state, *rest = args
     params, opt_state, losses, _ = run_chunk(params, opt_state, *rest)  # warm-up
     losses.block_until_ready()
-    before = set(directory.glob("plugins/profile/*/perfetto_trace.json.gz"))
+    # The trace goes to plugins/profile/<time to the second>/: a trace started within the
+    # same second as an earlier one overwrites its file, so find ours by its time of writing.
+    traced_at = time.time()
     with jax.profiler.trace(str(directory), create_perfetto_trace=True):
         start = time.perf_counter()
         for _ in range(num_calls):
             params, opt_state, losses, _ = run_chunk(params, opt_state, *rest)
         losses.block_until_ready()
         wall = time.perf_counter() - start
-    written = set(directory.glob("plugins/profile/*/perfetto_trace.json.gz")) - before
-    if len(written) != 1:
-        raise RuntimeError(f"jax.profiler wrote {len(written)} new traces under {directory}")
-    (trace_file,) = written
+    written = [
+        path
+        for path in directory.glob("plugins/profile/*/perfetto_trace.json.gz")
+        if path.stat().st_mtime >= traced_at - 1.0  # file times may be coarser than ours
+    ]
+    if not written:
+        raise RuntimeError(f"jax.profiler wrote no trace under {directory}")
+    trace_file = max(written, key=lambda path: path.stat().st_mtime)
     steps = num_calls * len(args[3])
     operations = _operation_times(trace_file, program, steps)
     matmul = sum(op["us_per_step"] for op in operations if op["matmul"])

@@ -356,11 +356,15 @@ def grade(root: Path, *arguments: str):
 
 
 def grade_batch(root: Path, subs: dict) -> dict:
-    """Builds every submission (label -> (assignment, answers)) from a fresh release under
-    ``root``, grades them all in ONE grader call, and returns label -> its report entry."""
+    """Builds every submission (label -> (assignment, answers) or (assignment, answers,
+    added cells), as :func:`build` takes them) from a fresh release under ``root``, grades
+    them all in ONE grader call, and returns label -> its report entry."""
     release = root / "release"
     release_directory(DEFAULT_SOURCE_DIR, release)
-    notebooks = {f"subs/{k}": (name, build(release, name, a)) for k, (name, a) in subs.items()}
+    notebooks = {}
+    for label, (name, answers, *added) in subs.items():
+        cells = added[0] if added else ()
+        notebooks[f"subs/{label}"] = (name, build(release, name, answers, added=cells))
     report = root / "report.json"
     result = grade(root, *write_submissions(root, notebooks), "--json", str(report))
     assert result.returncode == 0, result.stderr[-2000:]

@@ -20,12 +20,8 @@ fixed in the same session; the other three are described in the threat model
 
 from __future__ import annotations
 
-import json
-
 import pytest
-from test_grader_attacks import A3, build, by_id, grade, write_submissions
-
-from vae_edu.assignments import DEFAULT_SOURCE_DIR, release_directory
+from test_grader_attacks import A3, by_id, grade_batch
 
 A3_NONE = {
     "class_means": "class_means = None\nfarthest_digit = None\n",
@@ -35,17 +31,8 @@ A3_NONE = {
 
 @pytest.fixture(scope="module")
 def review5(tmp_path_factory):
-    root = tmp_path_factory.mktemp("review5")
-    release = root / "release"
-    release_directory(DEFAULT_SOURCE_DIR, release)
     untrained = [("training", "params = init_params(jax.random.key(1))  # untrained")]
-    notebook = build(release, A3, A3_NONE, added=untrained)
-    report = root / "report.json"
-    paths = write_submissions(root, {"subs/a3_none": (A3, notebook)})
-    result = grade(root, *paths, "--json", str(report))
-    assert result.returncode == 0, result.stderr[-2000:]
-    entries = json.loads(report.read_text())
-    return {"a3_none": entries[0] if isinstance(entries, list) else entries}
+    return grade_batch(tmp_path_factory.mktemp("review5"), {"a3_none": (A3, A3_NONE, untrained)})
 
 
 def test_none_as_every_a3_statistic_scores_zero(review5):
